@@ -1,0 +1,47 @@
+"""Structural channel pruning for Keras 3 models: graph, importance, planning, surgery, counting.
+
+Pure Keras + numpy; the cross-worker allreduce arrives as a `Reducer`.
+"""
+
+from slimray.pruning.counting import LayerCost, ModelCost, count_model
+from slimray.pruning.graph import DependencyGraph, Group, build_graph
+from slimray.pruning.handlers import LayerHandler, UnsupportedLayerError, register_layer
+from slimray.pruning.importance import Importance, criteria, get_criterion
+from slimray.pruning.optimizer import carry_optimizer, register_optimizer_slots
+from slimray.pruning.planner import MaskPlanner, PrunePlan
+from slimray.pruning.importance import ScoringBatch, score_groups
+from slimray.pruning.pruner import PruneResult, Pruner
+from slimray.pruning.reducer import IdentityReducer, Reducer
+from slimray.pruning.schedules import PruningSchedule, get_schedule, schedules
+from slimray.pruning.surgery import ShrinkResult, shrink, zero_pruned_channels
+
+__all__ = [
+    "DependencyGraph",
+    "Group",
+    "IdentityReducer",
+    "Importance",
+    "LayerCost",
+    "LayerHandler",
+    "MaskPlanner",
+    "ModelCost",
+    "PrunePlan",
+    "PruneResult",
+    "Pruner",
+    "PruningSchedule",
+    "Reducer",
+    "ScoringBatch",
+    "ShrinkResult",
+    "UnsupportedLayerError",
+    "build_graph",
+    "carry_optimizer",
+    "count_model",
+    "criteria",
+    "get_criterion",
+    "get_schedule",
+    "register_layer",
+    "register_optimizer_slots",
+    "schedules",
+    "score_groups",
+    "shrink",
+    "zero_pruned_channels",
+]

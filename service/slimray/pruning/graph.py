@@ -1,0 +1,288 @@
+"""Channel dependency graph of a Keras 3 Functional/Sequential model: the groups of channels
+that must be removed together, and which weight slices each channel owns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from slimray.pruning.handlers import Call, Ids, LayerHandler, UnsupportedLayerError, handler_for
+
+
+@dataclass
+class LayerRecord:
+    """One layer as traced: channel atoms of its inputs/outputs and the shapes of each call."""
+
+    layer: Any
+    path: str
+    handler: LayerHandler
+    in_ids: list[Ids]
+    out_ids: list[Ids]
+    calls: list[Call] = field(default_factory=list)
+
+    def param_axes(self) -> dict[str, dict[int, Ids]]:
+        return self.handler.param_axes(self.layer, self.in_ids, self.out_ids)
+
+
+@dataclass
+class Anchor:
+    """A top-level tensor that feeds a channel-mixing layer; activation criteria read it."""
+
+    tensor: Any
+    ids: Ids
+
+
+@dataclass(frozen=True)
+class Group:
+    """Channels that are removed together; `size` counts the prunable channels."""
+
+    index: int
+    id: str
+    size: int
+    layers: tuple[str, ...]
+
+
+def _functional_of(model: Any, path: str) -> Any:
+    if isinstance(model, keras.Sequential):
+        fn = getattr(model, "_functional", None)
+        if fn is None:
+            raise UnsupportedLayerError(
+                f"Sequential model '{path}' has no Input; build it with keras.Input first."
+            )
+        return fn
+    if not hasattr(model, "_nodes_by_depth"):
+        raise UnsupportedLayerError(
+            f"Model '{path}' of class {type(model).__name__} is a subclassed model; only "
+            "Functional and Sequential models can be traced."
+        )
+    return model
+
+
+def _shape(t: Any) -> tuple[int | None, ...]:
+    return tuple(t.shape)
+
+
+class DependencyGraph:
+    """Traces a model once; answers which group/channel every weight position belongs to."""
+
+    def __init__(self, model: Any):
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"build_graph needs a keras.Model. Received: {type(model).__name__}")
+        self.model = model
+        self.records: dict[int, LayerRecord] = {}
+        self.nested_inputs: dict[int, list[Ids]] = {}  # id(nested model) -> ids of its inputs
+        self.anchors: list[Anchor] = []
+        self._parent: list[int] = []
+        self._space: list[int] = []  # atom -> space
+        self._space_parent: list[int] = []
+        self._space_owner: list[str] = []
+        self._fresh_cache: dict[int, Ids] = {}
+        self._fixed: list[Ids] = []
+        self._path_of: dict[int, str] = {}
+        functional = _functional_of(model, model.name)
+        input_ids = [self._new_atoms(t.shape[-1], "input") for t in functional.inputs]
+        for ids in input_ids:
+            self.fix(ids)
+        for ids in self._trace(functional, input_ids, prefix="", top=True):
+            self.fix(ids)
+        self._build_groups()
+
+    # ---------------------------------------------------------- tracer interface
+    def _new_atoms(self, size: int | None, owner: str) -> Ids:
+        if size is None:
+            raise UnsupportedLayerError(f"'{owner}' has an unknown channel count")
+        start = len(self._parent)
+        space = len(self._space_parent)
+        self._space_parent.append(space)
+        self._space_owner.append(owner)
+        self._parent.extend(range(start, start + size))
+        self._space.extend([space] * size)
+        return np.arange(start, start + size, dtype=np.int64)
+
+    def fresh(self, layer: Any, size: int) -> Ids:
+        """New channels owned by `layer`; the same ones on every call of a shared layer."""
+        key = id(layer)
+        if key not in self._fresh_cache:
+            self._fresh_cache[key] = self._new_atoms(size, self._path_of[key])
+        return self._fresh_cache[key]
+
+    def union(self, a: Ids, b: Ids, where: str) -> None:
+        if len(a) != len(b):
+            raise UnsupportedLayerError(
+                f"Layer '{where}' joins tensors with {len(a)} and {len(b)} channels"
+            )
+        for x, y in zip(a.tolist(), b.tolist(), strict=True):
+            rx, ry = self._find(x), self._find(y)
+            if rx != ry:
+                self._parent[ry] = rx
+                sx, sy = self._space_find(self._space[x]), self._space_find(self._space[y])
+                if sx != sy:
+                    self._space_parent[sy] = sx
+
+    def fix(self, ids: Ids) -> None:
+        self._fixed.append(np.asarray(ids))
+
+    def _find(self, x: int) -> int:
+        parent = self._parent
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def _space_find(self, x: int) -> int:
+        parent = self._space_parent
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    # ---------------------------------------------------------- tracing
+    def _trace(self, functional: Any, input_ids: list[Ids], prefix: str, top: bool) -> list[Ids]:
+        env: dict[int, Ids] = {}
+        for tensor, ids in zip(functional.inputs, input_ids, strict=True):
+            env[id(tensor)] = ids
+        for depth in sorted(functional._nodes_by_depth, reverse=True):
+            for node in functional._nodes_by_depth[depth]:
+                if node.is_input:
+                    continue
+                op = node.operation
+                path = prefix + op.name
+                self._path_of[id(op)] = path
+                ins = [env[id(t)] for t in node.input_tensors]
+                if isinstance(op, keras.Model):
+                    outs = self._trace_nested(op, ins, path)
+                else:
+                    outs = self._trace_layer(op, node, ins, path, top)
+                for tensor, ids in zip(node.output_tensors, outs, strict=True):
+                    if len(ids) != tensor.shape[-1]:
+                        raise UnsupportedLayerError(
+                            f"Layer '{path}' ({type(op).__name__}): traced {len(ids)} channels "
+                            f"but the output has {tensor.shape[-1]}"
+                        )
+                    env[id(tensor)] = ids
+        return [env[id(t)] for t in functional.outputs]
+
+    def _trace_nested(self, model: Any, ins: list[Ids], path: str) -> list[Ids]:
+        inner = _functional_of(model, path)
+        previous = self.nested_inputs.get(id(model))
+        if previous is None:
+            self.nested_inputs[id(model)] = ins
+        else:
+            for a, b in zip(previous, ins, strict=True):
+                self.union(a, b, where=path)
+        return self._trace(inner, ins, prefix=path + "/", top=False)
+
+    def _trace_layer(self, op: Any, node: Any, ins: list[Ids], path: str, top: bool) -> list[Ids]:
+        handler = handler_for(op, path)
+        call = Call(
+            in_shapes=tuple(_shape(t) for t in node.input_tensors),
+            out_shapes=tuple(_shape(t) for t in node.output_tensors),
+        )
+        outs = handler.trace(op, ins, call, self)
+        record = self.records.get(id(op))
+        if record is None:
+            record = LayerRecord(op, path, handler, list(ins), list(outs))
+            self.records[id(op)] = record
+        else:  # shared layer: every call shares the same weights, so channels are tied
+            for a, b in zip(record.in_ids, ins, strict=True):
+                self.union(a, b, where=path)
+            for a, b in zip(record.out_ids, outs, strict=True):
+                self.union(a, b, where=path)
+        record.calls.append(call)
+        if top and handler.mixes_channels:
+            for tensor, ids in zip(node.input_tensors, ins, strict=True):
+                if all(a.tensor is not tensor for a in self.anchors):
+                    self.anchors.append(Anchor(tensor, ids))
+        return outs
+
+    # ---------------------------------------------------------- groups
+    def _build_groups(self) -> None:
+        n = len(self._parent)
+        roots = np.fromiter((self._find(a) for a in range(n)), dtype=np.int64, count=n)
+        fixed_roots = set()
+        for ids in self._fixed:
+            fixed_roots.update(roots[ids].tolist())
+        spaces = np.fromiter(
+            (self._space_find(self._space[a]) for a in range(n)), dtype=np.int64, count=n
+        )
+        group_of_space: dict[int, int] = {}
+        group_roots: list[list[int]] = []
+        chan_of_root: dict[int, tuple[int, int]] = {}
+        for atom in range(n):  # atoms in creation order: channel order follows the first producer
+            root = int(roots[atom])
+            if root in fixed_roots or root in chan_of_root:
+                continue
+            space = int(spaces[atom])
+            if space not in group_of_space:
+                group_of_space[space] = len(group_roots)
+                group_roots.append([])
+            g = group_of_space[space]
+            chan_of_root[root] = (g, len(group_roots[g]))
+            group_roots[g].append(root)
+        self._atom_group = np.full(n, -1, dtype=np.int64)
+        self._atom_chan = np.full(n, -1, dtype=np.int64)
+        for atom in range(n):
+            gc = chan_of_root.get(int(roots[atom]))
+            if gc is not None:
+                self._atom_group[atom], self._atom_chan[atom] = gc
+        owners: dict[int, list[str]] = {g: [] for g in range(len(group_roots))}
+        for s in range(len(self._space_parent)):
+            g = group_of_space.get(self._space_find(s))
+            if g is not None and self._space_owner[s] != "input":
+                owners[g].append(self._space_owner[s])
+        members: dict[int, list[str]] = {g: [] for g in range(len(group_roots))}
+        for record in self.records.values():
+            touched = set()
+            for axes in record.param_axes().values():
+                for ids in axes.values():
+                    touched.update(self._atom_group[ids].tolist())
+            for g in touched - {-1}:
+                members[g].append(record.path)
+        self.groups = [
+            Group(
+                index=g,
+                id="+".join(owners[g]) or f"group{g}",
+                size=len(group_roots[g]),
+                layers=tuple(members[g]),
+            )
+            for g in range(len(group_roots))
+        ]
+
+    # ---------------------------------------------------------- queries
+    def locate(self, ids: Ids) -> tuple[np.ndarray, np.ndarray]:
+        """(group index, channel index) of each position; -1 for channels never pruned."""
+        return self._atom_group[ids], self._atom_chan[ids]
+
+    def keep_positions(self, ids: Ids, keep: list[np.ndarray]) -> np.ndarray:
+        """Boolean mask over positions given per-group boolean keep masks."""
+        g, c = self.locate(ids)
+        out = np.ones(len(ids), dtype=bool)
+        prunable = g >= 0
+        if prunable.any():
+            offsets = np.concatenate([[0], np.cumsum([len(k) for k in keep])])
+            flat = np.concatenate([np.asarray(k, dtype=bool) for k in keep])
+            out[prunable] = flat[offsets[g[prunable]] + c[prunable]]
+        return out
+
+    def layer_records(self) -> list[LayerRecord]:
+        return list(self.records.values())
+
+    def record_by_path(self, path: str) -> LayerRecord:
+        for record in self.records.values():
+            if record.path == path:
+                return record
+        raise KeyError(f"No traced layer at path {path!r}")
+
+    def group_by_id(self, group_id: str) -> Group:
+        for group in self.groups:
+            if group.id == group_id:
+                return group
+        raise KeyError(f"No channel group {group_id!r}; groups: {[g.id for g in self.groups]}")
+
+
+def build_graph(model: Any) -> DependencyGraph:
+    """Trace `model` (Functional or Sequential, nesting allowed) into channel groups."""
+    return DependencyGraph(model)

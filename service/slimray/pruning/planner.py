@@ -1,0 +1,181 @@
+"""Mask planning: from group scores to the channels each group keeps, identically everywhere.
+
+Deterministic given the scores: ties go to the lower channel index, so every worker agrees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from slimray.pruning.graph import DependencyGraph
+
+NORMALIZERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "mean": lambda s: s / (np.mean(s) + 1e-12),
+    "max": lambda s: s / (np.max(s) + 1e-12),
+    "sum": lambda s: s / (np.sum(s) + 1e-12),
+    "none": lambda s: s,
+}
+SCOPES = ("local", "global")
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """Kept channel indices per group id (sorted), plus each group's size when planned."""
+
+    keep: dict[str, tuple[int, ...]]
+    sizes: dict[str, int]
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the plan: workers compare it to prove they hold the same mask."""
+        blob = json.dumps({k: list(v) for k, v in sorted(self.keep.items())}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def masks(self, graph: DependencyGraph) -> list[np.ndarray]:
+        """Boolean keep mask per group, in the graph's group order."""
+        out = []
+        for group in graph.groups:
+            mask = np.zeros(group.size, dtype=bool)
+            kept = self.keep.get(group.id)
+            if kept is None:
+                mask[:] = True
+            else:
+                if self.sizes.get(group.id) != group.size:
+                    raise ValueError(
+                        f"Plan for group '{group.id}' was made for {self.sizes.get(group.id)} "
+                        f"channels; the model has {group.size}"
+                    )
+                mask[list(kept)] = True
+            out.append(mask)
+        return out
+
+    @property
+    def removed(self) -> int:
+        return sum(self.sizes[g] - len(k) for g, k in self.keep.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"keep": {k: list(v) for k, v in self.keep.items()}, "sizes": dict(self.sizes)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PrunePlan:
+        return cls(
+            keep={k: tuple(int(i) for i in v) for k, v in data["keep"].items()},
+            sizes={k: int(v) for k, v in data["sizes"].items()},
+        )
+
+
+def _order(scores: np.ndarray) -> np.ndarray:
+    """Channel indices from most to least important; ties go to the lower index."""
+    return np.lexsort((np.arange(len(scores)), -scores))
+
+
+class MaskPlanner:
+    """Chooses how many channels each group keeps and which ones.
+
+    Sparsity is relative to `baseline_sizes` (the unpruned widths), so iterative schedules reach
+    their target instead of compounding.
+    """
+
+    def __init__(
+        self,
+        scope: str = "local",
+        min_channels: int = 1,
+        round_to: int = 1,
+        normalizer: str = "mean",
+    ):
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}. Received: scope={scope!r}")
+        if isinstance(min_channels, bool) or not isinstance(min_channels, int) or min_channels < 1:
+            raise ValueError(f"min_channels must be an integer >= 1. Received: min_channels={min_channels!r}")
+        if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+            raise ValueError(f"round_to must be an integer >= 1. Received: round_to={round_to!r}")
+        if normalizer not in NORMALIZERS:
+            raise ValueError(
+                f"normalizer must be one of {sorted(NORMALIZERS)}. Received: normalizer={normalizer!r}"
+            )
+        self.scope = scope
+        self.min_channels = min_channels
+        self.round_to = round_to
+        self.normalizer = normalizer
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "min_channels": self.min_channels,
+            "round_to": self.round_to,
+            "normalizer": self.normalizer,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> MaskPlanner:
+        return cls(**config)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MaskPlanner) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.get_config().items())))
+
+    # ------------------------------------------------------------------ planning
+    def plan(
+        self,
+        graph: DependencyGraph,
+        scores: Sequence[np.ndarray],
+        sparsity: float,
+        baseline_sizes: Mapping[str, int] | None = None,
+    ) -> PrunePlan:
+        """Keep-sets for every group at `sparsity` (fraction of baseline channels removed)."""
+        if not isinstance(sparsity, (int, float)) or not 0.0 <= float(sparsity) < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1). Received: sparsity={sparsity!r}")
+        groups = graph.groups
+        if len(scores) != len(groups):
+            raise ValueError(f"Got scores for {len(scores)} groups; the graph has {len(groups)}")
+        base = {g.id: int((baseline_sizes or {}).get(g.id, g.size)) for g in groups}
+        if self.scope == "local":
+            counts = [self._local_keep(base[g.id], g.size, sparsity) for g in groups]
+        else:
+            counts = self._global_keep(groups, scores, base, sparsity)
+        keep = {}
+        for group, s, k in zip(groups, scores, counts, strict=True):
+            k = self._rounded(k, group.size)
+            keep[group.id] = tuple(sorted(int(i) for i in _order(np.asarray(s))[:k]))
+        return PrunePlan(keep=keep, sizes={g.id: g.size for g in groups})
+
+    def _floor(self, size: int) -> int:
+        return min(self.min_channels, size)
+
+    def _local_keep(self, baseline: int, size: int, sparsity: float) -> int:
+        target = baseline - math.floor(sparsity * baseline)
+        return min(size, max(target, self._floor(size)))
+
+    def _rounded(self, keep: int, size: int) -> int:
+        return min(size, math.ceil(keep / self.round_to) * self.round_to)
+
+    def _global_keep(self, groups, scores, base, sparsity) -> list[int]:
+        total_base = sum(base.values())
+        target_keep = total_base - math.floor(sparsity * total_base)
+        to_remove = sum(g.size for g in groups) - target_keep
+        counts = [g.size for g in groups]
+        if to_remove <= 0:
+            return counts
+        norm = NORMALIZERS[self.normalizer]
+        candidates = []
+        for g, s in zip(groups, scores, strict=True):
+            s = norm(np.asarray(s, dtype=np.float64))
+            for rank, c in enumerate(_order(s)[::-1]):  # least important first
+                candidates.append((float(s[c]), g.index, rank))
+        candidates.sort()
+        for _, gi, _ in candidates:
+            if to_remove == 0:
+                break
+            if counts[gi] > self._floor(groups[gi].size):
+                counts[gi] -= 1
+                to_remove -= 1
+        return counts

@@ -1,0 +1,134 @@
+"""One pruning event end to end: trace, score, allreduce, plan, shrink, carry the optimizer.
+
+The piece the CLI and the distributed worker loop both call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from slimray.pruning.counting import ModelCost, count_model
+from slimray.pruning.graph import DependencyGraph, build_graph
+from slimray.pruning.importance import Importance, ScoringBatch, criteria, get_criterion
+from slimray.pruning.optimizer import carry_optimizer
+from slimray.pruning.planner import MaskPlanner, PrunePlan
+from slimray.pruning.reducer import IdentityReducer, Reducer
+from slimray.pruning.surgery import shrink
+
+
+@dataclass
+class PruneResult:
+    """The smaller model (and optimizer), the plan applied and what it saved."""
+
+    model: Any
+    optimizer: Any
+    plan: PrunePlan
+    groups: list[dict[str, Any]]
+    before: ModelCost
+    after: ModelCost
+    durations: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "digest": self.plan.digest,
+            "groups": self.groups,
+            "channels_before": sum(g["size"] for g in self.groups),
+            "channels_after": sum(len(g["kept"]) for g in self.groups),
+            "params_before": self.before.params,
+            "params_after": self.after.params,
+            "flops_before": self.before.flops,
+            "flops_after": self.after.flops,
+            "durations": dict(self.durations),
+        }
+
+
+class Pruner:
+    """Criterion + planner + reducer; `prune(model, sparsity)` returns a new, smaller model."""
+
+    def __init__(
+        self,
+        criterion: Any = "l1",
+        planner: MaskPlanner | Mapping[str, Any] | None = None,
+        reducer: Reducer | None = None,
+    ):
+        self.criterion: Importance = get_criterion(criterion)
+        if planner is None:
+            planner = MaskPlanner()
+        elif isinstance(planner, Mapping):
+            planner = MaskPlanner.from_config(dict(planner))
+        if not isinstance(planner, MaskPlanner):
+            raise TypeError(f"planner must be a MaskPlanner or its config. Received: {planner!r}")
+        self.planner = planner
+        self.reducer = reducer or IdentityReducer()
+
+    def get_config(self) -> dict[str, Any]:
+        return {"criterion": criteria.serialize(self.criterion), "planner": self.planner.get_config()}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Pruner:
+        return cls(criterion=config["criterion"], planner=config["planner"])
+
+    def plan(
+        self,
+        model: Any,
+        sparsity: float,
+        batch: ScoringBatch | None = None,
+        baseline_sizes: Mapping[str, int] | None = None,
+        graph: DependencyGraph | None = None,
+        durations: dict[str, float] | None = None,
+    ) -> PrunePlan:
+        """Score locally, allreduce, and plan: the same plan on every worker."""
+        durations = {} if durations is None else durations
+        graph = graph or build_graph(model)
+        start = time.perf_counter()
+        local = self.criterion(graph, batch)
+        durations["score"] = time.perf_counter() - start
+        sizes = [g.size for g in graph.groups]
+        start = time.perf_counter()
+        flat = np.concatenate(local).astype(np.float64) if local else np.zeros(0)
+        total = np.asarray(self.reducer.allreduce(flat), dtype=np.float64) / self.reducer.world_size
+        durations["allreduce"] = time.perf_counter() - start
+        durations["allreduce_bytes"] = float(flat.nbytes)
+        scores = np.split(total, np.cumsum(sizes)[:-1]) if sizes else []
+        return self.planner.plan(graph, scores, sparsity, baseline_sizes)
+
+    def apply(
+        self,
+        model: Any,
+        plan: PrunePlan,
+        optimizer: Any = None,
+        graph: DependencyGraph | None = None,
+        durations: dict[str, float] | None = None,
+    ) -> PruneResult:
+        """Physically remove the channels `plan` drops; the input model is not modified."""
+        durations = {} if durations is None else durations
+        graph = graph or build_graph(model)
+        before = count_model(model, graph)
+        start = time.perf_counter()
+        shrunk = shrink(model, graph, plan)
+        new_optimizer = carry_optimizer(optimizer, shrunk.moves, shrunk.model) if optimizer else None
+        durations["surgery"] = time.perf_counter() - start
+        after = count_model(shrunk.model)
+        groups = [
+            {"id": g.id, "layers": list(g.layers), "size": g.size, "kept": list(plan.keep[g.id])}
+            for g in graph.groups
+        ]
+        return PruneResult(shrunk.model, new_optimizer, plan, groups, before, after, durations)
+
+    def prune(
+        self,
+        model: Any,
+        sparsity: float,
+        batch: ScoringBatch | None = None,
+        optimizer: Any = None,
+        baseline_sizes: Mapping[str, int] | None = None,
+    ) -> PruneResult:
+        graph = build_graph(model)
+        durations: dict[str, float] = {}
+        plan = self.plan(model, sparsity, batch, baseline_sizes, graph, durations)
+        return self.apply(model, plan, optimizer, graph, durations)

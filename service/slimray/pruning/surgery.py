@@ -1,0 +1,154 @@
+"""Surgery: a new, physically smaller `keras.Model` with the surviving weights copied.
+
+The original model is left untouched; the new one is built from an edited config, so it saves
+and loads with plain Keras.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from slimray.pruning.graph import DependencyGraph, LayerRecord
+from slimray.pruning.handlers import registered_classes
+from slimray.pruning.planner import PrunePlan
+
+
+@dataclass
+class VariableMove:
+    """Where an old variable's surviving values go: `new[...] = old[np.ix_(*index)]`."""
+
+    old: Any
+    new: Any
+    index: tuple[np.ndarray | slice, ...]
+
+    def take(self, value: np.ndarray) -> np.ndarray:
+        out = value
+        for axis, idx in enumerate(self.index):
+            if not isinstance(idx, slice):
+                out = np.take(out, idx, axis=axis)
+        return out
+
+
+@dataclass
+class ShrinkResult:
+    model: Any
+    moves: list[VariableMove]
+
+
+def _layer_index(record: LayerRecord, graph: DependencyGraph, masks) -> dict[str, tuple]:
+    """Per variable name, the kept positions along each channel axis."""
+    index: dict[str, tuple] = {}
+    weights = {w.name: w for w in record.layer.weights}
+    for name, axes in record.param_axes().items():
+        shape = weights[name].shape
+        idx: list[np.ndarray | slice] = [slice(None)] * len(shape)
+        for axis, ids in axes.items():
+            if len(ids) != shape[axis]:
+                raise ValueError(
+                    f"Layer '{record.path}': variable '{name}' axis {axis} has {shape[axis]} "
+                    f"positions, the handler mapped {len(ids)}"
+                )
+            idx[axis] = np.nonzero(graph.keep_positions(ids, masks))[0]
+        index[name] = tuple(idx)
+    return index
+
+
+class _Editor:
+    """Rewrites a (possibly nested) model config for the kept channels."""
+
+    def __init__(self, graph: DependencyGraph, masks: list[np.ndarray]):
+        self.graph = graph
+        self.masks = masks
+        self.by_layer = {id(r.layer): r for r in graph.layer_records()}
+
+    def keep(self, ids) -> np.ndarray:
+        return self.graph.keep_positions(ids, self.masks)
+
+    def edit_model(self, model: Any, config: dict) -> dict:
+        config = copy.deepcopy(config)
+        inner = getattr(model, "_functional", None) or model
+        input_layers = {t._keras_history.operation.name: t for t in inner.inputs}
+        nested_in = self.graph.nested_inputs.get(id(model))
+        for entry in config["layers"]:
+            entry.pop("build_config", None)
+            layer_cfg = entry["config"]
+            name = layer_cfg.get("name", entry.get("name"))
+            if entry["class_name"] == "InputLayer":
+                if nested_in is not None and name in input_layers:
+                    pos = [t._keras_history.operation.name for t in inner.inputs].index(name)
+                    shape = list(layer_cfg["batch_shape"])
+                    shape[-1] = int(np.count_nonzero(self.keep(nested_in[pos])))
+                    layer_cfg["batch_shape"] = shape
+                continue
+            layer = model.get_layer(name)
+            if isinstance(layer, keras.Model):
+                entry["config"] = self.edit_model(layer, layer_cfg)
+                continue
+            record = self.by_layer.get(id(layer))
+            if record is None:
+                continue
+            in_keep = [self.keep(ids) for ids in record.in_ids]
+            out_keep = [self.keep(ids) for ids in record.out_ids]
+            entry["config"] = record.handler.resize(layer_cfg, in_keep, out_keep)
+        if isinstance(model, keras.Sequential) and nested_in is not None:
+            config.pop("build_input_shape", None)
+        return config
+
+
+def _find_new_layer(new_model: Any, path: str) -> Any:
+    layer = new_model
+    for part in path.split("/"):
+        layer = layer.get_layer(part)
+    return layer
+
+
+def shrink(model: Any, graph: DependencyGraph, plan: PrunePlan) -> ShrinkResult:
+    """Build the pruned model described by `plan` and copy the surviving weights into it."""
+    masks = plan.masks(graph)
+    config = _Editor(graph, masks).edit_model(model, model.get_config())
+    scope = {cls.__name__: cls for cls in registered_classes()}
+    with keras.saving.custom_object_scope(scope):
+        new_model = type(model).from_config(config)
+    moves: list[VariableMove] = []
+    for record in graph.layer_records():
+        new_layer = _find_new_layer(new_model, record.path)
+        index = _layer_index(record, graph, masks)
+        if len(record.layer.weights) != len(new_layer.weights):
+            raise ValueError(
+                f"Layer '{record.path}': rebuilt layer has {len(new_layer.weights)} variables, "
+                f"the original {len(record.layer.weights)}"
+            )
+        for old, new in zip(record.layer.weights, new_layer.weights, strict=True):
+            move = VariableMove(old, new, index.get(old.name, ()))
+            value = move.take(keras.ops.convert_to_numpy(old))
+            if tuple(value.shape) != tuple(new.shape):
+                raise ValueError(
+                    f"Layer '{record.path}': variable '{old.name}' sliced to {value.shape} but "
+                    f"the rebuilt layer expects {tuple(new.shape)}"
+                )
+            new.assign(value)
+            moves.append(move)
+    return ShrinkResult(new_model, moves)
+
+
+def zero_pruned_channels(model: Any, graph: DependencyGraph, plan: PrunePlan) -> None:
+    """Set, in place, every weight position of the channels `plan` removes to zero.
+
+    The mask-only equivalent of `shrink`: used to prove surgery is exact.
+    """
+    masks = plan.masks(graph)
+    for record in graph.layer_records():
+        weights = {w.name: w for w in record.layer.weights}
+        for name, axes in record.param_axes().items():
+            value = keras.ops.convert_to_numpy(weights[name]).copy()
+            for axis, ids in axes.items():
+                drop = ~graph.keep_positions(ids, masks)
+                index = [slice(None)] * value.ndim
+                index[axis] = drop
+                value[tuple(index)] = 0.0
+            weights[name].assign(value)
