@@ -17,7 +17,16 @@ _SLOTS: dict[type, tuple[str, ...]] = {
     keras.optimizers.Adam: ("_momentums", "_velocities", "_velocity_hats"),
     keras.optimizers.AdamW: ("_momentums", "_velocities", "_velocity_hats"),
     keras.optimizers.RMSprop: ("_velocities", "_momentums", "_average_gradients"),
+    keras.optimizers.Nadam: ("_momentums", "_velocities"),
+    keras.optimizers.Lamb: ("_momentums", "_velocities"),
+    keras.optimizers.Lion: ("_momentums",),
+    keras.optimizers.Adamax: ("_m", "_u"),
+    keras.optimizers.Adagrad: ("_accumulators",),
+    keras.optimizers.Adadelta: ("_accumulated_grads", "_accumulated_delta_vars"),
+    keras.optimizers.Ftrl: ("_accumulators", "_linears"),
 }
+# Not registered on purpose: Adafactor keeps factored (row/column) slots whose shapes differ
+# from the variable's, so slicing them like the weight would be wrong.
 
 
 def register_optimizer_slots(optimizer_class: type, attributes: Sequence[str]) -> None:

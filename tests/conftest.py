@@ -1,0 +1,31 @@
+"""Shared test set-up: quiet TensorFlow, seeded randomness, and the tool-required switch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+
+REQUIRE_TOOLS = os.environ.get("SLIMRAY_REQUIRE_TOOLS") == "1"
+
+
+def need_tool(name: str) -> str:
+    """Path of an external tool; a skip locally, a failure when SLIMRAY_REQUIRE_TOOLS=1."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"external tool {name!r} not found"
+        if REQUIRE_TOOLS:
+            pytest.fail(message + " (SLIMRAY_REQUIRE_TOOLS=1)")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    import keras
+
+    keras.utils.set_random_seed(1234)
+    yield
