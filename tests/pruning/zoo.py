@@ -42,7 +42,7 @@ ZOO = [
               "s2_conv2": "stage2", "s3_conv1": "stage3", "s3_conv2": "stage3"},
              extra={"input_shape": (16, 16, 3)}),
     ZooEntry("resnet", {"stage1": 8, "stage2": 12, "inner1": 6, "inner2": 10},
-             {"stem+b1_conv2": "stage1", "b1_conv1": "inner1", "b2_conv1": "inner2",
+             {"b1_conv2+stem": "stage1", "b1_conv1": "inner1", "b2_conv1": "inner2",
               "b2_conv2+b2_proj": "stage2"},
              extra={"input_shape": (16, 16, 3)}),
     ZooEntry("inception", {"stem": 8, "branch1": 4, "reduce3": 4, "branch3": 6,

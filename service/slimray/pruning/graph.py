@@ -244,7 +244,7 @@ class DependencyGraph:
         self.groups = [
             Group(
                 index=g,
-                id="+".join(owners[g]) or f"group{g}",
+                id="+".join(sorted(owners[g])) or f"group{g}",
                 size=len(group_roots[g]),
                 layers=tuple(members[g]),
             )

@@ -197,16 +197,20 @@ class _ActivationImportance(Importance):
     name = ""
 
     def _anchors(self, graph: DependencyGraph):
-        covered = set()
+        covered: set[int] = set()
+        anchors = []
         for anchor in graph.anchors:
-            covered.update(np.unique(graph.locate(anchor.ids)[0]).tolist())
+            groups = set(np.unique(graph.locate(anchor.ids)[0]).tolist()) - {-1}
+            if groups:
+                anchors.append(anchor)
+                covered |= groups
         missing = [g.id for g in graph.groups if g.index not in covered]
         if missing:
             raise ValueError(
                 f"Criterion {self.name!r} cannot see the activations of groups {missing}: they "
                 "are consumed only inside nested models. Use a weight criterion (l1, l2, bn_scale)."
             )
-        return graph.anchors
+        return anchors
 
     def _require(self, batch: ScoringBatch | None, targets: bool) -> ScoringBatch:
         if batch is None or batch.x is None or (targets and batch.y is None):
@@ -217,7 +221,7 @@ class _ActivationImportance(Importance):
     def _probe(self, graph: DependencyGraph, anchors) -> keras.Model:
         model = graph.model
         outputs = list(model.outputs)
-        return keras.Model(model.inputs, outputs + [a.tensor for a in anchors])
+        return keras.Model(model.input, outputs + [a.tensor for a in anchors])
 
     @staticmethod
     def _per_channel(values: np.ndarray) -> np.ndarray:

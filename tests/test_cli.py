@@ -1,0 +1,79 @@
+"""`slimray prune`: the real command, run as a user would, on a saved model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slimray.models import build_model
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def _slimray(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "slimray.cli", *args],
+        capture_output=True, text=True, env=ENV, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "resnet.keras"
+    build_model("resnet", input_shape=(16, 16, 3), stage1=16, stage2=24, inner1=12, inner2=20).save(path)
+    return path
+
+
+def test_prune_writes_a_plain_keras_model_and_a_report(saved_model, tmp_path):
+    out, report = tmp_path / "small.keras", tmp_path / "report.json"
+    proc = _slimray("prune", str(saved_model), "--sparsity", "0.5", "--output", str(out),
+                    "--criterion", "l2", "--scope", "global", "--round-to", "4",
+                    "--report", str(report))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Channel groups pruned" in proc.stdout and "flops" in proc.stdout
+    data = json.loads(report.read_text())
+    assert data["params_after"] < data["params_before"]
+    assert data["flops_after"] < data["flops_before"]
+    by_id = {g["id"]: g for g in data["groups"]}
+    assert set(by_id) == {"b1_conv2+stem", "b1_conv1", "b2_conv1", "b2_conv2+b2_proj"}
+    for g in data["groups"]:
+        assert len(g["kept"]) % 4 == 0 or len(g["kept"]) == g["size"]
+        assert g["kept"] == sorted(g["kept"]) and g["layers"]
+    assert data["layers_after"] and len(data["digest"]) == 64
+    # loads with plain Keras, with no slimray import and no custom objects
+    check = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, keras; m = keras.models.load_model(sys.argv[1]); "
+         "assert 'slimray' not in sys.modules; print(m.count_params())", str(out)],
+        capture_output=True, text=True, env=ENV, timeout=120,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stderr
+    assert int(check.stdout.split()[-1]) == data["params_after"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--sparsity", "1.5"], "sparsity=1.5"), (["--criterion", "l7"], "l7"),
+     (["--criterion", "taylor"], "needs data"), (["--scope", "local", "--round-to", "0"], "round_to=0"),
+     (["--min-channels", "-3"], "min_channels=-3")],
+)  # fmt: skip
+def test_bad_arguments_exit_2_naming_them(saved_model, tmp_path, args, message):
+    out = tmp_path / "x.keras"
+    base = ["prune", str(saved_model), "--output", str(out)]
+    if "--sparsity" not in args:
+        base += ["--sparsity", "0.5"]
+    proc = _slimray(*base, *args)
+    assert proc.returncode == 2
+    assert message in proc.stdout.replace("\n", "")
+    assert not out.exists()
+
+
+def test_missing_model_file(tmp_path):
+    proc = _slimray("prune", str(tmp_path / "nope.keras"), "--sparsity", "0.5",
+                    "--output", str(tmp_path / "o.keras"))  # fmt: skip
+    assert proc.returncode == 2 and "not found" in proc.stdout
