@@ -25,7 +25,9 @@ def _slimray(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "resnet.keras"
-    build_model("resnet", input_shape=(16, 16, 3), stage1=16, stage2=24, inner1=12, inner2=20).save(path)
+    build_model("resnet", input_shape=(16, 16, 3), stage1=16, stage2=24, inner1=12, inner2=20).save(
+        path
+    )
     return path
 
 
@@ -59,7 +61,7 @@ def test_prune_writes_a_plain_keras_model_and_a_report(saved_model, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["--sparsity", "1.5"], "sparsity=1.5"), (["--criterion", "l7"], "l7"),
-     (["--criterion", "taylor"], "needs data"), (["--scope", "local", "--round-to", "0"], "round_to=0"),
+     (["--criterion", "taylor"], "needs data"), (["--round-to", "0"], "round_to=0"),
      (["--min-channels", "-3"], "min_channels=-3")],
 )  # fmt: skip
 def test_bad_arguments_exit_2_naming_them(saved_model, tmp_path, args, message):

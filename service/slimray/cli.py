@@ -88,7 +88,9 @@ def _print_prune_report(report: dict[str, Any]) -> None:
         table.add_column(col, justify="right" if col in ("size", "kept", "removed") else "left")
     for g in report["groups"]:
         kept = len(g["kept"])
-        table.add_row(g["id"], ", ".join(g["layers"]), str(g["size"]), str(kept), str(g["size"] - kept))
+        table.add_row(
+            g["id"], ", ".join(g["layers"]), str(g["size"]), str(kept), str(g["size"] - kept)
+        )
     console.print(table)
     totals = Table(title="Model cost (per sample)")
     for col in ("", "before", "after", "ratio"):
@@ -109,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     prune = sub.add_parser("prune", help="one-shot structured pruning of a saved .keras model")
     prune.add_argument("model", help="input .keras file")
-    prune.add_argument("--sparsity", type=float, required=True, help="fraction of channels to remove")
+    prune.add_argument(
+        "--sparsity", type=float, required=True, help="fraction of channels to remove"
+    )
     prune.add_argument("--output", required=True, help="output .keras file")
     prune.add_argument("--criterion", default="l1", help="l1, l2, bn_scale, random")
     prune.add_argument("--scope", default="local", choices=["local", "global"])

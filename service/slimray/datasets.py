@@ -66,7 +66,7 @@ def split(x: np.ndarray, y: np.ndarray, validation_split: float, seed: int) -> S
         raise ValueError(f"validation_split must be in [0, 1). Received: {validation_split!r}")
     order = np.random.default_rng(seed).permutation(len(x))
     x, y = x[order], y[order]
-    n_val = int(round(len(x) * validation_split))
+    n_val = round(len(x) * validation_split)
     cut = len(x) - n_val
     return Split(x[:cut], y[:cut], x[cut:], y[cut:])
 

@@ -12,7 +12,7 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Maps short names to classes; `get` accepts a name, `{"class_name", "config"}` or an instance."""
+    """Short names to classes; `get` takes a name, `{"class_name", "config"}` or an instance."""
 
     def __init__(self, kind: str, base: type[T]):
         self.kind = kind

@@ -1,4 +1,4 @@
-"""Dependency graph: coupling rules, never-pruned channels, and clear errors for what it cannot do."""
+"""Dependency graph: coupling rules, never-pruned channels, clear errors for what it cannot do."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from slimray.pruning import (
     register_layer,
     shrink,
 )
-from slimray.pruning.handlers import PassThroughHandler, _HANDLERS
+from slimray.pruning.handlers import _HANDLERS, PassThroughHandler
 from slimray.pruning.surgery import zero_pruned_channels
 
 

@@ -8,7 +8,14 @@ import pytest
 import tensorflow as tf
 from keras import layers as L
 
-from slimray.pruning import Importance, ScoringBatch, build_graph, criteria, get_criterion, score_groups
+from slimray.pruning import (
+    Importance,
+    ScoringBatch,
+    build_graph,
+    criteria,
+    get_criterion,
+    score_groups,
+)
 from tests.pruning.zoo import ZOO, randomize
 
 

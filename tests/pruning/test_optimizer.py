@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from slimray.pruning import build_graph, carry_optimizer, get_criterion, register_optimizer_slots, shrink
+from slimray.pruning import (
+    build_graph,
+    carry_optimizer,
+    get_criterion,
+    register_optimizer_slots,
+    shrink,
+)
 from slimray.pruning.planner import MaskPlanner
 from slimray.pruning.surgery import zero_pruned_channels
 from tests.pruning.zoo import ZOO, randomize
@@ -60,8 +66,10 @@ def test_step_after_surgery_equals_big_step_with_removed_channels_zero(name):
             i = optimizer._get_variable_index(move.old)
             j = small_opt._get_variable_index(move.new)
             np.testing.assert_allclose(
-                np.asarray(small_opt.momentums[j]), move.take(np.asarray(optimizer.momentums[i])),
-                atol=1e-5, rtol=0,
+                np.asarray(small_opt.momentums[j]),
+                move.take(np.asarray(optimizer.momentums[i])),
+                atol=1e-5,
+                rtol=0,
             )
 
 
@@ -111,8 +119,10 @@ def test_every_slot_is_sliced_like_its_variable(optimizer):
     assert new.get_config() == optimizer.get_config()
     assert int(new.iterations.numpy()) == int(optimizer.iterations.numpy()) == 2
     checked = 0
-    for attribute in ("momentums", "_momentums", "_velocities", "_velocity_hats", "_m", "_u",
-                      "_accumulators", "_average_gradients", "_model_variables_moving_average"):  # fmt: skip
+    attributes = ("momentums", "_momentums", "_velocities", "_velocity_hats", "_m", "_u",
+                  "_accumulators", "_average_gradients",
+                  "_model_variables_moving_average")  # fmt: skip
+    for attribute in attributes:
         old_slots, new_slots = getattr(optimizer, attribute, None), getattr(new, attribute, None)
         if not old_slots:
             continue

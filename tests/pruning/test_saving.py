@@ -36,8 +36,8 @@ def test_pruning_twice_keeps_shrinking_relative_to_the_baseline():
 
 
 def test_pruner_config_round_trips():
-    pruner = Pruner({"class_name": "random", "config": {"seed": 3}},
-                    {"scope": "global", "min_channels": 2, "round_to": 4, "normalizer": "max"})  # fmt: skip
+    planner = {"scope": "global", "min_channels": 2, "round_to": 4, "normalizer": "max"}
+    pruner = Pruner({"class_name": "random", "config": {"seed": 3}}, planner)
     again = Pruner.from_config(pruner.get_config())
     assert again.get_config() == pruner.get_config()
     assert again.criterion == pruner.criterion and again.planner == pruner.planner

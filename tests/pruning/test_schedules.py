@@ -17,7 +17,12 @@ def test_one_shot():
 
 def test_iterative_reaches_the_target_in_equal_steps():
     s = Iterative(start=10, end=40, every=10, sparsity=0.6)
-    assert [(t, round(v, 6)) for t, v in s.events()] == [(10, 0.15), (20, 0.3), (30, 0.45), (40, 0.6)]
+    assert [(t, round(v, 6)) for t, v in s.events()] == [
+        (10, 0.15),
+        (20, 0.3),
+        (30, 0.45),
+        (40, 0.6),
+    ]
     assert s(25) == (False, pytest.approx(0.3))
     assert s.final_sparsity == pytest.approx(0.6)
 

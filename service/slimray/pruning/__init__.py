@@ -6,11 +6,16 @@ Pure Keras + numpy; the cross-worker allreduce arrives as a `Reducer`.
 from slimray.pruning.counting import LayerCost, ModelCost, count_model
 from slimray.pruning.graph import DependencyGraph, Group, build_graph
 from slimray.pruning.handlers import LayerHandler, UnsupportedLayerError, register_layer
-from slimray.pruning.importance import Importance, criteria, get_criterion
+from slimray.pruning.importance import (
+    Importance,
+    ScoringBatch,
+    criteria,
+    get_criterion,
+    score_groups,
+)
 from slimray.pruning.optimizer import carry_optimizer, register_optimizer_slots
 from slimray.pruning.planner import MaskPlanner, PrunePlan
-from slimray.pruning.importance import ScoringBatch, score_groups
-from slimray.pruning.pruner import PruneResult, Pruner
+from slimray.pruning.pruner import Pruner, PruneResult
 from slimray.pruning.reducer import IdentityReducer, Reducer
 from slimray.pruning.schedules import PruningSchedule, get_schedule, schedules
 from slimray.pruning.surgery import ShrinkResult, shrink, zero_pruned_channels

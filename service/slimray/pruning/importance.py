@@ -31,7 +31,9 @@ class Importance:
 
     needs_data = False
 
-    def __call__(self, graph: DependencyGraph, batch: ScoringBatch | None = None) -> list[np.ndarray]:
+    def __call__(
+        self, graph: DependencyGraph, batch: ScoringBatch | None = None
+    ) -> list[np.ndarray]:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:

@@ -67,7 +67,10 @@ class Pruner:
         self.reducer = reducer or IdentityReducer()
 
     def get_config(self) -> dict[str, Any]:
-        return {"criterion": criteria.serialize(self.criterion), "planner": self.planner.get_config()}
+        return {
+            "criterion": criteria.serialize(self.criterion),
+            "planner": self.planner.get_config(),
+        }
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Pruner:
@@ -111,7 +114,9 @@ class Pruner:
         before = count_model(model, graph)
         start = time.perf_counter()
         shrunk = shrink(model, graph, plan)
-        new_optimizer = carry_optimizer(optimizer, shrunk.moves, shrunk.model) if optimizer else None
+        new_optimizer = (
+            carry_optimizer(optimizer, shrunk.moves, shrunk.model) if optimizer else None
+        )
         durations["surgery"] = time.perf_counter() - start
         after = count_model(shrunk.model)
         groups = [

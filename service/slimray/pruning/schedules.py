@@ -112,7 +112,12 @@ class Iterative(_EventSchedule):
         return [(s, self.sparsity * (k + 1) / n) for k, s in enumerate(steps)]
 
     def get_config(self):
-        return {"start": self.start, "end": self.end, "every": self.every, "sparsity": self.sparsity}
+        return {
+            "start": self.start,
+            "end": self.end,
+            "every": self.every,
+            "sparsity": self.sparsity,
+        }
 
 
 @schedules.register("polynomial")
@@ -134,7 +139,9 @@ class PolynomialDecay(_EventSchedule):
         self.begin_step = _int("begin_step", begin_step)
         self.end_step = _int("end_step", end_step)
         if self.end_step <= self.begin_step:
-            raise ValueError(f"end_step must be > begin_step ({begin_step}). Received: end_step={end_step!r}")
+            raise ValueError(
+                f"end_step must be > begin_step ({begin_step}). Received: end_step={end_step!r}"
+            )
         if not isinstance(power, (int, float)) or isinstance(power, bool) or power <= 0:
             raise ValueError(f"power must be a positive number. Received: power={power!r}")
         self.power = float(power)
@@ -161,5 +168,3 @@ class PolynomialDecay(_EventSchedule):
             "power": self.power,
             "frequency": self.frequency,
         }
-
-
