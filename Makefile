@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) examples/prune_mnist.py
+	$(VENV)/bin/slimray run examples/mnist.yaml --overwrite
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check service tests benchmarks examples

@@ -102,6 +102,105 @@ def _print_prune_report(report: dict[str, Any]) -> None:
     console.print(f"saved {report['output']}  digest {report['digest'][:16]}")
 
 
+# ------------------------------------------------------------------ run
+
+
+class _Progress:
+    """Live terminal view of a run: step bar, throughput, gain, params, accuracy, events."""
+
+    def __init__(self, quiet: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.quiet = quiet
+        self.bar = Progress(
+            TextColumn("[bold]step"), MofNCompleteColumn(), BarColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+            disable=quiet,
+        )  # fmt: skip
+        self.task = None
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "start":
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=data["total_steps"], info="starting")
+            self._say(f"{data['world']} workers, {data['n_train']} training samples, "
+                      f"{data['total_steps']} steps -> {data['run_dir']}")  # fmt: skip
+        elif kind == "report":
+            gain = data.get("throughput_gain")
+            acc = data.get("val_accuracy")
+            info = (f"{data['samples_per_second']:,.0f} samples/s"
+                    f"{f'  gain {gain:.2f}x' if gain else ''}  params {_human(data['params'])}"
+                    f"{f'  val acc {acc:.3f}' if acc is not None else ''}")  # fmt: skip
+            self.bar.update(self.task, completed=data["step"], info=info)
+            event = data.get("event")
+            if event:
+                d = event["durations"]
+                self._say(
+                    f"prune @ step {event['step']}: channels {event['channels_before']} -> "
+                    f"{event['channels_after']}, params {_human(event['params_before'])} -> "
+                    f"{_human(event['params_after'])} (score {d.get('score', 0) * 1e3:.0f} ms, "
+                    f"allreduce {d.get('allreduce', 0) * 1e3:.1f} ms, surgery "
+                    f"{d.get('surgery', 0) * 1e3:.0f} ms, retrace {d.get('retrace', 0) * 1e3:.0f} ms)"
+                )
+        elif kind == "worker_error":
+            self._say(f"[yellow]worker error[/]: {data}")
+        elif kind == "end":
+            self.bar.stop()
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            self.bar.console.print(text, highlight=False)
+
+
+def _print_run_summary(report: dict[str, Any]) -> None:
+    table = Table(title=f"{report['job']}: {report['state']}")
+    table.add_column("")
+    table.add_column("dense", justify="right")
+    table.add_column("final", justify="right")
+    dense, final = report.get("dense_samples_per_second"), report.get("final_samples_per_second")
+    table.add_row("train samples/s", f"{dense:,.0f}" if dense else "-", f"{final:,.0f}" if final else "-")
+    table.add_row("parameters", _human(report["params"]["before"] or 0), _human(report["params"]["after"] or 0))
+    table.add_row("FLOPs/sample", _human(report["flops_per_sample"]["before"] or 0),
+                  _human(report["flops_per_sample"]["after"] or 0))  # fmt: skip
+    acc = report.get("exported_accuracy")
+    table.add_row("val accuracy (exported model)", "", f"{acc:.4f}" if acc is not None else "-")
+    console.print(table)
+    gain = report.get("throughput_gain")
+    if gain:
+        console.print(f"throughput gain {gain:.2f}x over the unpruned phase; "
+                      f"run directory {report.get('run_dir', '')}")  # fmt: skip
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from slimray.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as err:
+        raise CliError(str(err)) from err
+    from slimray.runtime.trainer import RunDirectoryExists, run_job
+
+    try:
+        result = run_job(spec, address=args.address, overwrite=args.overwrite,
+                         on_event=_Progress(args.quiet))  # fmt: skip
+    except (RunDirectoryExists, ValueError) as err:
+        raise CliError(str(err)) from err
+    result.report["run_dir"] = str(result.run_dir)
+    _print_run_summary(result.report)
+    if result.state != "succeeded":
+        console.print(f"[bold red]job failed:[/] {result.error}", highlight=False)
+        return 1
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from slimray.spec import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
 # ------------------------------------------------------------------ entry point
 
 
@@ -121,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--min-channels", type=int, default=1, help="never keep fewer per group")
     prune.add_argument("--report", help="write a JSON report here")
     prune.set_defaults(func=_cmd_prune)
+
+    run = sub.add_parser("run", help="run a training job on Ray (embedded, or --address)")
+    run.add_argument("spec", help="job spec, YAML or JSON")
+    run.add_argument("--address", help="join this Ray cluster instead of starting one")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    run.add_argument("--quiet", action="store_true", help="no live progress")
+    run.set_defaults(func=_cmd_run)
+
+    schema = sub.add_parser("schema", help="print the job spec's JSON Schema")
+    schema.set_defaults(func=_cmd_schema)
     return parser
 
 

@@ -62,6 +62,7 @@ def seed_cnn(
     conv1: int = 32,
     conv2: int = 64,
     fc: int = 128,
+    dropout: float = 0.0,
 ) -> keras.Model:
     """The seed's handwritten-digit CNN, made correct: max-pooling and a Flatten -> Dense head
     (the global-average-pool layout reached 48% on the 5,000 MNIST digits; this one 96%)."""
@@ -71,7 +72,9 @@ def seed_cnn(
     x = L.Conv2D(conv2, 3, padding="same", activation="relu", name="conv2")(x)
     x = L.MaxPooling2D(name="pool2")(x)
     x = L.Flatten(name="flatten")(x)
+    x = L.Dropout(dropout, name="drop")(x) if dropout else x
     x = L.Dense(fc, activation="relu", name="fc")(x)
+    x = L.Dropout(dropout, name="fc_drop")(x) if dropout else x
     outputs = L.Dense(num_classes, activation="softmax", name="classifier")(x)
     return keras.Model(inputs, outputs, name="seed_cnn")
 

@@ -65,6 +65,7 @@ class Pruner:
             raise TypeError(f"planner must be a MaskPlanner or its config. Received: {planner!r}")
         self.planner = planner
         self.reducer = reducer or IdentityReducer()
+        self.last_local_scores: np.ndarray | None = None  # this worker's, before the allreduce
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -94,6 +95,7 @@ class Pruner:
         sizes = [g.size for g in graph.groups]
         start = time.perf_counter()
         flat = np.concatenate(local).astype(np.float64) if local else np.zeros(0)
+        self.last_local_scores = flat
         total = np.asarray(self.reducer.allreduce(flat), dtype=np.float64) / self.reducer.world_size
         durations["allreduce"] = time.perf_counter() - start
         durations["allreduce_bytes"] = float(flat.nbytes)

@@ -1,0 +1,1 @@
+"""Distributed pruning-aware training on Ray Train: driver, worker loop, collectives, checkpoints."""

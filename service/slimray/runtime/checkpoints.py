@@ -1,0 +1,84 @@
+"""Checkpoints that hold the *current* (shrunk) architecture, its weights, the optimizer state
+and the pruning scheduler state; written so a half-written one is never read."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL_FILE = "model.keras"
+OPTIMIZER_FILE = "optimizer.npz"
+STATE_FILE = "state.json"  # written last: its presence marks a complete checkpoint
+
+
+@dataclass
+class TrainState:
+    """Everything beyond weights that a resumed worker needs to continue identically."""
+
+    step: int = 0
+    sparsity: float = 0.0
+    baseline_sizes: dict[str, int] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    optimizer: dict[str, Any] = field(default_factory=dict)  # {"class_name", "config"}
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainState:
+        return cls(**json.loads(text))
+
+
+def write_checkpoint(directory: Path, model: Any, optimizer: Any, state: TrainState) -> Path:
+    """Write into a sibling temp dir, then rename into place: readers never see partial files."""
+    import keras
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=directory.parent))
+    try:
+        model.save(tmp / MODEL_FILE)
+        values = {f"v{i:05d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)}
+        np.savez(tmp / OPTIMIZER_FILE, **values)
+        state.optimizer = keras.optimizers.serialize(optimizer)
+        (tmp / STATE_FILE).write_text(state.to_json())
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def read_checkpoint(directory: Path) -> tuple[Any, Any, TrainState]:
+    """Model, built optimizer with its state restored, and the train state.
+
+    Call inside the strategy scope so variables are created distributed.
+    """
+    import keras
+
+    directory = Path(directory)
+    if not (directory / STATE_FILE).is_file():
+        raise FileNotFoundError(f"incomplete checkpoint (no {STATE_FILE}): {directory}")
+    state = TrainState.from_json((directory / STATE_FILE).read_text())
+    model = keras.models.load_model(directory / MODEL_FILE, compile=False)
+    optimizer = keras.optimizers.deserialize(state.optimizer)
+    optimizer.build(model.trainable_variables)
+    with np.load(directory / OPTIMIZER_FILE) as data:
+        values = [data[k] for k in sorted(data.files)]
+    if len(values) != len(optimizer.variables):
+        raise ValueError(
+            f"checkpoint {directory} holds {len(values)} optimizer variables; "
+            f"the rebuilt optimizer has {len(optimizer.variables)}"
+        )
+    for variable, value in zip(optimizer.variables, values, strict=True):
+        variable.assign(value)
+    return model, optimizer, state

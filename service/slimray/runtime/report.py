@@ -1,0 +1,151 @@
+"""The run's record: worker reports merged into a timeline, prune events, throughput gain,
+peak memory; written as report.json and drawn as report.png."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _mean(values: list[float]) -> float | None:
+    values = [v for v in values if v and not math.isnan(v)]
+    return sum(values) / len(values) if values else None
+
+
+@dataclass
+class Timeline:
+    """Merges the per-worker metrics of each `ray.train.report` into one entry."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    peak_memory: dict[int, int] = field(default_factory=dict)
+    restarts: list[int] = field(default_factory=list)
+    _phase: int = 0
+
+    def add(self, reports: list[dict[str, Any]]) -> dict[str, Any]:
+        first = reports[0]
+        resumed = first.get("resumed_from")
+        if resumed is not None and resumed not in self.restarts:
+            self.restarts.append(resumed)
+            # a restart replays steps after the checkpoint: drop what they will redo
+            self.entries = [e for e in self.entries if e["step"] <= resumed]
+            self.events = [e for e in self.events if e["step"] < resumed]
+            self._phase = len(self.events)
+        for r in reports:
+            rank = int(r["rank"])
+            self.peak_memory[rank] = max(self.peak_memory.get(rank, 0), int(r["peak_memory_bytes"]))
+        entry = {
+            "step": first["step"],
+            "phase": self._phase,  # prune events applied when this window's steps ran
+            "samples_per_second": sum(r["samples_per_second"] for r in reports),
+            "step_time": max(r["step_time"] for r in reports),
+            "loss": first["loss"],
+            "accuracy": first["accuracy"],
+            "params": first["params"],
+            "flops": first["flops"],
+            "sparsity": first["sparsity"],
+            "val_accuracy": first.get("val_accuracy"),
+            "allreduce_bytes_total": sum(r.get("allreduce_bytes_total", 0) for r in reports),
+        }
+        self.entries.append(entry)
+        event = first.get("event")
+        if event is not None:
+            event = {
+                **event,
+                "digest_by_rank": {str(r["rank"]): r["event"]["digest"] for r in reports},
+                "local_scores_sha_by_rank": {
+                    str(r["rank"]): r["event"]["local_scores_sha"] for r in reports
+                },
+            }
+            self.events.append(event)
+            self._phase += 1
+        entry["throughput_gain"] = self.gain(entry)
+        return entry
+
+    def phase_throughput(self, phase: int) -> float | None:
+        """Mean samples/s of a phase; the run's first window (data pipeline warm-up) is left out."""
+        return _mean([e["samples_per_second"] for e in self.entries[1:] if e["phase"] == phase])
+
+    @property
+    def dense_throughput(self) -> float | None:
+        return self.phase_throughput(0)
+
+    @property
+    def final_throughput(self) -> float | None:
+        last = max((e["phase"] for e in self.entries), default=0)
+        return self.phase_throughput(last)
+
+    def gain(self, entry: dict[str, Any]) -> float | None:
+        dense = self.dense_throughput
+        if not dense or not entry["samples_per_second"]:
+            return None
+        return entry["samples_per_second"] / dense
+
+
+def build_report(timeline: Timeline, **fields: Any) -> dict[str, Any]:
+    dense, final = timeline.dense_throughput, timeline.final_throughput
+    first = timeline.entries[0] if timeline.entries else {}
+    last = timeline.entries[-1] if timeline.entries else {}
+    return {
+        **fields,
+        "dense_samples_per_second": dense,
+        "final_samples_per_second": final,
+        "throughput_gain": (final / dense) if dense and final else None,
+        "params": {"before": (timeline.events[0]["params_before"] if timeline.events
+                              else first.get("params")), "after": last.get("params")},
+        "flops_per_sample": {"before": (timeline.events[0]["flops_before"] if timeline.events
+                                        else first.get("flops")), "after": last.get("flops")},
+        "final_sparsity": last.get("sparsity"),
+        "final_val_accuracy": last.get("val_accuracy"),
+        "peak_memory_bytes_per_worker": {str(k): v for k, v in sorted(timeline.peak_memory.items())},
+        "restarts_from_steps": list(timeline.restarts),
+        "prune_events": timeline.events,
+        "timeline": timeline.entries,
+    }  # fmt: skip
+
+
+def write_report(run_dir: Path, report: dict[str, Any]) -> Path:
+    path = Path(run_dir) / "report.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str))
+    tmp.replace(path)
+    return path
+
+
+def plot_report(run_dir: Path, report: dict[str, Any]) -> Path | None:
+    """Throughput, parameters and accuracy against step, prune events marked."""
+    entries = report.get("timeline") or []
+    if not entries:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [e["step"] for e in entries]
+    fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    axes[0].plot(steps, [e["samples_per_second"] for e in entries], marker=".")
+    axes[0].set_ylabel("train samples/s (all workers)")
+    axes[1].plot(steps, [e["params"] for e in entries], marker=".", color="tab:orange")
+    axes[1].set_ylabel("parameters")
+    axes[2].plot(steps, [e["accuracy"] for e in entries], marker=".", label="train (window)")
+    val = [(e["step"], e["val_accuracy"]) for e in entries if e.get("val_accuracy") is not None]
+    if val:
+        axes[2].plot(*zip(*val, strict=True), marker="o", label="validation")
+    axes[2].set_ylabel("accuracy")
+    axes[2].set_xlabel("step")
+    axes[2].legend(loc="lower right")
+    for event in report.get("prune_events", []):
+        for ax in axes:
+            ax.axvline(event["step"], color="grey", linestyle="--", linewidth=0.8)
+    gain = report.get("throughput_gain")
+    title = report.get("job", "slimray run")
+    fig.suptitle(f"{title}: throughput gain {gain:.2f}x" if gain else title)
+    fig.tight_layout()
+    path = Path(run_dir) / "report.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

