@@ -25,9 +25,7 @@ def _slimray(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "resnet.keras"
-    build_model("resnet", input_shape=(16, 16, 3), stage1=16, stage2=24, inner1=12, inner2=20).save(
-        path
-    )
+    build_model("resnet", input_shape=(16, 16, 3), stage1=16, stage2=24, inner1=12, inner2=20).save(path)
     return path
 
 

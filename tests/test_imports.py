@@ -29,9 +29,7 @@ def test_pruning_imports_keras_but_not_ray_or_http():
 
 
 def test_pruning_sources_import_only_keras_numpy_and_the_stdlib():
-    allowed = {"keras", "numpy", "tensorflow", "slimray", "__future__"} | set(
-        sys.stdlib_module_names
-    )
+    allowed = {"keras", "numpy", "tensorflow", "slimray", "__future__"} | set(sys.stdlib_module_names)
     for path in (SERVICE / "pruning").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):

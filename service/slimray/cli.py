@@ -50,9 +50,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
     try:
         criterion = get_criterion(args.criterion)
-        planner = MaskPlanner(
-            scope=args.scope, min_channels=args.min_channels, round_to=args.round_to
-        )
+        planner = MaskPlanner(scope=args.scope, min_channels=args.min_channels, round_to=args.round_to)
     except (TypeError, ValueError) as err:
         raise CliError(str(err)) from err
     if criterion.needs_data:
@@ -88,9 +86,7 @@ def _print_prune_report(report: dict[str, Any]) -> None:
         table.add_column(col, justify="right" if col in ("size", "kept", "removed") else "left")
     for g in report["groups"]:
         kept = len(g["kept"])
-        table.add_row(
-            g["id"], ", ".join(g["layers"]), str(g["size"]), str(kept), str(g["size"] - kept)
-        )
+        table.add_row(g["id"], ", ".join(g["layers"]), str(g["size"]), str(kept), str(g["size"] - kept))
     console.print(table)
     totals = Table(title="Model cost (per sample)")
     for col in ("", "before", "after", "ratio"):
@@ -109,7 +105,13 @@ class _Progress:
     """Live terminal view of a run: step bar, throughput, gain, params, accuracy, events."""
 
     def __init__(self, quiet: bool):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.quiet = quiet
         self.bar = Progress(
@@ -159,7 +161,11 @@ def _print_run_summary(report: dict[str, Any]) -> None:
     table.add_column("final", justify="right")
     dense, final = report.get("dense_samples_per_second"), report.get("final_samples_per_second")
     table.add_row("train samples/s", f"{dense:,.0f}" if dense else "-", f"{final:,.0f}" if final else "-")
-    table.add_row("parameters", _human(report["params"]["before"] or 0), _human(report["params"]["after"] or 0))
+    table.add_row(
+        "parameters",
+        _human(report["params"]["before"] or 0),
+        _human(report["params"]["after"] or 0),
+    )
     table.add_row("FLOPs/sample", _human(report["flops_per_sample"]["before"] or 0),
                   _human(report["flops_per_sample"]["after"] or 0))  # fmt: skip
     acc = report.get("exported_accuracy")
@@ -210,9 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     prune = sub.add_parser("prune", help="one-shot structured pruning of a saved .keras model")
     prune.add_argument("model", help="input .keras file")
-    prune.add_argument(
-        "--sparsity", type=float, required=True, help="fraction of channels to remove"
-    )
+    prune.add_argument("--sparsity", type=float, required=True, help="fraction of channels to remove")
     prune.add_argument("--output", required=True, help="output .keras file")
     prune.add_argument("--criterion", default="l1", help="l1, l2, bn_scale, random")
     prune.add_argument("--scope", default="local", choices=["local", "global"])

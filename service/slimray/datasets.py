@@ -49,9 +49,7 @@ BUILTIN_DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
 }
 
 
-def synthetic(
-    n: int, shape: Sequence[int], num_classes: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def synthetic(n: int, shape: Sequence[int], num_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Learnable random data: class k shifts the mean of a fixed random pattern."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, num_classes, size=n).astype("int32")

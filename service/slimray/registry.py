@@ -24,9 +24,7 @@ class Registry(Generic[T]):
 
         def wrap(cls: type[T]) -> type[T]:
             if not (isinstance(cls, type) and issubclass(cls, self.base)):
-                raise TypeError(
-                    f"A {self.kind} must subclass {self.base.__name__}. Received: {cls!r}"
-                )
+                raise TypeError(f"A {self.kind} must subclass {self.base.__name__}. Received: {cls!r}")
             self._classes[name] = cls
             cls.registered_name = name  # type: ignore[attr-defined]
             return cls
@@ -40,9 +38,7 @@ class Registry(Generic[T]):
         try:
             return self._classes[name]
         except KeyError:
-            raise ValueError(
-                f"Unknown {self.kind} {name!r}. Known: {', '.join(self.names())}"
-            ) from None
+            raise ValueError(f"Unknown {self.kind} {name!r}. Known: {', '.join(self.names())}") from None
 
     def get(self, identifier: Any) -> T:
         """Resolve a name, a serialized dict or an instance to an instance."""
@@ -52,9 +48,7 @@ class Registry(Generic[T]):
             return self.lookup(identifier)()
         if isinstance(identifier, dict):
             if "class_name" not in identifier:
-                raise ValueError(
-                    f"A serialized {self.kind} needs 'class_name'. Received: {identifier!r}"
-                )
+                raise ValueError(f"A serialized {self.kind} needs 'class_name'. Received: {identifier!r}")
             cls = self.lookup(identifier["class_name"])
             return cls.from_config(dict(identifier.get("config", {})))  # type: ignore[attr-defined]
         raise TypeError(

@@ -111,9 +111,7 @@ class DependencyGraph:
 
     def union(self, a: Ids, b: Ids, where: str) -> None:
         if len(a) != len(b):
-            raise UnsupportedLayerError(
-                f"Layer '{where}' joins tensors with {len(a)} and {len(b)} channels"
-            )
+            raise UnsupportedLayerError(f"Layer '{where}' joins tensors with {len(a)} and {len(b)} channels")
         for x, y in zip(a.tolist(), b.tolist(), strict=True):
             rx, ry = self._find(x), self._find(y)
             if rx != ry:
@@ -205,9 +203,7 @@ class DependencyGraph:
         fixed_roots = set()
         for ids in self._fixed:
             fixed_roots.update(roots[ids].tolist())
-        spaces = np.fromiter(
-            (self._space_find(self._space[a]) for a in range(n)), dtype=np.int64, count=n
-        )
+        spaces = np.fromiter((self._space_find(self._space[a]) for a in range(n)), dtype=np.int64, count=n)
         group_of_space: dict[int, int] = {}
         group_roots: list[list[int]] = []
         chan_of_root: dict[int, tuple[int, int]] = {}

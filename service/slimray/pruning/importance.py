@@ -31,9 +31,7 @@ class Importance:
 
     needs_data = False
 
-    def __call__(
-        self, graph: DependencyGraph, batch: ScoringBatch | None = None
-    ) -> list[np.ndarray]:
+    def __call__(self, graph: DependencyGraph, batch: ScoringBatch | None = None) -> list[np.ndarray]:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -161,9 +159,7 @@ class BNScaleImportance(Importance):
         missing = [g.id for g, ok in zip(graph.groups, has_bn, strict=True) if not ok]
         if missing:
             if self.fallback is None:
-                raise ValueError(
-                    f"Criterion bn_scale: groups without a scaled BatchNormalization: {missing}"
-                )
+                raise ValueError(f"Criterion bn_scale: groups without a scaled BatchNormalization: {missing}")
             other = get_criterion(self.fallback)(graph, batch)
             scores = [o if not ok else s for s, o, ok in zip(scores, other, has_bn, strict=True)]
         return scores

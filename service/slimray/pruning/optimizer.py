@@ -31,10 +31,7 @@ _SLOTS: dict[type, tuple[str, ...]] = {
 
 def register_optimizer_slots(optimizer_class: type, attributes: Sequence[str]) -> None:
     """Name the slot-list attributes of an optimizer class, e.g. `("_momentums",)`."""
-    if not (
-        isinstance(optimizer_class, type)
-        and issubclass(optimizer_class, keras.optimizers.Optimizer)
-    ):
+    if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, keras.optimizers.Optimizer)):
         raise TypeError(f"Expected a keras optimizer class. Received: {optimizer_class!r}")
     _SLOTS[optimizer_class] = tuple(attributes)
 

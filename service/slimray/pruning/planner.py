@@ -93,15 +93,12 @@ class MaskPlanner:
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}. Received: scope={scope!r}")
         if isinstance(min_channels, bool) or not isinstance(min_channels, int) or min_channels < 1:
-            raise ValueError(
-                f"min_channels must be an integer >= 1. Received: min_channels={min_channels!r}"
-            )
+            raise ValueError(f"min_channels must be an integer >= 1. Received: min_channels={min_channels!r}")
         if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
             raise ValueError(f"round_to must be an integer >= 1. Received: round_to={round_to!r}")
         if normalizer not in NORMALIZERS:
             raise ValueError(
-                f"normalizer must be one of {sorted(NORMALIZERS)}. "
-                f"Received: normalizer={normalizer!r}"
+                f"normalizer must be one of {sorted(NORMALIZERS)}. Received: normalizer={normalizer!r}"
             )
         self.scope = scope
         self.min_channels = min_channels

@@ -116,9 +116,7 @@ class Pruner:
         before = count_model(model, graph)
         start = time.perf_counter()
         shrunk = shrink(model, graph, plan)
-        new_optimizer = (
-            carry_optimizer(optimizer, shrunk.moves, shrunk.model) if optimizer else None
-        )
+        new_optimizer = carry_optimizer(optimizer, shrunk.moves, shrunk.model) if optimizer else None
         durations["surgery"] = time.perf_counter() - start
         after = count_model(shrunk.model)
         groups = [

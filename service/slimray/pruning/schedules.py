@@ -139,9 +139,7 @@ class PolynomialDecay(_EventSchedule):
         self.begin_step = _int("begin_step", begin_step)
         self.end_step = _int("end_step", end_step)
         if self.end_step <= self.begin_step:
-            raise ValueError(
-                f"end_step must be > begin_step ({begin_step}). Received: end_step={end_step!r}"
-            )
+            raise ValueError(f"end_step must be > begin_step ({begin_step}). Received: end_step={end_step!r}")
         if not isinstance(power, (int, float)) or isinstance(power, bool) or power <= 0:
             raise ValueError(f"power must be a positive number. Received: power={power!r}")
         self.power = float(power)

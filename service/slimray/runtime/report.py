@@ -56,9 +56,7 @@ class Timeline:
             event = {
                 **event,
                 "digest_by_rank": {str(r["rank"]): r["event"]["digest"] for r in reports},
-                "local_scores_sha_by_rank": {
-                    str(r["rank"]): r["event"]["local_scores_sha"] for r in reports
-                },
+                "local_scores_sha_by_rank": {str(r["rank"]): r["event"]["local_scores_sha"] for r in reports},
             }
             self.events.append(event)
             self._phase += 1

@@ -89,7 +89,10 @@ def _export_final(run_dir: Path, checkpoint, x_val, y_val) -> dict[str, Any]:
         shutil.copyfile(Path(directory) / MODEL_FILE, run_dir / "model.keras")
     model = keras.models.load_model(run_dir / "model.keras", compile=False)
     model.export(str(run_dir / "saved_model"), verbose=False)
-    return {"exported_accuracy": evaluate(model, x_val, y_val), "exported_params": model.count_params()}
+    return {
+        "exported_accuracy": evaluate(model, x_val, y_val),
+        "exported_params": model.count_params(),
+    }
 
 
 def run_job(

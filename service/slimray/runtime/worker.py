@@ -68,9 +68,7 @@ def make_train_step(model, optimizer, strategy, global_batch: int, train: TrainS
     import keras
     import tensorflow as tf
 
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(
-        from_logits=train.from_logits, reduction=None
-    )
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=train.from_logits, reduction=None)
 
     @tf.function(jit_compile=train.jit_compile)
     def gradients(x, y):
@@ -80,9 +78,7 @@ def make_train_step(model, optimizer, strategy, global_batch: int, train: TrainS
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         grads = tape.gradient(loss, model.trainable_variables)
-        correct = tf.reduce_sum(
-            tf.cast(tf.equal(tf.argmax(out, -1, output_type=tf.int32), y), tf.float32)
-        )
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(out, -1, output_type=tf.int32), y), tf.float32))
         return loss, correct, grads
 
     def replica_step(x, y):
@@ -159,9 +155,7 @@ class _Loop:
         prune = self.spec.prune
         self.schedule = get_schedule(prune.schedule_config()) if prune else None
         self.pruner = (
-            Pruner(prune.criterion_identifier(), prune.planner_config(), self.reducer)
-            if prune
-            else None
+            Pruner(prune.criterion_identifier(), prune.planner_config(), self.reducer) if prune else None
         )
         validation = config["validation"]
         if isinstance(validation, ray.ObjectRef):

@@ -1,0 +1,61 @@
+"""Checkpoints carry the shrunk architecture, weights, optimizer and scheduler state."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slimray.models import build_model
+from slimray.pruning import Pruner
+from slimray.runtime.checkpoints import STATE_FILE, TrainState, read_checkpoint, write_checkpoint
+
+
+def _trained(model, optimizer):
+    x = np.random.default_rng(0).normal(size=(8, 12, 12, 1)).astype("float32")
+    y = np.arange(8) % 10
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, model(x)))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+
+
+def test_round_trip_of_a_pruned_model_and_its_optimizer(tmp_path):
+    model = build_model("seed_cnn", input_shape=(12, 12, 1), conv1=8, conv2=8, fc=16)
+    optimizer = keras.optimizers.Adam(0.01)
+    _trained(model, optimizer)
+    result = Pruner("l1").prune(model, 0.5, optimizer=optimizer)
+    state = TrainState(step=31, sparsity=0.5, baseline_sizes={"conv1": 8},
+                       events=[{"step": 30, "digest": "abc"}])  # fmt: skip
+    path = write_checkpoint(tmp_path / "ckpt", result.model, result.optimizer, state)
+    model2, optimizer2, state2 = read_checkpoint(path)
+    assert state2.step == 31 and state2.events == state.events
+    assert state2.baseline_sizes == {"conv1": 8}
+    assert model2.get_layer("conv1").filters == 4
+    for a, b in zip(result.model.weights, model2.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert type(optimizer2) is keras.optimizers.Adam
+    assert int(optimizer2.iterations.numpy()) == 1
+    for a, b in zip(result.optimizer.variables, optimizer2.variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_an_incomplete_checkpoint_is_refused(tmp_path):
+    model = build_model("mlp", input_shape=(4,), hidden1=4, hidden2=4)
+    optimizer = keras.optimizers.SGD()
+    optimizer.build(model.trainable_variables)
+    path = write_checkpoint(tmp_path / "c", model, optimizer, TrainState())
+    (path / STATE_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="incomplete checkpoint"):
+        read_checkpoint(path)
+
+
+def test_rewriting_replaces_the_directory_whole(tmp_path):
+    model = build_model("mlp", input_shape=(4,), hidden1=4, hidden2=4)
+    optimizer = keras.optimizers.SGD()
+    optimizer.build(model.trainable_variables)
+    write_checkpoint(tmp_path / "c", model, optimizer, TrainState(step=1))
+    write_checkpoint(tmp_path / "c", model, optimizer, TrainState(step=2))
+    assert read_checkpoint(tmp_path / "c")[2].step == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temp dirs left behind

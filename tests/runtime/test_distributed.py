@@ -1,0 +1,136 @@
+"""Real 2-worker runs on an embedded Ray: workers agree on one mask, a divergent mask stops the
+job, a killed worker is replaced and training resumes with the shrunk architecture."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from slimray.datasets import load_builtin
+from slimray.spec import parse_spec
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def _spec(out, **failure):
+    return parse_spec({
+        "name": "agree",
+        "model": {"source": "seed_cnn", "kwargs": {"conv1": 16, "conv2": 32, "fc": 64}},
+        "data": {"source": "mnist"},
+        "train": {"steps": 90, "batch_size": 32, "learning_rate": 0.002, "seed": 7,
+                  "report_every": 10, "checkpoint_every": 50},
+        "prune": {"criterion": "taylor", "sparsity": 0.5, "scope": "local",
+                  "schedule": {"kind": "iterative", "start": 30, "end": 60, "every": 30}},
+        "scaling": {"num_workers": 2},
+        "failure": {"max_failures": 2, **failure},
+        "output": {"dir": str(out)},
+    })  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})  # fmt: skip
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def reference(ray_local, tmp_path_factory):
+    from slimray.runtime.trainer import run_job
+
+    return run_job(_spec(tmp_path_factory.mktemp("runs") / "reference"))
+
+
+def _architecture(path) -> list[tuple[str, tuple[int, ...]]]:
+    import keras
+
+    model = keras.models.load_model(path, compile=False)
+    return [(w.path, tuple(w.shape)) for w in model.weights]
+
+
+def test_workers_score_different_shards_and_apply_one_mask(reference):
+    assert reference.state == "succeeded", reference.error
+    events = reference.report["prune_events"]
+    assert [e["step"] for e in events] == [30, 60]
+    for event in events:
+        shas = event["local_scores_sha_by_rank"]
+        assert set(shas) == {"0", "1"} and shas["0"] != shas["1"]  # local scores differ
+        digests = event["digest_by_rank"]
+        assert set(digests) == {"0", "1"} and digests["0"] == digests["1"] == event["digest"]
+        assert event["channels_after"] < event["channels_before"]
+        assert event["allreduce_bytes"] > 0
+
+
+def test_report_holds_memory_durations_and_the_run_directory(reference):
+    run_dir = reference.run_dir
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["state"] == "succeeded"
+    memory = report["peak_memory_bytes_per_worker"]
+    assert set(memory) == {"0", "1"} and all(v > 100 * 2**20 for v in memory.values())
+    for event in report["prune_events"]:
+        assert set(event["durations"]) >= {"score", "allreduce", "agreement", "surgery", "retrace"}
+        assert all(v > 0 for v in event["durations"].values())
+    assert report["params"]["after"] < report["params"]["before"]
+    assert report["flops_per_sample"]["after"] < report["flops_per_sample"]["before"]
+    assert report["dense_samples_per_second"] > 0 and report["throughput_gain"] is not None
+    assert (run_dir / "saved_model" / "saved_model.pb").is_file()
+    assert (run_dir / "report.png").read_bytes()[:4] == b"\x89PNG"
+    assert any((run_dir / "checkpoints").glob("checkpoint_*"))
+
+
+def test_exported_model_loads_with_plain_keras_and_scores_the_reported_accuracy(reference):
+    report = reference.report
+    code = (
+        "import sys, json, numpy as np, keras\n"
+        "m = keras.models.load_model(sys.argv[1])\n"
+        "d = np.load(sys.argv[2])\n"
+        "print(float((m.predict(d['x'], verbose=0).argmax(-1) == d['y']).mean()))\n"
+        "assert 'slimray' not in sys.modules\n"
+    )
+    val = load_builtin("mnist", validation_split=0.2, seed=7)
+    npz = reference.run_dir / "val.npz"
+    np.savez(npz, x=val.x_val, y=val.y_val)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(reference.run_dir / "model.keras"), str(npz)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    accuracy = float(proc.stdout.split()[-1])
+    assert accuracy == pytest.approx(report["exported_accuracy"], abs=1e-9)
+    assert accuracy == pytest.approx(report["final_val_accuracy"], abs=0.002)
+    assert accuracy > 0.8  # it learned: 90 steps of 64 digits
+
+
+def test_a_perturbed_mask_fails_the_job_naming_group_and_step(ray_local, tmp_path):
+    from slimray.runtime.trainer import run_job
+
+    result = run_job(_spec(tmp_path / "bad", max_failures=0),
+                     faults={"perturb_mask": {"rank": 1, "event": 0}})  # fmt: skip
+    assert result.state == "failed"
+    assert "MaskDisagreementError" in result.error
+    assert "group 'conv1'" in result.error and "at step 30" in result.error
+    report = json.loads((tmp_path / "bad" / "report.json").read_text())
+    assert report["state"] == "failed" and report["prune_events"] == []
+    assert not (tmp_path / "bad" / "model.keras").exists()
+
+
+def test_a_killed_worker_is_replaced_and_the_shrunk_model_resumes(ray_local, reference, tmp_path):
+    from slimray.runtime.trainer import run_job
+
+    marker = tmp_path / "killed"
+    result = run_job(_spec(tmp_path / "killed_run"),
+                     faults={"kill": {"rank": 1, "step": 45, "marker": str(marker)}})  # fmt: skip
+    assert marker.is_file(), "the fault was not injected"
+    assert result.state == "succeeded", result.error
+    assert result.report["restarts_from_steps"] == [31]  # the checkpoint of the first prune event
+    assert [e["step"] for e in result.report["prune_events"]] == [30, 60]
+    assert _architecture(result.run_dir / "model.keras") == _architecture(reference.run_dir / "model.keras")

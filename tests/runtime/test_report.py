@@ -1,0 +1,55 @@
+"""Timeline: throughput phases, gain, per-rank evidence, restarts."""
+
+from __future__ import annotations
+
+import pytest
+
+from slimray.runtime.report import Timeline, build_report, plot_report, write_report
+
+
+def _report(step, sps, rank=0, event=None, resumed=None, params=100):
+    return {"step": step, "rank": rank, "samples_per_second": sps, "step_time": 0.01,
+            "loss": 1.0, "accuracy": 0.5, "params": params, "flops": 10 * params,
+            "sparsity": 0.0, "peak_memory_bytes": 1000 + step, "event": event,
+            "resumed_from": resumed, "allreduce_bytes_total": 8}  # fmt: skip
+
+
+def _event(step, digest="d", sha="s"):
+    return {"step": step, "digest": digest, "local_scores_sha": sha, "params_before": 100,
+            "flops_before": 1000, "durations": {}}  # fmt: skip
+
+
+def test_gain_is_measured_against_the_unpruned_phase_without_warmup():
+    t = Timeline()
+    t.add([_report(10, 5.0), _report(10, 5.0, rank=1)])  # warm-up window, ignored
+    t.add([_report(20, 100.0), _report(20, 100.0, rank=1)])
+    t.add([_report(21, 0.0, event=_event(20)), _report(21, 0.0, rank=1, event=_event(20, sha="t"))])
+    entry = t.add([_report(30, 200.0, params=50), _report(30, 200.0, rank=1, params=50)])
+    assert t.dense_throughput == 200.0 and t.final_throughput == 400.0
+    assert entry["throughput_gain"] == pytest.approx(2.0)
+    report = build_report(t, job="j")
+    assert report["throughput_gain"] == pytest.approx(2.0)
+    assert report["prune_events"][0]["local_scores_sha_by_rank"] == {"0": "s", "1": "t"}
+    assert report["peak_memory_bytes_per_worker"] == {"0": 1030, "1": 1030}
+
+
+def test_restart_drops_the_windows_it_replays():
+    t = Timeline()
+    t.add([_report(10, 100.0)])
+    t.add([_report(21, 0.0, event=_event(20))])
+    t.add([_report(30, 150.0)])
+    t.add([_report(40, 150.0)])
+    t.add([_report(30, 140.0, resumed=21)])  # restarted from the checkpoint at step 21
+    assert t.restarts == [21]
+    assert [e["step"] for e in t.entries] == [10, 21, 30]
+    assert len(t.events) == 1
+
+
+def test_report_files(tmp_path):
+    t = Timeline()
+    t.add([_report(10, 100.0)])
+    t.add([_report(20, 120.0)])
+    report = build_report(t, job="j")
+    assert write_report(tmp_path, report).read_text().startswith("{")
+    png = plot_report(tmp_path, report)
+    assert png.read_bytes()[:4] == b"\x89PNG"
