@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[cpu,train,test,bench]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[cpu,train,service,test,bench]"
 	touch $(STAMP)
 
 install: $(STAMP)
