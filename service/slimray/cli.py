@@ -207,6 +207,168 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ service
+
+
+def _ensure_local_ray(address: str, num_cpus: int | None) -> None:
+    """Start a Ray head with its job server at `address` unless one already answers there."""
+    import subprocess
+    from urllib.parse import urlparse
+
+    import httpx
+
+    try:
+        httpx.get(f"{address}/api/version", timeout=2.0).raise_for_status()
+        console.print(f"using the Ray head at {address}")
+        return
+    except httpx.HTTPError:
+        pass
+    url = urlparse(address)
+    ray_bin = Path(sys.executable).with_name("ray")
+    cmd = [str(ray_bin), "start", "--head", "--disable-usage-stats", "--include-dashboard=true",
+           f"--dashboard-host={url.hostname}", f"--dashboard-port={url.port or 8265}",
+           f"--port={int(os.environ.get('SLIMRAY_RAY_GCS_PORT', '6380'))}"]  # fmt: skip
+    if num_cpus:
+        cmd.append(f"--num-cpus={num_cpus}")
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise CliError(f"could not start a local Ray head: {proc.stderr.strip()[-2000:]}")
+    console.print(f"started a local Ray head, job server at {address}")
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import secrets
+
+    import uvicorn
+    from pydantic import SecretStr
+
+    from slimray.api.main import create_app
+    from slimray.settings import get_settings
+
+    overrides: dict[str, Any] = {}
+    if args.local:
+        overrides["driver_python"] = sys.executable
+        overrides["service_url"] = f"http://{args.host}:{args.port}"
+    try:
+        settings = get_settings(**overrides)
+    except ValueError as err:
+        raise CliError(str(err)) from err
+    if settings.api_token is None:
+        token_file = settings.db_path.parent / "token"
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        if not token_file.is_file():
+            token_file.write_text(secrets.token_urlsafe(24))
+            token_file.chmod(0o600)
+        settings = settings.model_copy(update={"api_token": SecretStr(token_file.read_text().strip())})
+        console.print(f"no SLIMRAY_API_TOKEN set: using the token in {token_file}")
+    if args.local:
+        _ensure_local_ray(settings.ray_address, args.num_cpus)
+    console.print(f"slimray service on http://{args.host}:{args.port} (docs at /docs)")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _client(args: argparse.Namespace):
+    from slimray.client import ServiceClient
+
+    return ServiceClient(args.server)
+
+
+def _service_call(fn):
+    from slimray.client import ServiceError
+
+    try:
+        return fn()
+    except ServiceError as err:
+        raise CliError(str(err)) from err
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    p, m = job.get("progress") or {}, job.get("metrics") or {}
+    parts = [f"{job['id']}  {job['name']}  {job['state']}"]
+    if p.get("step") is not None:
+        parts.append(f"step {p['step']}/{p.get('total_steps')}")
+    if m.get("samples_per_second"):
+        parts.append(f"{m['samples_per_second']:,.0f} samples/s")
+    if m.get("throughput_gain"):
+        parts.append(f"gain {m['throughput_gain']:.2f}x")
+    if m.get("params"):
+        parts.append(f"params {_human(m['params'])}")
+    if m.get("val_accuracy") is not None:
+        parts.append(f"val acc {m['val_accuracy']:.3f}")
+    parts.append(f"prune events {len(job.get('prune_events') or [])}")
+    if job.get("error"):
+        parts.append(f"error: {job['error'][:300]}")
+    return "  ".join(parts)
+
+
+def _watch(client, job_id: str, interval: float = 2.0) -> dict[str, Any]:
+    import time
+
+    last = None
+    while True:
+        job = _service_call(lambda: client.get(job_id))
+        line = _job_line(job)
+        if line != last:
+            console.print(line, highlight=False)
+            last = line
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(interval)
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from slimray.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as err:
+        raise CliError(str(err)) from err
+    client = _client(args)
+    created = _service_call(lambda: client.submit(spec.model_dump(mode="json")))
+    console.print(f"submitted job {created['id']} ({created['state']})")
+    if not args.wait:
+        return 0
+    job = _watch(client, created["id"])
+    return 0 if job["state"] == "succeeded" else 1
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.id is None:
+        listing = _service_call(lambda: client.list(args.state))
+        table = Table(title=f"{listing['total']} jobs")
+        for col in ("id", "name", "state", "step", "samples/s", "gain", "events"):
+            table.add_column(col)
+        for job in listing["jobs"]:
+            p, m = job["progress"], job["metrics"]
+            gain = m.get("throughput_gain")
+            table.add_row(job["id"], job["name"], job["state"],
+                          f"{p.get('step', '-')}/{p.get('total_steps', '-')}",
+                          f"{m.get('samples_per_second') or 0:,.0f}",
+                          f"{gain:.2f}x" if gain else "-", str(len(job["prune_events"])))  # fmt: skip
+        console.print(table)
+        return 0
+    if args.watch:
+        job = _watch(client, args.id)
+    else:
+        job = _service_call(lambda: client.get(args.id))
+        console.print(_job_line(job), highlight=False)
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    job = _service_call(lambda: _client(args).cancel(args.id))
+    console.print(f"job {job['id']} {job['state']}")
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    print(_service_call(lambda: _client(args).logs(args.id)), end="")
+    return 0
+
+
 # ------------------------------------------------------------------ entry point
 
 
@@ -234,6 +396,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the job spec's JSON Schema")
     schema.set_defaults(func=_cmd_schema)
+
+    serve = sub.add_parser("serve", help="run the job service (HTTP API + /metrics)")
+    serve.add_argument("--local", action="store_true", help="start (or reuse) a Ray head here")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--num-cpus", type=int, help="CPUs of the local Ray head")
+    serve.add_argument("--log-level", default="warning")
+    serve.set_defaults(func=_cmd_serve)
+
+    def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--server", help="service URL (default $SLIMRAY_SERVER or 127.0.0.1:8000)")
+        return p
+
+    submit = client_parser("submit", "submit a job spec to the service")
+    submit.add_argument("spec")
+    submit.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    submit.set_defaults(func=_cmd_submit)
+    status = client_parser("status", "list jobs, or show one")
+    status.add_argument("id", nargs="?")
+    status.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    status.add_argument("--watch", action="store_true")
+    status.set_defaults(func=_cmd_status)
+    cancel = client_parser("cancel", "cancel a job")
+    cancel.add_argument("id")
+    cancel.set_defaults(func=_cmd_cancel)
+    logs = client_parser("logs", "print a job's driver log")
+    logs.add_argument("id")
+    logs.set_defaults(func=_cmd_logs)
     return parser
 
 

@@ -53,6 +53,7 @@ def init_ray(address: str | None, spec: JobSpec) -> bool:
     if ray.is_initialized():
         return False
     env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
+    address = address or ("auto" if os.environ.get("RAY_ADDRESS") else None)  # inside a Ray job
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=False)
     else:

@@ -1,0 +1,1 @@
+"""The job service's HTTP API (FastAPI). Never imports TensorFlow."""

@@ -1,0 +1,103 @@
+"""Request and response bodies of the job API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from slimray.jobstate import JobState
+from slimray.spec import JobSpec
+from slimray.store import Job
+
+JobCreate = JobSpec
+
+
+class JobPublic(BaseModel):
+    id: str
+    name: str
+    state: JobState
+    spec: dict[str, Any]
+    progress: dict[str, Any]
+    metrics: dict[str, Any]
+    prune_events: list[dict[str, Any]]
+    created_at: float
+    updated_at: float
+    error: str | None = None
+    ray_job_id: str | None = None
+    transitions: list[dict[str, Any]] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, job: Job) -> JobPublic:
+        return cls(**{k: getattr(job, k) for k in cls.model_fields})
+
+
+class JobsPublic(BaseModel):
+    jobs: list[JobPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class JobCreated(BaseModel):
+    id: str
+    state: JobState
+
+
+class DriverEvent(BaseModel):
+    """What a running job's driver posts back: start, report, worker_error or end."""
+
+    kind: Literal["start", "report", "worker_error", "end"]
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class PruneEventIn(BaseModel):
+    """A prune event as the driver reports it (extra fields are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+    step: int = Field(ge=0)
+    durations: dict[str, float | None] = Field(default_factory=dict)
+    allreduce_bytes: float = Field(0, ge=0)
+
+
+class StartIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    total_steps: int | None = Field(None, ge=0)
+
+
+class ReportIn(BaseModel):
+    """One merged report: progress, metrics and possibly a prune event."""
+
+    model_config = ConfigDict(extra="allow")
+    step: int | None = Field(None, ge=0)
+    total_steps: int | None = Field(None, ge=0)
+    samples_per_second: float | None = None
+    throughput_gain: float | None = None
+    params: float | None = None
+    flops: float | None = None
+    sparsity: float | None = None
+    loss: float | None = None
+    accuracy: float | None = None
+    step_time: float | None = None
+    val_accuracy: float | None = None
+    event: PruneEventIn | None = None
+
+
+class EndIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    state: Literal["succeeded", "failed"]
+    error: str | None = None
+
+
+class WorkerErrorIn(BaseModel):
+    """Exceptions by worker rank, as text."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+EVENT_DATA: dict[str, type[BaseModel]] = {
+    "start": StartIn,
+    "report": ReportIn,
+    "end": EndIn,
+    "worker_error": WorkerErrorIn,
+}

@@ -1,0 +1,91 @@
+"""Prometheus exposition: per-job training metrics read from the store at scrape time, plus
+service-wide job counts and request latency. Names follow the Prometheus conventions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from slimray.jobstate import JobState
+from slimray.store import Store
+
+PRUNE_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+PRUNE_PHASES = ("score", "allreduce", "agreement", "surgery", "retrace")
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+_GAUGES = (
+    ("train_samples_per_second", "samples_per_second", "Training samples per second, all workers."),
+    ("throughput_gain_ratio", "throughput_gain", "Samples/s relative to the unpruned phase."),
+    ("model_parameters", "params", "Parameters of the current (pruned) model."),
+    ("model_flops_per_sample", "flops", "FLOPs per sample of the current model."),
+    ("sparsity_ratio", "sparsity", "Fraction of prunable channels removed (0-1)."),
+)
+
+
+class JobCollector:
+    """Builds per-job metric families from the most recent jobs on every scrape."""
+
+    def __init__(self, store: Store, job_limit: int):
+        self.store = store
+        self.job_limit = job_limit
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        jobs = self.store.recent(self.job_limit)
+        gauges = {
+            key: GaugeMetricFamily(f"slimray_{name}", doc, labels=["job"]) for name, key, doc in _GAUGES
+        }
+        events = CounterMetricFamily("slimray_prune_events", "Prune events applied.", labels=["job"])
+        allreduce = CounterMetricFamily(
+            "slimray_score_allreduce_bytes", "Bytes of channel scores allreduced.", labels=["job"]
+        )
+        durations = HistogramMetricFamily(
+            "slimray_prune_event_duration_seconds",
+            "Duration of each phase of a prune event.",
+            labels=["job", "phase"],
+            unit="",
+        )
+        for job in jobs:
+            for key, family in gauges.items():
+                value = job.metrics.get(key)
+                if isinstance(value, (int, float)):
+                    family.add_metric([job.id], float(value))
+            events.add_metric([job.id], float(len(job.prune_events)))
+            allreduce.add_metric(
+                [job.id], float(sum(e.get("allreduce_bytes", 0) or 0 for e in job.prune_events))
+            )
+            for phase in PRUNE_PHASES:
+                values = [e.get("durations", {}).get(phase) for e in job.prune_events]
+                values = [v for v in values if isinstance(v, (int, float))]
+                buckets = [(str(b), float(sum(1 for v in values if v <= b))) for b in PRUNE_DURATION_BUCKETS]
+                buckets.append(("+Inf", float(len(values))))
+                durations.add_metric([job.id, phase], buckets, sum_value=float(sum(values)))
+        by_state = GaugeMetricFamily("slimray_jobs", "Jobs in the store, by state.", labels=["state"])
+        for state, n in self.store.counts_by_state().items():
+            by_state.add_metric([state.value], float(n))
+        yield from gauges.values()
+        yield events
+        yield allreduce
+        yield durations
+        yield by_state
+
+
+def build_registry(store: Store, job_limit: int) -> tuple[CollectorRegistry, Histogram]:
+    """A fresh registry (not the global one) with the job collector and the request histogram."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(JobCollector(store, job_limit))
+    requests = Histogram(
+        "slimray_http_request_duration_seconds",
+        "HTTP request latency by route template and status class.",
+        labelnames=["route", "method", "status_class"],
+        buckets=REQUEST_BUCKETS,
+        registry=registry,
+    )
+    return registry, requests
+
+
+__all__ = ["PRUNE_PHASES", "JobCollector", "JobState", "build_registry"]
