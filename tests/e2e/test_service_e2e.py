@@ -1,0 +1,166 @@
+"""End to end, all real: `slimray serve --local` (embedded Ray head) on 127.0.0.1, a Prometheus
+server scraping /metrics, the MNIST job submitted with `slimray submit`; the service is killed
+and restarted mid-job and nothing is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import need_tool
+from tests.service_helpers import free_port
+
+pytestmark = pytest.mark.timeout(1200)
+TOKEN = "e2e-token"
+BIN = Path(sys.executable).parent
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _get(url: str, **kwargs):
+    try:
+        return httpx.get(url, timeout=5, **kwargs)
+    except httpx.HTTPError:
+        return None
+
+
+class Service:
+    """`slimray serve --local` as a real process."""
+
+    def __init__(self, workdir: Path, port: int, env: dict[str, str]):
+        self.workdir, self.port, self.env = workdir, port, env
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+        self.log = workdir / "service.log"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(BIN / "slimray"), "serve", "--local", "--host", "127.0.0.1",
+             "--port", str(self.port), "--num-cpus", "4"],
+            cwd=self.workdir, env=self.env, stdout=self.log.open("a"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        _wait(lambda: (r := _get(f"{self.url}/healthz")) is not None and r.status_code == 200,
+              120, "the service to answer", 0.5)  # fmt: skip
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def job(self, job_id: str) -> dict | None:
+        r = _get(f"{self.url}/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {TOKEN}"})
+        return r.json() if r is not None and r.status_code == 200 else None
+
+
+@pytest.fixture
+def stack(tmp_path):
+    prometheus = need_tool("prometheus")
+    port, dashboard, gcs, prom_port = free_port(), free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "SLIMRAY_API_TOKEN": TOKEN,
+        "SLIMRAY_DB_PATH": str(tmp_path / "state" / "jobs.db"),
+        "SLIMRAY_RUNS_ROOT": str(tmp_path / "state" / "runs"),
+        "SLIMRAY_RAY_ADDRESS": f"http://127.0.0.1:{dashboard}",
+        "SLIMRAY_RAY_GCS_PORT": str(gcs),
+        "SLIMRAY_RECONCILE_SECONDS": "2",
+        "RAY_AUTH_MODE": "disabled",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    env.pop("RAY_ADDRESS", None)
+    service = Service(tmp_path, port, env)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: slimray\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+    )
+    prom = subprocess.Popen(
+        [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{prom_port}"],
+        stdout=(tmp_path / "prometheus.log").open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        service.start()
+        prom_url = f"http://127.0.0.1:{prom_port}"
+        _wait(lambda: (r := _get(f"{prom_url}/-/ready")) is not None and r.status_code == 200,
+              60, "Prometheus to be ready")  # fmt: skip
+        yield service, prom_url, env
+    finally:
+        service.stop()
+        prom.terminate()
+        prom.wait(30)
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True)
+
+
+def _promql(prom_url: str, query: str) -> list[dict]:
+    r = _get(f"{prom_url}/api/v1/query", params={"query": query})
+    return r.json()["data"]["result"] if r is not None and r.status_code == 200 else []
+
+
+def test_mnist_job_through_the_service_with_prometheus_and_a_restart(stack):
+    service, prom_url, env = stack
+    submit = subprocess.run(
+        [str(BIN / "slimray"), "submit", "examples/mnist.yaml", "--server", service.url],
+        capture_output=True, text=True, env=env, timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert submit.returncode == 0, submit.stdout + submit.stderr
+    job_id = submit.stdout.split("submitted job ")[1].split()[0]
+
+    running = _wait(lambda: (j := service.job(job_id)) and j["state"] == "running"
+                    and (j["progress"].get("step") or 0) > 0 and j, 300, "the job to run")  # fmt: skip
+    assert running["metrics"]["samples_per_second"] > 0
+
+    _wait(lambda: (j := service.job(job_id)) and j["prune_events"], 300, "the first prune event")
+    gain = _wait(
+        lambda: _promql(prom_url, f'max_over_time(slimray_throughput_gain_ratio{{job="{job_id}"}}[10m]) > 1'),
+        120, "Prometheus to see a throughput gain above 1",
+    )  # fmt: skip
+    assert float(gain[0]["value"][1]) > 1.0
+    assert _promql(prom_url, f'slimray_prune_events_total{{job="{job_id}"}} >= 1')
+
+    before = service.job(job_id)
+    assert before["state"] == "running"
+    service.kill()  # SIGKILL mid-job: no shutdown hook runs
+    time.sleep(3)
+    service.start()
+    after = service.job(job_id)
+    assert after is not None and after["spec"] == before["spec"]
+    assert len(after["prune_events"]) >= len(before["prune_events"])
+    assert [t["to_state"] for t in after["transitions"]][:2] == ["queued", "running"]
+
+    final = _wait(lambda: (j := service.job(job_id)) and j["state"] in ("succeeded", "failed",
+                  "cancelled") and j, 600, "the job to end")  # fmt: skip
+    assert final["state"] == "succeeded", final.get("error")
+    assert len(final["prune_events"]) == 3
+    assert [t["to_state"] for t in final["transitions"]] == ["queued", "running", "succeeded"]
+    report = json.loads((Path(env["SLIMRAY_RUNS_ROOT"]) / job_id / "report.json").read_text())
+    assert report["state"] == "succeeded" and report["exported_accuracy"] >= 0.95
+    assert _promql(prom_url, 'slimray_jobs{state="succeeded"} == 1')
+    logs = subprocess.run([str(BIN / "slimray"), "logs", job_id, "--server", service.url],
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert logs.returncode == 0 and f"job {job_id} succeeded" in logs.stdout
