@@ -70,9 +70,12 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 
-    def job(self, job_id: str) -> dict | None:
+    def job(self, job_id: str, expect_active: bool = True) -> dict | None:
         r = _get(f"{self.url}/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {TOKEN}"})
-        return r.json() if r is not None and r.status_code == 200 else None
+        job = r.json() if r is not None and r.status_code == 200 else None
+        if expect_active and job and job["state"] in ("failed", "cancelled"):
+            raise AssertionError(f"job {job_id} ended {job['state']}: {job.get('error')}")
+        return job
 
 
 @pytest.fixture
@@ -96,7 +99,8 @@ def stack(tmp_path):
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
-        f"  - job_name: slimray\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+        "  - job_name: slimray\n    honor_labels: true\n"  # our `job` label names the training job
+        f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
     )
     prom = subprocess.Popen(
         [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",

@@ -53,8 +53,9 @@ def init_ray(address: str | None, spec: JobSpec) -> bool:
     if ray.is_initialized():
         return False
     env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
-    address = address or ("auto" if os.environ.get("RAY_ADDRESS") else None)  # inside a Ray job
-    if address:
+    if os.environ.get("RAY_ADDRESS") and not address:  # a Ray job's driver: its env is set
+        ray.init(log_to_driver=False)
+    elif address:
         ray.init(address=address, runtime_env=env, log_to_driver=False)
     else:
         needed = spec.scaling.num_workers * spec.scaling.cpus_per_worker
