@@ -147,6 +147,7 @@ def _event(step):
 
 def test_driver_events_drive_state_progress_and_metrics(api):
     job_id = _create(api)
+
     def post(kind, data):  # raw JSON, NaN allowed, as a careless driver might send it
         body = json.dumps({"kind": kind, "data": data}, allow_nan=True)
         headers = {**AUTH, "content-type": "application/json"}
@@ -169,7 +170,7 @@ def test_driver_events_drive_state_progress_and_metrics(api):
     bucket = f'slimray_prune_event_duration_seconds_bucket{{job="{job_id}",le="0.25",phase="surgery"}}'
     assert f"{bucket} 1.0" in text
     assert 'slimray_jobs{state="running"} 1.0' in text
-    assert 'slimray_http_request_duration_seconds_bucket{' in text
+    assert "slimray_http_request_duration_seconds_bucket{" in text
     assert post("end", {"state": "succeeded", "throughput_gain": 1.8}).status_code == 202
     job = api.get(f"/v1/jobs/{job_id}", headers=AUTH).json()
     assert job["state"] == "succeeded"

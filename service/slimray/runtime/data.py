@@ -50,10 +50,11 @@ def _read_files(spec: DataSpec):
 
     if spec.file_format == "parquet":
         ds = ray.data.read_parquet(spec.source, columns=[spec.x_column, spec.y_column])
+        columns = spec
     else:
         ds = ray.data.read_binary_files(spec.source).flat_map(lambda row: _npz_rows(row, spec))
-        spec = spec.model_copy(update={"x_column": "x", "y_column": "y"})
-    return ds.map_batches(lambda b: _normalize(b, spec), batch_format="numpy")
+        columns = spec.model_copy(update={"x_column": "x", "y_column": "y"})  # _npz_rows' names
+    return ds.map_batches(lambda b: _normalize(b, columns), batch_format="numpy")
 
 
 def load_job_data(spec: DataSpec, train: TrainSpec) -> JobData:
