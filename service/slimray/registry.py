@@ -11,6 +11,27 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
+class Configurable:
+    """Keras-style config object: `from_config(get_config())` rebuilds an equal object."""
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]):
+        return cls(**config)
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
 class Registry(Generic[T]):
     """Short names to classes; `get` takes a name, `{"class_name", "config"}` or an instance."""
 

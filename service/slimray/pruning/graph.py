@@ -61,6 +61,14 @@ def _functional_of(model: Any, path: str) -> Any:
     return model
 
 
+def _find_root(parent: list[int], x: int) -> int:
+    """Union-find root with path halving."""
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
 def _shape(t: Any) -> tuple[int | None, ...]:
     return tuple(t.shape)
 
@@ -124,18 +132,10 @@ class DependencyGraph:
         self._fixed.append(np.asarray(ids))
 
     def _find(self, x: int) -> int:
-        parent = self._parent
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+        return _find_root(self._parent, x)
 
     def _space_find(self, x: int) -> int:
-        parent = self._space_parent
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+        return _find_root(self._space_parent, x)
 
     # ---------------------------------------------------------- tracing
     def _trace(self, functional: Any, input_ids: list[Ids], prefix: str, top: bool) -> list[Ids]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from slimray.pruning.graph import DependencyGraph
 from slimray.pruning.reducer import IdentityReducer, Reducer
-from slimray.registry import Registry
+from slimray.registry import Configurable, Registry
 
 
 @dataclass
@@ -26,30 +26,13 @@ class ScoringBatch:
     loss: Any = "sparse_categorical_crossentropy"
 
 
-class Importance:
+class Importance(Configurable):
     """Base criterion: `__call__(graph, batch)` gives one 1-D score array per group."""
 
     needs_data = False
 
     def __call__(self, graph: DependencyGraph, batch: ScoringBatch | None = None) -> list[np.ndarray]:
         raise NotImplementedError
-
-    def get_config(self) -> dict[str, Any]:
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Importance:
-        return cls(**config)
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 criteria: Registry[Importance] = Registry("importance criterion", Importance)

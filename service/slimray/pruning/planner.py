@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from slimray.pruning.graph import DependencyGraph
+from slimray.registry import Configurable
 
 NORMALIZERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "mean": lambda s: s / (np.mean(s) + 1e-12),
@@ -76,7 +77,7 @@ def _order(scores: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(len(scores)), -scores))
 
 
-class MaskPlanner:
+class MaskPlanner(Configurable):
     """Chooses how many channels each group keeps and which ones.
 
     Sparsity is relative to `baseline_sizes` (the unpruned widths), so iterative schedules reach
@@ -112,16 +113,6 @@ class MaskPlanner:
             "round_to": self.round_to,
             "normalizer": self.normalizer,
         }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> MaskPlanner:
-        return cls(**config)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, MaskPlanner) and self.get_config() == other.get_config()
-
-    def __hash__(self) -> int:
-        return hash(tuple(sorted(self.get_config().items())))
 
     # ------------------------------------------------------------------ planning
     def plan(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from slimray.registry import Registry
+from slimray.registry import Configurable, Registry
 
 
 def _int(name: str, value: Any, minimum: int = 0) -> int:
@@ -25,7 +25,7 @@ def _fraction(name: str, value: Any, top_inclusive: bool = False) -> float:
     return float(value)
 
 
-class PruningSchedule:
+class PruningSchedule(Configurable):
     """Base schedule: when to prune and to what sparsity."""
 
     def __call__(self, step: int) -> tuple[bool, float]:
@@ -38,24 +38,10 @@ class PruningSchedule:
     def get_config(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> PruningSchedule:
-        return cls(**config)
-
     @property
     def final_sparsity(self) -> float:
         events = self.events()
         return events[-1][1] if events else 0.0
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 schedules: Registry[PruningSchedule] = Registry("pruning schedule", PruningSchedule)
