@@ -239,3 +239,21 @@ def test_sequential_model_is_traced():
 def test_unbuilt_sequential_is_refused():
     with pytest.raises(UnsupportedLayerError, match="no Input"):
         build_graph(keras.Sequential([L.Dense(3)], name="lazy"))
+
+
+def test_rescaling_passes_channels_unless_per_channel():
+    inputs = keras.Input((4, 4, 3))
+    x = L.Rescaling(1 / 255.0)(inputs)
+    x = L.Conv2D(6, 1, name="c")(x)
+    x = L.Rescaling(2.0, offset=0.0, name="scalar")(x)
+    x = L.Conv2D(5, 1, name="d")(x)
+    x = L.Rescaling([1.0, 2.0, 3.0, 4.0, 5.0], name="per_channel")(x)
+    out = L.Dense(2)(L.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, out)
+    graph = build_graph(model)
+    assert _ids(graph) == {"c": 6}
+    plan = MaskPlanner().plan(graph, get_criterion("l1")(graph), 0.5)
+    small = shrink(model, graph, plan).model
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 3)).astype("float32")
+    zero_pruned_channels(model, graph, plan)
+    np.testing.assert_allclose(small(x), model(x), atol=1e-5)

@@ -154,6 +154,16 @@ class ActivationHandler(PassThroughHandler):
         return [inputs[0]]
 
 
+class RescalingHandler(PassThroughHandler):
+    """`x * scale + offset`: scalars pass channels through; per-channel values keep them."""
+
+    def trace(self, layer, inputs, call, graph):
+        per_channel = any(np.size(v) > 1 for v in (layer.scale, layer.offset))
+        if per_channel:
+            graph.fix(inputs[0])
+        return [inputs[0]]
+
+
 class PReLUHandler(PassThroughHandler):
     def param_axes(self, layer, in_ids, out_ids):
         alpha = layer.alpha
@@ -397,6 +407,7 @@ for _cls in (
 register_layer(L.Activation, ActivationHandler(flops_per_element=1))
 register_layer(L.Softmax, ChannelMixingPassThroughHandler(flops_per_element=3))
 register_layer(L.PReLU, PReLUHandler(flops_per_element=2))
+register_layer(L.Rescaling, RescalingHandler(flops_per_element=2))
 register_layer(L.BatchNormalization, BatchNormalizationHandler())
 register_layer(L.LayerNormalization, LayerNormalizationHandler())
 for _cls in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum):
