@@ -210,6 +210,14 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ service
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _ensure_local_ray(address: str, num_cpus: int | None) -> None:
     """Start a Ray head with its job server at `address` unless one already answers there."""
     import subprocess
@@ -228,6 +236,10 @@ def _ensure_local_ray(address: str, num_cpus: int | None) -> None:
     cmd = [str(ray_bin), "start", "--head", "--disable-usage-stats", "--include-dashboard=true",
            f"--dashboard-host={url.hostname}", f"--dashboard-port={url.port or 8265}",
            f"--port={int(os.environ.get('SLIMRAY_RAY_GCS_PORT', '6380'))}"]  # fmt: skip
+    # Ray's agents default to fixed ports; free ones let this head live beside another Ray
+    for option in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                   "runtime-env-agent-port", "metrics-export-port", "ray-client-server-port"):  # fmt: skip
+        cmd.append(f"--{option}={_free_port()}")
     if num_cpus:
         cmd.append(f"--num-cpus={num_cpus}")
     env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
