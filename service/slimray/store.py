@@ -4,7 +4,6 @@ restarts. `transition` is the one place a job's state changes."""
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import threading
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from slimray.jobstate import InvalidTransition, JobState
+from slimray.jsonsafe import finite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -47,17 +47,6 @@ CREATE TABLE IF NOT EXISTS prune_events (
     PRIMARY KEY (job_id, step)
 );
 """
-
-
-def finite(value: Any) -> Any:
-    """JSON-safe copy: NaN and infinities become None (strict JSON has neither)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 @dataclass

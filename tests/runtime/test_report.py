@@ -39,10 +39,23 @@ def test_restart_drops_the_windows_it_replays():
     t.add([_report(21, 0.0, event=_event(20))])
     t.add([_report(30, 150.0)])
     t.add([_report(40, 150.0)])
-    t.add([_report(30, 140.0, resumed=21)])  # restarted from the checkpoint at step 21
+    t.add([{**_report(30, 140.0, resumed=21), "pid": 7}])  # restarted from the step-21 checkpoint
+    t.add([{**_report(40, 140.0, resumed=21), "pid": 7}])
     assert t.restarts == [21]
+    t.add([{**_report(30, 140.0, resumed=21), "pid": 8}])  # a second restart, same checkpoint
+    assert t.restarts == [21, 21]
     assert [e["step"] for e in t.entries] == [10, 21, 30]
     assert len(t.events) == 1
+
+
+def test_report_json_is_strict(tmp_path):
+    import json
+
+    t = Timeline()
+    t.add([{**_report(10, 100.0), "loss": float("nan")}])
+    path = write_report(tmp_path, build_report(t, job="j", exported_accuracy=float("nan")))
+    data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert data["exported_accuracy"] is None and data["timeline"][0]["loss"] is None
 
 
 def test_report_files(tmp_path):

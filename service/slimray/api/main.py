@@ -16,9 +16,10 @@ from slimray.api.reconcile import Reconciler, reconcile_all
 from slimray.api.routes import health, jobs
 from slimray.executor import RayJobExecutor
 from slimray.jobstate import InvalidTransition
+from slimray.jsonsafe import finite
 from slimray.metrics import build_registry
 from slimray.settings import Settings, get_settings
-from slimray.store import Store, UnknownJob, finite
+from slimray.store import Store, UnknownJob
 
 
 def create_app(settings: Settings | None = None, executor: RayJobExecutor | None = None) -> FastAPI:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slimray.jsonsafe import finite
+
 
 def _mean(values: list[float]) -> float | None:
     values = [v for v in values if v and not math.isnan(v)]
@@ -23,12 +25,15 @@ class Timeline:
     events: list[dict[str, Any]] = field(default_factory=list)
     peak_memory: dict[int, int] = field(default_factory=dict)
     restarts: list[int] = field(default_factory=list)
+    _attempts: set[tuple[int, int]] = field(default_factory=set)
     _phase: int = 0
 
     def add(self, reports: list[dict[str, Any]]) -> dict[str, Any]:
         first = reports[0]
         resumed = first.get("resumed_from")
-        if resumed is not None and resumed not in self.restarts:
+        attempt = (resumed, first.get("pid"))  # a new worker group has new processes
+        if resumed is not None and attempt not in self._attempts:
+            self._attempts.add(attempt)
             self.restarts.append(resumed)
             # a restart replays steps after the checkpoint: drop what they will redo
             self.entries = [e for e in self.entries if e["step"] <= resumed]
@@ -108,7 +113,7 @@ def build_report(timeline: Timeline, **fields: Any) -> dict[str, Any]:
 def write_report(run_dir: Path, report: dict[str, Any]) -> Path:
     path = Path(run_dir) / "report.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str))
+    tmp.write_text(json.dumps(finite(report), indent=2, default=str, allow_nan=False))
     tmp.replace(path)
     return path
 

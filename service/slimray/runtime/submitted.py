@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from slimray.store import finite
+from slimray.jsonsafe import finite
 
 
 class EventPoster:
