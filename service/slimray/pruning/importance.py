@@ -50,14 +50,21 @@ def score_groups(
     reducer: Reducer | None = None,
 ) -> list[np.ndarray]:
     """Local scores of every group, averaged over workers in one allreduce of one vector."""
+    return reduce_scores(graph, criterion(graph, batch), reducer)
+
+
+def reduce_scores(
+    graph: DependencyGraph, local: list[np.ndarray], reducer: Reducer | None = None
+) -> list[np.ndarray]:
+    """Average per-group scores over workers: one allreduce of the concatenated vector."""
     reducer = reducer or IdentityReducer()
-    local = criterion(graph, batch)
     sizes = [g.size for g in graph.groups]
+    if len(local) != len(sizes):
+        raise ValueError(f"Got scores for {len(local)} groups; the graph has {len(sizes)}")
     for group, scores in zip(graph.groups, local, strict=True):
-        if scores.shape != (group.size,):
+        if np.shape(scores) != (group.size,):
             raise ValueError(
-                f"Criterion {criterion!r} gave {scores.shape} scores for group '{group.id}' "
-                f"of size {group.size}"
+                f"Got {np.shape(scores)} scores for group '{group.id}' of size {group.size}"
             )
     flat = np.concatenate(local).astype(np.float64) if local else np.zeros(0)
     total = np.asarray(reducer.allreduce(flat), dtype=np.float64) / reducer.world_size

@@ -14,7 +14,7 @@ import numpy as np
 
 from slimray.pruning.counting import ModelCost, count_model
 from slimray.pruning.graph import DependencyGraph, build_graph
-from slimray.pruning.importance import Importance, ScoringBatch, criteria, get_criterion
+from slimray.pruning.importance import Importance, ScoringBatch, criteria, get_criterion, reduce_scores
 from slimray.pruning.optimizer import carry_optimizer
 from slimray.pruning.planner import MaskPlanner, PrunePlan
 from slimray.pruning.reducer import IdentityReducer, Reducer
@@ -92,14 +92,11 @@ class Pruner:
         start = time.perf_counter()
         local = self.criterion(graph, batch)
         durations["score"] = time.perf_counter() - start
-        sizes = [g.size for g in graph.groups]
+        self.last_local_scores = np.concatenate(local).astype(np.float64) if local else np.zeros(0)
         start = time.perf_counter()
-        flat = np.concatenate(local).astype(np.float64) if local else np.zeros(0)
-        self.last_local_scores = flat
-        total = np.asarray(self.reducer.allreduce(flat), dtype=np.float64) / self.reducer.world_size
+        scores = reduce_scores(graph, local, self.reducer)
         durations["allreduce"] = time.perf_counter() - start
-        durations["allreduce_bytes"] = float(flat.nbytes)
-        scores = np.split(total, np.cumsum(sizes)[:-1]) if sizes else []
+        durations["allreduce_bytes"] = float(self.last_local_scores.nbytes)
         return self.planner.plan(graph, scores, sparsity, baseline_sizes)
 
     def apply(
