@@ -104,7 +104,7 @@ def test_run_trains_prunes_and_writes_the_run_directory(tmp_path):
     out = tmp_path / "run"
     proc = _slimray("run", str(_write_spec(tmp_path / "job.yaml", out)))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    text = proc.stdout.replace("\n", " ")
+    text = " ".join(proc.stdout.split())
     assert "prune @ step 15" in text and "cli-run: succeeded" in text
     assert "throughput gain" in text
     for name in ("model.keras", "report.json", "report.png", "saved_model", "checkpoints"):
@@ -114,7 +114,7 @@ def test_run_trains_prunes_and_writes_the_run_directory(tmp_path):
     assert report["params"]["after"] < report["params"]["before"]
     # the directory now holds a run: running again without --overwrite refuses, losing nothing
     again = _slimray("run", str(tmp_path / "job.yaml"))
-    assert again.returncode == 2 and "already holds a run" in again.stdout.replace("\n", " ")
+    assert again.returncode == 2 and "already holds a run" in " ".join(again.stdout.split())
     assert json.loads((out / "report.json").read_text()) == report
 
 
@@ -127,7 +127,7 @@ def test_run_rejects_an_invalid_spec_naming_every_field(tmp_path):
     )
     proc = _slimray("run", str(spec))
     assert proc.returncode == 2
-    text = proc.stdout.replace("\n", " ")
+    text = " ".join(proc.stdout.split())
     assert "train.steps" in text and "scaling.num_workers" in text
     assert not (tmp_path / "never").exists()
 

@@ -151,7 +151,7 @@ class _Progress:
 
     def _say(self, text: str) -> None:
         if not self.quiet:
-            self.bar.console.print(text, highlight=False)
+            self.bar.console.print(text, highlight=False, soft_wrap=True)
 
 
 def _print_run_summary(report: dict[str, Any]) -> None:
@@ -323,7 +323,7 @@ def _watch(client, job_id: str, interval: float = 2.0) -> dict[str, Any]:
         job = _service_call(lambda: client.get(job_id))
         line = _job_line(job)
         if line != last:
-            console.print(line, highlight=False)
+            console.print(line, highlight=False, soft_wrap=True)
             last = line
         if job["state"] in ("succeeded", "failed", "cancelled"):
             return job
@@ -366,7 +366,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         job = _watch(client, args.id)
     else:
         job = _service_call(lambda: client.get(args.id))
-        console.print(_job_line(job), highlight=False)
+        console.print(_job_line(job), highlight=False, soft_wrap=True)
     return 0
 
 
@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except CliError as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         return 2
 
 

@@ -56,4 +56,4 @@ def test_client_errors_are_one_clear_line(service, tmp_path):
     out = _cli("submit", str(bad), "--server", service)
     assert out.returncode == 2 and "train.epochs" in out.stdout
     down = _cli("status", "--server", f"http://127.0.0.1:{free_port()}")
-    assert down.returncode == 2 and "cannot reach the slimray service" in down.stdout.replace("\n", " ")
+    assert down.returncode == 2 and "cannot reach the slimray service" in " ".join(down.stdout.split())
