@@ -198,8 +198,7 @@ class Store:
             job.transitions = [
                 dict(r)
                 for r in self._db.execute(
-                    "SELECT from_state, to_state, at, reason FROM transitions "
-                    "WHERE job_id=? ORDER BY seq",
+                    "SELECT from_state, to_state, at, reason FROM transitions WHERE job_id=? ORDER BY seq",
                     (job.id,),
                 )
             ]

@@ -73,9 +73,7 @@ def create_app(settings: Settings | None = None, executor: RayJobExecutor | None
 
     @app.exception_handler(PolicyError)
     async def policy(request: Request, err: PolicyError):
-        detail = [
-            {"loc": ["body", *loc], "msg": msg, "type": "policy_error"} for loc, msg in err.problems
-        ]
+        detail = [{"loc": ["body", *loc], "msg": msg, "type": "policy_error"} for loc, msg in err.problems]
         return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     return app

@@ -61,9 +61,7 @@ def enforce(spec: JobSpec, settings: Settings, job_id: str) -> JobSpec:
     elif model.kind == "function":
         module = model.source.partition(":")[0]
         if module not in settings.allowed_model_modules:
-            problems.append(
-                (("model", "source"), f"module {module!r} is not in allowed_model_modules")
-            )
+            problems.append((("model", "source"), f"module {module!r} is not in allowed_model_modules"))
     if problems:
         raise PolicyError(problems)
     output = spec.output.model_copy(update={"dir": str((settings.runs_root / job_id).resolve())})

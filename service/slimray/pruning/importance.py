@@ -63,9 +63,7 @@ def reduce_scores(
         raise ValueError(f"Got scores for {len(local)} groups; the graph has {len(sizes)}")
     for group, scores in zip(graph.groups, local, strict=True):
         if np.shape(scores) != (group.size,):
-            raise ValueError(
-                f"Got {np.shape(scores)} scores for group '{group.id}' of size {group.size}"
-            )
+            raise ValueError(f"Got {np.shape(scores)} scores for group '{group.id}' of size {group.size}")
     flat = np.concatenate(local).astype(np.float64) if local else np.zeros(0)
     total = np.asarray(reducer.allreduce(flat), dtype=np.float64) / reducer.world_size
     return np.split(total, np.cumsum(sizes)[:-1]) if sizes else []
