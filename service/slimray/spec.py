@@ -109,6 +109,9 @@ class TrainSpec(_Strict):
     jit_compile: bool = False
     from_logits: bool = False
     report_every: int = Field(20, ge=1, description="Steps between progress reports.")
+    cache_mb: int = Field(
+        1024, ge=0, description="Keep a worker's shard in memory after epoch 1 if it fits (0: never)."
+    )
     checkpoint_every: int = Field(200, ge=1, description="Steps between interval checkpoints.")
 
     @model_validator(mode="after")

@@ -12,9 +12,13 @@ from typing import Any
 from slimray.jsonsafe import finite
 
 
-def _mean(values: list[float]) -> float | None:
-    values = [v for v in values if v and not math.isnan(v)]
-    return sum(values) / len(values) if values else None
+def _median(values: list[float]) -> float | None:
+    """Median of the non-empty windows: robust to a window slowed by a neighbour's burst."""
+    values = sorted(v for v in values if v and not math.isnan(v))
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 @dataclass
@@ -69,8 +73,8 @@ class Timeline:
         return entry
 
     def phase_throughput(self, phase: int) -> float | None:
-        """Mean samples/s of a phase; the run's first window (data pipeline warm-up) is left out."""
-        return _mean([e["samples_per_second"] for e in self.entries[1:] if e["phase"] == phase])
+        """Median samples/s of a phase; the run's first window (pipeline warm-up) is left out."""
+        return _median([e["samples_per_second"] for e in self.entries[1:] if e["phase"] == phase])
 
     @property
     def dense_throughput(self) -> float | None:

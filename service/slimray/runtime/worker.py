@@ -299,22 +299,33 @@ class _Loop:
         import ray.train
         import tensorflow as tf
 
+        from slimray.runtime.shard_cache import ShardCache
+
         train = self.spec.train
         steps_per_epoch, total = self.config["steps_per_epoch"], self.config["total_steps"]
         shard = ray.train.get_dataset_shard("train")
+        # every worker decides alike: equal shards, same epochs, whole-group restarts
+        cache = ShardCache(train.cache_mb * 2**20, train.batch_size, steps_per_epoch, train.seed)
         window = Window()
         pending_event: dict | None = None
         while self.state.step < total:
             epoch, skip = divmod(self.state.step, steps_per_epoch)
-            batches = shard.iter_batches(
-                batch_size=train.batch_size, batch_format="numpy", drop_last=True,
-                local_shuffle_buffer_size=4 * train.batch_size,
-                local_shuffle_seed=train.seed * 1000 + epoch,
-            )  # fmt: skip
+            if cache.complete:
+                batches = cache.batches(epoch)
+            else:
+                batches = shard.iter_batches(
+                    batch_size=train.batch_size, batch_format="numpy", drop_last=True,
+                    local_shuffle_buffer_size=4 * train.batch_size,
+                    local_shuffle_seed=train.seed * 1000 + epoch,
+                )  # fmt: skip
             for index, batch in enumerate(batches):
+                if index >= steps_per_epoch:
+                    break
+                if not cache.complete:
+                    cache.add(batch["x"], batch["y"])
                 if index < skip:
                     continue
-                if self.state.step >= total or index >= steps_per_epoch:
+                if self.state.step >= total:
                     break
                 self._maybe_die()
                 x, y = batch["x"], batch["y"].astype(np.int32)
@@ -346,6 +357,8 @@ class _Loop:
                     ckpt = pending_event is not None or final or step % train.checkpoint_every == 0
                     self.report(window, pending_event, final, ckpt)
                     window, pending_event = Window(), None
+            if not cache.complete:
+                cache.end_epoch()
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
