@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ def count_model(model: Any, graph: DependencyGraph | None = None) -> ModelCost:
     graph = graph or build_graph(model)
     layers = []
     for record in graph.layer_records():
-        params = int(sum(int(w.numpy().size) for w in record.layer.weights))
+        params = sum(math.prod(w.shape) for w in record.layer.weights)
         flops = int(sum(record.handler.flops(record.layer, call) for call in record.calls))
         layers.append(LayerCost(record.path, type(record.layer).__name__, params, flops))
     return ModelCost(

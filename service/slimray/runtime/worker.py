@@ -138,7 +138,7 @@ class _Loop:
         import ray.train
         import tensorflow as tf
 
-        from slimray.pruning import Pruner, get_schedule
+        from slimray.pruning import Pruner, count_model, get_schedule
         from slimray.runtime.checkpoints import TrainState, read_checkpoint
         from slimray.runtime.collectives import TFCollectiveReducer
 
@@ -175,6 +175,7 @@ class _Loop:
                 with checkpoint.as_directory() as directory:
                     self.model, self.optimizer, self.state = read_checkpoint(Path(directory))
         self.resumed_from = self.state.step if checkpoint is not None else None
+        self.cost = count_model(self.model)  # changes only at prune events
         self._new_step_fn()
 
     def _new_step_fn(self) -> None:
@@ -207,10 +208,11 @@ class _Loop:
         durations["agreement"] = time.perf_counter() - start
         with self.strategy.scope():
             result = self.pruner.apply(self.model, plan, self.optimizer, graph, durations)
-        self.model, self.optimizer = result.model, result.optimizer
+        self.model, self.optimizer, self.cost = result.model, result.optimizer, result.after
         self._new_step_fn()
         summary = result.summary()
-        self.state.sparsity = self.channel_sparsity()
+        kept = sum(len(g["kept"]) for g in summary["groups"])
+        self.state.sparsity = 1.0 - kept / sum(self.state.baseline_sizes.values())
         local = self.pruner.last_local_scores
         event = {
             "step": step,
@@ -225,15 +227,6 @@ class _Loop:
         }  # fmt: skip
         self.state.events.append(event)
         return event
-
-    def channel_sparsity(self) -> float:
-        from slimray.pruning import build_graph
-
-        if not self.state.baseline_sizes:
-            return 0.0
-        current = {g.id: g.size for g in build_graph(self.model).groups}
-        base = sum(self.state.baseline_sizes.values())
-        return 1.0 - sum(current.get(k, 0) for k in self.state.baseline_sizes) / base
 
     def _maybe_perturb(self, plan):
         """Fault injection for tests: one worker flips one channel of its mask."""
@@ -261,14 +254,12 @@ class _Loop:
 
     # -------------------------------------------------------------- reporting
     def report(self, window: Window, event: dict | None, final: bool, checkpoint: bool) -> None:
-        import keras
         import ray.train
         from ray.train import Checkpoint
 
-        from slimray.pruning import count_model
         from slimray.runtime.checkpoints import write_checkpoint
 
-        cost = count_model(self.model)
+        cost = self.cost
         metrics = {
             "step": self.state.step,
             "rank": self.rank,
@@ -282,7 +273,6 @@ class _Loop:
             "event": event,
             "final": final,
             "resumed_from": self.resumed_from,
-            "keras": keras.__version__,
         }
         if self.rank == 0 and (event is not None or final):
             metrics["val_accuracy"] = evaluate(self.model, self.x_val, self.y_val)
