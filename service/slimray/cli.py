@@ -175,6 +175,22 @@ def _print_run_summary(report: dict[str, Any]) -> None:
     if gain:
         console.print(f"throughput gain {gain:.2f}x over the unpruned phase; "
                       f"run directory {report.get('run_dir', '')}")  # fmt: skip
+    _print_wall_time(report.get("wall_time"))
+
+
+def _print_wall_time(wall: dict[str, float] | None) -> None:
+    """Where every second of the job went (`slimray.runtime.breakdown.PHASES`)."""
+    if not wall:
+        return
+    from slimray.runtime.breakdown import PHASES
+
+    total = wall["total"] or 1.0
+    table = Table(title=f"wall time {wall['total']:.1f} s, by phase")
+    for col, justify in (("phase", "left"), ("seconds", "right"), ("share", "right"), ("what", "left")):
+        table.add_column(col, justify=justify)
+    for name, what in PHASES.items():
+        table.add_row(name, f"{wall.get(name, 0.0):.1f}", f"{wall.get(name, 0.0) / total:.0%}", what)
+    console.print(table)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

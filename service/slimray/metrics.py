@@ -21,6 +21,11 @@ _GAUGES = (
     ("model_parameters", "params", "Parameters of the current (pruned) model."),
     ("model_flops_per_sample", "flops", "FLOPs per sample of the current model."),
     ("sparsity_ratio", "sparsity", "Fraction of prunable channels removed (0-1)."),
+    (
+        "gradient_allreduce_bytes_per_step",
+        "gradient_allreduce_bytes_per_step",
+        "Bytes of gradients each worker allreduces per step (falls as the model shrinks).",
+    ),
 )
 
 

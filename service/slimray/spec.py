@@ -108,7 +108,12 @@ class TrainSpec(_Strict):
     validation_split: float = Field(0.2, ge=0, lt=1)
     jit_compile: bool = False
     from_logits: bool = False
-    report_every: int = Field(20, ge=1, description="Steps between progress reports.")
+    report_every: int = Field(
+        20, ge=1, description="Steps between progress messages (streamed; they do not block training)."
+    )
+    eval_every: int | None = Field(
+        None, ge=1, description="Steps between validation passes on rank 0 (always at prune events, end)."
+    )
     cache_mb: int = Field(
         1024, ge=0, description="Keep a worker's shard in memory after epoch 1 if it fits (0: never)."
     )

@@ -31,8 +31,20 @@ def test_builtin_digits_are_split_and_shaped():
     data = load_job_data(DataSpec(source="digits"), TRAIN)
     assert data.input_shape == (8, 8, 1) and data.num_classes == 10
     assert data.n_train + len(data.x_val) == 1797 and len(data.x_val) == round(1797 * 0.25)
-    row = data.train.take(1)[0]
-    assert np.asarray(row["x"]).shape == (8, 8, 1)
+    assert data.train is None  # in memory: workers get slices through the object store
+    x, y = data.arrays
+    assert x.shape == (data.n_train, 8, 8, 1) and y.dtype == np.int32
+
+
+def test_worker_shards_are_disjoint_equal_and_cover_the_rows():
+    from slimray.runtime.data import worker_shard
+
+    x, y = np.arange(10, dtype="float32")[:, None], np.arange(10, dtype="int32")
+    shards = [worker_shard(x, y, rank, 3, rows=3) for rank in range(3)]
+    assert all(len(sx) == len(sy) == 3 for sx, sy in shards)
+    seen = np.concatenate([sy for _, sy in shards])
+    assert len(set(seen.tolist())) == 9  # disjoint; row 9 is the remainder no rank gets
+    assert np.array_equal(shards[1][0][:, 0], [1, 4, 7])
 
 
 def test_parquet_with_flat_features_is_reshaped(tmp_path):

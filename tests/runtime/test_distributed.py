@@ -86,6 +86,25 @@ def test_report_holds_memory_durations_and_the_run_directory(reference):
     assert any((run_dir / "checkpoints").glob("checkpoint_*"))
 
 
+def test_progress_streams_every_window_and_the_wall_time_adds_up(reference):
+    from slimray.runtime.breakdown import PHASES
+
+    report = reference.report
+    # report_every 10 over 90 steps, plus the two windows that prune events close early:
+    # every one arrives though only checkpoints go through ray.train.report
+    assert [e["step"] for e in report["timeline"]][:3] == [10, 20, 30]
+    assert len(report["timeline"]) >= 10
+    elapsed = [e["elapsed_seconds"] for e in report["timeline"]]
+    assert elapsed == sorted(elapsed) and 0 < elapsed[0] < report["wall_seconds"]
+    wall = report["wall_time"]
+    assert set(wall) == {*PHASES, "total"}
+    assert sum(v for k, v in wall.items() if k != "total") == pytest.approx(wall["total"], abs=0.01)
+    assert wall["training"] > 0 and wall["startup"] > 0 and wall["export"] > 0
+    assert wall["other"] < 0.25 * wall["total"]  # the phases account for most of the job
+    grads = report["gradient_allreduce_bytes_per_step"]
+    assert grads["after"] < grads["before"]  # pruning shrinks what each step allreduces
+
+
 def test_exported_model_loads_with_plain_keras_and_scores_the_reported_accuracy(reference):
     report = reference.report
     code = (
@@ -128,7 +147,9 @@ def test_a_killed_worker_is_replaced_and_the_shrunk_model_resumes(ray_local, ref
 
     marker = tmp_path / "killed"
     result = run_job(_spec(tmp_path / "killed_run"),
-                     faults={"kill": {"rank": 1, "step": 45, "marker": str(marker)}})  # fmt: skip
+                     faults={"kill": {"rank": 1, "step": 45, "marker": str(marker),
+                                      "delay": 3.0}})  # fmt: skip
+    # ASYNC checkpoints count once the controller polls them (every 2 s): the delay makes sure
     assert marker.is_file(), "the fault was not injected"
     assert result.state == "succeeded", result.error
     assert result.report["restarts_from_steps"] == [31]  # the checkpoint of the first prune event

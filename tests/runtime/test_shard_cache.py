@@ -41,3 +41,12 @@ def test_over_the_limit_it_keeps_streaming():
     _epoch(cache)
     assert not cache.complete and cache.overflowed
     assert not ShardCache(0, 4, 3, 1).complete
+
+
+def test_a_cache_from_arrays_is_complete_and_serves_every_row_once_per_epoch():
+    x, y = np.arange(12, dtype="float32")[:, None], np.arange(12, dtype="int32")
+    cache = ShardCache.from_arrays(x, y, batch_size=4, steps_per_epoch=3, seed=5)
+    assert cache.complete
+    epoch0 = np.concatenate([b["y"] for b in cache.batches(0)])
+    epoch1 = np.concatenate([b["y"] for b in cache.batches(1)])
+    assert sorted(epoch0.tolist()) == list(range(12)) and not np.array_equal(epoch0, epoch1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slimray.runtime.worker import build_job_model, build_optimizer, evaluate
+from slimray.runtime.modeling import build_job_model, build_optimizer, evaluate
 from slimray.spec import ModelSpec, TrainSpec
 
 

@@ -16,6 +16,8 @@ import numpy as np
 MODEL_FILE = "model.keras"
 OPTIMIZER_FILE = "optimizer.npz"
 STATE_FILE = "state.json"  # written last: its presence marks a complete checkpoint
+SAVED_MODEL_DIR = "saved_model"  # the final checkpoint only: the exported SavedModel
+EXPORT_FILE = "export.json"  # the final checkpoint only: the reloaded model's accuracy
 
 
 @dataclass

@@ -23,8 +23,9 @@ def _median(values: list[float]) -> float | None:
 
 @dataclass
 class Timeline:
-    """Merges the per-worker metrics of each `ray.train.report` into one entry."""
+    """Merges the ranks' windows of each step into one entry (see `progress.StepMerger`)."""
 
+    start_time: float | None = None  # the job's start (wall clock): entries get elapsed seconds
     entries: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     peak_memory: dict[int, int] = field(default_factory=dict)
@@ -51,13 +52,16 @@ class Timeline:
             "phase": self._phase,  # prune events applied when this window's steps ran
             "samples_per_second": sum(r["samples_per_second"] for r in reports),
             "step_time": max(r["step_time"] for r in reports),
-            "loss": first["loss"],
-            "accuracy": first["accuracy"],
+            # each rank's loss is its share of the global mean; accuracy is over its own samples
+            "loss": sum(r["loss"] for r in reports),
+            "accuracy": sum(r["accuracy"] for r in reports) / len(reports),
             "params": first["params"],
             "flops": first["flops"],
+            "gradient_allreduce_bytes_per_step": first.get("gradient_allreduce_bytes_per_step"),
             "sparsity": first["sparsity"],
             "val_accuracy": first.get("val_accuracy"),
             "allreduce_bytes_total": sum(r.get("allreduce_bytes_total", 0) for r in reports),
+            "elapsed_seconds": self._elapsed(first.get("time")),
         }
         self.entries.append(entry)
         event = first.get("event")
@@ -71,6 +75,11 @@ class Timeline:
             self._phase += 1
         entry["throughput_gain"] = self.gain(entry)
         return entry
+
+    def _elapsed(self, when: float | None) -> float | None:
+        if when is None or self.start_time is None:
+            return None
+        return round(when - self.start_time, 3)
 
     def phase_throughput(self, phase: int) -> float | None:
         """Median samples/s of a phase; the run's first window (pipeline warm-up) is left out."""
@@ -103,6 +112,8 @@ def build_report(timeline: Timeline, **fields: Any) -> dict[str, Any]:
         "throughput_gain": (final / dense) if dense and final else None,
         "params": {"before": (timeline.events[0]["params_before"] if timeline.events
                               else first.get("params")), "after": last.get("params")},
+        "gradient_allreduce_bytes_per_step": {"before": first.get("gradient_allreduce_bytes_per_step"),
+                                              "after": last.get("gradient_allreduce_bytes_per_step")},
         "flops_per_sample": {"before": (timeline.events[0]["flops_before"] if timeline.events
                                         else first.get("flops")), "after": last.get("flops")},
         "final_sparsity": last.get("sparsity"),

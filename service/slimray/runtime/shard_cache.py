@@ -26,6 +26,15 @@ class ShardCache:
         self.x: np.ndarray | None = None
         self.y: np.ndarray | None = None
 
+    @classmethod
+    def from_arrays(
+        cls, x: np.ndarray, y: np.ndarray, batch_size: int, steps_per_epoch: int, seed: int
+    ) -> ShardCache:
+        """A cache that is complete from the start: the worker's shard is already in memory."""
+        cache = cls(x.nbytes + y.nbytes, batch_size, steps_per_epoch, seed)
+        cache.x, cache.y = x, y
+        return cache
+
     @property
     def complete(self) -> bool:
         return self.x is not None

@@ -1,5 +1,5 @@
-"""The driver: starts (or joins) Ray, runs `TensorflowTrainer`, turns worker reports into live
-progress and the run directory (model, SavedModel, report.json, report.png)."""
+"""The driver: starts (or joins) Ray, runs `TensorflowTrainer`, turns the workers' progress
+messages into live events and the run directory (model, SavedModel, report.json, report.png)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from slimray.runtime.breakdown import PhaseClock, WallTimeBreakdown
+from slimray.runtime.progress import FINISHED, STARTED, WINDOW, StepMerger, WorkerMessage
+from slimray.runtime.report import Timeline
 from slimray.spec import JobSpec
 
 EventSink = Callable[[str, dict[str, Any]], None]
+ERROR = "error"  # a message the controller's callback sends: worker exceptions
+_POLL_SECONDS = 0.25
 
 
 class RunDirectoryExists(FileExistsError):
@@ -28,6 +33,12 @@ class RunResult:
     run_dir: Path
     report: dict[str, Any]
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    steps_per_epoch: int
+    total_steps: int
 
 
 def _now() -> str:
@@ -65,36 +76,133 @@ def init_ray(address: str | None, spec: JobSpec) -> bool:
     return True
 
 
-def _forwarder(queue):
+def plan_steps(spec: JobSpec, n_train: int) -> StepPlan:
+    world = spec.scaling.num_workers
+    steps_per_epoch = (n_train // world) // spec.train.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"train.batch_size {spec.train.batch_size} x {world} workers exceeds the "
+            f"{n_train} training samples"
+        )
+    return StepPlan(steps_per_epoch, spec.train.steps or spec.train.epochs * steps_per_epoch)
+
+
+def _error_forwarder(sender):
     from ray.train import UserCallback
 
-    class ReportForwarder(UserCallback):
-        """Runs in the Train controller: sends every merged report to the driver's queue."""
-
-        def after_report(self, run_context, metrics, checkpoint):
-            queue.put({"metrics": metrics})
+    class ErrorForwarder(UserCallback):
+        """Runs in the Train controller: hands worker exceptions to the driver's channel."""
 
         def after_exception(self, run_context, worker_exceptions):
-            queue.put({"exceptions": {int(k): repr(v) for k, v in worker_exceptions.items()}})
+            errors = {str(k): repr(v) for k, v in worker_exceptions.items()}
+            sender.send(WorkerMessage(ERROR, -1, -1, -1, time.time(), errors))
 
-    return ReportForwarder()
+    return ErrorForwarder()
 
 
-def _export_final(run_dir: Path, checkpoint, x_val, y_val) -> dict[str, Any]:
-    """Copy the final model out of the last checkpoint, export a SavedModel, measure it."""
-    import keras
+def _build_trainer(spec: JobSpec, run_dir: Path, config: Any, dataset: Any, sender: Any):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
 
-    from slimray.runtime.checkpoints import MODEL_FILE
-    from slimray.runtime.worker import evaluate
+    from slimray.runtime.worker import train_loop_per_worker
+
+    resources = {"CPU": spec.scaling.cpus_per_worker}
+    if spec.scaling.use_gpu and spec.scaling.gpus_per_worker:
+        resources["GPU"] = spec.scaling.gpus_per_worker
+    return TensorflowTrainer(
+        train_loop_per_worker,
+        train_loop_config={"worker": config},
+        scaling_config=ScalingConfig(
+            num_workers=spec.scaling.num_workers,
+            use_gpu=spec.scaling.use_gpu,
+            resources_per_worker=resources,
+        ),  # fmt: skip
+        run_config=RunConfig(
+            name="checkpoints",
+            storage_path=str(run_dir),
+            failure_config=FailureConfig(max_failures=spec.failure.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=3),
+            callbacks=[_error_forwarder(sender)],
+        ),
+        datasets={"train": dataset} if dataset is not None else None,
+    )
+
+
+@dataclass
+class ProgressPump:
+    """Turns worker messages into timeline entries and live events while the trainer runs."""
+
+    world: int
+    total_steps: int
+    emit: EventSink
+    timeline: Timeline
+    merger: StepMerger = field(init=False)
+    loop_started_at: float | None = None  # rank 0's first loop start (wall clock)
+    loop_finished_at: float | None = None
+    worker_phases: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.merger = StepMerger(self.world)
+
+    def handle(self, message: WorkerMessage) -> None:
+        if message.kind == WINDOW:
+            for reports in self.merger.add(message):
+                entry = self.timeline.add(reports)
+                self.emit("report", {**entry, "total_steps": self.total_steps,
+                                     "event": reports[0].get("event")})  # fmt: skip
+        elif message.kind == ERROR:
+            self.emit("worker_error", message.payload)
+        elif message.rank == 0 and message.kind == STARTED and self.loop_started_at is None:
+            self.loop_started_at = message.time
+        elif message.rank == 0 and message.kind == FINISHED:
+            self.loop_finished_at = message.time
+            self.worker_phases = message.payload["phases"]
+
+    def pump(self, channel: Any, running: threading.Thread) -> None:
+        while running.is_alive():
+            running.join(_POLL_SECONDS)
+            for message in channel.drain():
+                self.handle(message)
+        for message in channel.drain():  # what arrived after the last poll
+            self.handle(message)
+
+
+def _fit(trainer: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except Exception as err:  # the job failed: record it, the driver stays up
+            outcome["error"] = err
+
+    thread = threading.Thread(target=fit, name="slimray-fit", daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _export_final(run_dir: Path, checkpoint) -> dict[str, Any]:
+    """Copy the model, the SavedModel and their measured accuracy out of the final checkpoint
+    (rank 0 exported them there; see `worker._Loop.export`)."""
+    import json
+
+    from slimray.runtime.checkpoints import EXPORT_FILE, MODEL_FILE, SAVED_MODEL_DIR
 
     with checkpoint.as_directory() as directory:
-        shutil.copyfile(Path(directory) / MODEL_FILE, run_dir / "model.keras")
-    model = keras.models.load_model(run_dir / "model.keras", compile=False)
-    model.export(str(run_dir / "saved_model"), verbose=False)
-    return {
-        "exported_accuracy": evaluate(model, x_val, y_val),
-        "exported_params": model.count_params(),
-    }
+        directory = Path(directory)
+        shutil.copyfile(directory / MODEL_FILE, run_dir / "model.keras")
+        shutil.copytree(directory / SAVED_MODEL_DIR, run_dir / "saved_model")
+        return json.loads((directory / EXPORT_FILE).read_text())
+
+
+def _driver_phases(clock: PhaseClock, pump: ProgressPump, fit_start: float, fit_end: float) -> dict:
+    """Start-up runs to rank 0's loop start; shutdown from its loop end to the trainer's return."""
+    phases = clock.snapshot()
+    loop_start = pump.loop_started_at or fit_end
+    loop_end = pump.loop_finished_at or fit_end
+    phases["startup"] = phases.get("startup", 0.0) + max(0.0, loop_start - fit_start)
+    phases["shutdown"] = max(0.0, fit_end - loop_end)
+    return phases
 
 
 def run_job(
@@ -106,100 +214,63 @@ def run_job(
 ) -> RunResult:
     """Run one job to completion; the run directory is written even when the job fails."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.tensorflow import TensorflowTrainer
-    from ray.util.queue import Empty, Queue
 
     from slimray.runtime.data import load_job_data
-    from slimray.runtime.report import Timeline, build_report, plot_report, write_report
-    from slimray.runtime.worker import train_loop_per_worker
+    from slimray.runtime.progress import ProgressChannel
+    from slimray.runtime.report import build_report, plot_report, write_report
+    from slimray.runtime.worker import WorkerConfig
 
     emit = on_event or (lambda kind, data: None)
+    clock = PhaseClock()
     run_dir = prepare_run_dir(spec, overwrite)
-    started, t0 = _now(), time.perf_counter()
-    init_ray(address, spec)
-    data = load_job_data(spec.data, spec.train)
+    started, t0, start_wall = _now(), time.perf_counter(), time.time()
+    with clock.phase("startup"):
+        init_ray(address, spec)
+    with clock.phase("data"):
+        data = load_job_data(spec.data, spec.train)
+    steps = plan_steps(spec, data.n_train)
     world = spec.scaling.num_workers
-    steps_per_epoch = (data.n_train // world) // spec.train.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"train.batch_size {spec.train.batch_size} x {world} workers exceeds the "
-            f"{data.n_train} training samples"
-        )
-    total = spec.train.steps or spec.train.epochs * steps_per_epoch
-    config = {
-        "spec": spec.model_dump(mode="json"),
-        "validation": ray.put((data.x_val, data.y_val)),
-        "input_shape": list(data.input_shape),
-        "num_classes": data.num_classes,
-        "steps_per_epoch": steps_per_epoch,
-        "total_steps": total,
-        "faults": faults or {},
-    }
-    emit("start", {"total_steps": total, "steps_per_epoch": steps_per_epoch, "world": world,
-                   "n_train": data.n_train, "run_dir": str(run_dir)})  # fmt: skip
-    queue = Queue()
-    resources = {"CPU": spec.scaling.cpus_per_worker}
-    if spec.scaling.use_gpu and spec.scaling.gpus_per_worker:
-        resources["GPU"] = spec.scaling.gpus_per_worker
-    trainer = TensorflowTrainer(
-        train_loop_per_worker,
-        train_loop_config=config,
-        scaling_config=ScalingConfig(
-            num_workers=world, use_gpu=spec.scaling.use_gpu, resources_per_worker=resources
-        ),
-        run_config=RunConfig(
-            name="checkpoints",
-            storage_path=str(run_dir),
-            failure_config=FailureConfig(max_failures=spec.failure.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=3),
-            callbacks=[_forwarder(queue)],
-        ),
-        datasets={"train": data.train},
-    )
-    outcome: dict[str, Any] = {}
-
-    def fit() -> None:
-        try:
-            outcome["result"] = trainer.fit()
-        except Exception as err:  # the job failed: record it, the driver stays up
-            outcome["error"] = err
-
-    thread = threading.Thread(target=fit, name="slimray-fit", daemon=True)
-    thread.start()
-    timeline = Timeline()
-    while thread.is_alive() or not queue.empty():
-        try:
-            item = queue.get(timeout=0.5)
-        except Empty:
-            continue
-        if "metrics" in item:
-            entry = timeline.add(item["metrics"])
-            emit("report", {**entry, "total_steps": total,
-                            "event": item["metrics"][0].get("event")})  # fmt: skip
-        else:
-            emit("worker_error", item["exceptions"])
-    thread.join()
+    channel = ProgressChannel()
+    config = WorkerConfig(
+        spec=spec.model_dump(mode="json"), validation=ray.put((data.x_val, data.y_val)),
+        input_shape=tuple(data.input_shape), num_classes=data.num_classes,
+        steps_per_epoch=steps.steps_per_epoch, total_steps=steps.total_steps,
+        progress=channel.sender(), faults=faults or {},
+        train_arrays=ray.put(data.arrays) if data.arrays is not None else None,
+    )  # fmt: skip
+    emit("start", {"total_steps": steps.total_steps, "steps_per_epoch": steps.steps_per_epoch,
+                   "world": world, "n_train": data.n_train, "run_dir": str(run_dir)})  # fmt: skip
+    trainer = _build_trainer(spec, run_dir, config, data.train, channel.sender())
+    pump = ProgressPump(world, steps.total_steps, emit, Timeline(start_time=start_wall))
+    fit_start = time.time()
+    thread, outcome = _fit(trainer)
+    pump.pump(channel, thread)
+    fit_end = time.time()
+    channel.close()
     error = outcome.get("error")
     fields: dict[str, Any] = {
         "job": spec.name,
         "state": "failed" if error else "succeeded",
         "error": f"{type(error).__name__}: {error}" if error else None,
         "started_at": started,
-        "finished_at": _now(),
-        "wall_seconds": round(time.perf_counter() - t0, 2),
-        "total_steps": total,
+        "total_steps": steps.total_steps,
         "workers": world,
         "spec": spec.model_dump(mode="json"),
     }
-    if not error:
-        result = outcome["result"]
-        if result.checkpoint is None:
-            fields.update(state="failed", error="the run finished without a final checkpoint")
-        else:
-            fields.update(_export_final(run_dir, result.checkpoint, data.x_val, data.y_val))
-    report = build_report(timeline, **fields)
+    with clock.phase("export"):
+        if not error:
+            result = outcome["result"]
+            if result.checkpoint is None:
+                fields.update(state="failed", error="the run finished without a final checkpoint")
+            else:
+                fields.update(_export_final(run_dir, result.checkpoint))
+        report = build_report(pump.timeline, **fields)
+        plot_report(run_dir, report)
+    total = time.perf_counter() - t0
+    breakdown = WallTimeBreakdown.assemble(
+        _driver_phases(clock, pump, fit_start, fit_end), pump.worker_phases, total
+    )
+    report.update(finished_at=_now(), wall_seconds=round(total, 2), wall_time=breakdown.to_dict())
     write_report(run_dir, report)
-    plot_report(run_dir, report)
     emit("end", report)
     return RunResult(report["state"], run_dir, report, report["error"])

@@ -4,19 +4,32 @@ scheduled steps score -> allreduce -> plan -> agree -> shrink, then keep trainin
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
+import random
 import resource
 import signal
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from slimray.spec import JobSpec, ModelSpec, TrainSpec
+from slimray.runtime.breakdown import PhaseClock
+from slimray.runtime.modeling import (
+    build_job_model,
+    build_optimizer,
+    evaluate,
+    gradient_bytes,
+    make_train_step,
+)
+from slimray.runtime.progress import FINISHED, STARTED, WINDOW, ProgressSender, WorkerMessage
+from slimray.spec import JobSpec
+
+# phases that a window's throughput leaves out: they are not training steps or data waits
+_NOT_THROUGHPUT = ("tracing", "prune_events", "checkpoints", "evaluation")
 
 
 def peak_memory_bytes() -> int:
@@ -24,107 +37,51 @@ def peak_memory_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-def build_job_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> Any:
-    """The job's model from a built-in name, `module:function` or a `.keras` file."""
-    import keras
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything the driver hands each worker (Ray pickles it into `train_loop_config`)."""
 
-    from slimray.models import build_model
-
-    if spec.kind == "builtin":
-        model = build_model(spec.source, input_shape=input_shape, num_classes=num_classes, **spec.kwargs)
-    elif spec.kind == "function":
-        module_name, _, attr = spec.source.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as err:
-            raise ValueError(f"model.source: cannot import {spec.source!r}: {err}") from err
-        model = fn(**spec.kwargs)
-    else:
-        model = keras.models.load_model(spec.source, compile=False)
-    if not isinstance(model, keras.Model):
-        raise ValueError(f"model.source: {spec.source!r} gave {type(model).__name__}, not a keras.Model")
-    got = tuple(model.inputs[0].shape[1:])
-    if got != tuple(input_shape):
-        raise ValueError(f"model.source: {spec.source!r} takes inputs {got}; the data has {input_shape}")
-    return model
-
-
-def build_optimizer(train: TrainSpec) -> Any:
-    import keras
-
-    lr = train.learning_rate
-    factories = {
-        "adam": lambda: keras.optimizers.Adam(lr),
-        "adamw": lambda: keras.optimizers.AdamW(lr),
-        "sgd": lambda: keras.optimizers.SGD(lr, momentum=train.momentum),
-        "rmsprop": lambda: keras.optimizers.RMSprop(lr, momentum=train.momentum),
-        "nadam": lambda: keras.optimizers.Nadam(lr),
-    }
-    return factories[train.optimizer]()
-
-
-def make_train_step(model, optimizer, strategy, global_batch: int, train: TrainSpec):
-    """A distributed step: forward/backward per replica, gradients summed by the optimizer."""
-    import keras
-    import tensorflow as tf
-
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=train.from_logits, reduction=None)
-
-    @tf.function(jit_compile=train.jit_compile)
-    def gradients(x, y):
-        with tf.GradientTape() as tape:
-            out = model(x, training=True)
-            loss = tf.nn.compute_average_loss(loss_fn(y, out), global_batch_size=global_batch)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        grads = tape.gradient(loss, model.trainable_variables)
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(out, -1, output_type=tf.int32), y), tf.float32))
-        return loss, correct, grads
-
-    def replica_step(x, y):
-        loss, correct, grads = gradients(x, y)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return loss, correct
-
-    @tf.function
-    def step(x, y):
-        loss, correct = strategy.run(replica_step, args=(x, y))
-        total = tf.distribute.ReduceOp.SUM
-        return strategy.reduce(total, loss, axis=None), strategy.reduce(total, correct, axis=None)
-
-    return step
-
-
-def evaluate(model, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
-    """Top-1 accuracy on held-out data (local, no collectives)."""
-    if len(x) == 0:
-        return float("nan")
-    correct = 0
-    for i in range(0, len(x), batch):
-        out = np.asarray(model(x[i : i + batch], training=False))
-        correct += int((out.argmax(-1) == y[i : i + batch]).sum())
-    return correct / len(x)
+    spec: dict[str, Any]  # JobSpec as JSON
+    validation: Any  # ObjectRef of (x_val, y_val), or the tuple itself
+    input_shape: tuple[int, ...]
+    num_classes: int
+    steps_per_epoch: int
+    total_steps: int
+    progress: ProgressSender | None = None
+    train_arrays: Any = None  # ObjectRef of (x_train, y_train) when the data is in memory
+    faults: dict[str, Any] = field(default_factory=dict)  # test-only fault injection
 
 
 @dataclass
 class Window:
-    """Training progress since the last report; prune events and retrace steps excluded."""
+    """One worker's training progress since its last window message."""
 
+    phases_at_start: dict[str, float]
     start: float = field(default_factory=time.perf_counter)
     samples: int = 0
     steps: int = 0
     compute: float = 0.0
-    excluded: float = 0.0
-    loss: float = 0.0
-    correct: float = 0.0
+    losses: list[Any] = field(default_factory=list)  # tensors: no host sync per step
+    corrects: list[Any] = field(default_factory=list)
 
-    def metrics(self, world: int) -> dict[str, float]:
-        wall = time.perf_counter() - self.start - self.excluded
+    def add(self, samples: int, seconds: float, loss: Any, correct: Any) -> None:
+        self.samples += samples
+        self.steps += 1
+        self.compute += seconds
+        self.losses.append(loss)
+        self.corrects.append(correct)
+
+    def metrics(self, phases_now: dict[str, float]) -> dict[str, float]:
+        excluded = sum(phases_now.get(p, 0.0) - self.phases_at_start.get(p, 0.0) for p in _NOT_THROUGHPUT)
+        wall = time.perf_counter() - self.start - excluded
+        if not self.steps:
+            return {"samples_per_second": 0.0, "step_time": 0.0, "loss": float("nan"),
+                    "accuracy": float("nan"), "window_steps": 0}  # fmt: skip
         return {
-            "samples_per_second": self.samples / wall if self.steps and wall > 0 else 0.0,
-            "step_time": self.compute / self.steps if self.steps else 0.0,
-            "loss": self.loss / self.steps if self.steps else float("nan"),
-            "accuracy": self.correct / (self.samples * world) if self.steps else float("nan"),
+            "samples_per_second": self.samples / wall if wall > 0 else 0.0,
+            "step_time": self.compute / self.steps,
+            "loss": float(np.sum([float(v) for v in self.losses])) / self.steps,
+            "accuracy": float(np.sum([float(v) for v in self.corrects])) / self.samples,
             "window_steps": self.steps,
         }
 
@@ -132,18 +89,18 @@ class Window:
 class _Loop:
     """State and helpers of one worker's run (kept together so events can swap the model)."""
 
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: WorkerConfig):
         import keras
         import ray
         import ray.train
         import tensorflow as tf
 
-        from slimray.pruning import Pruner, count_model, get_schedule
-        from slimray.runtime.checkpoints import TrainState, read_checkpoint
+        from slimray.pruning import Pruner, get_schedule
         from slimray.runtime.collectives import TFCollectiveReducer
 
-        self.spec = JobSpec.model_validate(config["spec"])
+        self.spec = JobSpec.model_validate(config.spec)
         self.config = config
+        self.clock = PhaseClock()
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         threads = max(1, int(self.spec.scaling.cpus_per_worker))
@@ -157,17 +114,27 @@ class _Loop:
         self.pruner = (
             Pruner(prune.criterion_identifier(), prune.planner_config(), self.reducer) if prune else None
         )
-        validation = config["validation"]
+        validation = config.validation
         if isinstance(validation, ray.ObjectRef):
             validation = ray.get(validation)
         self.x_val, self.y_val = validation
-        self.faults = config.get("faults") or {}
+        self.faults = config.faults or {}
+        self._restore_or_build()
+        self.attempt = self._agree_on_attempt()
+        self.pending_event: dict[str, Any] | None = None
+        self.window = Window(self.clock.snapshot())
+
+    def _restore_or_build(self) -> None:
+        import ray.train
+
+        from slimray.runtime.checkpoints import TrainState, read_checkpoint
+
         checkpoint = ray.train.get_checkpoint()
         with self.strategy.scope():
             if checkpoint is None:
                 self.state = TrainState()
                 self.model = build_job_model(
-                    self.spec.model, tuple(config["input_shape"]), config["num_classes"]
+                    self.spec.model, tuple(self.config.input_shape), self.config.num_classes
                 )
                 self.optimizer = build_optimizer(self.spec.train)
                 self.optimizer.build(self.model.trainable_variables)
@@ -175,15 +142,31 @@ class _Loop:
                 with checkpoint.as_directory() as directory:
                     self.model, self.optimizer, self.state = read_checkpoint(Path(directory))
         self.resumed_from = self.state.step if checkpoint is not None else None
-        self.cost = count_model(self.model)  # changes only at prune events
-        self._new_step_fn()
+        self._new_model_costs()
 
-    def _new_step_fn(self) -> None:
+    def _agree_on_attempt(self) -> int:
+        """One id per worker group life, the same on every rank (rank 0 draws it)."""
+        token = float(random.SystemRandom().getrandbits(52)) if self.rank == 0 else 0.0
+        return int(self.reducer.allmax(np.asarray([token]))[0])
+
+    def _new_model_costs(self) -> None:
+        """Counts and the step function: they change only when the model does."""
+        from slimray.pruning import count_model
+
+        self.cost = count_model(self.model)
+        self.grad_bytes = gradient_bytes(self.model)
         global_batch = self.spec.train.batch_size * self.world
         self.step_fn = make_train_step(
             self.model, self.optimizer, self.strategy, global_batch, self.spec.train
         )
         self.fresh_trace = True
+
+    # -------------------------------------------------------------- messages
+    def send(self, kind: str, payload: dict[str, Any]) -> None:
+        if self.config.progress is not None:
+            self.config.progress.send(
+                WorkerMessage(kind, self.rank, self.attempt, self.state.step, time.time(), payload)
+            )
 
     # -------------------------------------------------------------- pruning
     def prune_event(self, sparsity: float, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -208,8 +191,8 @@ class _Loop:
         durations["agreement"] = time.perf_counter() - start
         with self.strategy.scope():
             result = self.pruner.apply(self.model, plan, self.optimizer, graph, durations)
-        self.model, self.optimizer, self.cost = result.model, result.optimizer, result.after
-        self._new_step_fn()
+        self.model, self.optimizer = result.model, result.optimizer
+        self._new_model_costs()
         summary = result.summary()
         kept = sum(len(g["kept"]) for g in summary["groups"])
         self.state.sparsity = 1.0 - kept / sum(self.state.baseline_sizes.values())
@@ -250,108 +233,167 @@ class _Loop:
         if marker.exists():
             return
         marker.write_text(str(os.getpid()))
+        time.sleep(fault.get("delay", 0.0))  # let the controller register the last checkpoint
         os.kill(os.getpid(), signal.SIGKILL)
 
-    # -------------------------------------------------------------- reporting
-    def report(self, window: Window, event: dict | None, final: bool, checkpoint: bool) -> None:
+    # -------------------------------------------------------------- one step
+    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """This worker's batches from the current step on: streamed from its Ray Data shard in
+        the first epoch, then from memory when the shard fits (`ShardCache`)."""
+        import ray
         import ray.train
-        from ray.train import Checkpoint
 
-        from slimray.runtime.checkpoints import write_checkpoint
-
-        cost = self.cost
-        metrics = {
-            "step": self.state.step,
-            "rank": self.rank,
-            "pid": os.getpid(),
-            **window.metrics(self.world),
-            "params": cost.params,
-            "flops": cost.flops,
-            "sparsity": self.state.sparsity,
-            "peak_memory_bytes": peak_memory_bytes(),
-            "allreduce_bytes_total": self.reducer.bytes_reduced,
-            "event": event,
-            "final": final,
-            "resumed_from": self.resumed_from,
-        }
-        if self.rank == 0 and (event is not None or final):
-            metrics["val_accuracy"] = evaluate(self.model, self.x_val, self.y_val)
-        if checkpoint and self.rank == 0:
-            with tempfile.TemporaryDirectory(prefix="slimray-ckpt-") as tmp:
-                path = write_checkpoint(Path(tmp) / "checkpoint", self.model, self.optimizer,
-                                        self.state)  # fmt: skip
-                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(str(path)))
-        else:
-            ray.train.report(metrics)
-
-    # -------------------------------------------------------------- main loop
-    def run(self) -> None:
-        import ray.train
-        import tensorflow as tf
-
+        from slimray.runtime.data import worker_shard
         from slimray.runtime.shard_cache import ShardCache
 
         train = self.spec.train
-        steps_per_epoch, total = self.config["steps_per_epoch"], self.config["total_steps"]
-        shard = ray.train.get_dataset_shard("train")
-        # every worker decides alike: equal shards, same epochs, whole-group restarts
-        cache = ShardCache(train.cache_mb * 2**20, train.batch_size, steps_per_epoch, train.seed)
-        window = Window()
-        pending_event: dict | None = None
+        steps_per_epoch, total = self.config.steps_per_epoch, self.config.total_steps
+        if self.config.train_arrays is not None:
+            with self.clock.phase("data"):
+                x, y = worker_shard(*ray.get(self.config.train_arrays), self.rank, self.world,
+                                    steps_per_epoch * train.batch_size)  # fmt: skip
+            cache = ShardCache.from_arrays(x, y, train.batch_size, steps_per_epoch, train.seed)
+            shard = None
+        else:
+            shard = ray.train.get_dataset_shard("train")
+            # every worker decides alike: equal shards, same epochs, whole-group restarts
+            cache = ShardCache(train.cache_mb * 2**20, train.batch_size, steps_per_epoch, train.seed)
         while self.state.step < total:
             epoch, skip = divmod(self.state.step, steps_per_epoch)
             if cache.complete:
-                batches = cache.batches(epoch)
+                source = cache.batches(epoch)
             else:
-                batches = shard.iter_batches(
+                source = shard.iter_batches(
                     batch_size=train.batch_size, batch_format="numpy", drop_last=True,
                     local_shuffle_buffer_size=4 * train.batch_size,
                     local_shuffle_seed=train.seed * 1000 + epoch,
                 )  # fmt: skip
-            for index, batch in enumerate(batches):
-                if index >= steps_per_epoch:
+            source = iter(source)
+            for index in range(steps_per_epoch):
+                if self.state.step >= total:
+                    return
+                with self.clock.phase("data"):
+                    batch = next(source, None)
+                if batch is None:
                     break
                 if not cache.complete:
                     cache.add(batch["x"], batch["y"])
-                if index < skip:
-                    continue
-                if self.state.step >= total:
-                    break
-                self._maybe_die()
-                x, y = batch["x"], batch["y"].astype(np.int32)
-                if self.schedule is not None:
-                    due, sparsity = self.schedule(self.state.step)
-                    if due and sparsity > self.state.sparsity + 1e-9:
-                        start = time.perf_counter()
-                        pending_event = self.prune_event(sparsity, x, y)
-                        window.excluded += time.perf_counter() - start
-                start = time.perf_counter()
-                loss, correct = self.step_fn(tf.constant(x), tf.constant(y))
-                loss, correct = float(loss), float(correct)
-                took = time.perf_counter() - start
-                if self.fresh_trace:  # the first step of each model traces its tf.function
-                    window.excluded += took
-                    if pending_event is not None:
-                        pending_event["durations"]["retrace"] = took
-                    self.fresh_trace = False
-                else:
-                    window.samples += len(x)
-                    window.steps += 1
-                    window.compute += took
-                    window.loss += loss
-                    window.correct += correct
-                self.state.step += 1
-                step = self.state.step
-                final = step >= total
-                if pending_event is not None or final or step % train.report_every == 0:
-                    ckpt = pending_event is not None or final or step % train.checkpoint_every == 0
-                    self.report(window, pending_event, final, ckpt)
-                    window, pending_event = Window(), None
+                if index >= skip:
+                    yield batch["x"], batch["y"].astype(np.int32)
             if not cache.complete:
                 cache.end_epoch()
+
+    def maybe_prune(self, x: np.ndarray, y: np.ndarray) -> None:
+        if self.schedule is None:
+            return
+        due, sparsity = self.schedule(self.state.step)
+        if due and sparsity > self.state.sparsity + 1e-9:
+            with self.clock.phase("prune_events"):
+                self.pending_event = self.prune_event(sparsity, x, y)
+
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> None:
+        import tensorflow as tf
+
+        start = time.perf_counter()
+        loss, correct = self.step_fn(tf.constant(x), tf.constant(y))
+        took = time.perf_counter() - start
+        if self.fresh_trace:  # the first step of each model traces its tf.function
+            self.clock.add("tracing", took)
+            if self.pending_event is not None:
+                self.pending_event["durations"]["retrace"] = took
+            self.fresh_trace = False
+        else:
+            self.clock.add("training", took)
+            self.window.add(len(x), took, loss, correct)
+        self.state.step += 1
+
+    def after_step(self) -> None:
+        """Evaluate, send a window and checkpoint when due (events and the end force all three)."""
+        train, step = self.spec.train, self.state.step
+        final = step >= self.config.total_steps
+        forced = self.pending_event is not None or final
+        eval_due = forced or bool(train.eval_every and step % train.eval_every == 0)
+        if forced or eval_due or step % train.report_every == 0:
+            self.send_window(final, self.evaluate() if eval_due and self.rank == 0 else None)
+        if forced or step % train.checkpoint_every == 0:
+            self.checkpoint(final)
+        self.pending_event = None
+
+    # -------------------------------------------------------------- reporting
+    def evaluate(self) -> float:
+        with self.clock.phase("evaluation"):
+            return evaluate(self.model, self.x_val, self.y_val)
+
+    def send_window(self, final: bool, val_accuracy: float | None) -> None:
+        phases = self.clock.snapshot()
+        payload = {
+            "pid": os.getpid(),
+            **self.window.metrics(phases),
+            "params": self.cost.params,
+            "flops": self.cost.flops,
+            "gradient_allreduce_bytes_per_step": self.grad_bytes,
+            "sparsity": self.state.sparsity,
+            "peak_memory_bytes": peak_memory_bytes(),
+            "allreduce_bytes_total": self.reducer.bytes_reduced,
+            "event": self.pending_event,
+            "final": final,
+            "resumed_from": self.resumed_from,
+            "val_accuracy": val_accuracy,
+        }
+        self.send(WINDOW, payload)
+        self.window = Window(phases)
+
+    def export(self, directory: Path) -> None:
+        """The final checkpoint also carries the SavedModel and the reloaded model's accuracy, so
+        the driver only copies files (it never imports TensorFlow)."""
+        import json
+
+        import keras
+
+        from slimray.runtime.checkpoints import EXPORT_FILE, MODEL_FILE, SAVED_MODEL_DIR
+
+        with self.clock.phase("export"):
+            self.model.export(str(directory / SAVED_MODEL_DIR), verbose=False)
+            reloaded = keras.models.load_model(directory / MODEL_FILE, compile=False)
+            exported = {"exported_accuracy": evaluate(reloaded, self.x_val, self.y_val),
+                        "exported_params": reloaded.count_params()}  # fmt: skip
+            (directory / EXPORT_FILE).write_text(json.dumps(exported))
+
+    def checkpoint(self, final: bool) -> None:
+        """Every rank calls `ray.train.report` (it is collective); rank 0 attaches the checkpoint.
+
+        The upload runs in Ray Train's background thread (ASYNC), which also deletes the local copy.
+        """
+        import ray.train
+        from ray.train import Checkpoint, CheckpointUploadMode
+
+        from slimray.runtime.checkpoints import write_checkpoint
+
+        with self.clock.phase("checkpoints"):
+            checkpoint = None
+            if self.rank == 0:
+                local = Path(tempfile.mkdtemp(prefix="slimray-ckpt-"))
+                write_checkpoint(local, self.model, self.optimizer, self.state)
+                if final:
+                    self.export(local)
+                checkpoint = Checkpoint.from_directory(str(local))
+            ray.train.report({"step": self.state.step}, checkpoint=checkpoint,
+                             checkpoint_upload_mode=CheckpointUploadMode.ASYNC)  # fmt: skip
+
+    # -------------------------------------------------------------- main loop
+    def run(self) -> None:
+        loop_start = time.perf_counter()
+        self.send(STARTED, {"resumed_from": self.resumed_from, "pid": os.getpid()})
+        for x, y in self.batches():
+            self._maybe_die()
+            self.maybe_prune(x, y)
+            self.train_step(x, y)
+            self.after_step()
+        self.send(FINISHED, {"phases": self.clock.snapshot(),
+                             "loop_seconds": time.perf_counter() - loop_start})  # fmt: skip
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point (runs in every worker process)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _Loop(config).run()
+    _Loop(config["worker"]).run()

@@ -19,7 +19,7 @@ from slimray.jobstate import InvalidTransition, JobState
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 _REPORT_METRICS = ("samples_per_second", "throughput_gain", "params", "flops", "sparsity", "loss",
-                   "accuracy", "step_time")  # fmt: skip
+                   "accuracy", "step_time", "gradient_allreduce_bytes_per_step")  # fmt: skip
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobCreated, dependencies=[WriteAccess])

@@ -1,0 +1,102 @@
+"""The job's model, optimizer, distributed train step and evaluation: shared by the worker loop
+and the driver's export, with no Ray in them."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from slimray.spec import ModelSpec, TrainSpec
+
+
+def build_job_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> Any:
+    """The job's model from a built-in name, `module:function` or a `.keras` file."""
+    import keras
+
+    from slimray.models import build_model
+
+    if spec.kind == "builtin":
+        model = build_model(spec.source, input_shape=input_shape, num_classes=num_classes, **spec.kwargs)
+    elif spec.kind == "function":
+        module_name, _, attr = spec.source.partition(":")
+        try:
+            fn = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"model.source: cannot import {spec.source!r}: {err}") from err
+        model = fn(**spec.kwargs)
+    else:
+        model = keras.models.load_model(spec.source, compile=False)
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"model.source: {spec.source!r} gave {type(model).__name__}, not a keras.Model")
+    got = tuple(model.inputs[0].shape[1:])
+    if got != tuple(input_shape):
+        raise ValueError(f"model.source: {spec.source!r} takes inputs {got}; the data has {input_shape}")
+    return model
+
+
+def build_optimizer(train: TrainSpec) -> Any:
+    import keras
+
+    lr = train.learning_rate
+    factories = {
+        "adam": lambda: keras.optimizers.Adam(lr),
+        "adamw": lambda: keras.optimizers.AdamW(lr),
+        "sgd": lambda: keras.optimizers.SGD(lr, momentum=train.momentum),
+        "rmsprop": lambda: keras.optimizers.RMSprop(lr, momentum=train.momentum),
+        "nadam": lambda: keras.optimizers.Nadam(lr),
+    }
+    return factories[train.optimizer]()
+
+
+def gradient_bytes(model: Any) -> int:
+    """Bytes one worker's gradients put into the allreduce each step (all trainable weights)."""
+    return int(sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.trainable_variables))
+
+
+def make_train_step(model, optimizer, strategy, global_batch: int, train: TrainSpec):
+    """A distributed step: forward/backward per replica, gradients allreduced by the optimizer.
+
+    Returns this worker's share of the global mean loss and its count of correct predictions,
+    with no collective of their own (the driver adds the ranks' windows up).
+    """
+    import keras
+    import tensorflow as tf
+
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=train.from_logits, reduction=None)
+
+    @tf.function(jit_compile=train.jit_compile)
+    def gradients(x, y):
+        with tf.GradientTape() as tape:
+            out = model(x, training=True)
+            loss = tf.nn.compute_average_loss(loss_fn(y, out), global_batch_size=global_batch)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        grads = tape.gradient(loss, model.trainable_variables)
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(out, -1, output_type=tf.int32), y), tf.float32))
+        return loss, correct, grads
+
+    def replica_step(x, y):
+        loss, correct, grads = gradients(x, y)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss, correct
+
+    @tf.function
+    def step(x, y):
+        loss, correct = strategy.run(replica_step, args=(x, y))
+        local = strategy.experimental_local_results
+        return tf.add_n(list(local(loss))), tf.add_n(list(local(correct)))
+
+    return step
+
+
+def evaluate(model, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
+    """Top-1 accuracy on held-out data (local, no collectives)."""
+    if len(x) == 0:
+        return float("nan")
+    correct = 0
+    for i in range(0, len(x), batch):
+        out = np.asarray(model(x[i : i + batch], training=False))
+        correct += int((out.argmax(-1) == y[i : i + batch]).sum())
+    return correct / len(x)
