@@ -116,7 +116,7 @@ def _build_trainer(spec: JobSpec, run_dir: Path, config: Any, dataset: Any, send
             num_workers=spec.scaling.num_workers,
             use_gpu=spec.scaling.use_gpu,
             resources_per_worker=resources,
-        ),  # fmt: skip
+        ),
         run_config=RunConfig(
             name="checkpoints",
             storage_path=str(run_dir),
