@@ -6,7 +6,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean bench bench-quick
+
+# Benchmarks (benchmarks/README.md): each writes benchmarks/results/<name>.{json,md,png}.
+BENCHES := reporting time_to_accuracy width prune_overhead communication tfmot service_load
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +24,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check service tests benchmarks examples
 	$(PY) -m pytest
+
+bench: $(STAMP)
+	cd benchmarks && for b in $(BENCHES); do $(CURDIR)/$(PY) bench_$$b.py --size full || exit 1; done
+	cd benchmarks && $(CURDIR)/$(PY) bench_pruning.py && $(CURDIR)/$(PY) bench_allreduce.py \
+		&& $(CURDIR)/$(PY) bench_service.py
+
+bench-quick: $(STAMP)
+	cd benchmarks && for b in $(BENCHES); do $(CURDIR)/$(PY) bench_$$b.py --size quick || exit 1; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check service tests benchmarks examples

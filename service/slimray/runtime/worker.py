@@ -369,14 +369,15 @@ class _Loop:
 
         from slimray.runtime.checkpoints import write_checkpoint
 
-        with self.clock.phase("checkpoints"):
-            checkpoint = None
-            if self.rank == 0:
+        checkpoint = None
+        if self.rank == 0:
+            with self.clock.phase("checkpoints"):
                 local = Path(tempfile.mkdtemp(prefix="slimray-ckpt-"))
                 write_checkpoint(local, self.model, self.optimizer, self.state)
-                if final:
-                    self.export(local)
-                checkpoint = Checkpoint.from_directory(str(local))
+            if final:
+                self.export(local)  # its own phase: never inside another (phases add up)
+            checkpoint = Checkpoint.from_directory(str(local))
+        with self.clock.phase("checkpoints"):
             ray.train.report({"step": self.state.step}, checkpoint=checkpoint,
                              checkpoint_upload_mode=CheckpointUploadMode.ASYNC)  # fmt: skip
 

@@ -1,0 +1,123 @@
+"""What progress reporting costs a job: the MNIST example at `report_every` 1, 5 and 1000, side
+by side in one run (the order rotates each repeat). Goal: at 5, at most 10% over 1000, and under
+5 ms of reporting per step. Writes results/reporting.{json,md,png}.
+
+    .venv/bin/python benchmarks/bench_reporting.py [--size tiny|quick|full] [--repeats N]
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import benchlib
+
+EVERY = (1, 5, 1000)
+
+
+def loop_seconds(report: dict) -> float:
+    """The job minus what does not depend on reporting (start-up, shutdown, export)."""
+    wall = report["wall_time"]
+    return wall["total"] - wall["startup"] - wall["shutdown"] - wall["export"]
+
+
+def one_repeat(index: int, steps: int, tmp: Path) -> dict:
+    order = EVERY[index % 3 :] + EVERY[: index % 3]
+    runs = {}
+    for every in order:
+        spec = benchlib.mnist_spec(
+            tmp / f"r{index}-{every}",
+            train={"epochs": None, "steps": steps, "report_every": every, "checkpoint_every": 100},
+        )
+        report = benchlib.run(spec)
+        runs[str(every)] = {
+            "wall_seconds": report["wall_time"]["total"],
+            "loop_seconds": loop_seconds(report),
+            "windows": len(report["timeline"]),
+            "wall_time": report["wall_time"],
+        }
+    return {"order": list(order), "runs": runs}
+
+
+def summarize(repeats: list[dict], steps: int) -> dict:
+    out = {}
+    for every in EVERY:
+        key = str(every)
+        wall = [r["runs"][key]["wall_seconds"] / r["runs"]["1000"]["wall_seconds"] for r in repeats]
+        loop = [r["runs"][key]["loop_seconds"] / r["runs"]["1000"]["loop_seconds"] for r in repeats]
+        extra = [
+            (r["runs"][key]["loop_seconds"] - r["runs"]["1000"]["loop_seconds"]) / steps * 1e3
+            for r in repeats
+        ]
+        out[key] = {
+            "wall_ratio_vs_1000": benchlib.spread(wall),
+            "loop_ratio_vs_1000": benchlib.spread(loop),
+            "overhead_ms_per_step": benchlib.spread(extra),
+            "wall_seconds": benchlib.spread([r["runs"][key]["wall_seconds"] for r in repeats]),
+        }
+    out["goals"] = {"wall_ratio_at_5": 1.10, "overhead_ms_per_step_at_5": 5.0}
+    out["met"] = {
+        "wall_ratio_at_5": out["5"]["wall_ratio_vs_1000"]["median"] <= 1.10,
+        "overhead_ms_per_step_at_5": out["5"]["overhead_ms_per_step"]["median"] < 5.0,
+    }
+    return out
+
+
+def main() -> None:
+    args = benchlib.parser(__doc__).parse_args()
+    steps = benchlib.pick(args.size, 20, 120, 240)
+    repeats_n = args.repeats or benchlib.pick(args.size, 1, 1, 3)
+    benchlib.start_ray()
+    with tempfile.TemporaryDirectory() as tmp:
+        repeats = [one_repeat(i, steps, Path(tmp)) for i in range(repeats_n)]
+    summary = summarize(repeats, steps)
+    rows = [
+        (
+            every,
+            s["wall_seconds"]["median"],
+            s["wall_ratio_vs_1000"]["median"],
+            f"{s['wall_ratio_vs_1000']['min']:.3f}-{s['wall_ratio_vs_1000']['max']:.3f}",
+            s["loop_ratio_vs_1000"]["median"],
+            s["overhead_ms_per_step"]["median"],
+        )
+        for every, s in ((e, summary[str(e)]) for e in EVERY)
+    ]
+    table = benchlib.markdown_table(
+        [
+            "report_every",
+            "job wall s (median)",
+            "wall / at 1000",
+            "spread",
+            "loop / at 1000",
+            "reporting ms per step",
+        ],
+        rows,
+    )
+    table += (
+        f"\n{len(repeats)} repeat(s) of {steps} steps, 2 workers. Goals at report_every 5: wall "
+        f"<= 1.10x ({'met' if summary['met']['wall_ratio_at_5'] else 'missed'}), < 5 ms/step "
+        f"({'met' if summary['met']['overhead_ms_per_step_at_5'] else 'missed'}).\n"
+    )
+
+    def plot(fig):
+        ax = fig.add_subplot(1, 1, 1)
+        for every in EVERY:
+            ax.scatter([every] * len(repeats), [r["runs"][str(every)]["wall_seconds"] for r in repeats])
+        ax.set_xscale("log")
+        ax.set_xlabel("report_every (steps)")
+        ax.set_ylabel("job wall time (s)")
+        ax.set_title("Reporting cost: whole-job wall time")
+
+    benchlib.write(
+        "reporting",
+        args.out,
+        {"size": args.size, "steps": steps, "report_every": EVERY},
+        repeats,
+        summary,
+        table,
+        plot,
+    )
+
+
+if __name__ == "__main__":
+    main()
