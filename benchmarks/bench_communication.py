@@ -1,6 +1,6 @@
 """Communication per step as the model shrinks: gradient bytes each worker allreduces, and the
-measured allreduce of those gradients between 2 Ray Train workers (the replica-context all_reduce
-the optimizer runs under MultiWorkerMirroredStrategy), before and after each of the MNIST
+measured allreduce of those gradients between 2 Ray Train workers (the batched cross-replica
+allreduce the optimizer runs under MultiWorkerMirroredStrategy), before and after each of the MNIST
 example's three prune events. Writes results/communication.{json,md,png}.
 
     .venv/bin/python benchmarks/bench_communication.py [--size tiny|quick|full] [--repeats N]
@@ -47,17 +47,19 @@ def loop(config):
             for i, v in enumerate(model.trainable_variables)
         ]
 
-        @tf.function
-        def allreduce(gs):
-            ctx_ = tf.distribute.get_replica_context()
-            return ctx_.all_reduce(tf.distribute.ReduceOp.SUM, gs)
-
         tensors = [tf.constant(g) for g in grads]
+
+        @tf.function
+        def allreduce(tensors=tensors):
+            # what apply_gradients does under MWMS: one batched allreduce of all the gradients
+            values = strategy.run(lambda: [tf.identity(t) for t in tensors])
+            return strategy.extended.batch_reduce_to(tf.distribute.ReduceOp.SUM, [(v, v) for v in values])
+
         times = []
         for i in range(config["repeats"] + 3):
             start = time.perf_counter()
-            out = strategy.run(allreduce, args=(tensors,))
-            _ = [t.numpy() for t in strategy.experimental_local_results(out)[0]]
+            out = allreduce()
+            _ = [strategy.experimental_local_results(t)[0].numpy() for t in out]
             if i >= 3:
                 times.append(time.perf_counter() - start)
         stages.append(
@@ -76,15 +78,18 @@ def loop(config):
 def main() -> None:
     import ray
     from ray.train import RunConfig, ScalingConfig
-    from ray.train.tensorflow import TensorflowTrainer
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from slimray.runtime.tf_backend import TFCollectiveConfig
 
     args = benchlib.parser(__doc__).parse_args()
     repeats = args.repeats or benchlib.pick(args.size, 3, 20, 50)
     benchlib.start_ray()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "stages.json"
-        TensorflowTrainer(
+        DataParallelTrainer(
             loop,
+            backend_config=TFCollectiveConfig(),
             train_loop_config={"repeats": repeats, "out": str(out)},
             scaling_config=ScalingConfig(num_workers=2),
             run_config=RunConfig(storage_path=tmp),

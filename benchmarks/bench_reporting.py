@@ -21,8 +21,9 @@ def loop_seconds(report: dict) -> float:
     return wall["total"] - wall["startup"] - wall["shutdown"] - wall["export"]
 
 
-def one_repeat(index: int, steps: int, tmp: Path) -> dict:
-    order = EVERY[index % 3 :] + EVERY[: index % 3]
+def one_repeat(index: int, steps: int, every_values: tuple[int, ...], tmp: Path) -> dict:
+    n = len(every_values)
+    order = every_values[index % n :] + every_values[: index % n]
     runs = {}
     for every in order:
         spec = benchlib.mnist_spec(
@@ -39,9 +40,9 @@ def one_repeat(index: int, steps: int, tmp: Path) -> dict:
     return {"order": list(order), "runs": runs}
 
 
-def summarize(repeats: list[dict], steps: int) -> dict:
+def summarize(repeats: list[dict], steps: int, every_values: tuple[int, ...]) -> dict:
     out = {}
-    for every in EVERY:
+    for every in every_values:
         key = str(every)
         wall = [r["runs"][key]["wall_seconds"] / r["runs"]["1000"]["wall_seconds"] for r in repeats]
         loop = [r["runs"][key]["loop_seconds"] / r["runs"]["1000"]["loop_seconds"] for r in repeats]
@@ -65,12 +66,13 @@ def summarize(repeats: list[dict], steps: int) -> dict:
 
 def main() -> None:
     args = benchlib.parser(__doc__).parse_args()
-    steps = benchlib.pick(args.size, 20, 120, 240)
+    steps = benchlib.pick(args.size, 20, 60, 240)
+    every_values = benchlib.pick(args.size, EVERY, (5, 1000), EVERY)
     repeats_n = args.repeats or benchlib.pick(args.size, 1, 1, 3)
     benchlib.start_ray()
     with tempfile.TemporaryDirectory() as tmp:
-        repeats = [one_repeat(i, steps, Path(tmp)) for i in range(repeats_n)]
-    summary = summarize(repeats, steps)
+        repeats = [one_repeat(i, steps, every_values, Path(tmp)) for i in range(repeats_n)]
+    summary = summarize(repeats, steps, every_values)
     rows = [
         (
             every,
@@ -80,7 +82,7 @@ def main() -> None:
             s["loop_ratio_vs_1000"]["median"],
             s["overhead_ms_per_step"]["median"],
         )
-        for every, s in ((e, summary[str(e)]) for e in EVERY)
+        for every, s in ((e, summary[str(e)]) for e in every_values)
     ]
     table = benchlib.markdown_table(
         [
@@ -101,7 +103,7 @@ def main() -> None:
 
     def plot(fig):
         ax = fig.add_subplot(1, 1, 1)
-        for every in EVERY:
+        for every in every_values:
             ax.scatter([every] * len(repeats), [r["runs"][str(every)]["wall_seconds"] for r in repeats])
         ax.set_xscale("log")
         ax.set_xlabel("report_every (steps)")
@@ -111,7 +113,7 @@ def main() -> None:
     benchlib.write(
         "reporting",
         args.out,
-        {"size": args.size, "steps": steps, "report_every": EVERY},
+        {"size": args.size, "steps": steps, "report_every": every_values},
         repeats,
         summary,
         table,

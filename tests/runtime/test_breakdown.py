@@ -29,7 +29,7 @@ def test_a_phase_is_timed_even_when_its_code_raises():
 def test_driver_and_worker_phases_add_up_to_the_total_with_the_rest_as_other():
     driver = {"startup": 10.0, "data": 1.0, "shutdown": 2.0, "export": 0.5}
     worker = {"data": 3.0, "tracing": 2.0, "training": 20.0, "prune_events": 1.0,
-              "checkpoints": 0.5, "evaluation": 0.5, "export": 1.5}  # fmt: skip
+              "checkpoints": 0.5, "evaluation": 0.25, "progress": 0.25, "export": 1.5}  # fmt: skip
     b = WallTimeBreakdown.assemble(driver, worker, total=45.0)
     assert b.data == 4.0 and b.export == 2.0 and b.other == pytest.approx(3.0)
     assert set(b.to_dict()) == {*PHASES, "total"}

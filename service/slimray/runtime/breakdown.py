@@ -21,6 +21,7 @@ PHASES = {
     "prune_events": "scoring, allreduce, agreement and surgery",
     "checkpoints": "writing checkpoints and handing them to Ray Train",
     "evaluation": "validation passes on rank 0",
+    "progress": "building and sending progress messages (they are not awaited)",
     "shutdown": "the last upload, the worker group's teardown",
     "export": "model.keras, the SavedModel, its evaluation and the report files",
     "other": "what no phase above measured (loop bookkeeping, progress messages, restarts)",
@@ -59,6 +60,7 @@ class WallTimeBreakdown:
     prune_events: float
     checkpoints: float
     evaluation: float
+    progress: float
     shutdown: float
     export: float
     other: float

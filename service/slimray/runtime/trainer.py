@@ -102,16 +102,18 @@ def _error_forwarder(sender):
 
 def _build_trainer(spec: JobSpec, run_dir: Path, config: Any, dataset: Any, sender: Any):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.tensorflow import TensorflowTrainer
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
+    from slimray.runtime.tf_backend import TFCollectiveConfig
     from slimray.runtime.worker import train_loop_per_worker
 
     resources = {"CPU": spec.scaling.cpus_per_worker}
     if spec.scaling.use_gpu and spec.scaling.gpus_per_worker:
         resources["GPU"] = spec.scaling.gpus_per_worker
-    return TensorflowTrainer(
+    return DataParallelTrainer(
         train_loop_per_worker,
         train_loop_config={"worker": config},
+        backend_config=TFCollectiveConfig(),
         scaling_config=ScalingConfig(
             num_workers=spec.scaling.num_workers,
             use_gpu=spec.scaling.use_gpu,

@@ -29,7 +29,7 @@ from slimray.runtime.progress import FINISHED, STARTED, WINDOW, ProgressSender, 
 from slimray.spec import JobSpec
 
 # phases that a window's throughput leaves out: they are not training steps or data waits
-_NOT_THROUGHPUT = ("tracing", "prune_events", "checkpoints", "evaluation")
+_NOT_THROUGHPUT = ("tracing", "prune_events", "checkpoints", "evaluation", "progress")
 
 
 def peak_memory_bytes() -> int:
@@ -325,6 +325,10 @@ class _Loop:
             return evaluate(self.model, self.x_val, self.y_val)
 
     def send_window(self, final: bool, val_accuracy: float | None) -> None:
+        with self.clock.phase("progress"):
+            self._send_window(final, val_accuracy)
+
+    def _send_window(self, final: bool, val_accuracy: float | None) -> None:
         phases = self.clock.snapshot()
         payload = {
             "pid": os.getpid(),

@@ -1,0 +1,52 @@
+"""TF_CONFIG for MultiWorkerMirroredStrategy on each Ray Train worker, set up without importing
+TensorFlow in the driver or the Train controller.
+
+Ray's `TensorflowTrainer` does the same, but its package (`ray.train.tensorflow`) imports
+TensorFlow on import: ~6 s in the driver and again in the controller, every job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import ray
+from ray.train.backend import Backend, BackendConfig
+from ray.train.v2._internal.util import TrainingFramework
+
+
+@dataclass
+class TFCollectiveConfig(BackendConfig):
+    """The backend that gives every worker its place in the TF cluster (world rank = task index)."""
+
+    @property
+    def backend_cls(self):
+        return _TFCollectiveBackend
+
+    @property
+    def framework(self):
+        return TrainingFramework.TENSORFLOW
+
+
+def _worker_address() -> str:
+    from ray._common.network_utils import build_address
+    from ray.train._internal.utils import get_address_and_port
+
+    return build_address(*get_address_and_port())
+
+
+def set_tf_config(worker_addresses: list[str], index: int) -> None:
+    """What MultiWorkerMirroredStrategy reads to find its peers (runs in each worker)."""
+    os.environ["TF_CONFIG"] = json.dumps(
+        {"cluster": {"worker": worker_addresses}, "task": {"type": "worker", "index": index}}
+    )
+
+
+class _TFCollectiveBackend(Backend):
+    def on_start(self, worker_group, backend_config: TFCollectiveConfig) -> None:
+        addresses = worker_group.execute(_worker_address)
+        ray.get([
+            worker_group.execute_single_async(i, set_tf_config, worker_addresses=addresses, index=i)
+            for i in range(len(worker_group))
+        ])  # fmt: skip
