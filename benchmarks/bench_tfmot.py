@@ -168,7 +168,7 @@ def train_tfmot(
 def main() -> None:
     args = benchlib.parser(__doc__).parse_args()
     epochs = benchlib.pick(args.size, 1, 2, 16)
-    repeats_n = args.repeats or benchlib.pick(args.size, 1, 1, 3)
+    repeats_n = args.repeats or benchlib.pick(args.size, 1, 1, 2)
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)  # before TF starts: as one worker has

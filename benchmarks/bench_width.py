@@ -110,8 +110,8 @@ def bench_model(name: str, kwargs: dict, batch: int, steps: int, repeats: int, j
 def main() -> None:
     args = benchlib.parser(__doc__).parse_args()
     models = benchlib.pick(args.size, ["seed_cnn"], ["seed_cnn"], list(MODELS))
-    steps = benchlib.pick(args.size, 3, 10, 30)
-    repeats = args.repeats or benchlib.pick(args.size, 1, 3, 5)
+    steps = benchlib.pick(args.size, 3, 10, 20)
+    repeats = args.repeats or benchlib.pick(args.size, 1, 3, 3)
     jits = benchlib.pick(args.size, (False,), (False, True), (False, True))
     rows = [row for m in models for row in bench_model(m, MODELS[m], 128, steps, repeats, jits)]
     table = benchlib.markdown_table(
