@@ -157,7 +157,8 @@ def test_driver_events_drive_state_progress_and_metrics(api):
     assert api.get(f"/v1/jobs/{job_id}", headers=AUTH).json()["state"] == "running"
     report = {"step": 30, "total_steps": 100, "samples_per_second": 2500.0, "throughput_gain": 1.6,
               "params": 300000, "flops": 6000000, "sparsity": 0.25, "loss": float("nan"),
-              "accuracy": 0.9, "step_time": 0.02, "val_accuracy": 0.93, "event": _event(30)}  # fmt: skip
+              "accuracy": 0.9, "step_time": 0.02, "val_accuracy": 0.93, "event": _event(30),
+              "gradient_allreduce_bytes_per_step": 423464}  # fmt: skip
     assert post("report", report).status_code == 202
     job = api.get(f"/v1/jobs/{job_id}", headers=AUTH).json()
     assert job["progress"] == {"step": 30, "total_steps": 100}
@@ -165,6 +166,7 @@ def test_driver_events_drive_state_progress_and_metrics(api):
     assert len(job["prune_events"]) == 1
     text = api.get("/metrics").text
     assert f'slimray_throughput_gain_ratio{{job="{job_id}"}} 1.6' in text
+    assert f'slimray_gradient_allreduce_bytes_per_step{{job="{job_id}"}} 423464.0' in text
     assert f'slimray_prune_events_total{{job="{job_id}"}} 1.0' in text
     assert f'slimray_score_allreduce_bytes_total{{job="{job_id}"}} 4096.0' in text
     bucket = f'slimray_prune_event_duration_seconds_bucket{{job="{job_id}",le="0.25",phase="surgery"}}'
