@@ -66,3 +66,14 @@ def test_report_files(tmp_path):
     assert write_report(tmp_path, report).read_text().startswith("{")
     png = plot_report(tmp_path, report)
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_dense_phase_of_one_window_still_gives_a_gain():
+    # report_every 45 with the first prune event at 45: one dense window (it used to be dropped
+    # as warm-up, leaving throughput_gain null)
+    t = Timeline()
+    t.add([_report(45, 100.0)])
+    t.add([_report(46, 0.0, event=_event(45))])
+    t.add([_report(90, 250.0, params=50)])
+    assert t.dense_throughput == 100.0
+    assert build_report(t, job="j")["throughput_gain"] == pytest.approx(2.5)

@@ -82,8 +82,12 @@ class Timeline:
         return round(when - self.start_time, 3)
 
     def phase_throughput(self, phase: int) -> float | None:
-        """Median samples/s of a phase; the run's first window (pipeline warm-up) is left out."""
-        return _median([e["samples_per_second"] for e in self.entries[1:] if e["phase"] == phase])
+        """Median samples/s of a phase; the run's first window (warm-up) is left out unless it
+        is all the phase has (tracing is already excluded from every window)."""
+        entries = [e for e in self.entries if e["phase"] == phase and e["samples_per_second"]]
+        if len(entries) > 1 and entries[0] is self.entries[0]:
+            entries = entries[1:]
+        return _median([e["samples_per_second"] for e in entries])
 
     @property
     def dense_throughput(self) -> float | None:
