@@ -83,7 +83,7 @@ def main() -> None:
     from slimray.runtime.tf_backend import TFCollectiveConfig
 
     args = benchlib.parser(__doc__).parse_args()
-    repeats = args.repeats or benchlib.pick(args.size, 3, 20, 50)
+    repeats = args.repeats or benchlib.pick(args.size, 3, 10, 50)
     benchlib.start_ray()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "stages.json"

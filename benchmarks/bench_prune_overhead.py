@@ -53,7 +53,7 @@ def one_event(mult: int, batch: int) -> dict:
 
 def main() -> None:
     args = benchlib.parser(__doc__).parse_args()
-    widths = benchlib.pick(args.size, (1,), (1, 2), (1, 2, 4))
+    widths = benchlib.pick(args.size, (1,), (1,), (1, 2, 4))
     repeats_n = args.repeats or benchlib.pick(args.size, 1, 2, 5)
     repeats = [[one_event(m, 128) for m in widths] for _ in range(repeats_n)]
     rows, summary = [], {}

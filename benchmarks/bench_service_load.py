@@ -118,7 +118,7 @@ def one_repeat(total: int) -> dict:
 
 def main() -> None:
     args = benchlib.parser(__doc__).parse_args()
-    total = benchlib.pick(args.size, 64, 600, 3000)
+    total = benchlib.pick(args.size, 64, 300, 3000)
     repeats_n = args.repeats or benchlib.pick(args.size, 1, 1, 3)
     repeats = [one_repeat(total) for _ in range(repeats_n)]
     summary = {

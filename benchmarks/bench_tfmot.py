@@ -167,7 +167,7 @@ def train_tfmot(
 
 def main() -> None:
     args = benchlib.parser(__doc__).parse_args()
-    epochs = benchlib.pick(args.size, 1, 2, 16)
+    epochs = benchlib.pick(args.size, 1, 1, 16)
     repeats_n = args.repeats or benchlib.pick(args.size, 1, 1, 2)
     import tensorflow as tf
 

@@ -55,7 +55,7 @@ def samples_per_second(step, x, y, steps: int) -> float:
     return len(x) * steps / (time.perf_counter() - start)
 
 
-def variants(name: str, kwargs: dict):
+def variants(name: str, kwargs: dict, keeps: tuple[float, ...]):
     """(keep, model, optimizer factory, flops) for every width, all pruned from one dense model."""
     import keras
 
@@ -65,19 +65,19 @@ def variants(name: str, kwargs: dict):
     keras.utils.set_random_seed(0)
     dense = build_model(name, **kwargs)
     out = []
-    for keep in KEEPS:
+    for keep in keeps:
         model = dense if keep == 1.0 else Pruner("l1").prune(dense, 1.0 - keep).model
         out.append((keep, model, count_model(model).flops))
     return out
 
 
-def bench_model(name: str, kwargs: dict, batch: int, steps: int, repeats: int, jits) -> list[dict]:
+def bench_model(name: str, kwargs: dict, batch: int, steps: int, repeats: int, jits, keeps) -> list[dict]:
     import keras
     import numpy as np
 
     x = np.random.default_rng(0).normal(size=(batch, *kwargs["input_shape"])).astype("float32")
     y = np.random.default_rng(1).integers(0, 10, size=batch).astype("int32")
-    widths = variants(name, kwargs)
+    widths = variants(name, kwargs, keeps)
     rows = []
     for jit in jits:
         steps_fns = {keep: make_step(m, keras.optimizers.Adam(), jit) for keep, m, _ in widths}
@@ -111,9 +111,10 @@ def main() -> None:
     args = benchlib.parser(__doc__).parse_args()
     models = benchlib.pick(args.size, ["seed_cnn"], ["seed_cnn"], list(MODELS))
     steps = benchlib.pick(args.size, 3, 10, 20)
-    repeats = args.repeats or benchlib.pick(args.size, 1, 3, 3)
+    repeats = args.repeats or benchlib.pick(args.size, 1, 2, 3)
+    keeps = benchlib.pick(args.size, (1.0, 0.5), (1.0, 0.5), KEEPS)
     jits = benchlib.pick(args.size, (False,), (False, True), (False, True))
-    rows = [row for m in models for row in bench_model(m, MODELS[m], 128, steps, repeats, jits)]
+    rows = [row for m in models for row in bench_model(m, MODELS[m], 128, steps, repeats, jits, keeps)]
     table = benchlib.markdown_table(
         ["model", "keep", "jit", "params", "FLOPs gain", "samples/s", "gain", "efficiency"],
         [
@@ -156,7 +157,7 @@ def main() -> None:
             "models": models,
             "steps": steps,
             "batch": 128,
-            "keeps": KEEPS,
+            "keeps": keeps,
             "jit_compile": jits,
         },
         [],
