@@ -66,7 +66,7 @@ def summarize(repeats: list[dict], steps: int, every_values: tuple[int, ...]) ->
 
 def main() -> None:
     args = benchlib.parser(__doc__).parse_args()
-    steps = benchlib.pick(args.size, 20, 40, 240)
+    steps = benchlib.pick(args.size, 20, 30, 240)
     every_values = benchlib.pick(args.size, EVERY, (5, 1000), EVERY)
     repeats_n = args.repeats or benchlib.pick(args.size, 1, 1, 3)
     benchlib.start_ray()

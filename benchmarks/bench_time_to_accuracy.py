@@ -112,7 +112,7 @@ def summarize(repeats: list[dict], names: tuple[str, ...]) -> dict:
 
 def main() -> None:
     args = benchlib.parser(__doc__).parse_args()
-    epochs = benchlib.pick(args.size, 1, 3, 64)
+    epochs = benchlib.pick(args.size, 1, 2, 64)
     eval_every = benchlib.pick(args.size, 5, 15, 30)
     repeats_n = args.repeats or benchlib.pick(args.size, 1, 1, 2)
     # quick: the shipped schedule's events (steps 45-135) need more than its 60 steps
