@@ -30,6 +30,12 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--size", choices=SIZES, default="full", help="how much to measure")
     p.add_argument("--repeats", type=int, default=None, help="repeats (default by --size)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    p.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="re-summarize the repeats stored in a result file instead of measuring",
+    )
     return p
 
 
@@ -93,14 +99,18 @@ def write(
     summary: dict[str, Any],
     table: str,
     plot: Callable[[Any], None] | None = None,
+    measured: dict[str, Any] | None = None,
 ) -> Path:
-    """results/<name>.json (everything), <name>.md (the table) and <name>.png (when `plot`)."""
+    """results/<name>.json (everything), <name>.md (the table) and <name>.png (when `plot`).
+
+    `measured`: the record a re-rendering started from (its command, time and machine are kept).
+    """
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "name": name,
-        "command": command(),
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "command": measured["command"] if measured else command(),
+        "when": measured["when"] if measured else datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": measured["machine"] if measured else machine(),
         "settings": settings,
         "summary": summary,
         "repeats": repeats,
