@@ -35,6 +35,7 @@ def job_spec() -> dict:
 async def hammer(url: str, method: str, path: str, body: dict | None, total: int) -> dict:
     """`total` requests from CLIENTS concurrent clients; latencies of the 2xx ones, errors counted."""
     latencies: list[float] = []
+    failures: dict[str, int] = {}  # by exception name or status code
     errors = 0
     issued = 0
     deadline = time.perf_counter() + TIME_LIMIT
@@ -47,10 +48,16 @@ async def hammer(url: str, method: str, path: str, body: dict | None, total: int
             while issued < total and time.perf_counter() < deadline:
                 issued += 1
                 start = time.perf_counter()
-                response = await client.request(method, path, json=body)
+                try:
+                    response = await client.request(method, path, json=body)
+                except httpx.TransportError as err:  # a dropped connection is a failed request
+                    failures[type(err).__name__] = failures.get(type(err).__name__, 0) + 1
+                    errors += 1
+                    continue
                 if response.status_code < 300:
                     latencies.append(time.perf_counter() - start)
                 else:
+                    failures[str(response.status_code)] = failures.get(str(response.status_code), 0) + 1
                     errors += 1
 
         start = time.perf_counter()
@@ -68,6 +75,7 @@ async def hammer(url: str, method: str, path: str, body: dict | None, total: int
         "requests_per_second": (len(latencies) + errors) / wall,
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
+        "failures": failures,
     }
 
 
