@@ -68,7 +68,7 @@ def summarize(repeats: list[dict], steps: int, every_values: tuple[int, ...]) ->
 
 
 def main() -> None:
-    args = benchlib.parser(__doc__).parse_args()
+    args = benchlib.parser(__doc__, rerender=True).parse_args()
     measured = json.loads(args.from_json.read_text()) if args.from_json else None
     if measured:
         args.size, steps = measured["settings"]["size"], measured["settings"]["steps"]

@@ -25,17 +25,19 @@ RESULTS = Path(__file__).parent / "results"
 SIZES = ("tiny", "quick", "full")  # tiny: `make test` checks the script runs; quick: < 5 min all
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str, rerender: bool = False) -> argparse.ArgumentParser:
+    """The shared options; `rerender`: the script can re-summarize a stored result (--from-json)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--size", choices=SIZES, default="full", help="how much to measure")
     p.add_argument("--repeats", type=int, default=None, help="repeats (default by --size)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
-    p.add_argument(
-        "--from-json",
-        type=Path,
-        default=None,
-        help="re-summarize the repeats stored in a result file instead of measuring",
-    )
+    if rerender:
+        p.add_argument(
+            "--from-json",
+            type=Path,
+            default=None,
+            help="re-summarize the repeats stored in a result file instead of measuring",
+        )
     return p
 
 

@@ -24,7 +24,7 @@ PHASES = {
     "progress": "building and sending progress messages (they are not awaited)",
     "shutdown": "the last upload, the worker group's teardown",
     "export": "model.keras, the SavedModel, its evaluation and the report files",
-    "other": "what no phase above measured (loop bookkeeping, progress messages, restarts)",
+    "other": "what no phase above measured (loop bookkeeping, restarts)",
 }
 
 
