@@ -226,74 +226,70 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ service
 
 
-def _free_port() -> int:
-    import socket
+def _service_token(settings):
+    """The admin token: SLIMRAY_API_TOKEN, else one kept (mode 0600) in the state directory."""
+    from pydantic import SecretStr
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    from slimray.localray import private_secret
+
+    if settings.api_token is not None:
+        return settings
+    token_file = settings.db_path.parent / "token"
+    token = private_secret(token_file)
+    console.print(f"no SLIMRAY_API_TOKEN set: using the token in {token_file}")
+    return settings.model_copy(update={"api_token": SecretStr(token)})
 
 
-def _ensure_local_ray(address: str, num_cpus: int | None) -> None:
-    """Start a Ray head with its job server at `address` unless one already answers there."""
-    import subprocess
-    from urllib.parse import urlparse
+def _local_ray(settings, num_cpus: int | None):
+    """Reuse a Ray job server answering at ray_address (with our token), else start one;
+    returns (settings with the Ray token, the head we started or None)."""
+    from pydantic import SecretStr
 
-    import httpx
+    from slimray.localray import LocalRay, LocalRayError, answers, private_secret
 
+    token = (settings.ray_token.get_secret_value() if settings.ray_token
+             else private_secret(settings.db_path.parent / "ray_token"))  # fmt: skip
+    settings = settings.model_copy(update={"ray_token": SecretStr(token)})
+    state_dir = settings.db_path.parent
+    if answers(settings.ray_address, token):
+        head = LocalRay.adopt(state_dir, settings.ray_address, token)
+        console.print(f"using the Ray head at {settings.ray_address}" + (" (ours)" if head else ""))
+        return settings, head
+    gcs_port = int(os.environ.get("SLIMRAY_RAY_GCS_PORT", "6380"))
     try:
-        httpx.get(f"{address}/api/version", timeout=2.0).raise_for_status()
-        console.print(f"using the Ray head at {address}")
-        return
-    except httpx.HTTPError:
-        pass
-    url = urlparse(address)
-    ray_bin = Path(sys.executable).with_name("ray")
-    cmd = [str(ray_bin), "start", "--head", "--disable-usage-stats", "--include-dashboard=true",
-           f"--dashboard-host={url.hostname}", f"--dashboard-port={url.port or 8265}",
-           f"--port={int(os.environ.get('SLIMRAY_RAY_GCS_PORT', '6380'))}"]  # fmt: skip
-    # Ray's agents default to fixed ports; free ones let this head live beside another Ray
-    for option in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                   "runtime-env-agent-port", "metrics-export-port", "ray-client-server-port"):  # fmt: skip
-        cmd.append(f"--{option}={_free_port()}")
-    if num_cpus:
-        cmd.append(f"--num-cpus={num_cpus}")
-    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise CliError(f"could not start a local Ray head: {proc.stderr.strip()[-2000:]}")
-    console.print(f"started a local Ray head, job server at {address}")
+        head = LocalRay.start(settings.ray_address, token, num_cpus, gcs_port)
+    except LocalRayError as err:
+        raise CliError(f"could not start a local Ray head: {err}") from err
+    head.record(state_dir)
+    console.print(f"started a local Ray head (token auth on), job server at {settings.ray_address}")
+    return settings, head
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import secrets
-
     import uvicorn
-    from pydantic import SecretStr
 
     from slimray.api.main import create_app
     from slimray.settings import get_settings
 
+    os.umask(0o077)  # the store, run directories and logs are the service user's alone
     overrides: dict[str, Any] = {}
     if args.local:
         overrides["driver_python"] = sys.executable
         overrides["service_url"] = f"http://{args.host}:{args.port}"
     try:
-        settings = get_settings(**overrides)
+        settings = _service_token(get_settings(**overrides))
     except ValueError as err:
         raise CliError(str(err)) from err
-    if settings.api_token is None:
-        token_file = settings.db_path.parent / "token"
-        token_file.parent.mkdir(parents=True, exist_ok=True)
-        if not token_file.is_file():
-            token_file.write_text(secrets.token_urlsafe(24))
-            token_file.chmod(0o600)
-        settings = settings.model_copy(update={"api_token": SecretStr(token_file.read_text().strip())})
-        console.print(f"no SLIMRAY_API_TOKEN set: using the token in {token_file}")
+    head = None
     if args.local:
-        _ensure_local_ray(settings.ray_address, args.num_cpus)
-    console.print(f"slimray service on http://{args.host}:{args.port} (docs at /docs)")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+        settings, head = _local_ray(settings, args.num_cpus)
+    try:
+        console.print(f"slimray service on http://{args.host}:{args.port} (docs at /docs)")
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        if head is not None:
+            console.print("stopping the local Ray head")
+            head.stop(state_dir=settings.db_path.parent)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Runs jobs on a Ray cluster through Ray's job submission client (HTTP), nothing else."""
+"""Runs jobs on a Ray cluster through Ray's job REST API (the dashboard's /api/jobs/), with a
+timeout on every call; the service never imports Ray, so a hung Ray cannot hang the service."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from slimray.jobstate import JobState
 
 
 class RayUnavailable(RuntimeError):
-    """The Ray job server could not be reached or refused the call."""
+    """The Ray job server could not be reached in time, or failed the call."""
 
 
 # Ray's job statuses -> ours (PENDING stays queued)
@@ -24,81 +27,110 @@ _STATUS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class RayJobStatus:
     state: JobState | None  # None: Ray has no record of the job
     message: str = ""
+    pending: bool = False  # Ray accepted it but has not started its driver
+
+
+@dataclass(frozen=True)
+class DriverLaunch:
+    """What a job's driver is started with: its id, spec, where to report and its credential."""
+
+    job_id: str
+    spec: dict[str, Any]
+    event_token: str
+    extra_env: dict[str, str]
+
+    @property
+    def submission_id(self) -> str:
+        return submission_id(self.job_id)
+
+
+def submission_id(job_id: str) -> str:
+    """Ray's submission id for a job: deterministic, so a resubmission finds the first one."""
+    return f"slimray-{job_id}"
 
 
 class RayJobExecutor:
     """Submit, stop, poll and read logs of job drivers (`python -m slimray.runtime.submitted`)."""
 
-    def __init__(self, address: str, driver_python: str, service_url: str, token: str | None):
-        self.address = address
+    def __init__(self, address: str, driver_python: str, service_url: str,
+                 ray_token: str | None = None, timeout: float = 5.0):  # fmt: skip
+        self.address = address.rstrip("/")
         self.driver_python = driver_python
         self.service_url = service_url
-        self.token = token
-        self._client = None
+        headers = {"Authorization": f"Bearer {ray_token}"} if ray_token else {}
+        self._http = httpx.Client(base_url=self.address, headers=headers, timeout=timeout)
 
-    def _connect(self):
-        if self._client is None:
-            from ray.job_submission import JobSubmissionClient
+    def close(self) -> None:
+        self._http.close()
 
-            try:
-                self._client = JobSubmissionClient(self.address)
-            except Exception as err:  # connection refused, version probe failed, ...
-                raise RayUnavailable(f"Ray job server at {self.address} is unreachable: {err}") from err
-        return self._client
-
-    def _call(self, what: str, fn, *args, **kwargs) -> Any:
-        client = self._connect()
+    def _request(self, what: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            return fn(client, *args, **kwargs)
-        except RuntimeError as err:
-            if "does not exist" in str(err) or "not found" in str(err).lower():
-                raise LookupError(str(err)) from err
-            self._client = None
-            raise RayUnavailable(f"{what} failed at {self.address}: {err}") from err
-        except Exception as err:
-            self._client = None
-            raise RayUnavailable(f"{what} failed at {self.address}: {err}") from err
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as err:
+            raise RayUnavailable(f"{what} failed at {self.address}: {type(err).__name__}: {err}") from err
+        if response.status_code in (401, 403):
+            raise RayUnavailable(f"{what}: Ray at {self.address} refused our token ({response.status_code})")
+        return response
 
-    def submit(self, job_id: str, spec: dict[str, Any]) -> str:
+    def submit(self, launch: DriverLaunch) -> str:
+        """Submit the driver; a submission id Ray already holds is that same job (idempotent)."""
         env = {
-            "SLIMRAY_JOB_ID": job_id,
-            "SLIMRAY_JOB_SPEC": json.dumps(spec),
+            "SLIMRAY_JOB_ID": launch.job_id,
+            "SLIMRAY_JOB_SPEC": json.dumps(launch.spec),
             "SLIMRAY_SERVICE_URL": self.service_url,
+            "SLIMRAY_EVENT_TOKEN": launch.event_token,
             "TF_CPP_MIN_LOG_LEVEL": "2",
+            **launch.extra_env,
         }
-        if self.token:
-            env["SLIMRAY_API_TOKEN"] = self.token
-        entrypoint = f"{shlex.quote(self.driver_python)} -m slimray.runtime.submitted"
-        submission_id = f"slimray-{job_id}"
-
-        def submit(client):
-            return client.submit_job(
-                entrypoint=entrypoint, submission_id=submission_id, runtime_env={"env_vars": env}
-            )
-
-        return self._call("submit", submit)
+        body = {
+            "entrypoint": f"{shlex.quote(self.driver_python)} -m slimray.runtime.submitted",
+            "submission_id": launch.submission_id,
+            "runtime_env": {"env_vars": env},
+            "metadata": {"slimray_job": launch.job_id},
+        }
+        response = self._request("submit", "POST", "/api/jobs/", json=body)
+        if response.status_code == 400 and "already exists" in response.text:
+            return launch.submission_id
+        if response.status_code != 200:
+            raise RayUnavailable(f"submit: Ray answered {response.status_code}: {response.text[-500:]}")
+        return response.json().get("submission_id") or launch.submission_id
 
     def status(self, ray_job_id: str) -> RayJobStatus:
-        try:
-            info = self._call("status", lambda c: c.get_job_info(ray_job_id))
-        except LookupError:
+        response = self._request("status", "GET", f"/api/jobs/{ray_job_id}")
+        if response.status_code == 404:
             return RayJobStatus(None, "Ray has no record of this job")
-        status = str(getattr(info.status, "value", info.status))
-        return RayJobStatus(_STATUS.get(status), info.message or "")
+        if response.status_code != 200:
+            raise RayUnavailable(f"status: Ray answered {response.status_code}")
+        info = response.json()
+        status = str(info.get("status", ""))
+        return RayJobStatus(_STATUS.get(status), info.get("message") or "", pending=status == "PENDING")
 
     def stop(self, ray_job_id: str) -> bool:
-        return bool(self._call("stop", lambda c: c.stop_job(ray_job_id)))
+        """True once Ray stops it (or has no record of it); False if it was already finished."""
+        response = self._request("stop", "POST", f"/api/jobs/{ray_job_id}/stop")
+        if response.status_code == 404:
+            return True
+        if response.status_code != 200:
+            raise RayUnavailable(f"stop: Ray answered {response.status_code}")
+        return bool(response.json().get("stopped"))
 
-    def logs(self, ray_job_id: str) -> str:
-        return self._call("logs", lambda c: c.get_job_logs(ray_job_id))
+    def logs(self, ray_job_id: str, max_bytes: int) -> str:
+        """The last `max_bytes` of the driver's log ("" if Ray has none)."""
+        response = self._request("logs", "GET", f"/api/jobs/{ray_job_id}/logs")
+        if response.status_code == 404:
+            return ""
+        if response.status_code != 200:
+            raise RayUnavailable(f"logs: Ray answered {response.status_code}")
+        text = response.json().get("logs") or ""
+        data = text.encode()
+        return data[-max_bytes:].decode(errors="replace") if len(data) > max_bytes else text
 
     def reachable(self) -> bool:
         try:
-            self._connect()
-            return True
+            return self._request("probe", "GET", "/api/version").status_code == 200
         except RayUnavailable:
             return False

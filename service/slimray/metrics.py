@@ -4,6 +4,7 @@ service-wide job counts and request latency. Names follow the Prometheus convent
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -69,28 +70,60 @@ class JobCollector:
                 buckets = [(str(b), float(sum(1 for v in values if v <= b))) for b in PRUNE_DURATION_BUCKETS]
                 buckets.append(("+Inf", float(len(values))))
                 durations.add_metric([job.id, phase], buckets, sum_value=float(sum(values)))
-        by_state = GaugeMetricFamily("slimray_jobs", "Jobs in the store, by state.", labels=["state"])
-        for state, n in self.store.counts_by_state().items():
-            by_state.add_metric([state.value], float(n))
         yield from gauges.values()
         yield events
         yield allreduce
         yield durations
+
+
+class StateCollector:
+    """Job counts by state: service-wide, no job named (safe for unauthenticated scrapes)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        by_state = GaugeMetricFamily("slimray_jobs", "Jobs in the store, by state.", labels=["state"])
+        for state, n in self.store.counts_by_state().items():
+            by_state.add_metric([state.value], float(n))
         yield by_state
 
 
-def build_registry(store: Store, job_limit: int) -> tuple[CollectorRegistry, Histogram]:
-    """A fresh registry (not the global one) with the job collector and the request histogram."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(JobCollector(store, job_limit))
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """Bounded label values: any other method name a client sends counts as "other"."""
+    return method if method in HTTP_METHODS else "other"
+
+
+@dataclass(frozen=True)
+class Registries:
+    """`full` holds per-job series (authenticated scrapes); `public` only service-wide ones."""
+
+    full: CollectorRegistry
+    public: CollectorRegistry
+    requests: Histogram
+
+
+def build_registries(store: Store, job_limit: int) -> Registries:
+    """Fresh registries (not the global one); the request histogram is in both."""
     requests = Histogram(
         "slimray_http_request_duration_seconds",
-        "HTTP request latency by route template and status class.",
+        "HTTP request latency by route template, method and status class.",
         labelnames=["route", "method", "status_class"],
         buckets=REQUEST_BUCKETS,
-        registry=registry,
+        registry=None,
     )
-    return registry, requests
+    full, public = CollectorRegistry(auto_describe=False), CollectorRegistry(auto_describe=False)
+    full.register(JobCollector(store, job_limit))
+    for registry in (full, public):
+        registry.register(StateCollector(store))
+        registry.register(requests)
+    return Registries(full, public, requests)
 
 
-__all__ = ["PRUNE_PHASES", "JobCollector", "JobState", "build_registry"]
+__all__ = ["PRUNE_PHASES", "JobCollector", "JobState", "Registries", "build_registries", "method_label"]

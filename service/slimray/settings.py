@@ -4,19 +4,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class JobLimits(BaseModel):
+    """What one submitted job may ask for; a spec beyond these gets 422 naming the field."""
+
+    max_workers: int = Field(16, ge=1, description="scaling.num_workers at most.")
+    max_cpus_per_worker: float = Field(8.0, gt=0, description="scaling.cpus_per_worker at most.")
+    max_gpus_per_worker: float = Field(1.0, ge=0, description="scaling.gpus_per_worker at most.")
+    max_steps: int = Field(1_000_000, ge=1, description="Total optimizer steps at most.")
+    max_epochs: int = Field(1000, ge=1, description="train.epochs at most.")
+    max_batch_size: int = Field(8192, ge=1, description="train.batch_size at most.")
+    max_sample_elements: int = Field(4 * 2**20, ge=1, description="Elements of one sample's shape.")
+    max_classes: int = Field(100_000, ge=2, description="Synthetic data classes at most.")
+    max_synthetic_samples: int = Field(1_000_000, ge=16, description="Synthetic data samples at most.")
 
 
 class Settings(BaseSettings):
     """Everything the job service reads from its environment (e.g. `SLIMRAY_API_TOKEN`)."""
 
-    model_config = SettingsConfigDict(env_prefix="SLIMRAY_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SLIMRAY_", env_file=None, extra="ignore",
+                                      env_nested_delimiter="__")  # fmt: skip
 
     api_token: SecretStr | None = Field(None, description="Bearer token for mutations.")
-    public_reads: bool = Field(False, description="Serve GET /v1/jobs* without a token.")
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token that may read per-job series at /metrics (or use api_token)."
+    )
+    public_reads: bool = Field(False, description="Serve GET /v1/jobs* and job metrics without a token.")
     db_path: Path = Field(Path("slimray-state/jobs.db"), description="SQLite job store (WAL).")
     ray_address: str = Field("http://127.0.0.1:8265", description="Ray job submission address.")
+    ray_token: SecretStr | None = Field(
+        None, description="Ray's auth token for its job server (default: $RAY_AUTH_TOKEN)."
+    )
+    ray_timeout_seconds: float = Field(5.0, gt=0, le=120, description="Timeout of every call to Ray.")
     service_url: str = Field(
         "http://127.0.0.1:8000", description="How job drivers reach this service to report."
     )
@@ -31,7 +53,16 @@ class Settings(BaseSettings):
         default_factory=list, description="Modules whose functions specs may call to build models."
     )
     reconcile_seconds: float = Field(5.0, gt=0, description="How often jobs are checked with Ray.")
+    schedule_timeout_seconds: float = Field(
+        600.0, gt=0, description="A job Ray has not started (PENDING) after this long fails."
+    )
     metrics_job_limit: int = Field(200, ge=1, description="Most recent jobs exported to /metrics.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted.")
+    max_log_bytes: int = Field(1_000_000, ge=1024, description="Most bytes of a driver log returned.")
+    min_free_bytes: int = Field(
+        64 * 2**20, ge=0, description="Not ready (and no new jobs) below this free disk at db_path."
+    )
+    limits: JobLimits = Field(default_factory=JobLimits)
 
 
 def get_settings(**overrides) -> Settings:

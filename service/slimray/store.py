@@ -1,13 +1,16 @@
 """The job store: SQLite in WAL mode; jobs, their state transitions and prune history survive
-restarts. `transition` is the one place a job's state changes."""
+restarts. `transition` and `finish` are the only places a job's state changes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +30,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     progress TEXT NOT NULL DEFAULT '{}',
     metrics TEXT NOT NULL DEFAULT '{}',
-    report TEXT
+    report TEXT,
+    submitted_at REAL,
+    stop_pending INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_stop ON jobs(stop_pending);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 CREATE TABLE IF NOT EXISTS transitions (
     job_id TEXT NOT NULL REFERENCES jobs(id),
@@ -62,6 +68,8 @@ class Job:
     progress: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] | None = None
+    submitted_at: float | None = None  # when Ray accepted the driver
+    stop_pending: bool = False  # cancelled here; Ray has not yet confirmed the stop
     prune_events: list[dict[str, Any]] = field(default_factory=list)
     transitions: list[dict[str, Any]] = field(default_factory=list)
 
@@ -70,12 +78,26 @@ class UnknownJob(KeyError):
     pass
 
 
+class StoreUnavailable(RuntimeError):
+    """The store cannot be written or read (disk full, file removed): the request is not done."""
+
+
+_COLUMNS_ADDED = {"submitted_at": "REAL", "stop_pending": "INTEGER NOT NULL DEFAULT 0"}
+
+
+def _private_file(path: Path) -> None:
+    """Create `path` readable by its owner only (or tighten an existing one) before SQLite opens it."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
+
+
 class Store:
-    """Thread-safe access to the SQLite job store."""
+    """Thread-safe access to the SQLite job store (files private to the service's user)."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _private_file(self.path)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
@@ -84,26 +106,57 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            self._migrate()
+        stat = os.stat(self.path)
+        self._identity = (stat.st_dev, stat.st_ino)
+
+    def _migrate(self) -> None:
+        """Stores written by earlier versions get the columns added since."""
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, decl in _COLUMNS_ADDED.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
+    def _check_file(self) -> None:
+        """Writes to a deleted or replaced file would vanish: refuse them instead."""
+        try:
+            stat = os.stat(self.path)
+        except OSError as err:
+            raise StoreUnavailable(f"the job store {self.path} is gone ({err.strerror})") from err
+        if (stat.st_dev, stat.st_ino) != self._identity:
+            raise StoreUnavailable(f"the job store {self.path} was replaced while the service ran")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock; SQLite's I/O errors become StoreUnavailable."""
+        with self._lock:
+            self._check_file()
+            try:
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    yield self._db
+            except (sqlite3.OperationalError, sqlite3.DatabaseError) as err:
+                raise StoreUnavailable(f"the job store cannot be written: {err}") from err
+
     def ping(self) -> bool:
         with self._lock:
+            self._check_file()
             return self._db.execute("SELECT 1").fetchone()[0] == 1
 
     # ---------------------------------------------------------------- writes
     def create(self, name: str, spec: dict[str, Any], job_id: str | None = None) -> Job:
         job_id = job_id or uuid.uuid4().hex[:12]
         now = time.time()
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
+        with self._writing() as db:
+            db.execute(
                 "INSERT INTO jobs (id, name, state, spec, created_at, updated_at) VALUES (?,?,?,?,?,?)",
                 (job_id, name, JobState.QUEUED.value, json.dumps(spec), now, now),
             )
-            self._db.execute(
+            db.execute(
                 "INSERT INTO transitions VALUES (?, 0, NULL, ?, ?, 'submitted')",
                 (job_id, JobState.QUEUED.value, now),
             )
@@ -114,29 +167,63 @@ class Store:
 
     def transition(self, job_id: str, to: JobState, reason: str = "", error: str | None = None) -> bool:
         """Change state if allowed. Same state: no-op (False). Not allowed: InvalidTransition."""
+        with self._writing() as db:
+            return self._transition(db, job_id, to, reason, error)
+
+    def _transition(self, db, job_id: str, to: JobState, reason: str, error: str | None) -> bool:
+        row = db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise UnknownJob(job_id)
+        current = JobState(row["state"])
+        if current == to:
+            return False
+        if not current.can_become(to):
+            raise InvalidTransition(f"job {job_id} is {current}; it cannot become {to}")
         now = time.time()
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            row = self._db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
-            if row is None:
-                raise UnknownJob(job_id)
-            current = JobState(row["state"])
-            if current == to:
-                return False
-            if not current.can_become(to):
-                raise InvalidTransition(f"job {job_id} is {current}; it cannot become {to}")
-            seq = self._db.execute(
-                "SELECT COALESCE(MAX(seq), -1) + 1 FROM transitions WHERE job_id=?", (job_id,)
-            ).fetchone()[0]
-            self._db.execute(
-                "UPDATE jobs SET state=?, updated_at=?, error=COALESCE(?, error) WHERE id=?",
-                (to.value, now, error, job_id),
-            )
-            self._db.execute(
-                "INSERT INTO transitions VALUES (?,?,?,?,?,?)",
-                (job_id, seq, current.value, to.value, now, reason),
-            )
+        seq = db.execute(
+            "SELECT COALESCE(MAX(seq), -1) + 1 FROM transitions WHERE job_id=?", (job_id,)
+        ).fetchone()[0]
+        db.execute(
+            "UPDATE jobs SET state=?, updated_at=?, error=COALESCE(?, error) WHERE id=?",
+            (to.value, now, error, job_id),
+        )
+        db.execute("INSERT INTO transitions VALUES (?,?,?,?,?,?)",
+                   (job_id, seq, current.value, to.value, now, reason))  # fmt: skip
         return True
+
+    def finish(self, job_id: str, to: JobState, report: dict[str, Any] | None, reason: str,
+               error: str | None = None) -> None:  # fmt: skip
+        """Store the final report and the terminal state together, or neither (InvalidTransition)."""
+        with self._writing() as db:
+            if not self._transition(db, job_id, to, reason, error):
+                raise InvalidTransition(f"job {job_id} is already {to}")
+            if report is not None:
+                db.execute("UPDATE jobs SET report=? WHERE id=?", (json.dumps(finite(report)), job_id))
+
+    def cancel(self, job_id: str, reason: str) -> Job:
+        """Cancelled here at once; a job Ray may be running is marked for the reconciler to stop."""
+        with self._writing() as db:
+            self._transition(db, job_id, JobState.CANCELLED, reason, None)
+            db.execute("UPDATE jobs SET stop_pending=1 WHERE id=? AND ray_job_id IS NOT NULL", (job_id,))
+        return self.get(job_id)
+
+    def claim_submission(self, job_id: str, ray_job_id: str) -> bool:
+        """Record the Ray submission id before submitting, only while the job is still queued:
+        a cancel that got there first wins, and one that comes after finds the id to stop."""
+        with self._writing() as db:
+            cur = db.execute(
+                "UPDATE jobs SET ray_job_id=?, updated_at=? WHERE id=? AND state=? AND submitted_at IS NULL",
+                (ray_job_id, time.time(), job_id, JobState.QUEUED.value),
+            )
+            return cur.rowcount == 1
+
+    def mark_submitted(self, job_id: str) -> None:
+        with self._writing() as db:
+            db.execute("UPDATE jobs SET submitted_at=COALESCE(submitted_at, ?), error=NULL WHERE id=?",
+                       (time.time(), job_id))  # fmt: skip
+
+    def stop_confirmed(self, job_id: str) -> None:
+        self._update(job_id, stop_pending=0)
 
     def set_ray_job(self, job_id: str, ray_job_id: str) -> None:
         self._update(job_id, ray_job_id=ray_job_id)
@@ -152,17 +239,17 @@ class Store:
 
     def add_prune_event(self, job_id: str, event: dict[str, Any]) -> None:
         """Insert or replace by step: a restarted worker group may report an event again."""
-        with self._lock, self._db:
+        with self._writing() as db:
             self._require(job_id)
-            self._db.execute(
+            db.execute(
                 "INSERT OR REPLACE INTO prune_events VALUES (?,?,?)",
                 (job_id, int(event["step"]), json.dumps(finite(event))),
             )
 
     def _update(self, job_id: str, **columns: Any) -> None:
         sets = ", ".join(f"{k}=?" for k in columns)
-        with self._lock, self._db:
-            cur = self._db.execute(
+        with self._writing() as db:
+            cur = db.execute(
                 f"UPDATE jobs SET {sets}, updated_at=? WHERE id=?",
                 (*columns.values(), time.time(), job_id),
             )
@@ -187,6 +274,8 @@ class Store:
             progress=json.loads(row["progress"]),
             metrics=json.loads(row["metrics"]),
             report=json.loads(row["report"]) if row["report"] else None,
+            submitted_at=row["submitted_at"],
+            stop_pending=bool(row["stop_pending"]),
         )
         job.prune_events = [
             json.loads(r["event"])
@@ -228,6 +317,12 @@ class Store:
                 "SELECT * FROM jobs WHERE state IN (?, ?) ORDER BY created_at",
                 (JobState.QUEUED.value, JobState.RUNNING.value),
             ).fetchall()
+            return [self._job(r, detail=False) for r in rows]
+
+    def pending_stops(self) -> list[Job]:
+        """Cancelled jobs whose Ray driver has not been confirmed stopped."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs WHERE stop_pending=1 ORDER BY created_at").fetchall()
             return [self._job(r, detail=False) for r in rows]
 
     def recent(self, limit: int) -> list[Job]:

@@ -59,3 +59,29 @@ def test_rewriting_replaces_the_directory_whole(tmp_path):
     write_checkpoint(tmp_path / "c", model, optimizer, TrainState(step=2))
     assert read_checkpoint(tmp_path / "c")[2].step == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temp dirs left behind
+
+
+@pytest.mark.parametrize("fails_at", [0, 1])
+def test_a_kill_while_replacing_leaves_a_complete_checkpoint(tmp_path, monkeypatch, fails_at):
+    """Regression: the old checkpoint was deleted before the new one was in place."""
+    import os
+
+    import slimray.runtime.checkpoints as checkpoints
+
+    model = build_model("mlp", input_shape=(4,), hidden1=4, hidden2=4)
+    optimizer = keras.optimizers.SGD()
+    optimizer.build(model.trainable_variables)
+    write_checkpoint(tmp_path / "c", model, optimizer, TrainState(step=1))
+    calls, real_replace = [], os.replace
+
+    def killed(src, dst):  # the process dies at the `fails_at`-th rename of the swap
+        if len(calls) == fails_at:
+            raise KeyboardInterrupt("killed")
+        calls.append(dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoints.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_checkpoint(tmp_path / "c", model, optimizer, TrainState(step=2))
+    monkeypatch.undo()
+    assert read_checkpoint(tmp_path / "c")[2].step == 1

@@ -33,12 +33,16 @@ def _spec(out, **failure):
 
 
 @pytest.fixture(scope="module")
-def ray_local():
+def ray_local(tmp_path_factory):
+    """Ray for the module; yields the marker file `KilledWorkerLoop` writes when it kills."""
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})  # fmt: skip
-    yield
+    from tests.runtime.faulty_loops import KILL_MARKER_ENV
+
+    marker = tmp_path_factory.mktemp("kill") / "killed"
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", KILL_MARKER_ENV: str(marker)}
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    yield marker
     ray.shutdown()
 
 
@@ -132,8 +136,9 @@ def test_exported_model_loads_with_plain_keras_and_scores_the_reported_accuracy(
 def test_a_perturbed_mask_fails_the_job_naming_group_and_step(ray_local, tmp_path):
     from slimray.runtime.trainer import run_job
 
-    result = run_job(_spec(tmp_path / "bad", max_failures=0),
-                     faults={"perturb_mask": {"rank": 1, "event": 0}})  # fmt: skip
+    from tests.runtime.faulty_loops import PerturbedMaskLoop
+
+    result = run_job(_spec(tmp_path / "bad", max_failures=0), loop=PerturbedMaskLoop)
     assert result.state == "failed"
     assert "MaskDisagreementError" in result.error
     assert "group 'conv1'" in result.error and "at step 30" in result.error
@@ -145,13 +150,69 @@ def test_a_perturbed_mask_fails_the_job_naming_group_and_step(ray_local, tmp_pat
 def test_a_killed_worker_is_replaced_and_the_shrunk_model_resumes(ray_local, reference, tmp_path):
     from slimray.runtime.trainer import run_job
 
-    marker = tmp_path / "killed"
-    result = run_job(_spec(tmp_path / "killed_run"),
-                     faults={"kill": {"rank": 1, "step": 45, "marker": str(marker),
-                                      "delay": 3.0}})  # fmt: skip
+    from tests.runtime.faulty_loops import KilledWorkerLoop
+
+    marker = ray_local
+    result = run_job(_spec(tmp_path / "killed_run"), loop=KilledWorkerLoop)
     # ASYNC checkpoints count once the controller polls them (every 2 s): the delay makes sure
     assert marker.is_file(), "the fault was not injected"
     assert result.state == "succeeded", result.error
     assert result.report["restarts_from_steps"] == [31]  # the checkpoint of the first prune event
     assert [e["step"] for e in result.report["prune_events"]] == [30, 60]
     assert _architecture(result.run_dir / "model.keras") == _architecture(reference.run_dir / "model.keras")
+
+
+def test_a_job_whose_workers_cannot_be_placed_fails_with_the_reason(ray_local, tmp_path):
+    """Regression: 1024 workers on a small cluster sat RUNNING at step 0 with no error."""
+    from slimray.runtime.trainer import run_job
+
+    data = _spec(tmp_path / "big").model_dump(mode="json")
+    data["scaling"] = {"num_workers": 6, "start_timeout_seconds": 5}  # the cluster has 4 CPUs
+    result = run_job(parse_spec(data))
+    assert result.state == "failed"
+    assert "WorkerGroupStartupTimeoutError" in result.error or "timed out" in result.error.lower()
+
+
+def test_a_job_that_cannot_run_leaves_the_old_run_directory_alone(ray_local, tmp_path):
+    """Regression: `overwrite` deleted the old run before checking the job could run at all."""
+    from slimray.runtime.trainer import run_job
+
+    old = tmp_path / "run"
+    old.mkdir()
+    (old / "report.json").write_text("{}")
+    data = _spec(old).model_dump(mode="json")
+    data["train"]["batch_size"] = 100_000  # more than the digits
+    with pytest.raises(ValueError, match="batch_size"):
+        run_job(parse_spec(data), overwrite=True)
+    assert (old / "report.json").read_text() == "{}"
+
+
+_EMBEDDED = """
+import json, os, sys
+import ray
+from slimray.runtime.trainer import run_job
+from slimray.spec import parse_spec
+spec = parse_spec(json.loads(sys.argv[1]))
+result = run_job(spec)
+print(json.dumps({"state": result.state, "error": result.error, "ray_left_up": ray.is_initialized()}))
+"""
+
+
+def test_an_embedded_run_ignores_a_stale_cluster_file_and_shuts_its_ray_down(tmp_path):
+    """Regressions: `ray.init()` joined whatever `ray_current_cluster` named (here a dead
+    cluster: "num_cpus must not be provided"), and run_job left the Ray it started running."""
+    import tempfile
+
+    ray_tmp = tempfile.mkdtemp(prefix="srt", dir="/tmp")  # short: Ray's socket paths
+    (__import__("pathlib").Path(ray_tmp) / "ray").mkdir()
+    (__import__("pathlib").Path(ray_tmp) / "ray" / "ray_current_cluster").write_text("127.0.0.1:1")
+    data = _spec(tmp_path / "embedded").model_dump(mode="json")
+    data.update(prune=None, scaling={"num_workers": 1})
+    data["train"].update(steps=4, report_every=2, checkpoint_every=4)
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([sys.executable, "-c", _EMBEDDED, json.dumps(data)], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert outcome == {"state": "succeeded", "error": None, "ray_left_up": False}

@@ -1,18 +1,20 @@
-"""Dependencies as `Annotated` aliases: settings, store, executor, and the bearer-token checks."""
+"""Dependencies as `Annotated` aliases: settings, store, executor, and the bearer-token checks
+(admin token for mutations, a job's own token for its driver's events, optional metrics token)."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from slimray.api.credentials import job_event_token, same
 from slimray.executor import RayJobExecutor
 from slimray.settings import Settings
 from slimray.store import Store
 
 _bearer = HTTPBearer(auto_error=False)
+JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A job id.")]
 
 
 def get_settings(request: Request) -> Settings:
@@ -33,25 +35,51 @@ ExecutorDep = Annotated[RayJobExecutor, Depends(get_executor)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _check(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
-    expected = settings.api_token.get_secret_value() if settings.api_token else None
-    given = credentials.credentials if credentials else ""
-    if not expected or not secrets.compare_digest(given.encode(), expected.encode()):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="missing or invalid bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+def _given(credentials: HTTPAuthorizationCredentials | None) -> str:
+    return credentials.credentials if credentials else ""
+
+
+def _secret(value) -> str | None:
+    return value.get_secret_value() if value else None
+
+
+def _refuse() -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail="missing or invalid bearer token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 def require_token(settings: SettingsDep, credentials: Credentials) -> None:
-    _check(settings, credentials)
+    if not same(_given(credentials), _secret(settings.api_token)):
+        raise _refuse()
 
 
 def require_reader(settings: SettingsDep, credentials: Credentials) -> None:
     if not settings.public_reads:
-        _check(settings, credentials)
+        require_token(settings, credentials)
+
+
+def require_job_driver(job_id: JobId, settings: SettingsDep, credentials: Credentials) -> None:
+    """The admin token, or the token derived for this job only (what its driver holds)."""
+    admin = _secret(settings.api_token)
+    given = _given(credentials)
+    scoped = job_event_token(admin, job_id) if admin else None
+    if not (same(given, admin) or same(given, scoped)):
+        raise _refuse()
+
+
+def job_metrics_allowed(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> bool:
+    """Per-job series only for public reads, the admin token or the metrics token."""
+    given = _given(credentials)
+    return (
+        settings.public_reads
+        or same(given, _secret(settings.api_token))
+        or same(given, _secret(settings.metrics_token))
+    )
 
 
 WriteAccess = Depends(require_token)
 ReadAccess = Depends(require_reader)
+DriverAccess = Depends(require_job_driver)

@@ -1,7 +1,9 @@
-"""Assembles the FastAPI app: settings, store, executor, reconciler, routers, error mapping."""
+"""Assembles the FastAPI app: settings, store, executor, reconciler, routers, error mapping.
+Start-up never waits on Ray: the reconciler thread catches up with it once serving."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from contextlib import asynccontextmanager
 
@@ -11,15 +13,72 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from slimray import __version__
+from slimray.api.credentials import job_event_token
+from slimray.api.events import EventRefused
 from slimray.api.policy import PolicyError
-from slimray.api.reconcile import Reconciler, reconcile_all
+from slimray.api.reconcile import Reconciler
 from slimray.api.routes import health, jobs
-from slimray.executor import RayJobExecutor
+from slimray.executor import DriverLaunch, RayJobExecutor
 from slimray.jobstate import InvalidTransition
 from slimray.jsonsafe import finite
-from slimray.metrics import build_registry
+from slimray.metrics import build_registries, method_label
 from slimray.settings import Settings, get_settings
-from slimray.store import Store, UnknownJob
+from slimray.store import Job, Store, StoreUnavailable, UnknownJob
+
+
+def _executor(settings: Settings) -> RayJobExecutor:
+    import os
+
+    token = settings.ray_token.get_secret_value() if settings.ray_token else os.environ.get("RAY_AUTH_TOKEN")
+    return RayJobExecutor(settings.ray_address, settings.driver_python, settings.service_url,
+                          token, settings.ray_timeout_seconds)  # fmt: skip
+
+
+def _launcher(settings: Settings):
+    """How each job's driver is launched: its spec and a credential for its own events only."""
+    secret = settings.api_token.get_secret_value() if settings.api_token else ""
+
+    def launch_for(job: Job) -> DriverLaunch:
+        token = job_event_token(secret, job.id) if secret else ""
+        return DriverLaunch(job.id, job.spec, token, {})
+
+    return launch_for
+
+
+def _json_error(code: int, detail) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=code)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError):
+        # the default handler echoes the input, and a NaN there would break strict JSON
+        return _json_error(status.HTTP_422_UNPROCESSABLE_CONTENT, finite(jsonable_encoder(err.errors())))
+
+    @app.exception_handler(UnknownJob)
+    async def unknown_job(request: Request, err: UnknownJob):
+        return _json_error(status.HTTP_404_NOT_FOUND, f"no job {err.args[0]!r}")
+
+    @app.exception_handler(InvalidTransition)
+    async def invalid_transition(request: Request, err: InvalidTransition):
+        return _json_error(status.HTTP_409_CONFLICT, str(err))
+
+    @app.exception_handler(EventRefused)
+    async def event_refused(request: Request, err: EventRefused):
+        return _json_error(status.HTTP_409_CONFLICT, str(err))
+
+    @app.exception_handler(PolicyError)
+    async def policy(request: Request, err: PolicyError):
+        detail = [{"loc": ["body", *loc], "msg": msg, "type": "policy_error"} for loc, msg in err.problems]
+        return _json_error(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, err: StoreUnavailable):
+        return _json_error(status.HTTP_503_SERVICE_UNAVAILABLE, str(err))
+
+    @app.exception_handler(sqlite3.Error)
+    async def store_error(request: Request, err: sqlite3.Error):
+        return _json_error(status.HTTP_503_SERVICE_UNAVAILABLE, f"the job store failed: {err}")
 
 
 def create_app(settings: Settings | None = None, executor: RayJobExecutor | None = None) -> FastAPI:
@@ -28,21 +87,24 @@ def create_app(settings: Settings | None = None, executor: RayJobExecutor | None
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store = Store(settings.db_path)
-        token = settings.api_token.get_secret_value() if settings.api_token else None
-        app.state.settings = settings
-        app.state.store = store
-        app.state.executor = executor or RayJobExecutor(
-            settings.ray_address, settings.driver_python, settings.service_url, token
-        )
-        app.state.registry, app.state.requests = build_registry(store, settings.metrics_job_limit)
-        reconcile_all(store, app.state.executor)  # catch up with Ray before serving
-        app.state.reconciler = Reconciler(store, app.state.executor, settings.reconcile_seconds)
-        app.state.reconciler.start()
+        state = app.state
+        state.settings, state.store = settings, store
+        state.executor = executor or _executor(settings)
+        registries = build_registries(store, settings.metrics_job_limit)
+        state.registry, state.public_registry, state.requests = (
+            registries.full, registries.public, registries.requests
+        )  # fmt: skip
+        state.reconciler = Reconciler(
+            store, state.executor, _launcher(settings),
+            settings.reconcile_seconds, settings.schedule_timeout_seconds,
+        )  # fmt: skip
+        state.reconciler.start()
         yield
-        app.state.reconciler.stop()
+        state.reconciler.stop()
         store.close()
 
-    app = FastAPI(title="slimray", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="slimray", version=__version__, lifespan=lifespan,
+                  max_body_size=settings.max_body_bytes)  # fmt: skip
     app.include_router(jobs.router)
     app.include_router(health.router)
 
@@ -53,27 +115,9 @@ def create_app(settings: Settings | None = None, executor: RayJobExecutor | None
         route = request.scope.get("route")
         template = getattr(route, "path", "unmatched")
         request.app.state.requests.labels(
-            template, request.method, f"{response.status_code // 100}xx"
+            template, method_label(request.method), f"{response.status_code // 100}xx"
         ).observe(time.perf_counter() - start)
         return response
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, err: RequestValidationError):
-        # the default handler echoes the input, and a NaN there would break strict JSON
-        detail = finite(jsonable_encoder(err.errors()))
-        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-    @app.exception_handler(UnknownJob)
-    async def unknown_job(request: Request, err: UnknownJob):
-        return JSONResponse({"detail": f"no job {err.args[0]!r}"}, status_code=status.HTTP_404_NOT_FOUND)
-
-    @app.exception_handler(InvalidTransition)
-    async def invalid_transition(request: Request, err: InvalidTransition):
-        return JSONResponse({"detail": str(err)}, status_code=status.HTTP_409_CONFLICT)
-
-    @app.exception_handler(PolicyError)
-    async def policy(request: Request, err: PolicyError):
-        detail = [{"loc": ["body", *loc], "msg": msg, "type": "policy_error"} for loc, msg in err.problems]
-        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
+    _error_handlers(app)
     return app

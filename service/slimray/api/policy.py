@@ -1,19 +1,42 @@
-"""What a submitted spec may touch: files only under the configured roots, URIs only under
-allowed prefixes, model-building functions only from allowed modules; output goes to runs_root."""
+"""What a submitted spec may touch and ask for: files only under the configured roots (symlinks
+resolved), URIs only under allowed prefixes (segment by segment), model functions only public
+ones defined in allowed modules, resources within the service's limits; output to runs_root."""
 
 from __future__ import annotations
 
+import ast
+import importlib.machinery
+import os
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlsplit
 
-from slimray.settings import Settings
+from slimray.settings import JobLimits, Settings
 from slimray.spec import JobSpec
+
+Problem = tuple[tuple[str, ...], str]
 
 
 class PolicyError(ValueError):
-    def __init__(self, problems: list[tuple[tuple[str, ...], str]]):
+    def __init__(self, problems: list[Problem]):
         self.problems = problems
         super().__init__("; ".join(f"{'.'.join(loc)}: {msg}" for loc, msg in problems))
+
+
+# ------------------------------------------------------------------ local paths
+
+
+def _escapes(resolved: Path, roots: list[Path]) -> bool:
+    return not any(resolved.is_relative_to(root.resolve()) for root in roots)
+
+
+def _escaping_entry(directory: Path, roots: list[Path]) -> Path | None:
+    """The first entry under `directory` whose real path leaves the roots (symlinks), if any."""
+    for parent, dirs, files in os.walk(directory, followlinks=False):
+        for name in dirs + files:
+            entry = Path(parent) / name
+            if _escapes(entry.resolve(), roots):
+                return entry
+    return None
 
 
 def _inside(path: str, roots: list[Path], field: str) -> tuple[str | None, str | None]:
@@ -24,34 +47,152 @@ def _inside(path: str, roots: list[Path], field: str) -> tuple[str | None, str |
         return None, f"this service accepts no local files for {field} (got {path!r})"
     candidate = Path(path)
     resolved = (candidate if candidate.is_absolute() else roots[0] / candidate).resolve()
-    for root in roots:
-        if resolved.is_relative_to(root.resolve()):
-            return str(resolved), None
-    allowed = ", ".join(str(r) for r in roots)
-    return None, f"{path!r} is outside the allowed roots ({allowed})"
+    if _escapes(resolved, roots):
+        allowed = ", ".join(str(r) for r in roots)
+        return None, f"{path!r} is outside the allowed roots ({allowed})"
+    if resolved.is_dir():
+        entry = _escaping_entry(resolved, roots)
+        if entry is not None:
+            return None, f"{path!r} holds {str(entry)!r}, a link to outside the allowed roots"
+    return str(resolved), None
 
 
-def _uri_allowed(uri: str, settings: Settings) -> str | None:
-    if any(uri.startswith(p) for p in settings.allowed_uri_prefixes):
+# ------------------------------------------------------------------ URIs
+
+
+def _segments(path: str) -> list[str] | None:
+    """Path segments of a URI path, or None if any is '.' or '..' (also percent-encoded)."""
+    parts = [p for p in unquote(path).split("/") if p]
+    return None if any(p in (".", "..") for p in parts) else parts
+
+
+def _under(uri: str, prefix: str) -> bool:
+    """Same scheme, same bucket/host exactly, and the path under the prefix's path by segments."""
+    try:
+        got, allowed = urlsplit(uri), urlsplit(prefix)
+    except ValueError:
+        return False
+    if (got.scheme, got.netloc) != (allowed.scheme, allowed.netloc):
+        return False
+    got_parts, allowed_parts = _segments(got.path), _segments(allowed.path) or []
+    return got_parts is not None and got_parts[: len(allowed_parts)] == allowed_parts
+
+
+def _uri_problem(uri: str, settings: Settings) -> str | None:
+    try:
+        parts = urlsplit(uri)
+    except ValueError as err:
+        return f"not a valid URI ({err}): {uri!r}"
+    if _segments(parts.path) is None:
+        return f"'.' and '..' segments are not allowed in URIs (got {uri!r})"
+    if any(_under(uri, p) for p in settings.allowed_uri_prefixes):
         return None
     return f"URI {uri!r} is not under an allowed prefix ({settings.allowed_uri_prefixes or 'none'})"
 
 
+# ------------------------------------------------------------------ model functions
+
+
+def _module_source(module: str) -> str | None:
+    """The module's Python source, found on sys.path without importing anything."""
+    search, spec = None, None
+    parts = module.split(".")
+    for i in range(len(parts)):
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), search)
+        if spec is None:
+            return None
+        search = spec.submodule_search_locations
+    if spec is None or not (spec.origin or "").endswith(".py"):
+        return None
+    return Path(spec.origin).read_text()
+
+
+def _bound_names(tree: ast.Module) -> dict[str, list[ast.stmt]]:
+    """Top-level statements binding each name (defs, imports, assignments)."""
+    bound: dict[str, list[ast.stmt]] = {}
+    for node in tree.body:
+        names: list[str] = []
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names = [node.name]
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names = [(a.asname or a.name).split(".")[0] for a in node.names]
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+        for name in names:
+            bound.setdefault(name, []).append(node)
+    return bound
+
+
+def function_problem(source: str, allowed_modules: list[str]) -> str | None:
+    """Why `module:function` may not be called, or None: the module must be allowed, and the
+    function public and defined by a plain `def` in it (not imported, not reassigned)."""
+    module, _, name = source.partition(":")
+    if module not in allowed_modules:
+        return f"module {module!r} is not in allowed_model_modules"
+    if not name.isidentifier() or name.startswith("_"):
+        return f"{name!r} is not a public function name"
+    text = _module_source(module)
+    if text is None:
+        return f"module {module!r} has no Python source the service can read"
+    try:
+        bound = _bound_names(ast.parse(text))
+    except SyntaxError as err:
+        return f"module {module!r} does not parse: {err}"
+    nodes = bound.get(name, [])
+    if len(nodes) != 1 or not isinstance(nodes[0], ast.FunctionDef):
+        return f"{name!r} is not a function defined (once, by def) in {module!r}"
+    return None
+
+
+# ------------------------------------------------------------------ limits
+
+
+def limit_problems(spec: JobSpec, limits: JobLimits) -> list[Problem]:
+    checks = [
+        (("scaling", "num_workers"), spec.scaling.num_workers, limits.max_workers),
+        (("scaling", "cpus_per_worker"), spec.scaling.cpus_per_worker, limits.max_cpus_per_worker),
+        (("scaling", "gpus_per_worker"), spec.scaling.gpus_per_worker, limits.max_gpus_per_worker),
+        (("train", "steps"), spec.train.steps or 0, limits.max_steps),
+        (("train", "epochs"), spec.train.epochs or 0, limits.max_epochs),
+        (("train", "batch_size"), spec.train.batch_size, limits.max_batch_size),
+        (("data", "synthetic", "num_classes"), spec.data.synthetic.num_classes, limits.max_classes),
+        (("data", "synthetic", "samples"), spec.data.synthetic.samples, limits.max_synthetic_samples),
+    ]
+    for loc, shape in ((("data", "shape"), spec.data.shape), (("data", "synthetic", "shape"),
+                                                               spec.data.synthetic.shape)):  # fmt: skip
+        elements = 1
+        for dim in shape or ():
+            elements *= dim
+        checks.append((loc, elements, limits.max_sample_elements))
+    return [
+        (loc, f"{value} exceeds this service's limit of {limit}")
+        for loc, value, limit in checks
+        if value > limit
+    ]
+
+
+# ------------------------------------------------------------------ the whole spec
+
+
 def enforce(spec: JobSpec, settings: Settings, job_id: str) -> JobSpec:
     """The spec as the service will run it, or PolicyError naming each offending field."""
-    problems: list[tuple[tuple[str, ...], str]] = []
+    problems: list[Problem] = limit_problems(spec, settings.limits)
     data, model = spec.data, spec.model
     if data.kind == "file":
-        if urlparse(data.source).scheme:
-            reason = _uri_allowed(data.source, settings)
-            if reason:
-                problems.append((("data", "source"), reason))
+        try:
+            scheme = urlsplit(data.source).scheme
+        except ValueError:
+            scheme = "invalid"
+        if scheme not in ("", "file"):
+            reason = _uri_problem(data.source, settings)
         else:
-            resolved, reason = _inside(data.source, settings.data_roots, "data.source")
-            if reason:
-                problems.append((("data", "source"), reason))
-            else:
+            local = urlsplit(data.source).path if data.source.startswith("file:") else data.source
+            resolved, reason = _inside(local, settings.data_roots, "data.source")
+            if resolved:
                 data = data.model_copy(update={"source": resolved})
+        if reason:
+            problems.append((("data", "source"), reason))
     if model.kind == "file":
         resolved, reason = _inside(model.source, settings.model_roots, "model.source")
         if reason:
@@ -59,9 +200,9 @@ def enforce(spec: JobSpec, settings: Settings, job_id: str) -> JobSpec:
         else:
             model = model.model_copy(update={"source": resolved})
     elif model.kind == "function":
-        module = model.source.partition(":")[0]
-        if module not in settings.allowed_model_modules:
-            problems.append((("model", "source"), f"module {module!r} is not in allowed_model_modules"))
+        reason = function_problem(model.source, settings.allowed_model_modules)
+        if reason:
+            problems.append((("model", "source"), reason))
     if problems:
         raise PolicyError(problems)
     output = spec.output.model_copy(update={"dir": str((settings.runs_root / job_id).resolve())})

@@ -25,6 +25,8 @@ class JobPublic(BaseModel):
     updated_at: float
     error: str | None = None
     ray_job_id: str | None = None
+    submitted_at: float | None = None
+    stop_pending: bool = False
     transitions: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod
@@ -51,26 +53,29 @@ class DriverEvent(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+STEP_MAX = 2**53  # steps beyond this are not a real job (and would overflow SQLite's integers)
+
+
 class PruneEventIn(BaseModel):
     """A prune event as the driver reports it (extra fields are kept)."""
 
     model_config = ConfigDict(extra="allow")
-    step: int = Field(ge=0)
+    step: int = Field(ge=0, le=STEP_MAX)
     durations: dict[str, float | None] = Field(default_factory=dict)
     allreduce_bytes: float = Field(0, ge=0)
 
 
 class StartIn(BaseModel):
     model_config = ConfigDict(extra="allow")
-    total_steps: int | None = Field(None, ge=0)
+    total_steps: int | None = Field(None, ge=0, le=STEP_MAX)
 
 
 class ReportIn(BaseModel):
     """One merged report: progress, metrics and possibly a prune event."""
 
     model_config = ConfigDict(extra="allow")
-    step: int | None = Field(None, ge=0)
-    total_steps: int | None = Field(None, ge=0)
+    step: int | None = Field(None, ge=0, le=STEP_MAX)
+    total_steps: int | None = Field(None, ge=0, le=STEP_MAX)
     samples_per_second: float | None = None
     throughput_gain: float | None = None
     params: float | None = None
@@ -93,11 +98,3 @@ class WorkerErrorIn(BaseModel):
     """Exceptions by worker rank, as text."""
 
     model_config = ConfigDict(extra="allow")
-
-
-EVENT_DATA: dict[str, type[BaseModel]] = {
-    "start": StartIn,
-    "report": ReportIn,
-    "end": EndIn,
-    "worker_error": WorkerErrorIn,
-}

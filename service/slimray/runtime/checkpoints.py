@@ -38,8 +38,35 @@ class TrainState:
         return cls(**json.loads(text))
 
 
+def _previous(directory: Path) -> Path:
+    """Where the checkpoint being replaced waits until its successor is in place."""
+    return directory.with_name(f".previous-{directory.name}")
+
+
+def _swap_in(tmp: Path, directory: Path) -> None:
+    """Put `tmp` at `directory` so that at every instant one complete checkpoint exists:
+    old -> .previous, new -> directory, then drop .previous (a kill between leaves .previous)."""
+    previous = _previous(directory)
+    if directory.exists():
+        if previous.exists():
+            shutil.rmtree(previous)
+        os.replace(directory, previous)
+    os.replace(tmp, directory)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def complete_checkpoint(directory: Path) -> Path:
+    """`directory` if it holds a complete checkpoint, else the one it was replacing."""
+    directory = Path(directory)
+    for candidate in (directory, _previous(directory)):
+        if (candidate / STATE_FILE).is_file():
+            return candidate
+    raise FileNotFoundError(f"incomplete checkpoint (no {STATE_FILE}): {directory}")
+
+
 def write_checkpoint(directory: Path, model: Any, optimizer: Any, state: TrainState) -> Path:
-    """Write into a sibling temp dir, then rename into place: readers never see partial files."""
+    """Write into a sibling temp dir, then swap it in: readers never see partial files, and a
+    kill at any point leaves the old or the new checkpoint (`complete_checkpoint`)."""
     import keras
 
     directory = Path(directory)
@@ -51,9 +78,7 @@ def write_checkpoint(directory: Path, model: Any, optimizer: Any, state: TrainSt
         np.savez(tmp / OPTIMIZER_FILE, **values)
         state.optimizer = keras.optimizers.serialize(optimizer)
         (tmp / STATE_FILE).write_text(state.to_json())
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
+        _swap_in(tmp, directory)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -67,9 +92,7 @@ def read_checkpoint(directory: Path) -> tuple[Any, Any, TrainState]:
     """
     import keras
 
-    directory = Path(directory)
-    if not (directory / STATE_FILE).is_file():
-        raise FileNotFoundError(f"incomplete checkpoint (no {STATE_FILE}): {directory}")
+    directory = complete_checkpoint(directory)
     state = TrainState.from_json((directory / STATE_FILE).read_text())
     model = keras.models.load_model(directory / MODEL_FILE, compile=False)
     optimizer = keras.optimizers.deserialize(state.optimizer)

@@ -20,12 +20,7 @@ def build_job_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: 
     if spec.kind == "builtin":
         model = build_model(spec.source, input_shape=input_shape, num_classes=num_classes, **spec.kwargs)
     elif spec.kind == "function":
-        module_name, _, attr = spec.source.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as err:
-            raise ValueError(f"model.source: cannot import {spec.source!r}: {err}") from err
-        model = fn(**spec.kwargs)
+        model = _model_function(spec.source)(**spec.kwargs)
     else:
         model = keras.models.load_model(spec.source, compile=False)
     if not isinstance(model, keras.Model):
@@ -34,6 +29,25 @@ def build_job_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: 
     if got != tuple(input_shape):
         raise ValueError(f"model.source: {spec.source!r} takes inputs {got}; the data has {input_shape}")
     return model
+
+
+def _model_function(source: str) -> Any:
+    """The public function `module:function` names, defined in that module (not one it imported,
+    such as `subprocess.run`): nothing else is ever called with a spec's kwargs."""
+    import inspect
+
+    module_name, _, attr = source.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"model.source: cannot import {source!r}: {err}") from err
+    if attr.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != module_name:
+        where = getattr(fn, "__module__", None)
+        raise ValueError(
+            f"model.source: {source!r} is not a public function defined in {module_name!r} "
+            f"(it is a {type(fn).__name__} from {where!r})"
+        )
+    return fn
 
 
 def build_optimizer(train: TrainSpec) -> Any:

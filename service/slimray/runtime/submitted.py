@@ -61,7 +61,8 @@ def main() -> int:
 
     job_id = os.environ["SLIMRAY_JOB_ID"]
     spec = parse_spec(json.loads(os.environ["SLIMRAY_JOB_SPEC"]), f"job {job_id}")
-    poster = EventPoster(os.environ["SLIMRAY_SERVICE_URL"], job_id, os.environ.get("SLIMRAY_API_TOKEN"))
+    # a credential for this job's events only (never the service's admin token)
+    poster = EventPoster(os.environ["SLIMRAY_SERVICE_URL"], job_id, os.environ.get("SLIMRAY_EVENT_TOKEN"))
     try:
         result = run_job(spec, overwrite=True, on_event=poster)
     except Exception as err:

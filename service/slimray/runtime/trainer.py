@@ -3,11 +3,12 @@ messages into live events and the run directory (model, SavedModel, report.json,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,20 +46,29 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def prepare_run_dir(spec: JobSpec, overwrite: bool) -> Path:
+def check_run_dir(spec: JobSpec, overwrite: bool) -> Path:
+    """The run directory; RunDirectoryExists if it holds a run and `overwrite` is off."""
     run_dir = Path(spec.output.dir).resolve()
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunDirectoryExists(
-                f"output.dir {spec.output.dir!r} already holds a run; choose another or overwrite"
-            )
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise RunDirectoryExists(
+            f"output.dir {spec.output.dir!r} already holds a run; choose another or overwrite"
+        )
+    return run_dir
+
+
+def prepare_run_dir(run_dir: Path) -> Path:
+    """Empty the run directory: only once the job has been checked and can start."""
+    if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
 def init_ray(address: str | None, spec: JobSpec) -> bool:
-    """Join `address`, or start an embedded Ray sized for the job. True if this call started it."""
+    """Join `address`, or start an embedded Ray sized for the job. True if this call started it.
+
+    Embedded means a new cluster (`address="local"`): never whatever cluster Ray's
+    `ray_current_cluster` file names, which may be someone else's or long dead."""
     import ray
 
     if ray.is_initialized():
@@ -72,8 +82,26 @@ def init_ray(address: str | None, spec: JobSpec) -> bool:
         needed = spec.scaling.num_workers * spec.scaling.cpus_per_worker
         # Ray Data and the Train controller need a little CPU beside the training workers
         cpus = max(os.cpu_count() or 1, int(needed) + 2)
-        ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=env, log_to_driver=False)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, runtime_env=env,
+                 log_to_driver=False)  # fmt: skip
     return True
+
+
+@contextlib.contextmanager
+def worker_start_timeout(seconds: float) -> Iterator[None]:
+    """Ray Train reads its worker-group start timeout from the driver's environment (and passes
+    it to the controller); with `controller_failure_limit=0` a group that cannot be placed in
+    time fails the job with Ray's reason instead of waiting forever."""
+    key = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+    before = os.environ.get(key)
+    os.environ[key] = str(seconds)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 def plan_steps(spec: JobSpec, n_train: int) -> StepPlan:
@@ -122,7 +150,8 @@ def _build_trainer(spec: JobSpec, run_dir: Path, config: Any, dataset: Any, send
         run_config=RunConfig(
             name="checkpoints",
             storage_path=str(run_dir),
-            failure_config=FailureConfig(max_failures=spec.failure.max_failures),
+            # a worker group that cannot start in time fails the job (not retried forever)
+            failure_config=FailureConfig(max_failures=spec.failure.max_failures, controller_failure_limit=0),
             checkpoint_config=CheckpointConfig(num_to_keep=3),
             callbacks=[_error_forwarder(sender)],
         ),
@@ -185,7 +214,7 @@ def _fit(trainer: Any) -> tuple[threading.Thread, dict[str, Any]]:
 
 def _export_final(run_dir: Path, checkpoint) -> dict[str, Any]:
     """Copy the model, the SavedModel and their measured accuracy out of the final checkpoint
-    (rank 0 exported them there; see `worker._Loop.export`)."""
+    (rank 0 exported them there; see `worker.WorkerLoop.export`)."""
     import json
 
     from slimray.runtime.checkpoints import EXPORT_FILE, MODEL_FILE, SAVED_MODEL_DIR
@@ -212,9 +241,37 @@ def run_job(
     address: str | None = None,
     overwrite: bool = False,
     on_event: EventSink | None = None,
-    faults: dict[str, Any] | None = None,
+    loop: type | None = None,
 ) -> RunResult:
-    """Run one job to completion; the run directory is written even when the job fails."""
+    """Run one job to completion; the run directory is written even when the job fails.
+
+    `loop` replaces the workers' `WorkerLoop` (tests inject faults with a subclass). A Ray this
+    call started is shut down before it returns."""
+    import ray
+
+    run_dir = check_run_dir(spec, overwrite)
+    started_ray = False
+    try:
+        clock = JobClock()
+        with clock.phases.phase("startup"):
+            started_ray = init_ray(address, spec)
+        return _run(spec, run_dir, clock, on_event or (lambda kind, data: None), loop)
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+@dataclass
+class JobClock:
+    """When the job began (for its wall time and timeline) and the driver's phase clock."""
+
+    phases: PhaseClock = field(default_factory=PhaseClock)
+    began: float = field(default_factory=time.perf_counter)
+    began_wall: float = field(default_factory=time.time)
+    began_at: str = field(default_factory=_now)
+
+
+def _run(spec: JobSpec, run_dir: Path, job_clock: JobClock, emit: EventSink, loop: type | None) -> RunResult:
     import ray
 
     from slimray.runtime.data import load_job_data
@@ -222,22 +279,19 @@ def run_job(
     from slimray.runtime.report import build_report, plot_report, write_report
     from slimray.runtime.worker import WorkerConfig
 
-    emit = on_event or (lambda kind, data: None)
-    clock = PhaseClock()
-    run_dir = prepare_run_dir(spec, overwrite)
-    started, t0, start_wall = _now(), time.perf_counter(), time.time()
-    with clock.phase("startup"):
-        init_ray(address, spec)
+    clock, started = job_clock.phases, job_clock.began_at
+    t0, start_wall = job_clock.began, job_clock.began_wall
     with clock.phase("data"):
         data = load_job_data(spec.data, spec.train)
-    steps = plan_steps(spec, data.n_train)
+    steps = plan_steps(spec, data.n_train)  # the last check: only now is the old run removed
+    prepare_run_dir(run_dir)
     world = spec.scaling.num_workers
     channel = ProgressChannel()
     config = WorkerConfig(
         spec=spec.model_dump(mode="json"), validation=ray.put((data.x_val, data.y_val)),
         input_shape=tuple(data.input_shape), num_classes=data.num_classes,
         steps_per_epoch=steps.steps_per_epoch, total_steps=steps.total_steps,
-        progress=channel.sender(), faults=faults or {},
+        progress=channel.sender(), loop=loop,
         train_arrays=ray.put(data.arrays) if data.arrays is not None else None,
     )  # fmt: skip
     emit("start", {"total_steps": steps.total_steps, "steps_per_epoch": steps.steps_per_epoch,
@@ -245,8 +299,9 @@ def run_job(
     trainer = _build_trainer(spec, run_dir, config, data.train, channel.sender())
     pump = ProgressPump(world, steps.total_steps, emit, Timeline(start_time=start_wall))
     fit_start = time.time()
-    thread, outcome = _fit(trainer)
-    pump.pump(channel, thread)
+    with worker_start_timeout(spec.scaling.start_timeout_seconds):
+        thread, outcome = _fit(trainer)
+        pump.pump(channel, thread)
     fit_end = time.time()
     channel.close()
     error = outcome.get("error")

@@ -7,7 +7,6 @@ import hashlib
 import os
 import random
 import resource
-import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -49,7 +48,7 @@ class WorkerConfig:
     total_steps: int
     progress: ProgressSender | None = None
     train_arrays: Any = None  # ObjectRef of (x_train, y_train) when the data is in memory
-    faults: dict[str, Any] = field(default_factory=dict)  # test-only fault injection
+    loop: type | None = None  # a WorkerLoop subclass (tests inject faults this way); None: WorkerLoop
 
 
 @dataclass
@@ -86,8 +85,9 @@ class Window:
         }
 
 
-class _Loop:
-    """State and helpers of one worker's run (kept together so events can swap the model)."""
+class WorkerLoop:
+    """State and helpers of one worker's run (kept together so events can swap the model).
+    Each step of the run is one method, so a test can subclass it to inject a fault."""
 
     def __init__(self, config: WorkerConfig):
         import keras
@@ -118,7 +118,6 @@ class _Loop:
         if isinstance(validation, ray.ObjectRef):
             validation = ray.get(validation)
         self.x_val, self.y_val = validation
-        self.faults = config.faults or {}
         self._restore_or_build()
         self.attempt = self._agree_on_attempt()
         self.pending_event: dict[str, Any] | None = None
@@ -181,11 +180,7 @@ class _Loop:
             self.state.baseline_sizes = {g.id: g.size for g in graph.groups}
         durations: dict[str, float] = {}
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=self.spec.train.from_logits)
-        plan = self.pruner.plan(
-            self.model, sparsity, ScoringBatch(x, y, loss), self.state.baseline_sizes, graph,
-            durations,
-        )  # fmt: skip
-        plan = self._maybe_perturb(plan)
+        plan = self.plan(sparsity, ScoringBatch(x, y, loss), graph, durations)
         start = time.perf_counter()
         check_agreement(plan, self.reducer, step)
         durations["agreement"] = time.perf_counter() - start
@@ -211,30 +206,9 @@ class _Loop:
         self.state.events.append(event)
         return event
 
-    def _maybe_perturb(self, plan):
-        """Fault injection for tests: one worker flips one channel of its mask."""
-        fault = self.faults.get("perturb_mask")
-        if not fault or fault["rank"] != self.rank or fault["event"] != len(self.state.events):
-            return plan
-        from slimray.pruning import PrunePlan
-
-        gid = sorted(plan.keep)[0]
-        kept = list(plan.keep[gid])
-        dropped = sorted(set(range(plan.sizes[gid])) - set(kept))
-        kept[-1] = dropped[0]
-        return PrunePlan({**plan.keep, gid: tuple(sorted(kept))}, plan.sizes)
-
-    def _maybe_die(self) -> None:
-        """Fault injection for tests: this worker process is killed (SIGKILL) once."""
-        fault = self.faults.get("kill")
-        if not fault or fault["rank"] != self.rank or self.state.step != fault["step"]:
-            return
-        marker = Path(fault["marker"])
-        if marker.exists():
-            return
-        marker.write_text(str(os.getpid()))
-        time.sleep(fault.get("delay", 0.0))  # let the controller register the last checkpoint
-        os.kill(os.getpid(), signal.SIGKILL)
+    def plan(self, sparsity: float, batch: Any, graph: Any, durations: dict[str, float]) -> Any:
+        """This worker's mask: score, allreduce the scores, plan (all ranks must agree on it)."""
+        return self.pruner.plan(self.model, sparsity, batch, self.state.baseline_sizes, graph, durations)
 
     # -------------------------------------------------------------- one step
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -390,7 +364,6 @@ class _Loop:
         loop_start = time.perf_counter()
         self.send(STARTED, {"resumed_from": self.resumed_from, "pid": os.getpid()})
         for x, y in self.batches():
-            self._maybe_die()
             self.maybe_prune(x, y)
             self.train_step(x, y)
             self.after_step()
@@ -401,4 +374,5 @@ class _Loop:
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point (runs in every worker process)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _Loop(config["worker"]).run()
+    config = config["worker"]
+    (config.loop or WorkerLoop)(config).run()

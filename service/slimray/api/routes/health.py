@@ -1,32 +1,47 @@
-"""Liveness, readiness and Prometheus exposition."""
+"""Liveness, readiness and Prometheus exposition. All async and free of Ray calls: they answer
+even when every worker thread waits on a hung Ray (the reconciler probes Ray, these read it)."""
 
 from __future__ import annotations
+
+import shutil
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from slimray.api.deps import ExecutorDep, StoreDep
+from slimray.api.deps import Credentials, job_metrics_allowed
+from slimray.store import StoreUnavailable
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz")
-def readyz(store: StoreDep, executor: ExecutorDep) -> Response:
-    """Ready when the store answers; Ray's reachability is reported, jobs wait for it if down."""
+async def readyz(request: Request) -> Response:
+    """Ready when the store answers and its disk has room; Ray's last probe is reported (jobs
+    wait for Ray while it is down, so that alone is not unready)."""
+    state = request.app.state
     try:
-        store_ok = store.ping()
-    except Exception:
-        store_ok = False
-    body = {"store": store_ok, "ray": executor.reachable()}
-    return JSONResponse(body, status_code=200 if store_ok else 503)
+        store_ok, store_error = state.store.ping(), None
+    except (StoreUnavailable, Exception) as err:
+        store_ok, store_error = False, str(err)
+    free = shutil.disk_usage(state.store.path.parent).free
+    disk_ok = free >= state.settings.min_free_bytes
+    probe = state.reconciler.probe
+    body = {"store": store_ok, "disk_free_bytes": free, "disk": disk_ok, "ray": probe.reachable,
+            "ray_checked_at": probe.checked_at}  # fmt: skip
+    if store_error:
+        body["store_error"] = store_error
+    return JSONResponse(body, status_code=200 if store_ok and disk_ok else 503)
 
 
 @router.get("/metrics")
-def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request, credentials: Credentials) -> Response:
+    """Service series for anyone; per-job series only to public reads or a valid token."""
+    state = request.app.state
+    registry = state.registry if job_metrics_allowed(state.settings, credentials) else state.public_registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,43 @@
+"""Worker loops that inject faults (imported by Ray's workers from the test tree): the
+production `WorkerLoop` has no fault hooks; these subclasses override one step each."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from slimray.runtime.worker import WorkerLoop
+
+KILL_MARKER_ENV = "SLIMRAY_TEST_KILL_MARKER"
+
+
+class PerturbedMaskLoop(WorkerLoop):
+    """Rank 1 flips one channel of its mask at the first prune event: the ranks disagree."""
+
+    def plan(self, sparsity, batch, graph, durations):
+        from slimray.pruning import PrunePlan
+
+        plan = super().plan(sparsity, batch, graph, durations)
+        if self.rank != 1 or self.state.events:
+            return plan
+        gid = sorted(plan.keep)[0]
+        kept = list(plan.keep[gid])
+        kept[-1] = sorted(set(range(plan.sizes[gid])) - set(kept))[0]
+        return PrunePlan({**plan.keep, gid: tuple(sorted(kept))}, plan.sizes)
+
+
+class KilledWorkerLoop(WorkerLoop):
+    """Rank 1 is SIGKILLed once at step 45, 3 s after the step-31 checkpoint could register
+    (the marker file, named by the job's environment, makes it happen only once)."""
+
+    STEP, DELAY = 45, 3.0
+
+    def train_step(self, x, y):
+        marker = Path(os.environ[KILL_MARKER_ENV])
+        if self.rank == 1 and self.state.step == self.STEP and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            time.sleep(self.DELAY)
+            os.kill(os.getpid(), signal.SIGKILL)
+        super().train_step(x, y)
