@@ -108,3 +108,32 @@ def test_spec_imports_no_tensorflow():
     code = "import sys, slimray.spec; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def _nested(depth: int):
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(("patch", "field"), [
+    ({"prune": {"sparsity": 0.3, "schedule": {"kind": "polynomial", "begin_step": 0, "end_step": 10,
+                                              "initial_sparsity": 0.6}}}, "prune"),
+    ({"data": {"source": "synthetic", "synthetic": {"shape": [-5]}}}, "data.synthetic.shape.0"),
+    ({"data": {"source": "mnist", "shape": [0, 4]}}, "data.shape.0"),
+    ({"model": {"source": "seed_cnn", "kwargs": _nested(400)}}, "model.kwargs"),
+    ({"model": {"source": "seed_cnn\x00.keras"}}, "model.source"),
+    ({"data": {"source": "x\x00.npz"}}, "data.source"),
+    ({"train": {"steps": 10**30}}, "train.steps"),
+    ({"train": {"steps": 10, "batch_size": 10**9}}, "train.batch_size"),
+    ({"scaling": {"cpus_per_worker": 1e9}}, "scaling.cpus_per_worker"),
+    ({"data": {"source": "synthetic", "synthetic": {"num_classes": 10**9}}}, "data.synthetic.num_classes"),
+])  # fmt: skip
+def test_specs_that_cannot_run_are_refused_naming_the_field(patch, field):
+    """Regressions of issue 8 (items 10, 11, 16): each of these was accepted or gave a 500."""
+    data = {"model": {"source": "seed_cnn"}, "data": {"source": "mnist"}, "train": {"steps": 10},
+            **patch}  # fmt: skip
+    with pytest.raises(SpecError) as err:
+        parse_spec(data)
+    assert any(p.startswith(f"{field}:") for p in err.value.problems), err.value.problems

@@ -72,3 +72,54 @@ def test_unknown_jobs(store):
         store.transition("nope", JobState.RUNNING)
     with pytest.raises(UnknownJob):
         store.add_prune_event("nope", {"step": 1})
+
+
+def test_the_store_and_its_journal_are_private_to_the_service_user(tmp_path):
+    """Regression: the store, its WAL and its directory were world-readable."""
+    import stat
+
+    store = Store(tmp_path / "state" / "jobs.db")
+    store.create("j", {"secret": "x"})
+    for path in (tmp_path / "state" / "jobs.db", tmp_path / "state" / "jobs.db-wal"):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, (path, oct(path.stat().st_mode))
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) & 0o077 == 0
+    store.close()
+
+
+def test_a_deleted_store_file_refuses_writes_instead_of_losing_them(tmp_path):
+    """Regression: deleting the store while running lost every later job silently."""
+    from slimray.store import StoreUnavailable
+
+    store = Store(tmp_path / "jobs.db")
+    job = store.create("j", {})
+    (tmp_path / "jobs.db").unlink()
+    with pytest.raises(StoreUnavailable, match="gone"):
+        store.create("k", {})
+    with pytest.raises(StoreUnavailable):
+        store.transition(job.id, JobState.RUNNING)
+    with pytest.raises(StoreUnavailable):
+        store.ping()
+
+
+def test_a_full_disk_is_store_unavailable_not_a_bare_error(tmp_path):
+    from slimray.store import StoreUnavailable
+
+    store = Store(tmp_path / "jobs.db")
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count={pages}")  # fault: the disk is full
+    with pytest.raises(StoreUnavailable, match="full"):
+        for i in range(200):
+            store.create(f"j{i}", {"pad": "x" * 4000})
+
+
+def test_a_cancel_before_the_claim_wins_and_one_after_is_marked_to_stop(store):
+    """Regression (issue 8, item 12): the reconciler submitted jobs cancelled meanwhile."""
+    first, second = store.create("a", {}), store.create("b", {})
+    store.cancel(first.id, reason="user")
+    assert not store.claim_submission(first.id, "slimray-a")
+    assert store.get(first.id).ray_job_id is None and not store.get(first.id).stop_pending
+    assert store.claim_submission(second.id, "slimray-b")
+    store.cancel(second.id, reason="user")
+    assert [j.id for j in store.pending_stops()] == [second.id]
+    store.stop_confirmed(second.id)
+    assert store.pending_stops() == []

@@ -39,17 +39,20 @@ def _no_nul(text: str) -> str:
     return text
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list | tuple):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than `limit` levels (iterative: safe for any depth)."""
+    level = [value]
+    for _ in range(limit + 1):
+        level = [c for v in level for c in (v.values() if isinstance(v, dict) else v)
+                 if isinstance(c, dict | list | tuple)] if level else []  # fmt: skip
+        if not level:
+            return False
+    return True
 
 
 def _plain_options(value: dict[str, Any]) -> dict[str, Any]:
     """Keyword options nested at most MAX_NESTING deep and at most MAX_OPTIONS_BYTES as JSON."""
-    if _depth(value) > MAX_NESTING:
+    if _deeper_than(value, MAX_NESTING):
         raise ValueError(f"nested more than {MAX_NESTING} levels deep")
     size = len(json.dumps(value, default=str))
     if size > MAX_OPTIONS_BYTES:

@@ -1,4 +1,5 @@
-"""The job API over real HTTP, with Ray unreachable (a closed port): auth, validation, paths,
+"""The job API with Ray unreachable (a closed port), through FastAPI's TestClient (the app,
+its store and reconciler are real; only the socket is not): auth, validation, paths,
 cancellation, driver events, metrics, persistence, and no 5xx for any request."""
 
 from __future__ import annotations
@@ -7,13 +8,16 @@ import json
 import subprocess
 import sys
 
-import httpx
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
+from slimray.api.credentials import job_event_token
+from slimray.api.main import create_app
+from slimray.executor import submission_id
 from slimray.settings import get_settings
 from tests.conftest import need_tool
-from tests.service_helpers import free_port, running_service
+from tests.service_helpers import free_port
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -43,8 +47,15 @@ def settings(tmp_path):
 
 @pytest.fixture
 def api(settings):
-    with running_service(settings) as url, httpx.Client(base_url=url, timeout=10) as client:
+    with TestClient(create_app(settings)) as client:
         yield client
+
+
+def accepted_by_ray(api, job_id: str) -> None:
+    """What the reconciler records once Ray accepts the driver (Ray is down in these tests)."""
+    store = api.app.state.store
+    assert store.claim_submission(job_id, submission_id(job_id)) or store.get(job_id).ray_job_id
+    store.mark_submitted(job_id)
 
 
 def _create(api, **overrides) -> str:
@@ -89,9 +100,9 @@ def test_tokens_are_required_for_mutations_and_private_reads(api):
 
 
 def test_public_reads_setting(settings):
-    with running_service(settings.model_copy(update={"public_reads": True})) as url:
-        assert httpx.get(f"{url}/v1/jobs").status_code == 200
-        assert httpx.post(f"{url}/v1/jobs", json=_spec()).status_code == 401
+    with TestClient(create_app(settings.model_copy(update={"public_reads": True}))) as client:
+        assert client.get("/v1/jobs").status_code == 200
+        assert client.post("/v1/jobs", json=_spec()).status_code == 401
 
 
 def test_invalid_specs_get_422_with_field_paths(api):
@@ -147,10 +158,12 @@ def _event(step):
 
 def test_driver_events_drive_state_progress_and_metrics(api):
     job_id = _create(api)
+    accepted_by_ray(api, job_id)
+    driver = {"Authorization": f"Bearer {job_event_token(TOKEN, job_id)}"}
 
     def post(kind, data):  # raw JSON, NaN allowed, as a careless driver might send it
         body = json.dumps({"kind": kind, "data": data}, allow_nan=True)
-        headers = {**AUTH, "content-type": "application/json"}
+        headers = {**driver, "content-type": "application/json"}
         return api.post(f"/v1/jobs/{job_id}/events", headers=headers, content=body)
 
     assert post("start", {"total_steps": 100}).status_code == 202
@@ -164,7 +177,7 @@ def test_driver_events_drive_state_progress_and_metrics(api):
     assert job["progress"] == {"step": 30, "total_steps": 100}
     assert job["metrics"]["throughput_gain"] == 1.6 and job["metrics"]["loss"] is None
     assert len(job["prune_events"]) == 1
-    text = api.get("/metrics").text
+    text = api.get("/metrics", headers=AUTH).text
     assert f'slimray_throughput_gain_ratio{{job="{job_id}"}} 1.6' in text
     assert f'slimray_gradient_allreduce_bytes_per_step{{job="{job_id}"}} 423464.0' in text
     assert f'slimray_prune_events_total{{job="{job_id}"}} 1.0' in text
@@ -177,27 +190,31 @@ def test_driver_events_drive_state_progress_and_metrics(api):
     job = api.get(f"/v1/jobs/{job_id}", headers=AUTH).json()
     assert job["state"] == "succeeded"
     assert [t["to_state"] for t in job["transitions"]] == ["queued", "running", "succeeded"]
-    assert post("report", report).status_code == 202  # a late report changes no state
+    assert post("report", report).status_code == 409  # a late report changes nothing
+    assert api.get(f"/v1/jobs/{job_id}", headers=AUTH).json()["progress"]["step"] == 30
     assert api.get(f"/v1/jobs/{job_id}", headers=AUTH).json()["state"] == "succeeded"
 
 
 def test_metrics_pass_promtool(api):
     promtool = need_tool("promtool")
     job_id = _create(api)
+    accepted_by_ray(api, job_id)
     data = {"step": 5, "samples_per_second": 10.0, "event": _event(5)}
     api.post(f"/v1/jobs/{job_id}/events", headers=AUTH, json={"kind": "report", "data": data})
-    text = api.get("/metrics").text
+    text = api.get("/metrics", headers=AUTH).text
+    assert "slimray_prune_events_total" in text
     proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_records_survive_a_service_restart(settings):
-    with running_service(settings) as url:
-        job_id = httpx.post(f"{url}/v1/jobs", json=_spec(), headers=AUTH).json()["id"]
-        httpx.post(f"{url}/v1/jobs/{job_id}/events", headers=AUTH,
-                   json={"kind": "report", "data": {"step": 7, "event": _event(5)}})  # fmt: skip
-    with running_service(settings) as url:
-        job = httpx.get(f"{url}/v1/jobs/{job_id}", headers=AUTH).json()
+    with TestClient(create_app(settings)) as client:
+        job_id = client.post("/v1/jobs", json=_spec(), headers=AUTH).json()["id"]
+        accepted_by_ray(client, job_id)
+        client.post(f"/v1/jobs/{job_id}/events", headers=AUTH,
+                    json={"kind": "report", "data": {"step": 7, "event": _event(5)}})  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        job = client.get(f"/v1/jobs/{job_id}", headers=AUTH).json()
         assert job["state"] == "running" and job["progress"]["step"] == 7
         assert len(job["prune_events"]) == 1
 

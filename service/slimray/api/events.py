@@ -21,7 +21,8 @@ class EventRefused(ValueError):
 
 
 def _check(job: Job, kind: str) -> None:
-    if job.ray_job_id is None:
+    """Only a job Ray accepted has a driver: its token was handed over in that submission."""
+    if job.submitted_at is None:
         raise EventRefused(f"job {job.id} was never handed to Ray: no driver may report {kind!r} for it")
     if job.state.is_terminal:
         raise EventRefused(f"job {job.id} is {job.state}: its {kind!r} event changes nothing")

@@ -65,7 +65,7 @@ def cancel(job_id: JobId, request: Request, store: StoreDep) -> JobPublic:
 def job_logs(job_id: JobId, store: StoreDep, executor: ExecutorDep, settings: SettingsDep) -> str:
     """The last `max_log_bytes` of the driver's log."""
     job = store.get(job_id)
-    if not job.ray_job_id:
+    if job.submitted_at is None:  # Ray never accepted it: no log anywhere
         return ""
     try:
         return executor.logs(job.ray_job_id, settings.max_log_bytes)
