@@ -93,7 +93,8 @@ class RayJobExecutor:
             "metadata": {"slimray_job": launch.job_id},
         }
         response = self._request("submit", "POST", "/api/jobs/", json=body)
-        if response.status_code == 400 and "already exists" in response.text:
+        # Ray 2.60 answers 500 with its ValueError's traceback: "... already exists"
+        if response.status_code >= 400 and "already exists" in response.text:
             return launch.submission_id
         if response.status_code != 200:
             raise RayUnavailable(f"submit: Ray answered {response.status_code}: {response.text[-500:]}")
