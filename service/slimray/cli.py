@@ -266,6 +266,8 @@ def _local_ray(settings, num_cpus: int | None):
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
     from slimray.api.main import create_app
@@ -283,6 +285,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     head = None
     if args.local:
         settings, head = _local_ray(settings, args.num_cpus)
+        # uvicorn re-raises SIGTERM after its graceful shutdown: exit through `finally` instead
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         console.print(f"slimray service on http://{args.host}:{args.port} (docs at /docs)")
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)

@@ -62,4 +62,4 @@ class ServiceClient:
         return self._request("DELETE", f"/v1/jobs/{job_id}").json()
 
     def logs(self, job_id: str) -> str:
-        return self._request("GET", f"/v1/jobs/{job_id}/logs").text
+        return self._request("GET", f"/v1/jobs/{job_id}/logs").json()["logs"]

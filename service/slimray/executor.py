@@ -48,6 +48,12 @@ class DriverLaunch:
         return submission_id(self.job_id)
 
 
+@dataclass(frozen=True)
+class DriverLog:
+    text: str
+    truncated: bool  # only the end is kept (`max_log_bytes`)
+
+
 def submission_id(job_id: str) -> str:
     """Ray's submission id for a job: deterministic, so a resubmission finds the first one."""
     return f"slimray-{job_id}"
@@ -119,16 +125,17 @@ class RayJobExecutor:
             raise RayUnavailable(f"stop: Ray answered {response.status_code}")
         return bool(response.json().get("stopped"))
 
-    def logs(self, ray_job_id: str, max_bytes: int) -> str:
-        """The last `max_bytes` of the driver's log ("" if Ray has none)."""
+    def logs(self, ray_job_id: str, max_bytes: int) -> DriverLog:
+        """The last `max_bytes` of the driver's log (empty if Ray has none)."""
         response = self._request("logs", "GET", f"/api/jobs/{ray_job_id}/logs")
         if response.status_code == 404:
-            return ""
+            return DriverLog("", False)
         if response.status_code != 200:
             raise RayUnavailable(f"logs: Ray answered {response.status_code}")
-        text = response.json().get("logs") or ""
-        data = text.encode()
-        return data[-max_bytes:].decode(errors="replace") if len(data) > max_bytes else text
+        data = (response.json().get("logs") or "").encode()
+        if len(data) <= max_bytes:
+            return DriverLog(data.decode(errors="replace"), False)
+        return DriverLog(data[-max_bytes:].decode(errors="replace"), True)
 
     def reachable(self) -> bool:
         try:

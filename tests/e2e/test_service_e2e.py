@@ -1,6 +1,7 @@
-"""End to end, all real: `slimray serve --local` (embedded Ray head) on 127.0.0.1, a Prometheus
-server scraping /metrics, the MNIST job submitted with `slimray submit`; the service is killed
-and restarted mid-job and nothing is lost."""
+"""End to end, all real: `slimray serve --local` (its own Ray head, token auth on) on 127.0.0.1,
+a Prometheus server scraping /metrics with a bearer token, the MNIST job submitted with
+`slimray submit`; the service is killed and restarted mid-job and nothing is lost; when the
+service stops, so does the Ray head it started."""
 
 from __future__ import annotations
 
@@ -90,16 +91,18 @@ def stack(tmp_path):
         "SLIMRAY_RAY_ADDRESS": f"http://127.0.0.1:{dashboard}",
         "SLIMRAY_RAY_GCS_PORT": str(gcs),
         "SLIMRAY_RECONCILE_SECONDS": "2",
-        "RAY_AUTH_MODE": "disabled",
+        "SLIMRAY_METRICS_TOKEN": "scrape-token",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    env.pop("RAY_ADDRESS", None)
+    for key in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
+        env.pop(key, None)
     service = Service(tmp_path, port, env)
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
         "  - job_name: slimray\n    honor_labels: true\n"  # our `job` label names the training job
+        "    authorization: {type: Bearer, credentials: scrape-token}\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
     )
     prom = subprocess.Popen(
@@ -168,3 +171,12 @@ def test_mnist_job_through_the_service_with_prometheus_and_a_restart(stack):
     logs = subprocess.run([str(BIN / "slimray"), "logs", job_id, "--server", service.url],
                           capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
     assert logs.returncode == 0 and f"job {job_id} succeeded" in logs.stdout
+
+    ray_token = (Path(env["SLIMRAY_DB_PATH"]).parent / "ray_token").read_text().strip()
+    dashboard = env["SLIMRAY_RAY_ADDRESS"]
+    assert _get(f"{dashboard}/api/jobs/").status_code == 401  # Ray wants its token
+    authed = _get(f"{dashboard}/api/jobs/", headers={"Authorization": f"Bearer {ray_token}"})
+    assert TOKEN not in authed.text  # the admin token is in no job's runtime_env
+    service.stop()  # SIGTERM: the restarted service adopted the head and stops it
+    _wait(lambda: _get(f"{dashboard}/api/version") is None, 60, "the Ray head to stop")
+    assert not (Path(env["SLIMRAY_DB_PATH"]).parent / "ray_head.json").exists()

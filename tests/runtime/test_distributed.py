@@ -135,7 +135,6 @@ def test_exported_model_loads_with_plain_keras_and_scores_the_reported_accuracy(
 
 def test_a_perturbed_mask_fails_the_job_naming_group_and_step(ray_local, tmp_path):
     from slimray.runtime.trainer import run_job
-
     from tests.runtime.faulty_loops import PerturbedMaskLoop
 
     result = run_job(_spec(tmp_path / "bad", max_failures=0), loop=PerturbedMaskLoop)
@@ -149,7 +148,6 @@ def test_a_perturbed_mask_fails_the_job_naming_group_and_step(ray_local, tmp_pat
 
 def test_a_killed_worker_is_replaced_and_the_shrunk_model_resumes(ray_local, reference, tmp_path):
     from slimray.runtime.trainer import run_job
-
     from tests.runtime.faulty_loops import KilledWorkerLoop
 
     marker = ray_local

@@ -98,3 +98,16 @@ class WorkerErrorIn(BaseModel):
     """Exceptions by worker rank, as text."""
 
     model_config = ConfigDict(extra="allow")
+
+
+class ErrorOut(BaseModel):
+    """Every refusal other than a validation error: what was wrong, in words."""
+
+    detail: str
+
+
+class LogsOut(BaseModel):
+    """The end of a job's driver log."""
+
+    logs: str
+    truncated: bool = Field(False, description="True when only the last max_log_bytes are shown.")

@@ -3,7 +3,7 @@ must refuse (an imported callable, a private helper, a reassigned name, a class)
 
 from __future__ import annotations
 
-from subprocess import run  # noqa: F401  (imported: must never be callable from a spec)
+from subprocess import run
 
 
 def build(units: int = 4):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from slimray.api.deps import Credentials, job_metrics_allowed
@@ -20,7 +20,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "The store is unavailable or its disk is full."}})
 async def readyz(request: Request) -> Response:
     """Ready when the store answers and its disk has room; Ray's last probe is reported (jobs
     wait for Ray while it is down, so that alone is not unready)."""
@@ -39,7 +39,8 @@ async def readyz(request: Request) -> Response:
     return JSONResponse(body, status_code=200 if store_ok and disk_ok else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse,
+            responses={200: {"description": "Prometheus text exposition format."}})  # fmt: skip
 async def metrics(request: Request, credentials: Credentials) -> Response:
     """Service series for anyone; per-job series only to public reads or a valid token."""
     state = request.app.state

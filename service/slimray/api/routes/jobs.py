@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
 
 from slimray.api.deps import (
@@ -21,11 +20,25 @@ from slimray.api.deps import (
 )
 from slimray.api.events import EventRefused, apply_event
 from slimray.api.lifecycle import cancel_job, create_job
-from slimray.api.schemas import DriverEvent, JobCreate, JobCreated, JobPublic, JobsPublic
+from slimray.api.schemas import (
+    DriverEvent,
+    ErrorOut,
+    JobCreate,
+    JobCreated,
+    JobPublic,
+    JobsPublic,
+    LogsOut,
+)
 from slimray.executor import RayUnavailable
 from slimray.jobstate import JobState
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+_REFUSALS: dict[int | str, dict] = {
+    401: {"model": ErrorOut, "description": "Missing or invalid bearer token."},
+    404: {"model": ErrorOut, "description": "No such job."},
+    409: {"model": ErrorOut, "description": "The job's state does not allow this."},
+    503: {"model": ErrorOut, "description": "The job store (or Ray, for logs) is unavailable."},
+}
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=_REFUSALS)
 MAX_OFFSET = 10**9
 
 
@@ -61,14 +74,15 @@ def cancel(job_id: JobId, request: Request, store: StoreDep) -> JobPublic:
     return JobPublic.of(job)
 
 
-@router.get("/{job_id}/logs", response_class=PlainTextResponse, dependencies=[ReadAccess])
-def job_logs(job_id: JobId, store: StoreDep, executor: ExecutorDep, settings: SettingsDep) -> str:
+@router.get("/{job_id}/logs", response_model=LogsOut, dependencies=[ReadAccess])
+def job_logs(job_id: JobId, store: StoreDep, executor: ExecutorDep, settings: SettingsDep) -> LogsOut:
     """The last `max_log_bytes` of the driver's log."""
     job = store.get(job_id)
     if job.submitted_at is None:  # Ray never accepted it: no log anywhere
-        return ""
+        return LogsOut(logs="")
     try:
-        return executor.logs(job.ray_job_id, settings.max_log_bytes)
+        log = executor.logs(job.ray_job_id, settings.max_log_bytes)
+        return LogsOut(logs=log.text, truncated=log.truncated)
     except RayUnavailable as err:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"logs unavailable: {err}") from err
 
