@@ -130,7 +130,7 @@ class LocalRay:
         except OSError:
             return False
 
-    def stop(self, timeout: float = 30.0, state_dir: Path | None = None) -> None:
+    def stop(self, timeout: float = 10.0, state_dir: Path | None = None) -> None:
         """SIGTERM the head's process group (GCS, raylet, dashboard, workers), then SIGKILL."""
         for sig in (signal.SIGTERM, signal.SIGKILL):
             with contextlib.suppress(OSError):

@@ -30,7 +30,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 
 
 MAX_NESTING = 8  # of builder kwargs and criterion configs: plain settings, not data
-MAX_OPTIONS_BYTES = 65536
+MAX_OPTIONS_BYTES = 16384  # the spec travels in an environment variable (128 KB at most)
 
 
 def _no_nul(text: str) -> str:

@@ -85,7 +85,7 @@ def test_no_service_secret_reaches_ray_or_its_drivers(head):
     """Regression (item 2): the admin token was in every driver's environment and runtime_env."""
     headers = {"Authorization": f"Bearer {RAY_TOKEN}"}
     code = "import os; print('token=' + os.environ.get('SLIMRAY_API_TOKEN', 'absent'))"
-    body = {"entrypoint": f"{sys.executable} -c \"{code}\"", "submission_id": "probe-env"}
+    body = {"entrypoint": f'{sys.executable} -c "{code}"', "submission_id": "probe-env"}
     assert httpx.post(f"{head.address}/api/jobs/", json=body, headers=headers, timeout=10).status_code == 200
     ex = _executor(head)
     _wait(lambda: ex.status("probe-env").state == JobState.SUCCEEDED, 120, "the probe job")

@@ -164,7 +164,10 @@ def test_mnist_job_through_the_service_with_prometheus_and_a_restart(stack):
     assert final["state"] == "succeeded", final.get("error")
     assert len(final["prune_events"]) == 3
     assert [t["to_state"] for t in final["transitions"]] == ["queued", "running", "succeeded"]
-    report = json.loads((Path(env["SLIMRAY_RUNS_ROOT"]) / job_id / "report.json").read_text())
+    run_dir = Path(env["SLIMRAY_RUNS_ROOT"]) / job_id
+    for path in (run_dir, run_dir / "report.json", Path(env["SLIMRAY_DB_PATH"])):
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"  # umask 077
+    report = json.loads((run_dir / "report.json").read_text())
     assert report["state"] == "succeeded" and report["exported_accuracy"] >= 0.95
     _wait(lambda: _promql(prom_url, 'slimray_jobs{state="succeeded"} == 1'), 30,
           "Prometheus to scrape the final state")  # fmt: skip
