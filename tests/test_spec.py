@@ -137,3 +137,12 @@ def test_specs_that_cannot_run_are_refused_naming_the_field(patch, field):
     with pytest.raises(SpecError) as err:
         parse_spec(data)
     assert any(p.startswith(f"{field}:") for p in err.value.problems), err.value.problems
+
+
+def test_builder_options_are_bounded_in_size():
+    """The spec reaches the driver in an environment variable (Linux caps one at 128 KB): a
+    200 KB spec sat PENDING in Ray; now options past 16 KB are refused up front."""
+    data = {"model": {"source": "seed_cnn", "kwargs": {"pad": "x" * 20_000}}, "data": {"source": "mnist"},
+            "train": {"steps": 10}}  # fmt: skip
+    with pytest.raises(SpecError, match="model.kwargs: .*bytes as JSON"):
+        parse_spec(data)
