@@ -3,7 +3,8 @@ service-wide job counts and request latency. Names follow the Prometheus convent
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -49,6 +50,17 @@ class JobCollector:
         allreduce = CounterMetricFamily(
             "slimray_score_allreduce_bytes", "Bytes of channel scores allreduced.", labels=["job"]
         )
+        states = GaugeMetricFamily(
+            "slimray_job_state", "1 for the job's current state.", labels=["job", "state"]
+        )
+        failed = GaugeMetricFamily(
+            "slimray_job_failed_info",
+            "1 for a failed job, by the error's type.",
+            labels=["job", "error_type"],
+        )
+        last_event = GaugeMetricFamily(
+            "slimray_last_prune_event_seconds", "Duration of the job's last prune event.", labels=["job"]
+        )
         durations = HistogramMetricFamily(
             "slimray_prune_event_duration_seconds",
             "Duration of each phase of a prune event.",
@@ -56,6 +68,14 @@ class JobCollector:
             unit="",
         )
         for job in jobs:
+            states.add_metric([job.id, job.state.value], 1.0)
+            if job.state == JobState.FAILED:
+                failed.add_metric([job.id, error_type(job.error)], 1.0)
+            if job.prune_events:
+                phases = job.prune_events[-1].get("durations", {})
+                last_event.add_metric(
+                    [job.id], float(sum(v for v in phases.values() if isinstance(v, int | float)))
+                )
             for key, family in gauges.items():
                 value = job.metrics.get(key)
                 if isinstance(value, (int, float)):
@@ -74,13 +94,24 @@ class JobCollector:
         yield events
         yield allreduce
         yield durations
+        yield states
+        yield failed
+        yield last_event
+
+
+def error_type(error: str | None) -> str:
+    """The exception class a job's error names ("MaskDisagreementError: ..."), else "other"."""
+    match = re.search(r"\b([A-Z][A-Za-z0-9]*(?:Error|Exception))\b", error or "")
+    return match.group(1) if match else "other"
 
 
 class StateCollector:
-    """Job counts by state: service-wide, no job named (safe for unauthenticated scrapes)."""
+    """Job counts by state and Ray's reachability: service-wide, no job named (safe for
+    unauthenticated scrapes)."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, ray_reachable: Callable[[], bool | None] = lambda: None):
         self.store = store
+        self.ray_reachable = ray_reachable
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -90,6 +121,10 @@ class StateCollector:
         for state, n in self.store.counts_by_state().items():
             by_state.add_metric([state.value], float(n))
         yield by_state
+        reachable = self.ray_reachable()
+        if reachable is not None:
+            yield GaugeMetricFamily("slimray_ray_reachable", "1 if Ray's job API answered the last probe.",
+                                    value=float(reachable))  # fmt: skip
 
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -109,7 +144,8 @@ class Registries:
     requests: Histogram
 
 
-def build_registries(store: Store, job_limit: int) -> Registries:
+def build_registries(store: Store, job_limit: int,
+                     ray_reachable: Callable[[], bool | None] = lambda: None) -> Registries:  # fmt: skip
     """Fresh registries (not the global one); the request histogram is in both."""
     requests = Histogram(
         "slimray_http_request_duration_seconds",
@@ -121,7 +157,7 @@ def build_registries(store: Store, job_limit: int) -> Registries:
     full, public = CollectorRegistry(auto_describe=False), CollectorRegistry(auto_describe=False)
     full.register(JobCollector(store, job_limit))
     for registry in (full, public):
-        registry.register(StateCollector(store))
+        registry.register(StateCollector(store, ray_reachable))
         registry.register(requests)
     return Registries(full, public, requests)
 

@@ -90,7 +90,9 @@ def create_app(settings: Settings | None = None, executor: RayJobExecutor | None
         state = app.state
         state.settings, state.store = settings, store
         state.executor = executor or _executor(settings)
-        registries = build_registries(store, settings.metrics_job_limit)
+        registries = build_registries(
+            store, settings.metrics_job_limit, lambda: state.reconciler.probe.reachable
+        )
         state.registry, state.public_registry, state.requests = (
             registries.full, registries.public, registries.requests
         )  # fmt: skip

@@ -1,0 +1,120 @@
+{{/* Names, labels and the pieces every pod shares. */}}
+{{- define "slimray.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "slimray.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "slimray.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "slimray.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "slimray.selector" -}}
+app.kubernetes.io/name: {{ include "slimray.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: api
+{{- end -}}
+
+{{- define "slimray.image" -}}
+{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end -}}
+
+{{- define "slimray.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "slimray.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "slimray.authSecret" -}}
+{{- default (printf "%s-auth" (include "slimray.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{- define "slimray.rayCluster" -}}
+{{- printf "%s-ray" (include "slimray.fullname" .) | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "slimray.rayTokenSecret" -}}
+{{- if .Values.ray.address -}}{{ .Values.ray.tokenSecret }}{{- else -}}{{ printf "%s-token" (include "slimray.rayCluster" .) }}{{- end -}}
+{{- end -}}
+
+{{- define "slimray.rayAddress" -}}
+{{- if .Values.ray.address -}}{{ .Values.ray.address }}{{- else -}}{{ printf "http://%s-head-svc.%s.svc:8265" (include "slimray.rayCluster" .) .Release.Namespace }}{{- end -}}
+{{- end -}}
+
+{{- define "slimray.runsClaim" -}}
+{{- default (printf "%s-runs" (include "slimray.fullname" .)) .Values.runs.existingClaim -}}
+{{- end -}}
+
+{{/* The restricted Pod Security Standard, for every pod and container of the chart. */}}
+{{- define "slimray.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 0
+fsGroup: 0
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "slimray.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* What the Ray head and worker containers share. */}}
+{{- define "slimray.rayContainerCommon" -}}
+image: {{ include "slimray.image" . | quote }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+securityContext: {{- include "slimray.containerSecurityContext" . | nindent 2 }}
+env:
+  - {name: TF_CPP_MIN_LOG_LEVEL, value: "2"}
+volumeMounts:
+  - {name: runs, mountPath: {{ .Values.runs.mountPath | quote }}}
+  - {name: tmp, mountPath: /tmp}
+{{- end }}
+{{- define "slimray.rayVolumes" -}}
+- name: runs
+  persistentVolumeClaim:
+    claimName: {{ include "slimray.runsClaim" . }}
+- name: tmp
+  emptyDir: {}
+{{- end }}
+
+{{/* Ray exports a driver's ray.util.metrics as ray_slimray_* with a `slimray_job` tag: keep
+     those, rename them slimray_* and make the tag the `job` label the dashboard and alerts use.
+     k8s/podmonitor.yaml carries the same rules. */}}
+{{- define "slimray.rayMetricRelabelings" -}}
+honorLabels: false
+metricRelabelings:
+  - sourceLabels: [__name__]
+    regex: ray_slimray_(.+)
+    targetLabel: __name__
+    replacement: slimray_$1
+  - sourceLabels: [slimray_job]
+    regex: (.+)
+    targetLabel: job
+    replacement: $1
+  - regex: slimray_job
+    action: labeldrop
+{{- end -}}
