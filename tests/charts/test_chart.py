@@ -1,0 +1,151 @@
+"""The Helm chart, offline: lint, render, validate every kind (built-in and custom), refuse
+broken values with the field named, restricted pods, and alerts that fire when they should."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.charts.k8s_checks import (
+    CHART,
+    crd_problems,
+    helm_template,
+    is_custom,
+    kubernetes_validate,
+    pod_specs,
+    restricted_violations,
+)
+from tests.conftest import need_tool
+
+ALL_ON = CHART / "ci" / "all-on-values.yaml"
+EXISTING = CHART / "ci" / "existing-cluster-values.yaml"
+VALUES = {"default": (), "all-on": (ALL_ON,), "existing-cluster": (EXISTING,)}
+
+
+@pytest.fixture(scope="module", params=list(VALUES))
+def rendered(request):
+    return request.param, helm_template(*VALUES[request.param])
+
+
+@pytest.mark.parametrize("values", list(VALUES))
+def test_helm_lint_strict(values):
+    helm = need_tool("helm")
+    args = [helm, "lint", "--strict", str(CHART)] + [a for v in VALUES[values] for a in ("-f", str(v))]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_built_in_kinds_pass_kubernetes_validate_strict(rendered, tmp_path):
+    _, docs = rendered
+    kubernetes_validate([d for d in docs if not is_custom(d)], tmp_path)
+
+
+def test_custom_resources_match_their_crds(rendered):
+    _, docs = rendered
+    for doc in filter(is_custom, docs):
+        assert crd_problems(doc) == [], (doc["kind"], crd_problems(doc))
+
+
+def test_every_pod_meets_the_restricted_standard(rendered):
+    _, docs = rendered
+    pods = [p for d in docs for p in pod_specs(d)]
+    assert pods
+    assert [v for where, pod in pods for v in restricted_violations(where, pod)] == []
+
+
+def test_the_all_on_values_render_every_optional_part():
+    kinds = {d["kind"] for d in helm_template(ALL_ON)}
+    assert {"Deployment", "Service", "ServiceAccount", "Secret", "PersistentVolumeClaim", "RayCluster",
+            "ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap", "NetworkPolicy", "Ingress",
+            "Pod"} <= kinds  # fmt: skip
+
+
+def test_the_service_is_one_recreated_replica_with_probes_and_the_ray_token():
+    docs = helm_template()
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    env = {e["name"]: e for e in container["env"]}
+    cluster = next(d for d in docs if d["kind"] == "RayCluster")
+    token_secret = cluster["spec"]["authOptions"]["secretName"]
+    assert env["SLIMRAY_RAY_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": token_secret,
+        "key": "auth_token",
+    }
+    assert any(d["kind"] == "Secret" and d["metadata"]["name"] == token_secret for d in docs)
+    assert env["SLIMRAY_RAY_ADDRESS"]["value"] == f"http://{cluster['metadata']['name']}-head-svc.ml.svc:8265"
+    runs = {m["mountPath"] for m in container["volumeMounts"]}
+    for _, pod in pod_specs(cluster):  # the same runs volume at the same path everywhere
+        mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert env["SLIMRAY_RUNS_ROOT"]["value"] in runs & mounts
+    worker = cluster["spec"]["workerGroupSpecs"][0]
+    assert worker["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert {worker["minReplicas"], worker["maxReplicas"]} == {0, 4}
+
+
+@pytest.mark.parametrize(("setting", "field"), [
+    ("service.port=http", "/service/port"),
+    ("settings.limits.maxWorkers=-3", "/settings/limits/maxWorkers"),
+    ("monitoring.serviceMonitor.interval=soon", "/monitoring/serviceMonitor/interval"),
+    ("ray.cluster.rayVersion=2.9.0", "/ray/cluster/rayVersion"),
+    ("bogus=1", "'bogus'"),
+    ("monitoring.dashbord.enabled=true", "'dashbord'"),
+])  # fmt: skip
+def test_broken_values_are_refused_naming_the_field(setting, field):
+    helm = need_tool("helm")
+    proc = subprocess.run(
+        [helm, "template", "r", str(CHART), "--set", setting], capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and field in proc.stderr, proc.stderr
+
+
+def test_the_dashboard_is_a_sidecar_configmap_with_a_datasource_variable():
+    docs = helm_template(ALL_ON)
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard"))
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(cm["data"]["slimray.json"])
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["job"]["type"] == "query"
+    assert dashboard["annotations"]["list"][0]["expr"].startswith("changes(slimray_prune_events_total")
+
+
+# ------------------------------------------------------------------ PromQL: rules and dashboard
+
+
+def _rule_groups() -> dict:
+    rule = next(d for d in helm_template(ALL_ON) if d["kind"] == "PrometheusRule")
+    return {"groups": rule["spec"]["groups"]}
+
+
+def dashboard_exprs() -> list[str]:
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    return exprs + [a["expr"] for a in dashboard["annotations"]["list"]]
+
+
+def test_promtool_checks_the_rules_and_every_dashboard_expression(tmp_path):
+    promtool = need_tool("promtool")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(_rule_groups()))
+    exprs = [e.replace("$job", ".+") for e in dashboard_exprs()]
+    records = [{"record": f"dashboard:expr{i}", "expr": e} for i, e in enumerate(exprs)]
+    recording = {"groups": [{"name": "dashboard", "rules": records}]}
+    (tmp_path / "dashboard.yaml").write_text(yaml.safe_dump(recording))
+    for path in (rules, tmp_path / "dashboard.yaml"):
+        proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_each_alert_fires_on_a_synthetic_series_and_stays_quiet_on_a_healthy_one(tmp_path):
+    promtool = need_tool("promtool")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(_rule_groups()))
+    (tmp_path / "tests.yaml").write_text((Path(__file__).parent / "alert_tests.yaml").read_text())
+    proc = subprocess.run([promtool, "test", "rules", "tests.yaml"], capture_output=True, text=True,
+                          cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
