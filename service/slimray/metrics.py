@@ -11,24 +11,9 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from slimray.jobstate import JobState
+from slimray.metrics_names import GAUGES as _GAUGES
+from slimray.metrics_names import PRUNE_DURATION_BUCKETS, PRUNE_PHASES, REQUEST_BUCKETS
 from slimray.store import Store
-
-PRUNE_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-PRUNE_PHASES = ("score", "allreduce", "agreement", "surgery", "retrace")
-REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-_GAUGES = (
-    ("train_samples_per_second", "samples_per_second", "Training samples per second, all workers."),
-    ("throughput_gain_ratio", "throughput_gain", "Samples/s relative to the unpruned phase."),
-    ("model_parameters", "params", "Parameters of the current (pruned) model."),
-    ("model_flops_per_sample", "flops", "FLOPs per sample of the current model."),
-    ("sparsity_ratio", "sparsity", "Fraction of prunable channels removed (0-1)."),
-    (
-        "gradient_allreduce_bytes_per_step",
-        "gradient_allreduce_bytes_per_step",
-        "Bytes of gradients each worker allreduces per step (falls as the model shrinks).",
-    ),
-)
 
 
 class JobCollector:

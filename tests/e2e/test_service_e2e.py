@@ -16,7 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.charts.k8s_checks import helm_template
 from tests.conftest import need_tool
+from tests.prom_helpers import dashboard_exprs, wait_for_data
 from tests.service_helpers import free_port
 
 pytestmark = pytest.mark.timeout(1200)
@@ -128,6 +130,20 @@ def _promql(prom_url: str, query: str) -> list[dict]:
     return r.json()["data"]["result"] if r is not None and r.status_code == 200 else []
 
 
+def _alert_metrics() -> set[str]:
+    """The slimray_* metrics the chart's alerts read."""
+    import re
+
+    rule = next(d for d in helm_template(sets=("monitoring.prometheusRule.enabled=true",))
+                if d["kind"] == "PrometheusRule")  # fmt: skip
+    return {
+        m
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        for m in re.findall(r"slimray_[a-z_]+", r["expr"])
+    }
+
+
 def test_mnist_job_through_the_service_with_prometheus_and_a_restart(stack):
     service, prom_url, env = stack
     submit = subprocess.run(
@@ -171,6 +187,12 @@ def test_mnist_job_through_the_service_with_prometheus_and_a_restart(stack):
     assert report["state"] == "succeeded" and report["exported_accuracy"] >= 0.95
     _wait(lambda: _promql(prom_url, 'slimray_jobs{state="succeeded"} == 1'), 30,
           "Prometheus to scrape the final state")  # fmt: skip
+    # every dashboard query answers from what Prometheus scraped of this service and job
+    counts = wait_for_data(prom_url, dashboard_exprs(job_id), 60)
+    assert all(counts.values()), counts
+    # and every metric the alerts read is there (a failure's info series only once a job fails)
+    present = {m for m in _alert_metrics() if _promql(prom_url, f"count({m})")}
+    assert _alert_metrics() - present == {"slimray_job_failed_info"}, present
     logs = subprocess.run([str(BIN / "slimray"), "logs", job_id, "--server", service.url],
                           capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
     assert logs.returncode == 0 and f"job {job_id} succeeded" in logs.stdout

@@ -249,13 +249,18 @@ def run_job(
     call started is shut down before it returns."""
     import ray
 
+    from slimray.runtime.raymetrics import RayMetricsSink
+
     run_dir = check_run_dir(spec, overwrite)
     started_ray = False
     try:
         clock = JobClock()
         with clock.phases.phase("startup"):
             started_ray = init_ray(address, spec)
-        return _run(spec, run_dir, clock, on_event or (lambda kind, data: None), loop)
+        # the service's job id when it submitted the job, else the spec's name
+        job_label = os.environ.get("SLIMRAY_JOB_ID", spec.name)
+        emit = RayMetricsSink(job_label, on_event or (lambda kind, data: None))
+        return _run(spec, run_dir, clock, emit, loop)
     finally:
         if started_ray:
             ray.shutdown()
