@@ -29,7 +29,11 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends wget=1.21.3-1+deb12u1 \
     && rm -rf /var/lib/apt/lists/*
 
-RUN useradd --uid "${SLIMRAY_UID}" --gid 0 --create-home --home-dir /home/slimray --shell /bin/bash slimray
+# group 0 owns what the user writes, so an arbitrary UID in group 0 (OpenShift) works too
+RUN useradd --uid "${SLIMRAY_UID}" --gid 0 --create-home --home-dir /home/slimray --shell /bin/bash slimray \
+    && mkdir -p /var/lib/slimray \
+    && chown "${SLIMRAY_UID}:0" /var/lib/slimray \
+    && chmod 0770 /var/lib/slimray
 
 COPY --from=builder /wheels/ /wheels/
 RUN pip install --no-cache-dir "/wheels/slimray-${SLIMRAY_VERSION}-py3-none-any.whl[${TF_EXTRA},train,service]" \
@@ -39,9 +43,12 @@ ENV PYTHONUNBUFFERED=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     RAY_USAGE_STATS_ENABLED=0 \
     HOME=/home/slimray \
+    KERAS_HOME=/tmp/.keras \
+    MPLCONFIGDIR=/tmp/matplotlib \
     SLIMRAY_DB_PATH=/var/lib/slimray/jobs.db \
     SLIMRAY_RUNS_ROOT=/var/lib/slimray/runs
 WORKDIR /home/slimray
+# with a read-only root filesystem (the chart's default) only /tmp and the volumes are writable
 USER ${SLIMRAY_UID}
 EXPOSE 8000 8265 6379 8080
 
