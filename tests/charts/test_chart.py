@@ -149,3 +149,39 @@ def test_each_alert_fires_on_a_synthetic_series_and_stays_quiet_on_a_healthy_one
     proc = subprocess.run([promtool, "test", "rules", "tests.yaml"], capture_output=True, text=True,
                           cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_value_is_documented_and_typed():
+    """Each key holding a value (not a section) has a `# --` comment right above it, and the
+    schema types every key the defaults set."""
+    import re
+
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    undocumented, stack = [], []  # stack: (indent, documented) of the enclosing keys
+    for i, line in enumerate(lines):
+        match = re.match(r"^(\s*)(- )?([A-Za-z][\w./-]*):(\s+\S.*)?$", line)
+        if not match:
+            continue
+        indent = len(match.group(1))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        documented = lines[i - 1].strip().startswith("# --") if i else False
+        inherited = any(doc for _, doc in stack)
+        next_line = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        section = match.group(4) is None and not next_line.startswith("- ")
+        if not (documented or inherited or section):
+            undocumented.append(line.strip())
+        stack.append((indent, documented or inherited))
+    assert undocumented == []
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def untyped(value, node, path):
+        if isinstance(value, dict) and node.get("additionalProperties") is False:
+            for key, item in value.items():
+                if key not in node["properties"]:
+                    yield f"{path}.{key}"
+                else:
+                    yield from untyped(item, node["properties"][key], f"{path}.{key}")
+
+    assert list(untyped(values, schema, "")) == []
