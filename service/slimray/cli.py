@@ -201,12 +201,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         spec = load_spec(args.spec)
     except SpecError as err:
         raise CliError(str(err)) from err
+    from slimray.runtime.storage import StorageError
     from slimray.runtime.trainer import RunDirectoryExists, run_job
 
     try:
         result = run_job(spec, address=args.address, overwrite=args.overwrite,
                          on_event=_Progress(args.quiet))  # fmt: skip
-    except (RunDirectoryExists, ValueError) as err:
+    except (RunDirectoryExists, StorageError, ValueError) as err:
         raise CliError(str(err)) from err
     result.report["run_dir"] = str(result.run_dir)
     _print_run_summary(result.report)

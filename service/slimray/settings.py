@@ -43,7 +43,13 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000", description="How job drivers reach this service to report."
     )
     driver_python: str = Field("python", description="Python that runs job drivers on Ray.")
-    runs_root: Path = Field(Path("slimray-state/runs"), description="Run directories, one per job.")
+    runs_root: str | Path = Field(
+        "slimray-state/runs",
+        description="Run directories, one per job: a path, or a URI such as s3://b/runs.",
+    )
+    runs_shared: bool = Field(
+        False, description="A local runs_root is a mount every Ray node shares (multi-node clusters)."
+    )
     data_roots: list[Path] = Field(default_factory=list, description="Where specs may read data.")
     model_roots: list[Path] = Field(default_factory=list, description="Where .keras models may be.")
     allowed_uri_prefixes: list[str] = Field(

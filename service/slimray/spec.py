@@ -280,7 +280,13 @@ class FailureSpec(_Strict):
 
 
 class OutputSpec(_Strict):
-    dir: Text = Field("runs/job", min_length=1, max_length=4096, description="The run directory.")
+    dir: Text = Field(
+        "runs/job", min_length=1, max_length=4096,
+        description="The run directory: a local path, or a URI such as s3://bucket/runs/job.",
+    )  # fmt: skip
+    shared: bool = Field(
+        False, description="The local dir is a mount every node shares (needed on a multi-node cluster)."
+    )
 
 
 class JobSpec(_Strict):

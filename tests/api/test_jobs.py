@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -69,7 +70,7 @@ def test_submit_and_read_a_job(api, settings):
     job = api.get(f"/v1/jobs/{job_id}", headers=AUTH).json()
     assert set(job) >= {"id", "state", "spec", "progress", "metrics", "prune_events"}
     assert job["id"] == job_id and job["state"] == "queued"
-    assert job["spec"]["output"]["dir"] == str((settings.runs_root / job_id).resolve())
+    assert job["spec"]["output"]["dir"] == str((Path(settings.runs_root) / job_id).resolve())
     listing = api.get("/v1/jobs", headers=AUTH).json()
     assert listing["total"] == 1 and listing["jobs"][0]["id"] == job_id
 

@@ -175,6 +175,14 @@ def limit_problems(spec: JobSpec, limits: JobLimits) -> list[Problem]:
 # ------------------------------------------------------------------ the whole spec
 
 
+def run_location(settings: Settings, job_id: str) -> str:
+    """The job's run directory under runs_root: a URI joined by '/', or a resolved local path."""
+    root = str(settings.runs_root)
+    if "://" in root and not root.startswith("file://"):
+        return f"{root.rstrip('/')}/{job_id}"
+    return str((Path(root.removeprefix("file://")) / job_id).resolve())
+
+
 def enforce(spec: JobSpec, settings: Settings, job_id: str) -> JobSpec:
     """The spec as the service will run it, or PolicyError naming each offending field."""
     problems: list[Problem] = limit_problems(spec, settings.limits)
@@ -205,5 +213,6 @@ def enforce(spec: JobSpec, settings: Settings, job_id: str) -> JobSpec:
             problems.append((("model", "source"), reason))
     if problems:
         raise PolicyError(problems)
-    output = spec.output.model_copy(update={"dir": str((settings.runs_root / job_id).resolve())})
+    output = spec.output.model_copy(update={"dir": run_location(settings, job_id),
+                                            "shared": settings.runs_shared})  # fmt: skip
     return spec.model_copy(update={"data": data, "model": model, "output": output})

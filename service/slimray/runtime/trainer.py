@@ -17,6 +17,7 @@ from typing import Any
 from slimray.runtime.breakdown import PhaseClock, WallTimeBreakdown
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, StepMerger, WorkerMessage
 from slimray.runtime.report import Timeline
+from slimray.runtime.storage import RunStore
 from slimray.spec import JobSpec
 
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -31,7 +32,7 @@ class RunDirectoryExists(FileExistsError):
 @dataclass
 class RunResult:
     state: str  # "succeeded" or "failed"
-    run_dir: Path
+    run_dir: Path | str  # a local directory, or the URI of the run on an object store
     report: dict[str, Any]
     error: str | None = None
 
@@ -46,22 +47,35 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def check_run_dir(spec: JobSpec, overwrite: bool) -> Path:
-    """The run directory; RunDirectoryExists if it holds a run and `overwrite` is off."""
-    run_dir = Path(spec.output.dir).resolve()
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+def check_run_dir(spec: JobSpec, overwrite: bool) -> RunStore:
+    """The run's store; RunDirectoryExists if it holds a run and `overwrite` is off."""
+    store = RunStore.of(spec.output.dir)
+    if store.holds_a_run() and not overwrite:
         raise RunDirectoryExists(
             f"output.dir {spec.output.dir!r} already holds a run; choose another or overwrite"
         )
-    return run_dir
+    return store
 
 
-def prepare_run_dir(run_dir: Path) -> Path:
-    """Empty the run directory: only once the job has been checked and can start."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+def prepare_run_dir(store: RunStore) -> Path:
+    """Empty the run's store (only once the job has been checked and can start); the local
+    directory the driver writes the run into."""
+    store.clear()
+    return store.staging()
+
+
+def check_shared_output(store: RunStore, spec: JobSpec) -> None:
+    """On more than one node, a local output must be a shared mount (declared), or a URI."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1 and store.local and not spec.output.shared:
+        raise ValueError(
+            f"output.dir {spec.output.dir!r} is a local path, but the Ray cluster has {len(nodes)} "
+            "nodes: workers on other nodes could not write checkpoints there, nor the driver read "
+            "them. Use an object-store URI (e.g. s3://bucket/runs/job) or, if every node mounts "
+            "this path, set output.shared: true"
+        )
 
 
 def init_ray(address: str | None, spec: JobSpec) -> bool:
@@ -128,7 +142,7 @@ def _error_forwarder(sender):
     return ErrorForwarder()
 
 
-def _build_trainer(spec: JobSpec, run_dir: Path, config: Any, dataset: Any, sender: Any):
+def _build_trainer(spec: JobSpec, store: RunStore, config: Any, dataset: Any, sender: Any):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
@@ -149,7 +163,7 @@ def _build_trainer(spec: JobSpec, run_dir: Path, config: Any, dataset: Any, send
         ),
         run_config=RunConfig(
             name="checkpoints",
-            storage_path=str(run_dir),
+            storage_path=store.ray_storage_path,
             # a worker group that cannot start in time fails the job (not retried forever)
             failure_config=FailureConfig(max_failures=spec.failure.max_failures, controller_failure_limit=0),
             checkpoint_config=CheckpointConfig(num_to_keep=3),
@@ -251,16 +265,17 @@ def run_job(
 
     from slimray.runtime.raymetrics import RayMetricsSink
 
-    run_dir = check_run_dir(spec, overwrite)
+    store = check_run_dir(spec, overwrite)
     started_ray = False
     try:
         clock = JobClock()
         with clock.phases.phase("startup"):
             started_ray = init_ray(address, spec)
+        check_shared_output(store, spec)
         # the service's job id when it submitted the job, else the spec's name
         job_label = os.environ.get("SLIMRAY_JOB_ID", spec.name)
         emit = RayMetricsSink(job_label, on_event or (lambda kind, data: None))
-        return _run(spec, run_dir, clock, emit, loop)
+        return _run(spec, store, clock, emit, loop)
     finally:
         if started_ray:
             ray.shutdown()
@@ -276,7 +291,9 @@ class JobClock:
     began_at: str = field(default_factory=_now)
 
 
-def _run(spec: JobSpec, run_dir: Path, job_clock: JobClock, emit: EventSink, loop: type | None) -> RunResult:
+def _run(
+    spec: JobSpec, store: RunStore, job_clock: JobClock, emit: EventSink, loop: type | None
+) -> RunResult:
     import ray
 
     from slimray.runtime.data import load_job_data
@@ -289,7 +306,7 @@ def _run(spec: JobSpec, run_dir: Path, job_clock: JobClock, emit: EventSink, loo
     with clock.phase("data"):
         data = load_job_data(spec.data, spec.train)
     steps = plan_steps(spec, data.n_train)  # the last check: only now is the old run removed
-    prepare_run_dir(run_dir)
+    run_dir = prepare_run_dir(store)
     world = spec.scaling.num_workers
     channel = ProgressChannel()
     config = WorkerConfig(
@@ -300,8 +317,8 @@ def _run(spec: JobSpec, run_dir: Path, job_clock: JobClock, emit: EventSink, loo
         train_arrays=ray.put(data.arrays) if data.arrays is not None else None,
     )  # fmt: skip
     emit("start", {"total_steps": steps.total_steps, "steps_per_epoch": steps.steps_per_epoch,
-                   "world": world, "n_train": data.n_train, "run_dir": str(run_dir)})  # fmt: skip
-    trainer = _build_trainer(spec, run_dir, config, data.train, channel.sender())
+                   "world": world, "n_train": data.n_train, "run_dir": store.location})  # fmt: skip
+    trainer = _build_trainer(spec, store, config, data.train, channel.sender())
     pump = ProgressPump(world, steps.total_steps, emit, Timeline(start_time=start_wall))
     fit_start = time.time()
     with worker_start_timeout(spec.scaling.start_timeout_seconds):
@@ -334,5 +351,6 @@ def _run(spec: JobSpec, run_dir: Path, job_clock: JobClock, emit: EventSink, loo
     )
     report.update(finished_at=_now(), wall_seconds=round(total, 2), wall_time=breakdown.to_dict())
     write_report(run_dir, report)
+    store.publish(run_dir)
     emit("end", report)
-    return RunResult(report["state"], run_dir, report, report["error"])
+    return RunResult(report["state"], run_dir if store.local else store.location, report, report["error"])
