@@ -263,6 +263,9 @@ class ScalingSpec(_Strict):
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0, le=1024)
     gpus_per_worker: float = Field(0.0, ge=0, le=64)
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="How workers are placed on nodes (STRICT_SPREAD: one per node)."
+    )
     start_timeout_seconds: float = Field(
         300.0, gt=0, le=86400,
         description="How long the worker group may wait for resources before the job fails.",

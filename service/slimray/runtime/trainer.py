@@ -160,6 +160,7 @@ def _build_trainer(spec: JobSpec, store: RunStore, config: Any, dataset: Any, se
             num_workers=spec.scaling.num_workers,
             use_gpu=spec.scaling.use_gpu,
             resources_per_worker=resources,
+            placement_strategy=spec.scaling.placement_strategy,
         ),
         run_config=RunConfig(
             name="checkpoints",
