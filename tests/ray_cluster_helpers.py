@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,14 +63,3 @@ class Cluster:
     def stop(self) -> None:
         for name in list(self.nodes)[::-1]:
             self.kill(name, signal.SIGTERM)
-
-
-def wait_for_nodes(count: int, timeout: float = 120) -> None:
-    import ray
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if sum(1 for n in ray.nodes() if n.get("Alive")) >= count:
-            return
-        time.sleep(1)
-    raise AssertionError(f"the cluster did not reach {count} nodes in {timeout} s")

@@ -1,29 +1,64 @@
-"""A Ray cluster of a head and two worker nodes on this machine, with S3 (moto's server) for data,
-checkpoints and the run: the 2-worker job runs one worker per node from and to the bucket; a
-local, undeclared output is refused before anything starts."""
+"""A Ray cluster of a head and two worker nodes on this machine, with S3 (moto's server over HTTP)
+for data, checkpoints and the run: the 2-worker job runs one worker per node, reads its Parquet
+from the bucket, checkpoints and publishes there, and the model loaded back from the bucket
+scores the reported accuracy; a local, undeclared output is refused before anything starts."""
 
 from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from slimray.spec import parse_spec
-from tests.ray_cluster_helpers import Cluster, wait_for_nodes
+from tests.ray_cluster_helpers import Cluster
 from tests.s3_helpers import moto_server
 
 pytestmark = pytest.mark.timeout(900)
 RAY_TOKEN = "f00dfeed" * 8
 
 
+_DRIVER = """
+import json, sys
+from slimray.runtime.trainer import run_job
+from slimray.spec import parse_spec
+spec = parse_spec(json.loads(sys.argv[2]))
+try:
+    result = run_job(spec, address=sys.argv[1])
+except ValueError as err:
+    print(json.dumps({"refused": str(err)}))
+    sys.exit(0)
+out = {"state": result.state, "error": result.error, "run_dir": str(result.run_dir)}
+if result.state == "succeeded" and str(result.run_dir).startswith("s3://"):
+    # the exported model, loaded back from the bucket, on the job's own (seeded) validation split
+    import tempfile, keras
+    from slimray.runtime.data import load_job_data
+    from slimray.runtime.modeling import evaluate
+    from slimray.runtime.storage import RunStore
+    with tempfile.NamedTemporaryFile(suffix=".keras") as f:
+        f.write(RunStore.of(str(result.run_dir)).read_bytes("model.keras"))
+        f.flush()
+        model = keras.models.load_model(f.name, compile=False)
+    data = load_job_data(spec.data, spec.train)
+    out["bucket_model_accuracy"] = evaluate(model, data.x_val, data.y_val)
+    out["reported_accuracy"] = result.report["exported_accuracy"]
+if len(sys.argv) > 3:  # where the training workers ran
+    from ray.util.state import list_actors
+    workers = list_actors(address=sys.argv[3], filters=[("class_name", "=", "RayTrainWorker")], detail=True)
+    out["worker_nodes"] = sorted({w.node_id for w in workers})
+print(json.dumps(out))
+"""
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    """Three nodes and the bucket; the drivers run as subprocesses (Ray reads its auth mode
+    once per process, so each driver starts with the cluster's token in its environment)."""
     import os
-
-    import ray
 
     from slimray.datasets import _mnist
 
@@ -34,28 +69,35 @@ def cluster(tmp_path_factory):
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
         s3.client().put_object(Bucket="slimray", Key="data/train.parquet", Body=buffer.getvalue())
-        auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": RAY_TOKEN}
-        env = {**os.environ, **auth, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {**os.environ, **s3.env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": RAY_TOKEN,
+               "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
         env.pop("RAY_ADDRESS", None)
         nodes = Cluster(env)
-        saved = {k: os.environ.get(k) for k in auth}
-        os.environ.update(auth)
         try:
             nodes.start_head()
             nodes.start_worker("node_a", 2)
             nodes.start_worker("node_b", 2)
-            ray.init(address=nodes.address, log_to_driver=False,
-                     runtime_env={"env_vars": {**s3.env, "TF_CPP_MIN_LOG_LEVEL": "2"}})  # fmt: skip
-            wait_for_nodes(3)
+            _wait_for_nodes(nodes, 3)
             yield nodes, s3
         finally:
-            ray.shutdown()
             nodes.stop()
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+
+
+def _wait_for_nodes(nodes: Cluster, count: int) -> None:
+    code = ("import ray, sys, time\nray.init(address=sys.argv[1], log_to_driver=False)\n"
+            "deadline = time.time() + 120\n"
+            "while sum(n['Alive'] for n in ray.nodes()) < int(sys.argv[2]) and time.time() < deadline:\n"
+            "    time.sleep(1)\nprint(sum(n['Alive'] for n in ray.nodes()))\n")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, nodes.address, str(count)], env=nodes.env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip().endswith(str(count)), proc.stderr[-2000:]
+
+
+def _drive(nodes: Cluster, spec, *extra: str) -> dict:
+    args = [sys.executable, "-c", _DRIVER, nodes.address, json.dumps(spec.model_dump(mode="json")), *extra]
+    proc = subprocess.run(args, env=nodes.env, capture_output=True, text=True, timeout=800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _spec(output: str, **output_options):
@@ -71,26 +113,21 @@ def _spec(output: str, **output_options):
 
 
 def test_a_local_undeclared_output_is_refused_before_anything_starts(cluster, tmp_path):
-    from slimray.runtime.trainer import run_job
-
-    with pytest.raises(ValueError, match=r"output.shared: true") as err:
-        run_job(_spec(str(tmp_path / "local")))
-    assert "3 nodes" in str(err.value) and not (tmp_path / "local").exists()
+    nodes, _ = cluster
+    outcome = _drive(nodes, _spec(str(tmp_path / "local")))
+    assert "output.shared: true" in outcome["refused"] and "3 nodes" in outcome["refused"]
+    assert not (tmp_path / "local").exists()
 
 
 def test_the_job_runs_one_worker_per_node_from_and_to_the_bucket(cluster):
-    from ray.util.state import list_actors
-
-    from slimray.runtime.trainer import run_job
-
     nodes, s3 = cluster
-    result = run_job(_spec("s3://slimray/runs/multi"))
-    assert result.state == "succeeded", result.error
+    dashboard = f"http://127.0.0.1:{nodes.dashboard_port}"
+    outcome = _drive(nodes, _spec("s3://slimray/runs/multi"), dashboard)
+    assert outcome["state"] == "succeeded", outcome["error"]
+    assert len(outcome["worker_nodes"]) == 2  # STRICT_SPREAD: one worker per worker node
+    assert outcome["bucket_model_accuracy"] == pytest.approx(outcome["reported_accuracy"], abs=1e-6)
     keys = s3.keys("slimray", "runs/multi/")
     assert {"runs/multi/report.json", "runs/multi/model.keras"} <= set(keys)
     assert any(k.startswith("runs/multi/checkpoints/") for k in keys)
     report = json.loads(s3.client().get_object(Bucket="slimray", Key="runs/multi/report.json")["Body"].read())
     assert report["state"] == "succeeded" and report["workers"] == 2
-    dashboard = f"http://127.0.0.1:{nodes.dashboard_port}"
-    workers = list_actors(address=dashboard, filters=[("class_name", "=", "RayTrainWorker")], detail=True)
-    assert len({w.node_id for w in workers}) == 2, [(w.node_id, w.state) for w in workers]
