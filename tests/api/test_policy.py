@@ -123,3 +123,11 @@ def test_specs_beyond_the_service_limits_are_refused_naming_the_field(settings, 
     """Regression: specs that could never run were accepted and sat in Ray forever."""
     problems = _problems(settings, **{section: value})
     assert problems[0][0] == loc and "exceeds this service's limit" in problems[0][1]
+
+
+def test_runs_on_an_object_store_get_a_uri_per_job(settings):
+    on_s3 = settings.model_copy(update={"runs_root": "s3://ml-runs/slimray/", "runs_shared": False})
+    assert _accepted(on_s3).output.dir == "s3://ml-runs/slimray/job1"
+    shared = settings.model_copy(update={"runs_shared": True})
+    spec = _accepted(shared)
+    assert spec.output.shared and spec.output.dir.endswith("/runs/job1")
