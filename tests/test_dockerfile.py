@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
+from tests.conftest import REQUIRE_TOOLS, need_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -102,7 +102,10 @@ def test_every_command_kuberay_execs_is_in_the_final_stage():
     release = re.search(r"-(\w+)$", _arg("PYTHON_IMAGE")).group(1)
     os_release = Path("/etc/os-release").read_text()
     if f"VERSION_CODENAME={release}" not in os_release:
-        pytest.skip(f"this machine is not Debian {release}: cannot ask dpkg about it")
+        message = f"this machine is not Debian {release}: cannot ask dpkg about the base image"
+        if REQUIRE_TOOLS:
+            pytest.fail(message + " (SLIMRAY_REQUIRE_TOOLS=1)")
+        pytest.skip(message)
     need_tool("dpkg-query")
     essential = {"bash": "bash", "sh": "dash", "grep": "grep", "sleep": "coreutils"}
     for command, package in essential.items():

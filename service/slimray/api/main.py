@@ -103,6 +103,8 @@ def create_app(settings: Settings | None = None, executor: RayJobExecutor | None
         state.reconciler.start()
         yield
         state.reconciler.stop()
+        if executor is None:  # ours: close its connection pool
+            state.executor.close()
         store.close()
 
     app = FastAPI(title="slimray", version=__version__, lifespan=lifespan,

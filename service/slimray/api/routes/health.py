@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from slimray.api.deps import Credentials, job_metrics_allowed
-from slimray.store import StoreUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -27,7 +26,7 @@ async def readyz(request: Request) -> Response:
     state = request.app.state
     try:
         store_ok, store_error = state.store.ping(), None
-    except (StoreUnavailable, Exception) as err:
+    except Exception as err:  # StoreUnavailable, or anything SQLite raises
         store_ok, store_error = False, str(err)
     free = shutil.disk_usage(state.store.path.parent).free
     disk_ok = free >= state.settings.min_free_bytes
