@@ -41,7 +41,6 @@ class DriverLaunch:
     job_id: str
     spec: dict[str, Any]
     event_token: str
-    extra_env: dict[str, str]
 
     @property
     def submission_id(self) -> str:
@@ -90,7 +89,6 @@ class RayJobExecutor:
             "SLIMRAY_SERVICE_URL": self.service_url,
             "SLIMRAY_EVENT_TOKEN": launch.event_token,
             "TF_CPP_MIN_LOG_LEVEL": "2",
-            **launch.extra_env,
         }
         body = {
             "entrypoint": f"{shlex.quote(self.driver_python)} -m slimray.runtime.submitted",

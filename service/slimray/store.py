@@ -225,9 +225,6 @@ class Store:
     def stop_confirmed(self, job_id: str) -> None:
         self._update(job_id, stop_pending=0)
 
-    def set_ray_job(self, job_id: str, ray_job_id: str) -> None:
-        self._update(job_id, ray_job_id=ray_job_id)
-
     def set_error(self, job_id: str, error: str | None) -> None:
         self._update(job_id, error=error)
 

@@ -98,7 +98,7 @@ def test_a_resubmission_after_a_crash_is_the_same_job(head, tmp_path):
     store = Store(tmp_path / "j.db")
     job = store.create("crashy", {"name": "x"})
     ex = _executor(head)
-    launch = DriverLaunch(job.id, {"not": "a spec"}, "t", {})  # the driver fails fast: fine here
+    launch = DriverLaunch(job.id, {"not": "a spec"}, "t")  # the driver fails fast: fine here
     assert store.claim_submission(job.id, submission_id(job.id))
     assert ex.submit(launch) == submission_id(job.id)  # Ray accepted; the service "died" here
     assert store.get(job.id).submitted_at is None

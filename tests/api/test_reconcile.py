@@ -42,7 +42,7 @@ class _Ray:
 
 
 def _launch(job):
-    return DriverLaunch(job.id, job.spec, "token", {})
+    return DriverLaunch(job.id, job.spec, "token")
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ def _launcher(settings: Settings):
 
     def launch_for(job: Job) -> DriverLaunch:
         token = job_event_token(secret, job.id) if secret else ""
-        return DriverLaunch(job.id, job.spec, token, {})
+        return DriverLaunch(job.id, job.spec, token)
 
     return launch_for
 
