@@ -60,6 +60,30 @@ class Cluster:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
 
+    def kill_raylet(self, name: str) -> int:
+        """SIGKILL the node's raylet (a node lost mid-run); `ray start --block` then ends the
+        node's other processes. Returns the raylet's pid."""
+        import psutil
+
+        proc = self.nodes.pop(name)
+        pgid = os.getpgid(proc.pid)
+        raylets = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "raylet"
+                   and _pgid(p.pid) == pgid]  # fmt: skip
+        assert len(raylets) == 1, f"node {name}: raylets {raylets}"
+        raylets[0].send_signal(signal.SIGKILL)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+        return raylets[0].pid
+
     def stop(self) -> None:
         for name in list(self.nodes)[::-1]:
             self.kill(name, signal.SIGTERM)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None

@@ -40,13 +40,15 @@ class S3:
 
 
 @contextlib.contextmanager
-def moto_server(tmp_path: Path) -> Iterator[S3]:
+def moto_server(tmp_path: Path, enforce_auth: bool = False) -> Iterator[S3]:
     """moto's S3 on 127.0.0.1:<free port>; os.environ carries its endpoint and test credentials
-    while the context is open (Ray workers get them through runtime_env)."""
+    while the context is open (Ray workers get them through runtime_env). `enforce_auth`: every
+    request needs credentials moto's IAM knows (none do), as S3 refuses unknown or missing keys."""
     need_tool("moto_server")  # moto[server] is installed; its app runs through our launcher
     port = free_port()
     launcher = Path(__file__).with_name("moto_s3_server.py")
-    proc = subprocess.Popen([sys.executable, str(launcher), "127.0.0.1", str(port)],
+    server_env = {**os.environ, **({"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if enforce_auth else {})}
+    proc = subprocess.Popen([sys.executable, str(launcher), "127.0.0.1", str(port)], env=server_env,
                             stdout=(tmp_path / "moto.log").open("w"), stderr=subprocess.STDOUT)  # fmt: skip
     endpoint = f"http://127.0.0.1:{port}"
     env = {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_S3": endpoint}

@@ -55,6 +55,15 @@ def test_uris_outside_the_allowed_prefixes_are_refused(settings, source):
     assert source.removeprefix("file://")[:12] in problems[0][1]
 
 
+def test_keras_models_from_uris_follow_the_same_prefixes(settings):
+    assert _accepted(settings, model={"source": "s3://bucket/train/m.keras"}).model.source == (
+        "s3://bucket/train/m.keras"
+    )
+    for source in ("s3://bucket/other/m.keras", "s3://bucket/train/../x/m.keras", "gs://bucket/train/m.keras"):
+        problems = _problems(settings, model={"source": source})
+        assert problems[0][0] == ("model", "source") and source[:12] in problems[0][1]
+
+
 @pytest.mark.parametrize("source", ["s3://bucket/train/x.npz", "s3://bucket/train/a/b.parquet",
                                     "s3://data/x.npz"])  # fmt: skip
 def test_uris_under_the_prefixes_are_accepted(settings, source):

@@ -41,3 +41,14 @@ class KilledWorkerLoop(WorkerLoop):
             time.sleep(self.DELAY)
             os.kill(os.getpid(), signal.SIGKILL)
         super().train_step(x, y)
+
+
+class PacedLoop(WorkerLoop):
+    """Every step takes PAUSE seconds longer: a small job lasts long enough for a test to act on
+    it mid-run (kill a node after a checkpoint)."""
+
+    PAUSE = 0.15
+
+    def train_step(self, x, y):
+        time.sleep(self.PAUSE)
+        super().train_step(x, y)

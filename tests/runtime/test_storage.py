@@ -1,14 +1,18 @@
 """Run directories on a real S3 API (moto's server): a run is published with its report last,
-found again, cleared; a store that cannot be reached fails with its name, not a traceback."""
+found again, cleared; a `.keras` model loads from a URI; a store that cannot be reached, or
+refuses missing credentials, fails the job with its name and where to look, not a traceback."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from slimray.runtime.storage import REPORT_FILE, RunStore, StorageError
-from tests.s3_helpers import moto_server
+from tests.s3_helpers import CREDENTIALS, moto_server
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +75,80 @@ def test_a_local_run_is_its_own_staging(tmp_path):
     assert store.holds_a_run()
     store.clear()
     assert not store.holds_a_run() and (tmp_path / "run").is_dir()
+
+
+def test_a_keras_model_is_loaded_from_a_uri(s3, tmp_path):
+    import numpy as np
+
+    from slimray.models import build_model
+    from slimray.runtime.modeling import build_job_model
+    from slimray.spec import ModelSpec
+
+    model = build_model("seed_cnn", input_shape=(28, 28, 1), num_classes=10, conv1=4, conv2=8, fc=16)
+    model.save(tmp_path / "m.keras")
+    s3.client().upload_file(str(tmp_path / "m.keras"), "runs", "models/m.keras")
+    loaded = build_job_model(ModelSpec(source="s3://runs/models/m.keras"), (28, 28, 1), 10)
+    assert [w.shape for w in loaded.weights] == [w.shape for w in model.weights]
+    x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6)
+    with pytest.raises(StorageError, match=r"model.source 's3://runs/models/missing.keras'"):
+        build_job_model(ModelSpec(source="s3://runs/models/missing.keras"), (28, 28, 1), 10)
+
+
+def _run_cli(tmp_path, env, data: str, output: str) -> subprocess.CompletedProcess:
+    model = {"source": "seed_cnn", "kwargs": {"conv1": 4, "conv2": 8, "fc": 16}}
+    spec = {"name": "store-fails", "model": model,
+            "data": {"source": data, "shape": [28, 28, 1]}, "train": {"steps": 4, "batch_size": 8},
+            "prune": {"sparsity": 0.5, "schedule": {"kind": "one_shot", "step": 2}},
+            "scaling": {"num_workers": 1}, "output": {"dir": output}}  # fmt: skip
+    (tmp_path / "job.yaml").write_text(json.dumps(spec))
+    home = tmp_path / "home"  # no ~/.aws of the machine's user
+    home.mkdir(exist_ok=True)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **env,
+           "HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3"}  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "slimray.cli", "run", str(tmp_path / "job.yaml")],
+                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    return " ".join(proc.stdout.split())
+
+
+def test_a_bad_endpoint_fails_the_job_naming_the_store(s3, tmp_path):
+    nothing = {
+        **CREDENTIALS,
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9",
+    }
+    text = _one_line_error(_run_cli(tmp_path, nothing, "mnist", "s3://runs/jobs/bad-endpoint"))
+    assert "output.dir 's3://runs/jobs/bad-endpoint'" in text and "AWS_ENDPOINT_URL" in text
+
+
+def test_missing_credentials_fail_the_job_naming_the_store(tmp_path):
+    """moto with its IAM checks on refuses anonymous requests, as S3 does."""
+    with moto_server(tmp_path, enforce_auth=True) as strict:
+        no_keys = {
+            k: v for k, v in strict.env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        }
+        text = _one_line_error(_run_cli(tmp_path, no_keys, "mnist", "s3://runs/jobs/no-keys"))
+    assert "output.dir 's3://runs/jobs/no-keys'" in text and "AWS_ACCESS_KEY_ID" in text
+
+
+def test_data_from_an_unreachable_store_fails_naming_it(s3, tmp_path):
+    nothing = {
+        **CREDENTIALS,
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9",
+    }
+    text = _one_line_error(_run_cli(tmp_path, nothing, "s3://runs/data/train.parquet", str(tmp_path / "out")))
+    assert "data.source 's3://runs/data/train.parquet'" in text
+    assert not (tmp_path / "out").exists()  # nothing was started, nothing written
+
+
+def test_a_missing_data_object_is_named(s3):
+    from slimray.runtime.storage import check_readable
+
+    with pytest.raises(StorageError, match=r"data.source 's3://runs/data/none.parquet': no such object"):
+        check_readable("s3://runs/data/none.parquet", "data.source")

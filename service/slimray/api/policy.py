@@ -78,6 +78,13 @@ def _under(uri: str, prefix: str) -> bool:
     return got_parts is not None and got_parts[: len(allowed_parts)] == allowed_parts
 
 
+def _is_uri(source: str) -> bool:
+    try:
+        return urlsplit(source).scheme not in ("", "file")
+    except ValueError:
+        return True  # not parseable: _uri_problem says why
+
+
 def _uri_problem(uri: str, settings: Settings) -> str | None:
     try:
         parts = urlsplit(uri)
@@ -201,7 +208,11 @@ def enforce(spec: JobSpec, settings: Settings, job_id: str) -> JobSpec:
                 data = data.model_copy(update={"source": resolved})
         if reason:
             problems.append((("data", "source"), reason))
-    if model.kind == "file":
+    if model.kind == "file" and _is_uri(model.source):
+        reason = _uri_problem(model.source, settings)
+        if reason:
+            problems.append((("model", "source"), reason))
+    elif model.kind == "file":
         resolved, reason = _inside(model.source, settings.model_roots, "model.source")
         if reason:
             problems.append((("model", "source"), reason))

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from slimray.datasets import load_builtin, split, synthetic
+from slimray.runtime.storage import check_readable, is_uri, store_error
 from slimray.spec import DataSpec, TrainSpec
 
 
@@ -63,6 +64,31 @@ def _read_files(spec: DataSpec):
     return ds.map_batches(lambda b: _normalize(b, columns), batch_format="numpy")
 
 
+def _store_failure(err: BaseException) -> OSError | None:
+    """The OSError (network, credentials, missing object) behind a read error, if it is one:
+    Ray Data wraps it in task errors whose `cause` or `__cause__` leads to it."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = getattr(err, "cause", None) or err.__cause__ or err.__context__
+    return None
+
+
+def _read_store(spec: DataSpec):
+    """The data set, read now; a store that fails is a StorageError naming the source URI."""
+    if is_uri(spec.source):
+        check_readable(spec.source, "data.source")
+    try:
+        return _read_files(spec).materialize()
+    except Exception as err:
+        cause = _store_failure(err) if is_uri(spec.source) else None
+        if cause is None:
+            raise
+        raise store_error("data.source", spec.source, "reading", cause) from None
+
+
 def load_job_data(spec: DataSpec, train: TrainSpec) -> JobData:
     """Read, split (seeded) and convert the job's data; validation comes back as numpy."""
     if spec.kind == "builtin":
@@ -81,7 +107,7 @@ def load_job_data(spec: DataSpec, train: TrainSpec) -> JobData:
             input_shape=parts.input_shape,
             num_classes=parts.num_classes,
         )
-    ds = _read_files(spec).materialize()
+    ds = _read_store(spec)
     if train.validation_split > 0:
         train_ds, val_ds = ds.train_test_split(train.validation_split, shuffle=True, seed=train.seed)
         rows = val_ds.take_all()

@@ -12,7 +12,8 @@ from slimray.spec import ModelSpec, TrainSpec
 
 
 def build_job_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> Any:
-    """The job's model from a built-in name, `module:function` or a `.keras` file."""
+    """The job's model from a built-in name, `module:function` or a `.keras` file (a local path
+    or a URI such as s3://bucket/model.keras)."""
     import keras
 
     from slimray.models import build_model
@@ -22,7 +23,10 @@ def build_job_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: 
     elif spec.kind == "function":
         model = _model_function(spec.source)(**spec.kwargs)
     else:
-        model = keras.models.load_model(spec.source, compile=False)
+        from slimray.runtime.storage import local_copy
+
+        with local_copy(spec.source, "model.source") as path:  # a path, or a URI fetched here
+            model = keras.models.load_model(path, compile=False)
     if not isinstance(model, keras.Model):
         raise ValueError(f"model.source: {spec.source!r} gave {type(model).__name__}, not a keras.Model")
     got = tuple(model.inputs[0].shape[1:])

@@ -43,12 +43,17 @@ class _Channel:
 
 
 class ProgressChannel:
-    """Driver-side owner of the channel actor; `sender()` is what workers get in their config."""
+    """Driver-side owner of the channel actor; `sender()` is what workers get in their config.
+    The actor lives on the driver's node: losing a worker node must not lose the progress."""
 
     def __init__(self) -> None:
         import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        self._actor = ray.remote(num_cpus=0, max_concurrency=1)(_Channel).remote()
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self._actor = (
+            ray.remote(num_cpus=0, max_concurrency=1)(_Channel).options(scheduling_strategy=here).remote()
+        )
 
     def sender(self) -> ProgressSender:
         return ProgressSender(self._actor)
