@@ -22,8 +22,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_service(settings: Settings) -> Iterator[str]:
-    port = free_port()
+def running_service(settings: Settings, port: int | None = None) -> Iterator[str]:
+    """The service on `port` (a free one if None; give one when settings.service_url needs it)."""
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error")
     )

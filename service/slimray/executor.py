@@ -135,6 +135,14 @@ class RayJobExecutor:
             return DriverLog(data.decode(errors="replace"), False)
         return DriverLog(data[-max_bytes:].decode(errors="replace"), True)
 
+    def alive_nodes(self) -> int:
+        """How many nodes of the cluster are alive (Ray's state API)."""
+        response = self._request("nodes", "GET", "/api/v0/nodes", params={"limit": 10_000, "detail": "false"})
+        if response.status_code != 200:
+            raise RayUnavailable(f"nodes: Ray answered {response.status_code}")
+        rows = response.json().get("data", {}).get("result", {}).get("result", [])
+        return sum(1 for row in rows if row.get("state") == "ALIVE")
+
     def reachable(self) -> bool:
         try:
             return self._request("probe", "GET", "/api/version").status_code == 200

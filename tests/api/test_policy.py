@@ -59,7 +59,11 @@ def test_keras_models_from_uris_follow_the_same_prefixes(settings):
     assert _accepted(settings, model={"source": "s3://bucket/train/m.keras"}).model.source == (
         "s3://bucket/train/m.keras"
     )
-    for source in ("s3://bucket/other/m.keras", "s3://bucket/train/../x/m.keras", "gs://bucket/train/m.keras"):
+    for source in (
+        "s3://bucket/other/m.keras",
+        "s3://bucket/train/../x/m.keras",
+        "gs://bucket/train/m.keras",
+    ):
         problems = _problems(settings, model={"source": source})
         assert problems[0][0] == ("model", "source") and source[:12] in problems[0][1]
 
@@ -140,3 +144,20 @@ def test_runs_on_an_object_store_get_a_uri_per_job(settings):
     shared = settings.model_copy(update={"runs_shared": True})
     spec = _accepted(shared)
     assert spec.output.shared and spec.output.dir.endswith("/runs/job1")
+
+
+def test_a_local_runs_root_is_refused_on_a_multi_node_cluster(settings):
+    from slimray.api.policy import output_problems
+
+    spec = parse_spec(BASE)
+    with pytest.raises(PolicyError) as err:
+        enforce(spec, settings, "job1", cluster_nodes=3)
+    [(loc, message)] = err.value.problems
+    assert loc == ("output", "dir") and "3 nodes" in message and "SLIMRAY_RUNS_ROOT" in message
+    assert str(settings.runs_root) in message and "SLIMRAY_RUNS_SHARED=true" in message
+    assert enforce(spec, settings, "job1", cluster_nodes=1).output.dir.endswith("job1")
+    assert enforce(spec, settings, "job1", cluster_nodes=None)  # not probed yet: the driver checks
+    shared = settings.model_copy(update={"runs_shared": True})
+    on_s3 = settings.model_copy(update={"runs_root": "s3://bucket/runs"})
+    assert output_problems(shared, 3) == [] and output_problems(on_s3, 3) == []
+    assert enforce(spec, on_s3, "job1", cluster_nodes=3).output.dir == "s3://bucket/runs/job1"

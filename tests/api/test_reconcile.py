@@ -119,3 +119,26 @@ def test_a_job_ray_never_starts_fails_after_the_timeout_with_rays_reason(store):
     got = store.get(job.id)
     assert got.state == JobState.FAILED and "did not start the job within" in got.error
     assert "waiting for resources" in got.error and ray.stopped == [submission_id(job.id)]
+
+
+def test_a_finished_job_whose_end_event_never_came_gets_the_published_report(store, tmp_path):
+    """The driver published report.json, then its last event was lost: the report is not."""
+    import json
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "report.json").write_text(json.dumps({"state": "failed", "error": "ValueError: boom"}))
+    job = store.create("lost-end", {"output": {"dir": str(run_dir)}})
+    store.claim_submission(job.id, submission_id(job.id))
+    store.mark_submitted(job.id)
+    store.transition(job.id, JobState.RUNNING)
+    never = store.create("no-report", {"output": {"dir": str(tmp_path / "never")}})
+    store.claim_submission(never.id, submission_id(never.id))
+    store.mark_submitted(never.id)
+    ray = _Ray({submission_id(job.id): RayJobStatus(JobState.FAILED, "exit 1"),
+                submission_id(never.id): RayJobStatus(JobState.SUCCEEDED)})  # fmt: skip
+    reconcile_all(store, ray, _launch)
+    finished = store.get(job.id)
+    assert finished.state == JobState.FAILED and finished.report["error"] == "ValueError: boom"
+    assert finished.error == "ValueError: boom"  # the report's reason, not Ray's exit status
+    assert store.get(never.id).state == JobState.SUCCEEDED and store.get(never.id).report is None

@@ -23,7 +23,9 @@ from tests.conftest import need_tool
 
 ALL_ON = CHART / "ci" / "all-on-values.yaml"
 EXISTING = CHART / "ci" / "existing-cluster-values.yaml"
-VALUES = {"default": (), "all-on": (ALL_ON,), "existing-cluster": (EXISTING,)}
+OBJECT_STORE = CHART / "ci" / "object-store-values.yaml"
+VALUES = {"default": (), "all-on": (ALL_ON,), "existing-cluster": (EXISTING,),
+          "object-store": (OBJECT_STORE,)}  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=list(VALUES))
@@ -89,6 +91,25 @@ def test_the_service_is_one_recreated_replica_with_probes_and_the_ray_token():
     assert {worker["minReplicas"], worker["maxReplicas"]} == {0, 4}
 
 
+def test_the_object_store_replaces_the_runs_volume_everywhere():
+    docs = helm_template(OBJECT_STORE)
+    claims = [d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    assert len(claims) == 1 and claims[0].endswith("-store")  # the job store's; no runs volume
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    cluster = next(d for d in docs if d["kind"] == "RayCluster")
+    pods = [("api", deployment["spec"]["template"]["spec"]), *pod_specs(cluster)]
+    keys = {"name": "slimray-s3", "key": "AWS_SECRET_ACCESS_KEY"}
+    for where, pod in pods:  # the service, the Ray head and the workers: one store, one set of keys
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        assert env["AWS_ENDPOINT_URL"]["value"] == "http://minio.storage.svc:9000", where
+        assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == keys, where
+        assert "runs" not in {v["name"] for v in pod.get("volumes", [])}, where
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SLIMRAY_RUNS_ROOT"]["value"] == "s3://ml-runs/slimray"
+    plain = next(d for d in helm_template() if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert not any(e["name"].startswith("AWS_") for e in plain["containers"][0]["env"])
+
+
 @pytest.mark.parametrize(("setting", "field"), [
     ("service.port=http", "/service/port"),
     ("settings.limits.maxWorkers=-3", "/settings/limits/maxWorkers"),
@@ -96,6 +117,8 @@ def test_the_service_is_one_recreated_replica_with_probes_and_the_ray_token():
     ("ray.cluster.rayVersion=2.9.0", "/ray/cluster/rayVersion"),
     ("bogus=1", "'bogus'"),
     ("monitoring.dashbord.enabled=true", "'dashbord'"),
+    ("objectStore.enabled=true", "/objectStore/runsRoot"),  # on, but no URI
+    ("objectStore.runsRoot=my-bucket/runs", "/objectStore/runsRoot"),  # a path, not a URI
 ])  # fmt: skip
 def test_broken_values_are_refused_naming_the_field(setting, field):
     helm = need_tool("helm")

@@ -1,7 +1,10 @@
 """A Ray cluster of a head and two worker nodes on this machine, with S3 (moto's server over HTTP)
-for data, checkpoints and the run: the 2-worker job runs one worker per node, reads its Parquet
-from the bucket, checkpoints and publishes there, and the model loaded back from the bucket
-scores the reported accuracy; a local, undeclared output is refused before anything starts."""
+for data, checkpoints and the run. Through the service (runs_root on the bucket) the 2-worker job
+runs one worker per node, reads its Parquet from the bucket, checkpoints and publishes there, and
+GET /v1/jobs/{id} shows the report; the model loaded back from the bucket scores the reported
+accuracy. A worker node lost mid-run (raylet SIGKILLed) costs a resume from the bucket's
+checkpoint, not the job. A local, undeclared output is refused before anything starts, by the
+driver and (422) by the service."""
 
 from __future__ import annotations
 
@@ -12,15 +15,19 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from slimray.settings import get_settings
 from slimray.spec import parse_spec
 from tests.ray_cluster_helpers import Cluster
 from tests.s3_helpers import moto_server
+from tests.service_helpers import free_port, running_service
 
 pytestmark = pytest.mark.timeout(900)
 RAY_TOKEN = "f00dfeed" * 8
@@ -44,29 +51,29 @@ try:
 except ValueError as err:
     print(json.dumps({"refused": str(err)}))
     sys.exit(0)
-out = {"state": result.state, "error": result.error, "run_dir": str(result.run_dir),
-       "restarts_from_steps": result.report["restarts_from_steps"],
-       "prune_steps": [e["step"] for e in result.report["prune_events"]]}
-if result.state == "succeeded" and str(result.run_dir).startswith("s3://"):
-    # the exported model, loaded back from the bucket, on the job's own (seeded) validation split
-    import tempfile, keras
-    from slimray.runtime.data import load_job_data
-    from slimray.runtime.modeling import evaluate
-    from slimray.runtime.storage import RunStore
-    with tempfile.NamedTemporaryFile(suffix=".keras") as f:
-        f.write(RunStore.of(str(result.run_dir)).read_bytes("model.keras"))
-        f.flush()
-        model = keras.models.load_model(f.name, compile=False)
-    data = load_job_data(spec.data, spec.train)
-    out["bucket_model_accuracy"] = evaluate(model, data.x_val, data.y_val)
-    out["reported_accuracy"] = result.report["exported_accuracy"]
-    out["architecture"] = [[w.path, list(w.shape)] for w in model.weights]
-if options.get("dashboard"):  # where the training workers ran
-    from ray.util.state import list_actors
-    workers = list_actors(address=options["dashboard"], filters=[("class_name", "=", "RayTrainWorker")],
-                          detail=True)
-    out["worker_nodes"] = sorted({w.node_id for w in workers})
-print(json.dumps(out))
+print(json.dumps({"state": result.state, "error": result.error, "run_dir": str(result.run_dir),
+                  "restarts_from_steps": result.report["restarts_from_steps"],
+                  "prune_steps": [e["step"] for e in result.report["prune_events"]]}))
+"""
+
+# A run in the bucket, inspected from a process on the cluster: the exported model loaded back
+# from the bucket, scored on the job's own (seeded) validation split, and its architecture.
+_INSPECT = """
+import json, sys, tempfile
+import keras, ray
+from slimray.runtime.data import load_job_data
+from slimray.runtime.modeling import evaluate
+from slimray.runtime.storage import RunStore
+from slimray.spec import parse_spec
+ray.init(address=sys.argv[1], log_to_driver=False)
+spec = parse_spec(json.loads(sys.argv[2]))
+with tempfile.NamedTemporaryFile(suffix=".keras") as f:
+    f.write(RunStore.of(spec.output.dir).read_bytes("model.keras"))
+    f.flush()
+    model = keras.models.load_model(f.name, compile=False)
+data = load_job_data(spec.data, spec.train)
+print(json.dumps({"accuracy": evaluate(model, data.x_val, data.y_val),
+                  "architecture": [[w.path, list(w.shape)] for w in model.weights]}))
 """
 
 
@@ -169,28 +176,7 @@ def test_a_local_undeclared_output_is_refused_before_anything_starts(cluster, tm
     assert not (tmp_path / "local").exists()
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(cluster):
-    nodes, _ = cluster
-    return _drive(
-        nodes, _spec("s3://slimray/runs/multi"), dashboard=f"http://127.0.0.1:{nodes.dashboard_port}"
-    )
-
-
-def test_the_job_runs_one_worker_per_node_from_and_to_the_bucket(cluster, uninterrupted):
-    _, s3 = cluster
-    outcome = uninterrupted
-    assert outcome["state"] == "succeeded", outcome["error"]
-    assert len(outcome["worker_nodes"]) == 2  # STRICT_SPREAD: one worker per worker node
-    assert outcome["bucket_model_accuracy"] == pytest.approx(outcome["reported_accuracy"], abs=1e-6)
-    keys = s3.keys("slimray", "runs/multi/")
-    assert {"runs/multi/report.json", "runs/multi/model.keras"} <= set(keys)
-    assert any(k.startswith("runs/multi/checkpoints/") for k in keys)
-    report = json.loads(s3.client().get_object(Bucket="slimray", Key="runs/multi/report.json")["Body"].read())
-    assert report["state"] == "succeeded" and report["workers"] == 2
-
-
-def test_a_lost_worker_node_resumes_from_the_bucket_checkpoint(cluster, uninterrupted):
+def test_a_lost_worker_node_resumes_from_the_bucket_checkpoint(cluster, service_job):
     """node_b's raylet is SIGKILLed after the first prune event and a checkpoint in the bucket;
     the node comes back (as a pod would) and the job resumes from the bucket's checkpoint."""
     nodes, s3 = cluster
@@ -208,4 +194,103 @@ def test_a_lost_worker_node_resumes_from_the_bucket_checkpoint(cluster, uninterr
     assert outcome["restarts_from_steps"], "the job did not restart from a checkpoint"
     assert min(outcome["restarts_from_steps"]) > 15  # after the prune event: the shrunk model resumed
     assert outcome["prune_steps"] == [15]  # pruned once, not again after the restart
-    assert outcome["architecture"] == uninterrupted["architecture"]
+    resumed = _inspect(nodes, _spec("s3://slimray/runs/killed"))
+    assert resumed["architecture"] == service_job.inspected["architecture"]  # as if never interrupted
+
+
+def _service(nodes: Cluster, tmp_path, runs_root: str):
+    """The job service in this process, submitting to the cluster's job server."""
+    port = free_port()
+    settings = get_settings(
+        api_token="admin", db_path=tmp_path / "jobs.db", runs_root=runs_root,
+        ray_address=f"http://127.0.0.1:{nodes.dashboard_port}", ray_token=RAY_TOKEN,
+        driver_python=sys.executable, service_url=f"http://127.0.0.1:{port}",
+        allowed_uri_prefixes=["s3://slimray/data/"], reconcile_seconds=0.5,
+    )  # fmt: skip
+    return running_service(settings, port)
+
+
+AUTH = {"Authorization": "Bearer admin"}
+
+
+def _until(check, timeout: float, what: str, describe=lambda: ""):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}: {describe()}")
+
+
+def test_the_service_refuses_a_local_runs_root_on_the_cluster(cluster, tmp_path):
+    nodes, _ = cluster
+    with _service(nodes, tmp_path, str(tmp_path / "runs")) as url:
+        _until(lambda: httpx.get(f"{url}/readyz", timeout=5).json()["ray_nodes"] == 3, 60, "the node count")
+        spec = _spec("ignored").model_dump(mode="json")
+        response = httpx.post(f"{url}/v1/jobs", json=spec, headers=AUTH, timeout=30)
+        assert response.status_code == 422, response.text
+        [problem] = response.json()["detail"]
+        assert problem["loc"] == ["body", "output", "dir"]
+        assert "3 nodes" in problem["msg"] and "SLIMRAY_RUNS_ROOT" in problem["msg"]
+        assert httpx.get(f"{url}/v1/jobs", headers=AUTH, timeout=5).json()["total"] == 0
+    assert not (tmp_path / "runs").exists()
+
+
+@dataclass
+class ServiceJob:
+    job: dict  # GET /v1/jobs/{id} once it ended
+    s3_prefix: str  # its run directory in the bucket
+    worker_nodes: set[str]  # where its training workers ran
+    inspected: dict  # the bucket's model: accuracy and architecture (_INSPECT)
+
+
+@pytest.fixture(scope="module")
+def service_job(cluster, tmp_path_factory) -> ServiceJob:
+    """The 2-worker job submitted to the service (runs_root on the bucket), run to its end:
+    the uninterrupted reference of this module."""
+    nodes, _ = cluster
+    with _service(nodes, tmp_path_factory.mktemp("service"), "s3://slimray/service-runs") as url:
+        created = httpx.post(f"{url}/v1/jobs", json=_spec("ignored").model_dump(mode="json"), headers=AUTH,
+                             timeout=30)  # fmt: skip
+        assert created.status_code == 201, created.text
+        job_id = created.json()["id"]
+        get = lambda: httpx.get(f"{url}/v1/jobs/{job_id}", headers=AUTH, timeout=10).json()  # noqa: E731
+        logs = lambda: httpx.get(f"{url}/v1/jobs/{job_id}/logs", headers=AUTH, timeout=10).text[-3000:]  # noqa: E731
+        ended = lambda: (j := get())["state"] in ("succeeded", "failed", "cancelled") and j  # noqa: E731
+        job = _until(ended, 600, "the job", lambda: f"{get()} {logs()}")
+    assert job["state"] == "succeeded", job["error"]
+    return ServiceJob(job, f"service-runs/{job_id}/", _worker_nodes(nodes, job["ray_job_id"]),
+                      _inspect(nodes, parse_spec(job["spec"])))  # fmt: skip
+
+
+def _worker_nodes(nodes: Cluster, ray_job_id: str) -> set[str]:
+    """Nodes of the job's RayTrainWorker actors (Ray's state API, dead actors included)."""
+    params = {"filter_keys": "class_name", "filter_predicates": "=", "filter_values": "RayTrainWorker",
+              "detail": "true", "limit": 1000}  # fmt: skip
+    response = httpx.get(f"http://127.0.0.1:{nodes.dashboard_port}/api/v0/actors", params=params,
+                         headers={"Authorization": f"Bearer {RAY_TOKEN}"}, timeout=30)  # fmt: skip
+    rows = response.json()["data"]["result"]["result"]
+    return {row["node_id"] for row in rows}
+
+
+def _inspect(nodes: Cluster, spec) -> dict:
+    args = [sys.executable, "-c", _INSPECT, nodes.address, json.dumps(spec.model_dump(mode="json"))]
+    proc = subprocess.run(args, env=nodes.env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_the_service_runs_the_job_one_worker_per_node_from_and_to_the_bucket(cluster, service_job):
+    _, s3 = cluster
+    job, prefix = service_job.job, service_job.s3_prefix
+    assert job["spec"]["output"]["dir"] == f"s3://slimray/{prefix.rstrip('/')}"
+    assert len(service_job.worker_nodes) == 2  # STRICT_SPREAD: one worker on each worker node
+    keys = s3.keys("slimray", prefix)
+    assert {f"{prefix}report.json", f"{prefix}model.keras"} <= set(keys)
+    assert any(k.startswith(f"{prefix}checkpoints/") for k in keys)
+    # GET /v1/jobs/{id} shows the report the driver published in the bucket
+    report = json.loads(s3.client().get_object(Bucket="slimray", Key=f"{prefix}report.json")["Body"].read())
+    assert job["report"] == report and report["state"] == "succeeded" and report["workers"] == 2
+    assert report["params"]["after"] < report["params"]["before"]
+    # the exported model, loaded back from the bucket, scores what the report says
+    assert service_job.inspected["accuracy"] == pytest.approx(report["exported_accuracy"], abs=1e-6)

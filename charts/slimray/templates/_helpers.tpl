@@ -82,6 +82,36 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/* The service's runs_root: the object store's URI, or the runs volume's mount path. */}}
+{{- define "slimray.runsRoot" -}}
+{{- if .Values.objectStore.enabled }}{{ .Values.objectStore.runsRoot }}{{ else }}{{ .Values.runs.mountPath }}{{ end -}}
+{{- end }}
+
+{{/* True (non-empty) when run directories live on the runs volume. */}}
+{{- define "slimray.runsVolume" -}}
+{{- if not .Values.objectStore.enabled }}true{{ end -}}
+{{- end }}
+
+{{/* The object store's endpoint and credentials (AWS_* variables pyarrow, Ray Train and Ray Data
+     read), for the service and every Ray pod; nothing when the store is off. */}}
+{{- define "slimray.objectStoreEnv" -}}
+{{- $o := .Values.objectStore }}
+{{- if $o.enabled }}
+{{- with $o.endpoint }}
+- {name: AWS_ENDPOINT_URL, value: {{ . | quote }}}
+{{- end }}
+{{- with $o.region }}
+- {name: AWS_REGION, value: {{ . | quote }}}
+{{- end }}
+{{- with $o.credentialsSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom: {secretKeyRef: {name: {{ . }}, key: {{ $o.accessKeyIdKey }}}}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom: {secretKeyRef: {name: {{ . }}, key: {{ $o.secretAccessKeyKey }}}}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* What the Ray head and worker containers share. */}}
 {{- define "slimray.rayContainerCommon" -}}
 image: {{ include "slimray.image" . | quote }}
@@ -89,14 +119,19 @@ imagePullPolicy: {{ .Values.image.pullPolicy }}
 securityContext: {{- include "slimray.containerSecurityContext" . | nindent 2 }}
 env:
   - {name: TF_CPP_MIN_LOG_LEVEL, value: "2"}
+  {{- include "slimray.objectStoreEnv" . | nindent 2 }}
 volumeMounts:
+  {{- if include "slimray.runsVolume" . }}
   - {name: runs, mountPath: {{ .Values.runs.mountPath | quote }}}
+  {{- end }}
   - {name: tmp, mountPath: /tmp}
 {{- end }}
 {{- define "slimray.rayVolumes" -}}
+{{- if include "slimray.runsVolume" . }}
 - name: runs
   persistentVolumeClaim:
     claimName: {{ include "slimray.runsClaim" . }}
+{{- end }}
 - name: tmp
   emptyDir: {}
 {{- end }}

@@ -12,10 +12,11 @@ from slimray.spec import JobSpec
 from slimray.store import Job, Store
 
 
-def create_job(settings: Settings, store: Store, spec: JobSpec) -> Job:
-    """Apply the policy (PolicyError) and store the effective spec as a queued job."""
+def create_job(settings: Settings, store: Store, spec: JobSpec, cluster_nodes: int | None = None) -> Job:
+    """Apply the policy (PolicyError) and store the effective spec as a queued job;
+    `cluster_nodes` is what the reconciler last saw of the Ray cluster."""
     job_id = uuid.uuid4().hex[:12]
-    effective = enforce(spec, settings, job_id)
+    effective = enforce(spec, settings, job_id, cluster_nodes)
     return store.create(spec.name, effective.model_dump(mode="json"), job_id=job_id)
 
 

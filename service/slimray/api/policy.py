@@ -10,6 +10,7 @@ import os
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
+from slimray.runtime.storage import is_uri
 from slimray.settings import JobLimits, Settings
 from slimray.spec import JobSpec
 
@@ -76,13 +77,6 @@ def _under(uri: str, prefix: str) -> bool:
         return False
     got_parts, allowed_parts = _segments(got.path), _segments(allowed.path) or []
     return got_parts is not None and got_parts[: len(allowed_parts)] == allowed_parts
-
-
-def _is_uri(source: str) -> bool:
-    try:
-        return urlsplit(source).scheme not in ("", "file")
-    except ValueError:
-        return True  # not parseable: _uri_problem says why
 
 
 def _uri_problem(uri: str, settings: Settings) -> str | None:
@@ -185,14 +179,26 @@ def limit_problems(spec: JobSpec, limits: JobLimits) -> list[Problem]:
 def run_location(settings: Settings, job_id: str) -> str:
     """The job's run directory under runs_root: a URI joined by '/', or a resolved local path."""
     root = str(settings.runs_root)
-    if "://" in root and not root.startswith("file://"):
+    if is_uri(root):
         return f"{root.rstrip('/')}/{job_id}"
     return str((Path(root.removeprefix("file://")) / job_id).resolve())
 
 
-def enforce(spec: JobSpec, settings: Settings, job_id: str) -> JobSpec:
-    """The spec as the service will run it, or PolicyError naming each offending field."""
-    problems: list[Problem] = limit_problems(spec, settings.limits)
+def output_problems(settings: Settings, cluster_nodes: int | None) -> list[Problem]:
+    """A local runs_root serves one node, or every node that mounts it (runs_shared)."""
+    if is_uri(str(settings.runs_root)) or settings.runs_shared or (cluster_nodes or 1) <= 1:
+        return []
+    return [(("output", "dir"),
+             f"this service's runs_root {str(settings.runs_root)!r} is a local path, but the Ray "
+             f"cluster has {cluster_nodes} nodes: workers on other nodes could not write checkpoints "
+             "there. The operator must set SLIMRAY_RUNS_ROOT to an object-store URI (e.g. "
+             "s3://bucket/runs) or, if every node mounts it, SLIMRAY_RUNS_SHARED=true")]  # fmt: skip
+
+
+def enforce(spec: JobSpec, settings: Settings, job_id: str, cluster_nodes: int | None = None) -> JobSpec:
+    """The spec as the service will run it, or PolicyError naming each offending field.
+    `cluster_nodes`: alive Ray nodes at the last probe (None: not known yet)."""
+    problems: list[Problem] = limit_problems(spec, settings.limits) + output_problems(settings, cluster_nodes)
     data, model = spec.data, spec.model
     if data.kind == "file":
         try:
@@ -208,7 +214,7 @@ def enforce(spec: JobSpec, settings: Settings, job_id: str) -> JobSpec:
                 data = data.model_copy(update={"source": resolved})
         if reason:
             problems.append((("data", "source"), reason))
-    if model.kind == "file" and _is_uri(model.source):
+    if model.kind == "file" and is_uri(model.source):
         reason = _uri_problem(model.source, settings)
         if reason:
             problems.append((("model", "source"), reason))

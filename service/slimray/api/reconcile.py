@@ -1,10 +1,12 @@
 """Keeps the store in step with Ray: hands queued jobs to Ray (claiming each first, so a cancel
 wins), stops cancelled ones until Ray confirms, fails jobs Ray never starts or has forgotten,
-and follows drivers to their end. Runs in its own thread; never in a request or at start-up."""
+and follows drivers to their end, taking the report from the run directory if the driver's
+last event never came. Runs in its own thread; never in a request or at start-up."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 from slimray.executor import DriverLaunch, RayJobExecutor, RayUnavailable, submission_id
 from slimray.jobstate import InvalidTransition, JobState
+from slimray.runtime.storage import REPORT_FILE, RunStore, StorageError
 from slimray.store import Job, Store
 
 log = logging.getLogger("slimray.reconcile")
@@ -25,6 +28,7 @@ class RayProbe:
 
     reachable: bool | None = None  # None: not checked yet
     checked_at: float | None = None
+    nodes: int | None = None  # alive Ray nodes (a local runs_root needs one, or a shared mount)
 
 
 def submit(store: Store, executor: RayJobExecutor, job: Job, launch_for: LaunchFor) -> None:
@@ -75,9 +79,25 @@ def follow(store: Store, executor: RayJobExecutor, job: Job, schedule_timeout: f
     error = status.message if status.state == JobState.FAILED else None
     with contextlib.suppress(InvalidTransition):
         if status.state.is_terminal:
-            store.finish(job.id, status.state, None, reason="reconcile", error=error)
+            report = published_report(job)  # the driver's `end` event may never have arrived
+            if report is not None and status.state == JobState.FAILED:
+                error = report.get("error") or error
+            store.finish(job.id, status.state, report, reason="reconcile", error=error)
         else:
             store.transition(job.id, status.state, reason="reconcile")
+
+
+def published_report(job: Job) -> dict | None:
+    """The report the driver published in the job's run directory (local or on a store), if any."""
+    location = (job.spec.get("output") or {}).get("dir")
+    if not location or job.report is not None:
+        return None
+    try:
+        report = json.loads(RunStore.of(location).read_bytes(REPORT_FILE))
+    except (StorageError, ValueError) as err:
+        log.info("job %s: no published report at %s (%s)", job.id, location, err)
+        return None
+    return report if isinstance(report, dict) else None
 
 
 def reconcile_job(store: Store, executor: RayJobExecutor, job: Job, launch_for: LaunchFor,
@@ -132,7 +152,11 @@ class Reconciler:
 
     def run_once(self) -> None:
         reachable = self.executor.reachable()
-        self.probe = RayProbe(reachable, time.time())
+        nodes = None
+        if reachable:
+            with contextlib.suppress(RayUnavailable):
+                nodes = self.executor.alive_nodes()
+        self.probe = RayProbe(reachable, time.time(), nodes)
         reconcile_all(self.store, self.executor, self.launch_for, self.schedule_timeout)
 
     def _run(self) -> None:

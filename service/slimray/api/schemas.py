@@ -13,7 +13,9 @@ from slimray.store import Job
 JobCreate = JobSpec
 
 
-class JobPublic(BaseModel):
+class JobSummary(BaseModel):
+    """A job as listed: state, progress and metrics (the full report only in `JobPublic`)."""
+
     id: str
     name: str
     state: JobState
@@ -30,12 +32,18 @@ class JobPublic(BaseModel):
     transitions: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod
-    def of(cls, job: Job) -> JobPublic:
+    def of(cls, job: Job):
         return cls(**{k: getattr(job, k) for k in cls.model_fields})
 
 
+class JobPublic(JobSummary):
+    """One job, with the report its driver published (report.json of its run directory)."""
+
+    report: dict[str, Any] | None = None
+
+
 class JobsPublic(BaseModel):
-    jobs: list[JobPublic]
+    jobs: list[JobSummary]
     total: int
     limit: int
     offset: int

@@ -101,21 +101,32 @@ def init_ray(address: str | None, spec: JobSpec) -> bool:
     return True
 
 
+# how often the Train controller polls its workers: it drains each worker's one-slot result
+# queue (a checkpoint report waits for it) and notices the loop's end. Ray's default is 2 s.
+# Measured on a 20-step MNIST job, 2 s and 0.5 s alternating twice: the shutdown phase took
+# 3.7 and 3.1 s at 2 s, 1.2 and 1.5 s at 0.5 s.
+HEALTH_CHECK_INTERVAL_S = 0.5
+
+
 @contextlib.contextmanager
-def worker_start_timeout(seconds: float) -> Iterator[None]:
-    """Ray Train reads its worker-group start timeout from the driver's environment (and passes
-    it to the controller); with `controller_failure_limit=0` a group that cannot be placed in
-    time fails the job with Ray's reason instead of waiting forever."""
-    key = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
-    before = os.environ.get(key)
-    os.environ[key] = str(seconds)
+def controller_env(spec: JobSpec) -> Iterator[None]:
+    """Ray Train reads its controller settings from the driver's environment (and passes them
+    to the controller): the worker-group start timeout (with `controller_failure_limit=0` a
+    group that cannot be placed in time fails the job with Ray's reason instead of waiting
+    forever) and the poll interval (an operator's own RAY_TRAIN_HEALTH_CHECK_INTERVAL_S wins)."""
+    wanted = {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(spec.scaling.start_timeout_seconds)}
+    if "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S" not in os.environ:
+        wanted["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(HEALTH_CHECK_INTERVAL_S)
+    before = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def plan_steps(spec: JobSpec, n_train: int) -> StepPlan:
@@ -322,7 +333,7 @@ def _run(
     trainer = _build_trainer(spec, store, config, data.train, channel.sender())
     pump = ProgressPump(world, steps.total_steps, emit, Timeline(start_time=start_wall))
     fit_start = time.time()
-    with worker_start_timeout(spec.scaling.start_timeout_seconds):
+    with controller_env(spec):
         thread, outcome = _fit(trainer)
         pump.pump(channel, thread)
     fit_end = time.time()

@@ -32,7 +32,7 @@ async def readyz(request: Request) -> Response:
     disk_ok = free >= state.settings.min_free_bytes
     probe = state.reconciler.probe
     body = {"store": store_ok, "disk_free_bytes": free, "disk": disk_ok, "ray": probe.reachable,
-            "ray_checked_at": probe.checked_at}  # fmt: skip
+            "ray_checked_at": probe.checked_at, "ray_nodes": probe.nodes}  # fmt: skip
     if store_error:
         body["store_error"] = store_error
     return JSONResponse(body, status_code=200 if store_ok and disk_ok else 503)

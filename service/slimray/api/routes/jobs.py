@@ -27,6 +27,7 @@ from slimray.api.schemas import (
     JobCreated,
     JobPublic,
     JobsPublic,
+    JobSummary,
     LogsOut,
 )
 from slimray.executor import RayUnavailable
@@ -45,8 +46,9 @@ MAX_OFFSET = 10**9
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobCreated, dependencies=[WriteAccess])
 def create(spec: JobCreate, request: Request, settings: SettingsDep, store: StoreDep) -> JobCreated:
     """Validate and store a job spec; the reconciler hands it to Ray right away (or when Ray is back)."""
-    job = create_job(settings, store, spec)
-    request.app.state.reconciler.poke()
+    reconciler = request.app.state.reconciler
+    job = create_job(settings, store, spec, reconciler.probe.nodes)
+    reconciler.poke()
     return JobCreated(id=job.id, state=job.state)
 
 
@@ -58,7 +60,7 @@ def list_jobs(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobsPublic:
     jobs, total = store.list(state, limit, offset)
-    return JobsPublic(jobs=[JobPublic.of(j) for j in jobs], total=total, limit=limit, offset=offset)
+    return JobsPublic(jobs=[JobSummary.of(j) for j in jobs], total=total, limit=limit, offset=offset)
 
 
 @router.get("/{job_id}", response_model=JobPublic, dependencies=[ReadAccess])
