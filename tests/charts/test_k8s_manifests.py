@@ -41,21 +41,40 @@ def test_every_pod_is_restricted():
     assert [v for where, pod in pods for v in restricted_violations(where, pod)] == []
 
 
-def test_the_rayjob_runs_slimray_on_the_spec_from_its_configmap_and_cleans_up():
-    job = next(d for d in DOCS if d["kind"] == "RayJob")
+def _named(kind: str, name: str) -> dict:
+    return next(d for d in DOCS if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def _job_spec(job: dict):
+    """The RayJob's entrypoint runs slimray on a spec from its ConfigMap: that spec, parsed."""
     spec = job["spec"]
     assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
     command = shlex.split(spec["entrypoint"])
     assert command[:2] == ["slimray", "run"]
-    config_map = next(d for d in DOCS if d["kind"] == "ConfigMap")
     head = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     mount = next(m for m in head["containers"][0]["volumeMounts"] if m["name"] == "spec")
     volume = next(v for v in head["volumes"] if v["name"] == "spec")
-    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    config_map = _named("ConfigMap", volume["configMap"]["name"])
     filename = command[2].removeprefix(mount["mountPath"] + "/")
-    job_spec = parse_spec(yaml.safe_load(config_map["data"][filename]), "k8s/rayjob.yaml")
+    return parse_spec(yaml.safe_load(config_map["data"][filename]), job["metadata"]["name"])
+
+
+def test_the_rayjob_runs_slimray_on_the_spec_from_its_configmap_and_cleans_up():
+    job = _named("RayJob", "slimray-mnist")
+    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     runs = next(m["mountPath"] for m in head["containers"][0]["volumeMounts"] if m["name"] == "runs")
-    assert job_spec.output.dir.startswith(runs + "/")
+    assert _job_spec(job).output.dir.startswith(runs + "/")
+
+
+def test_the_object_store_rayjob_writes_to_the_bucket_with_keys_from_a_secret():
+    job = _named("RayJob", "slimray-mnist-s3")
+    assert _job_spec(job).output.dir.startswith("s3://")
+    ray_pods = [pod for where, pod in pod_specs(job) if "submitter" not in where]
+    assert len(ray_pods) == 2  # head and workers
+    for pod in ray_pods:  # every Ray container reads the store with the Secret's keys; no volume
+        container = pod["containers"][0]
+        assert {"secretRef": {"name": "slimray-s3"}} in container.get("envFrom", [])
+        assert not any("persistentVolumeClaim" in v for v in pod.get("volumes", []))
 
 
 def test_the_podmonitor_renames_ray_exported_driver_metrics_like_the_chart():
