@@ -127,7 +127,8 @@ def test_a_finished_job_whose_end_event_never_came_gets_the_published_report(sto
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "report.json").write_text(json.dumps({"state": "failed", "error": "ValueError: boom"}))
+    published = {"state": "failed", "error": "ValueError: boom", "timeline": [{"step": 1}]}
+    (run_dir / "report.json").write_text(json.dumps(published))
     job = store.create("lost-end", {"output": {"dir": str(run_dir)}})
     store.claim_submission(job.id, submission_id(job.id))
     store.mark_submitted(job.id)
@@ -139,6 +140,7 @@ def test_a_finished_job_whose_end_event_never_came_gets_the_published_report(sto
                 submission_id(never.id): RayJobStatus(JobState.SUCCEEDED)})  # fmt: skip
     reconcile_all(store, ray, _launch)
     finished = store.get(job.id)
-    assert finished.state == JobState.FAILED and finished.report["error"] == "ValueError: boom"
+    assert finished.state == JobState.FAILED
+    assert finished.report == {"state": "failed", "error": "ValueError: boom"}  # the timeline stays there
     assert finished.error == "ValueError: boom"  # the report's reason, not Ray's exit status
     assert store.get(never.id).state == JobState.SUCCEEDED and store.get(never.id).report is None

@@ -288,9 +288,11 @@ def test_the_service_runs_the_job_one_worker_per_node_from_and_to_the_bucket(clu
     keys = s3.keys("slimray", prefix)
     assert {f"{prefix}report.json", f"{prefix}model.keras"} <= set(keys)
     assert any(k.startswith(f"{prefix}checkpoints/") for k in keys)
-    # GET /v1/jobs/{id} shows the report the driver published in the bucket
+    # GET /v1/jobs/{id} shows the report the driver published in the bucket (its per-window
+    # timeline stays in the bucket's report.json)
     report = json.loads(s3.client().get_object(Bucket="slimray", Key=f"{prefix}report.json")["Body"].read())
-    assert job["report"] == report and report["state"] == "succeeded" and report["workers"] == 2
+    assert job["report"] == {k: v for k, v in report.items() if k != "timeline"}
+    assert report["state"] == "succeeded" and report["workers"] == 2 and report["timeline"]
     assert report["params"]["after"] < report["params"]["before"]
     # the exported model, loaded back from the bucket, scores what the report says
     assert service_job.inspected["accuracy"] == pytest.approx(report["exported_accuracy"], abs=1e-6)

@@ -53,10 +53,15 @@ def _worker_error(store: Store, job: Job, data: WorkerErrorIn) -> None:
     store.set_error(job.id, f"worker error (Ray Train may restart the group): {data.model_dump()}")
 
 
+def stored_report(report: dict[str, Any]) -> dict[str, Any]:
+    """What the store keeps of a report: all but the per-window timeline (in the run's
+    report.json), so a job's row stays small."""
+    return {k: v for k, v in report.items() if k != "timeline"}
+
+
 def _end(store: Store, job: Job, data: EndIn) -> None:
     final = JobState.SUCCEEDED if data.state == "succeeded" else JobState.FAILED
-    report = {k: v for k, v in data.model_dump().items() if k != "timeline"}
-    store.finish(job.id, final, report, reason="driver end", error=data.error)
+    store.finish(job.id, final, stored_report(data.model_dump()), reason="driver end", error=data.error)
 
 
 _HANDLERS: dict[str, tuple[type[BaseModel], Callable[[Store, Job, Any], None]]] = {

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from slimray.api.events import stored_report
 from slimray.executor import DriverLaunch, RayJobExecutor, RayUnavailable, submission_id
 from slimray.jobstate import InvalidTransition, JobState
 from slimray.runtime.storage import REPORT_FILE, RunStore, StorageError
@@ -97,7 +98,7 @@ def published_report(job: Job) -> dict | None:
     except (StorageError, ValueError) as err:
         log.info("job %s: no published report at %s (%s)", job.id, location, err)
         return None
-    return report if isinstance(report, dict) else None
+    return stored_report(report) if isinstance(report, dict) else None
 
 
 def reconcile_job(store: Store, executor: RayJobExecutor, job: Job, launch_for: LaunchFor,
