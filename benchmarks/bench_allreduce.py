@@ -63,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "allreduce.json"
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     trainer = TensorflowTrainer(
         loop, train_loop_config={**vars(args), "out": str(out.resolve())},
         scaling_config=ScalingConfig(num_workers=2),

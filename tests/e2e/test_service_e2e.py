@@ -5,11 +5,13 @@ service stops, so does the Ray head it started."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,6 +97,9 @@ def stack(tmp_path):
         "SLIMRAY_RECONCILE_SECONDS": "2",
         "SLIMRAY_METRICS_TOKEN": "scrape-token",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        # the local Ray's temp dir goes under this (short: socket paths), so the teardown can
+        # find this test's Ray processes and no one else's
+        "TMPDIR": tempfile.mkdtemp(prefix="sre2e", dir="/tmp"),
     }
     for key in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
         env.pop(key, None)
@@ -122,7 +127,17 @@ def stack(tmp_path):
         service.stop()
         prom.terminate()
         prom.wait(30)
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True)
+        _kill_processes_under(env["TMPDIR"])  # whatever of this test's Ray is left (not `ray stop`,
+        # which would stop every Ray on the machine, other tests' and other users')
+
+
+def _kill_processes_under(marker: str) -> None:
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(proc.info["cmdline"] or []):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
 
 
 def _promql(prom_url: str, query: str) -> list[dict]:

@@ -17,7 +17,7 @@ TRAIN = TrainSpec(steps=1, validation_split=0.25, seed=3)
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -33,7 +33,7 @@ def test_a_new_attempt_drops_the_old_ones_half_joined_steps_and_stragglers():
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

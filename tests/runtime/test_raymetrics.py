@@ -38,8 +38,8 @@ def test_a_slimray_run_exports_the_dashboards_metrics_through_ray(tmp_path):
     from slimray.runtime.trainer import run_job
 
     port = free_port()
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _metrics_export_port=port,
-             runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})  # fmt: skip
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
+             _metrics_export_port=port, runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})  # fmt: skip
     try:
         result = run_job(_spec(tmp_path / "run"))
         assert result.state == "succeeded", result.error
