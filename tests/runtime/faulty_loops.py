@@ -47,7 +47,7 @@ class PacedLoop(WorkerLoop):
     """Every step takes PAUSE seconds longer: a small job lasts long enough for a test to act on
     it mid-run (kill a node after a checkpoint)."""
 
-    PAUSE = 0.15
+    PAUSE = 0.25
 
     def train_step(self, x, y):
         time.sleep(self.PAUSE)
