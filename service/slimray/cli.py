@@ -60,7 +60,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         )
     model = keras.models.load_model(source, compile=False)
     try:
-        result = Pruner(criterion, planner).prune(model, args.sparsity)
+        result = Pruner(criterion, planner, strict=args.strict).prune(model, args.sparsity)
     except ValueError as err:
         raise CliError(str(err)) from err
     result.model.save(args.output)
@@ -95,6 +95,13 @@ def _print_prune_report(report: dict[str, Any]) -> None:
         before, after = report[f"{key}_before"], report[f"{key}_after"]
         totals.add_row(key, _human(before), _human(after), f"{after / max(before, 1):.3f}")
     console.print(totals)
+    if report["frozen"]:
+        frozen = Table(title="Kept whole: slimray cannot prune through these (--strict refuses them)")
+        for col in ("layer", "operation"):
+            frozen.add_column(col)
+        for b in report["frozen"]:
+            frozen.add_row(b["path"], b["operation"])
+        console.print(frozen)
     console.print(f"saved {report['output']}  digest {report['digest'][:16]}")
 
 
@@ -414,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--round-to", type=int, default=1, help="kept channels a multiple of N")
     prune.add_argument("--min-channels", type=int, default=1, help="never keep fewer per group")
     prune.add_argument("--report", help="write a JSON report here")
+    prune.add_argument("--strict", action="store_true",
+                       help="refuse a model with layers slimray cannot prune through (default: keep "
+                            "their channels whole and prune the rest)")  # fmt: skip
     prune.set_defaults(func=_cmd_prune)
 
     run = sub.add_parser("run", help="run a training job on Ray (embedded, or --address)")

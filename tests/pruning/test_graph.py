@@ -128,7 +128,7 @@ def test_unsupported_layer_error_names_layer_and_class():
     x = L.Reshape((16, 4), name="odd_reshape")(x)
     out = L.Dense(2)(L.Flatten()(x))
     with pytest.raises(UnsupportedLayerError, match=r"'odd_reshape'.*Reshape.*register_layer"):
-        build_graph(keras.Model(inputs, out))
+        build_graph(keras.Model(inputs, out), strict=True)
 
 
 def test_channels_first_is_refused_with_the_layer_name():
@@ -136,7 +136,7 @@ def test_channels_first_is_refused_with_the_layer_name():
     x = L.Conv2D(4, 3, data_format="channels_first", name="cf")(inputs)
     out = L.Dense(2)(L.Flatten()(x))
     with pytest.raises(UnsupportedLayerError, match=r"'cf'.*channels_first"):
-        build_graph(keras.Model(inputs, out))
+        build_graph(keras.Model(inputs, out), strict=True)
 
 
 def test_grouped_convolution_is_refused():
@@ -144,7 +144,7 @@ def test_grouped_convolution_is_refused():
     x = L.Conv2D(4, 3, groups=2, name="grouped")(inputs)
     out = L.Dense(2)(L.Flatten()(x))
     with pytest.raises(UnsupportedLayerError, match=r"'grouped'.*groups=2"):
-        build_graph(keras.Model(inputs, out))
+        build_graph(keras.Model(inputs, out), strict=True)
 
 
 def test_subclassed_model_is_refused():
@@ -190,7 +190,8 @@ def test_user_layer_registered_with_one_call_is_pruned_exactly():
     out = L.Dense(3, name="out")(x)
     model = keras.Model(inputs, out)
     with pytest.raises(UnsupportedLayerError, match="Scale"):
-        build_graph(model)
+        build_graph(model, strict=True)
+    assert [b.path for b in build_graph(model).blockers] == ["scale"]  # partial: kept whole
     register_layer(Scale, ScaleHandler())
     try:
         model.get_layer("scale").factor.assign(np.arange(1, 9, dtype="float32"))

@@ -4,7 +4,7 @@ Pure Keras + numpy; the cross-worker allreduce arrives as a `Reducer`.
 """
 
 from slimray.pruning.counting import LayerCost, ModelCost, count_model
-from slimray.pruning.graph import DependencyGraph, Group, build_graph
+from slimray.pruning.graph import BlockedModelError, Blocker, DependencyGraph, Group, build_graph
 from slimray.pruning.handlers import LayerHandler, UnsupportedLayerError, register_layer
 from slimray.pruning.importance import (
     Importance,
@@ -21,6 +21,8 @@ from slimray.pruning.schedules import PruningSchedule, get_schedule, schedules
 from slimray.pruning.surgery import ShrinkResult, shrink, zero_pruned_channels
 
 __all__ = [
+    "BlockedModelError",
+    "Blocker",
     "DependencyGraph",
     "Group",
     "IdentityReducer",

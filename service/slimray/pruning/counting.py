@@ -38,7 +38,7 @@ def count_model(model: Any, graph: DependencyGraph | None = None) -> ModelCost:
     graph = graph or build_graph(model)
     layers = []
     for record in graph.layer_records():
-        params = sum(math.prod(w.shape) for w in record.layer.weights)
+        params = sum(math.prod(w.shape) for w in record.weights)
         flops = int(sum(record.handler.flops(record.layer, call) for call in record.calls))
         layers.append(LayerCost(record.path, type(record.layer).__name__, params, flops))
     return ModelCost(

@@ -9,7 +9,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from slimray.pruning.handlers import Call, Ids, LayerHandler, UnsupportedLayerError, handler_for
+from slimray.pruning.handlers import (
+    Call,
+    FrozenHandler,
+    Ids,
+    LayerHandler,
+    UnsupportedLayerError,
+    describe_operation,
+    handler_for,
+)
 
 
 @dataclass
@@ -26,6 +34,11 @@ class LayerRecord:
     def param_axes(self) -> dict[str, dict[int, Ids]]:
         return self.handler.param_axes(self.layer, self.in_ids, self.out_ids)
 
+    @property
+    def weights(self) -> list[Any]:
+        """The layer's variables; none for an op node (an operation, not a layer)."""
+        return list(getattr(self.layer, "weights", []))
+
 
 @dataclass
 class Anchor:
@@ -33,6 +46,31 @@ class Anchor:
 
     tensor: Any
     ids: Ids
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A layer or op node the pruner cannot see through: its channels are kept whole."""
+
+    path: str  # nested models joined by '/', e.g. "block/inner_conv"
+    operation: str  # as the user wrote it, e.g. "keras.layers.LSTM" or "keras.ops.add"
+    reason: str
+
+    def describe(self) -> str:
+        return f"'{self.path}' ({self.operation}): {self.reason}"
+
+
+class BlockedModelError(UnsupportedLayerError):
+    """strict pruning refused a model; `blockers` lists every layer that blocks it."""
+
+    def __init__(self, blockers: list[Blocker]):
+        self.blockers = blockers
+        listed = "; ".join(b.describe() for b in blockers)
+        super().__init__(
+            f"{len(blockers)} layer(s) cannot be pruned through, and strict pruning refuses the "
+            f"model: {listed}. Without strict, their channels are kept whole and the rest is "
+            "pruned; or teach slimray each class with slimray.pruning.register_layer."
+        )
 
 
 @dataclass(frozen=True)
@@ -61,6 +99,13 @@ def _functional_of(model: Any, path: str) -> Any:
     return model
 
 
+def _traceable(model: Any) -> bool:
+    """A nested model the tracer can enter (Functional, or Sequential built with an Input)."""
+    if isinstance(model, keras.Sequential):
+        return getattr(model, "_functional", None) is not None
+    return hasattr(model, "_nodes_by_depth")
+
+
 def _find_root(parent: list[int], x: int) -> int:
     """Union-find root with path halving."""
     while parent[x] != x:
@@ -74,9 +119,12 @@ def _shape(t: Any) -> tuple[int | None, ...]:
 
 
 class DependencyGraph:
-    """Traces a model once; answers which group/channel every weight position belongs to."""
+    """Traces a model once; answers which group/channel every weight position belongs to.
 
-    def __init__(self, model: Any):
+    A layer no handler can trace is frozen (its channels kept whole) and listed in `blockers`;
+    `strict=True` refuses such a model instead, naming every blocker at once."""
+
+    def __init__(self, model: Any, strict: bool = False):
         if not isinstance(model, keras.Model):
             raise TypeError(f"build_graph needs a keras.Model. Received: {type(model).__name__}")
         self.model = model
@@ -87,15 +135,18 @@ class DependencyGraph:
         self._space: list[int] = []  # atom -> space
         self._space_parent: list[int] = []
         self._space_owner: list[str] = []
-        self._fresh_cache: dict[int, Ids] = {}
+        self._fresh_cache: dict[Any, Ids] = {}
         self._fixed: list[Ids] = []
         self._path_of: dict[int, str] = {}
+        self.blockers: list[Blocker] = []
         functional = _functional_of(model, model.name)
         input_ids = [self._new_atoms(t.shape[-1], "input") for t in functional.inputs]
         for ids in input_ids:
             self.fix(ids)
         for ids in self._trace(functional, input_ids, prefix="", top=True):
             self.fix(ids)
+        if strict and self.blockers:
+            raise BlockedModelError(self.blockers)
         self._build_groups()
 
     # ---------------------------------------------------------- tracer interface
@@ -128,6 +179,13 @@ class DependencyGraph:
                 if sx != sy:
                     self._space_parent[sy] = sx
 
+    def fresh_output(self, layer: Any, index: int, size: int) -> Ids:
+        """New channels for output `index` of a frozen layer (the same on every call)."""
+        key = (id(layer), "output", index)
+        if key not in self._fresh_cache:
+            self._fresh_cache[key] = self._new_atoms(size, self._path_of[id(layer)])
+        return self._fresh_cache[key]
+
     def fix(self, ids: Ids) -> None:
         self._fixed.append(np.asarray(ids))
 
@@ -150,7 +208,7 @@ class DependencyGraph:
                 path = prefix + op.name
                 self._path_of[id(op)] = path
                 ins = [env[id(t)] for t in node.input_tensors]
-                if isinstance(op, keras.Model):
+                if isinstance(op, keras.Model) and _traceable(op):
                     outs = self._trace_nested(op, ins, path)
                 else:
                     outs = self._trace_layer(op, node, ins, path, top)
@@ -174,12 +232,21 @@ class DependencyGraph:
         return self._trace(inner, ins, prefix=path + "/", top=False)
 
     def _trace_layer(self, op: Any, node: Any, ins: list[Ids], path: str, top: bool) -> list[Ids]:
-        handler = handler_for(op, path)
         call = Call(
             in_shapes=tuple(_shape(t) for t in node.input_tensors),
             out_shapes=tuple(_shape(t) for t in node.output_tensors),
         )
-        outs = handler.trace(op, ins, call, self)
+        known = self.records.get(id(op))
+        try:
+            if known is not None and isinstance(known.handler, FrozenHandler):
+                raise UnsupportedLayerError(known.handler.reason)  # a shared layer: frozen once
+            handler = handler_for(op, path)
+            outs = handler.trace(op, ins, call, self)
+        except UnsupportedLayerError as err:
+            handler = FrozenHandler(str(err))
+            if known is None:
+                self.blockers.append(Blocker(path, describe_operation(op), str(err)))
+            outs = handler.trace(op, ins, call, self)
         record = self.records.get(id(op))
         if record is None:
             record = LayerRecord(op, path, handler, list(ins), list(outs))
@@ -279,6 +346,7 @@ class DependencyGraph:
         raise KeyError(f"No channel group {group_id!r}; groups: {[g.id for g in self.groups]}")
 
 
-def build_graph(model: Any) -> DependencyGraph:
-    """Trace `model` (Functional or Sequential, nesting allowed) into channel groups."""
-    return DependencyGraph(model)
+def build_graph(model: Any, strict: bool = False) -> DependencyGraph:
+    """Trace `model` (Functional or Sequential, nesting allowed) into channel groups; layers it
+    cannot see through are frozen (`graph.blockers`), or with `strict` refused all at once."""
+    return DependencyGraph(model, strict=strict)

@@ -28,6 +28,7 @@ class Call:
 
 class Tracer(Protocol):
     def fresh(self, layer: Any, size: int) -> Ids: ...
+    def fresh_output(self, layer: Any, index: int, size: int) -> Ids: ...
     def union(self, a: Ids, b: Ids, where: str) -> None: ...
     def fix(self, ids: Ids) -> None: ...
 
@@ -84,6 +85,35 @@ def handler_for(layer: Any, path: str) -> LayerHandler:
 
 def registered_classes() -> list[type]:
     return list(_HANDLERS)
+
+
+def describe_operation(op: Any) -> str:
+    """How the user wrote `op`: `keras.layers.LSTM`, `my_pkg.MyLayer`, or for an op node (an
+    operation, not a layer, e.g. `x + 3.0`) `keras.ops.add`."""
+    cls = type(op)
+    if isinstance(op, keras.layers.Layer):
+        public = getattr(keras.layers, cls.__name__, None)
+        return f"keras.layers.{cls.__name__}" if public is cls else f"{cls.__module__}.{cls.__qualname__}"
+    snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in cls.__name__).lstrip("_")
+    return f"keras.ops.{snake}" if hasattr(keras.ops, snake) else f"{cls.__module__}.{cls.__qualname__}"
+
+
+class FrozenHandler(LayerHandler):
+    """A layer (or op node) slimray cannot prune through: its input channels are kept whole and
+    its outputs are new channels, also kept whole; its weights and config are left as they are.
+    Everything else in the model is still pruned (partial pruning)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def trace(self, layer: Any, inputs: list[Ids], call: Call, graph: Tracer) -> list[Ids]:
+        for ids in inputs:
+            graph.fix(ids)
+        sizes = [shape[-1] if shape else 1 for shape in call.out_shapes]
+        outs = [graph.fresh_output(layer, i, size) for i, size in enumerate(sizes)]
+        for ids in outs:
+            graph.fix(ids)
+        return outs
 
 
 # ---------------------------------------------------------------- helpers

@@ -73,7 +73,7 @@ def reduce_scores(
 
 
 def _weights_by_name(layer: Any, trainable_only: bool) -> dict[str, np.ndarray]:
-    source = layer.trainable_weights if trainable_only else layer.weights
+    source = getattr(layer, "trainable_weights" if trainable_only else "weights", [])  # none: op nodes
     return {w.name: keras.ops.convert_to_numpy(w) for w in source}
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from slimray.pruning.counting import ModelCost, count_model
-from slimray.pruning.graph import DependencyGraph, build_graph
+from slimray.pruning.graph import Blocker, DependencyGraph, build_graph
 from slimray.pruning.importance import Importance, ScoringBatch, criteria, get_criterion, reduce_scores
 from slimray.pruning.optimizer import carry_optimizer
 from slimray.pruning.planner import MaskPlanner, PrunePlan
@@ -32,6 +32,7 @@ class PruneResult:
     before: ModelCost
     after: ModelCost
     durations: dict[str, float] = field(default_factory=dict)
+    frozen: list[Blocker] = field(default_factory=list)  # layers kept whole (partial pruning)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -44,6 +45,7 @@ class PruneResult:
             "flops_before": self.before.flops,
             "flops_after": self.after.flops,
             "durations": dict(self.durations),
+            "frozen": [{"path": b.path, "operation": b.operation, "reason": b.reason} for b in self.frozen],
         }
 
 
@@ -55,8 +57,10 @@ class Pruner:
         criterion: Any = "l1",
         planner: MaskPlanner | Mapping[str, Any] | None = None,
         reducer: Reducer | None = None,
+        strict: bool = False,
     ):
         self.criterion: Importance = get_criterion(criterion)
+        self.strict = bool(strict)  # refuse a model with any layer it cannot prune through
         if planner is None:
             planner = MaskPlanner()
         elif isinstance(planner, Mapping):
@@ -71,11 +75,13 @@ class Pruner:
         return {
             "criterion": criteria.serialize(self.criterion),
             "planner": self.planner.get_config(),
+            "strict": self.strict,
         }
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Pruner:
-        return cls(criterion=config["criterion"], planner=config["planner"])
+        strict = config.get("strict", False)
+        return cls(criterion=config["criterion"], planner=config["planner"], strict=strict)
 
     def plan(
         self,
@@ -88,7 +94,7 @@ class Pruner:
     ) -> PrunePlan:
         """Score locally, allreduce, and plan: the same plan on every worker."""
         durations = {} if durations is None else durations
-        graph = graph or build_graph(model)
+        graph = graph or build_graph(model, self.strict)
         start = time.perf_counter()
         local = self.criterion(graph, batch)
         durations["score"] = time.perf_counter() - start
@@ -109,7 +115,7 @@ class Pruner:
     ) -> PruneResult:
         """Physically remove the channels `plan` drops; the input model is not modified."""
         durations = {} if durations is None else durations
-        graph = graph or build_graph(model)
+        graph = graph or build_graph(model, self.strict)
         before = count_model(model, graph)
         start = time.perf_counter()
         shrunk = shrink(model, graph, plan)
@@ -120,7 +126,8 @@ class Pruner:
             {"id": g.id, "layers": list(g.layers), "size": g.size, "kept": list(plan.keep[g.id])}
             for g in graph.groups
         ]
-        return PruneResult(shrunk.model, new_optimizer, plan, groups, before, after, durations)
+        return PruneResult(shrunk.model, new_optimizer, plan, groups, before, after, durations,
+                           frozen=list(graph.blockers))  # fmt: skip
 
     def prune(
         self,
@@ -130,7 +137,7 @@ class Pruner:
         optimizer: Any = None,
         baseline_sizes: Mapping[str, int] | None = None,
     ) -> PruneResult:
-        graph = build_graph(model)
+        graph = build_graph(model, self.strict)
         durations: dict[str, float] = {}
         plan = self.plan(model, sparsity, batch, baseline_sizes, graph, durations)
         return self.apply(model, plan, optimizer, graph, durations)

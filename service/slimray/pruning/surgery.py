@@ -43,7 +43,7 @@ class ShrinkResult:
 def _layer_index(record: LayerRecord, graph: DependencyGraph, masks) -> dict[str, tuple]:
     """Per variable name, the kept positions along each channel axis."""
     index: dict[str, tuple] = {}
-    weights = {w.name: w for w in record.layer.weights}
+    weights = {w.name: w for w in record.weights}
     for name, axes in record.param_axes().items():
         shape = weights[name].shape
         idx: list[np.ndarray | slice] = [slice(None)] * len(shape)
@@ -74,6 +74,7 @@ class _Editor:
         inner = getattr(model, "_functional", None) or model
         input_layers = {t._keras_history.operation.name: t for t in inner.inputs}
         nested_in = self.graph.nested_inputs.get(id(model))
+        operations = {op.name: op for op in getattr(inner, "operations", model.layers)}
         for entry in config["layers"]:
             entry.pop("build_config", None)
             layer_cfg = entry["config"]
@@ -85,7 +86,7 @@ class _Editor:
                     shape[-1] = int(np.count_nonzero(self.keep(nested_in[pos])))
                     layer_cfg["batch_shape"] = shape
                 continue
-            layer = model.get_layer(name)
+            layer = operations.get(name)  # a layer, or an op node (not found by get_layer)
             if isinstance(layer, keras.Model):
                 entry["config"] = self.edit_model(layer, layer_cfg)
                 continue
@@ -111,19 +112,23 @@ def shrink(model: Any, graph: DependencyGraph, plan: PrunePlan) -> ShrinkResult:
     """Build the pruned model described by `plan` and copy the surviving weights into it."""
     masks = plan.masks(graph)
     config = _Editor(graph, masks).edit_model(model, model.get_config())
+    # registered classes, and every traced one (a frozen user layer is rebuilt as it was)
     scope = {cls.__name__: cls for cls in registered_classes()}
+    scope.update({type(r.layer).__name__: type(r.layer) for r in graph.layer_records()})
     with keras.saving.custom_object_scope(scope):
         new_model = type(model).from_config(config)
     moves: list[VariableMove] = []
     for record in graph.layer_records():
+        if not record.weights:  # nothing to copy (op nodes are not even layers)
+            continue
         new_layer = _find_new_layer(new_model, record.path)
         index = _layer_index(record, graph, masks)
-        if len(record.layer.weights) != len(new_layer.weights):
+        if len(record.weights) != len(new_layer.weights):
             raise ValueError(
                 f"Layer '{record.path}': rebuilt layer has {len(new_layer.weights)} variables, "
-                f"the original {len(record.layer.weights)}"
+                f"the original {len(record.weights)}"
             )
-        for old, new in zip(record.layer.weights, new_layer.weights, strict=True):
+        for old, new in zip(record.weights, new_layer.weights, strict=True):
             move = VariableMove(old, new, index.get(old.name, ()))
             value = move.take(keras.ops.convert_to_numpy(old))
             if tuple(value.shape) != tuple(new.shape):
@@ -143,7 +148,7 @@ def zero_pruned_channels(model: Any, graph: DependencyGraph, plan: PrunePlan) ->
     """
     masks = plan.masks(graph)
     for record in graph.layer_records():
-        weights = {w.name: w for w in record.layer.weights}
+        weights = {w.name: w for w in record.weights}
         for name, axes in record.param_axes().items():
             value = keras.ops.convert_to_numpy(weights[name]).copy()
             for axis, ids in axes.items():

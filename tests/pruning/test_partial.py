@@ -1,0 +1,154 @@
+"""Partial pruning (issue 11): layers and op nodes slimray cannot prune through are frozen, their
+channels kept whole, and everything else is pruned exactly; `strict` refuses such a model and
+names every blocker at once, with its path in nested models and op nodes as the user wrote them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import layers as L
+
+from slimray.pruning import (
+    BlockedModelError,
+    MaskPlanner,
+    Pruner,
+    build_graph,
+    get_criterion,
+    shrink,
+)
+from slimray.pruning.surgery import zero_pruned_channels
+from tests.pruning.zoo import randomize
+
+
+@keras.saving.register_keras_serializable(package="slimray_partial_tests")
+class Mystery(L.Layer):
+    """A user layer slimray has no handler for: a learned per-channel affine map."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="random_normal", name="w")
+
+    def call(self, x):
+        return x * self.w + 0.1
+
+
+BLOCKERS = {
+    "top_mystery": "tests.pruning.test_partial.Mystery",
+    "multiply": "keras.ops.multiply",
+    "add": "keras.ops.add",
+    "block/inner_mystery": "tests.pruning.test_partial.Mystery",
+}
+
+
+def _found(blockers) -> dict[str, str]:
+    """path -> operation; op nodes' auto-names lose Keras's per-session suffix (add_3 -> add)."""
+    return {re.sub(r"_\d+$", "", b.path): b.operation for b in blockers}
+
+
+def _model() -> keras.Model:
+    inner_in = keras.Input((6, 6, 12))
+    y = L.Conv2D(10, 1, name="inner_conv")(inner_in)
+    block = keras.Model(inner_in, Mystery(name="inner_mystery")(y), name="block")
+    inputs = keras.Input((8, 8, 3))
+    x = L.ReLU()(L.Conv2D(16, 3, name="c1")(inputs))
+    x = Mystery(name="top_mystery")(x)  # c1's channels reach it: kept whole
+    x = L.Conv2D(16, 1, name="c2")(x)
+    x = x * 0.5 + 1.0  # op nodes, not layers: c2's channels kept whole
+    x = L.ReLU()(L.Conv2D(12, 1, name="c3")(x))  # only supported layers downstream: pruned
+    x = block(x)
+    out = L.Dense(10, name="head")(L.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, out)
+    randomize(model, seed=0)
+    return model
+
+
+def _x(n=4, seed=1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, 8, 8, 3)).astype("float32")
+
+
+def test_strict_refuses_naming_every_blocker_with_its_path():
+    with pytest.raises(BlockedModelError) as err:
+        build_graph(_model(), strict=True)
+    assert _found(err.value.blockers) == BLOCKERS
+    message = str(err.value)
+    assert message.startswith("4 layer(s) cannot be pruned through")
+    for blocker in err.value.blockers:
+        assert f"'{blocker.path}' ({blocker.operation})" in message
+
+
+def test_without_strict_the_rest_is_pruned_exactly():
+    model = _model()
+    graph = build_graph(model)
+    assert _found(graph.blockers) == BLOCKERS
+    assert [g.id for g in graph.groups] == ["c3"]  # c1, c2 and inner_conv reach a blocker
+    plan = MaskPlanner().plan(graph, get_criterion("l1")(graph), 0.5)
+    small = shrink(model, graph, plan).model
+    assert small.get_layer("c3").filters == 6 and small.get_layer("c1").filters == 16
+    assert small.get_layer("block").get_layer("inner_conv").kernel.shape == (1, 1, 6, 10)
+    assert small.count_params() < model.count_params()
+    x = _x()
+    before = np.asarray(model(x))
+    zero_pruned_channels(model, graph, plan)
+    after = np.asarray(model(x))
+    assert not np.allclose(before, after, atol=1e-4)  # the removed channels carried signal
+    np.testing.assert_allclose(np.asarray(small(x)), after, atol=1e-5)
+
+
+def test_a_partially_pruned_model_saves_reloads_and_keeps_training_like_the_big_one(tmp_path):
+    model = _model()
+    optimizer = keras.optimizers.SGD(learning_rate=0.05, momentum=0.9)
+    x, y = _x(8, seed=2), np.arange(8) % 10
+    _step(model, optimizer, x, y)  # momentum is now non-zero
+    result = Pruner("l2").prune(model, 0.5, optimizer=optimizer)
+    frozen = result.summary()["frozen"]
+    assert {re.sub(r"_\d+$", "", b["path"]): b["operation"] for b in frozen} == BLOCKERS
+    assert result.after.params < result.before.params and result.after.flops < result.before.flops
+    graph = build_graph(model)
+    zero_pruned_channels(model, graph, result.plan)
+    x2 = _x(8, seed=3)
+    big = _step(model, optimizer, x2, y)
+    small = _step(result.model, result.optimizer, x2, y)
+    assert small == pytest.approx(big, abs=1e-5)
+    result.model.save(tmp_path / "small.keras")
+    reloaded = keras.models.load_model(tmp_path / "small.keras", compile=False)
+    np.testing.assert_allclose(np.asarray(reloaded(x2)), np.asarray(result.model(x2)), atol=1e-6)
+
+
+def _step(model, optimizer, x, y) -> float:
+    with tf.GradientTape() as tape:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+    return float(loss)
+
+
+def test_the_cli_reports_frozen_op_nodes_and_strict_refuses_them(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, name="c1")(inputs)
+    x = x * 0.5 + 1.0  # op nodes: a model plain Keras loads without custom objects
+    x = L.Conv2D(8, 3, name="c2")(x)
+    out = L.Dense(3)(L.Flatten()(x))
+    keras.Model(inputs, out).save(tmp_path / "m.keras")
+    args = [sys.executable, "-m", "slimray.cli", "prune", str(tmp_path / "m.keras"), "--sparsity", "0.5",
+            "--output", str(tmp_path / "small.keras"), "--report", str(tmp_path / "r.json")]  # fmt: skip
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    frozen = [(b["path"], b["operation"]) for b in report["frozen"]]
+    assert [(re.sub(r"_\d+$", "", p), op) for p, op in frozen] == [
+        ("multiply", "keras.ops.multiply"), ("add", "keras.ops.add")]  # fmt: skip
+    assert [g["id"] for g in report["groups"]] == ["c2"] and report["params_after"] < report["params_before"]
+    assert "Kept whole" in proc.stdout
+    strict = subprocess.run([*args, "--strict"], capture_output=True, text=True, env=env, timeout=300)
+    text = " ".join(strict.stdout.split())
+    assert strict.returncode == 2 and "2 layer(s) cannot be pruned through" in text
+    for path, operation in frozen:
+        assert f"'{path}' ({operation})" in text
