@@ -125,7 +125,7 @@ def test_shared_layer_ties_its_inputs_and_outputs():
 def test_unsupported_layer_error_names_layer_and_class():
     inputs = keras.Input((4, 4, 3))
     x = L.Conv2D(4, 1, name="c")(inputs)
-    x = L.Reshape((16, 4), name="odd_reshape")(x)
+    x = L.Reshape((4, 16), name="odd_reshape")(x)  # the channel axis mixed with a spatial one
     out = L.Dense(2)(L.Flatten()(x))
     with pytest.raises(UnsupportedLayerError, match=r"'odd_reshape'.*Reshape.*register_layer"):
         build_graph(keras.Model(inputs, out), strict=True)

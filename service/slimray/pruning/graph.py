@@ -118,6 +118,19 @@ def _shape(t: Any) -> tuple[int | None, ...]:
     return tuple(t.shape)
 
 
+def _constant_shapes(node: Any) -> tuple[tuple[int, ...], ...]:
+    """Shapes of an op node's non-tensor operands (numbers and arrays; `()` for a number)."""
+    arguments = getattr(node, "arguments", None)
+    if arguments is None:
+        return ()
+    flat = keras.tree.flatten(list(arguments.args))
+    return tuple(
+        tuple(np.shape(a))
+        for a in flat
+        if not isinstance(a, keras.KerasTensor) and (isinstance(a, int | float) or hasattr(a, "shape"))
+    )
+
+
 class DependencyGraph:
     """Traces a model once; answers which group/channel every weight position belongs to.
 
@@ -235,6 +248,7 @@ class DependencyGraph:
         call = Call(
             in_shapes=tuple(_shape(t) for t in node.input_tensors),
             out_shapes=tuple(_shape(t) for t in node.output_tensors),
+            constants=_constant_shapes(node),
         )
         known = self.records.get(id(op))
         try:

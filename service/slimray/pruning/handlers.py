@@ -20,10 +20,12 @@ class UnsupportedLayerError(ValueError):
 
 @dataclass(frozen=True)
 class Call:
-    """Shapes seen by one call of a layer (batch dimension included, may be None)."""
+    """Shapes seen by one call of a layer (batch dimension included, may be None), and of its
+    non-tensor operands (an op node's constants: `()` for a Python number)."""
 
     in_shapes: tuple[tuple[int | None, ...], ...]
     out_shapes: tuple[tuple[int | None, ...], ...]
+    constants: tuple[tuple[int, ...], ...] = ()
 
 
 class Tracer(Protocol):
@@ -160,6 +162,68 @@ class PassThroughHandler(LayerHandler):
         if self.window_attr:
             per = math.prod(getattr(layer, self.window_attr))
         return per * _elements(call.out_shapes[0])
+
+
+class ReshapeHandler(LayerHandler):
+    """`Reshape` that keeps the channel axis last and whole (squeeze-and-excite's `(1, 1, C)`, a
+    head's `(classes,)`): row-major order leaves every channel where it was. Any other reshape
+    mixes channels with other axes and is refused."""
+
+    def trace(self, layer, inputs, call, graph):
+        before, after = call.in_shapes[0], call.out_shapes[0]
+        if before[-1] != after[-1]:
+            raise UnsupportedLayerError(
+                f"Reshape '{layer.name}' mixes the channel axis with others: {before[1:]} -> {after[1:]}"
+            )
+        return [inputs[0]]
+
+    def resize(self, config, in_keep, out_keep):
+        target = list(config["target_shape"])
+        if target[-1] != -1:
+            target[-1] = _keep_count(out_keep[0])
+        return {**config, "target_shape": tuple(target)}
+
+
+class PermuteHandler(PassThroughHandler):
+    """`Permute` that leaves the channel axis last: channels pass through; any other is refused."""
+
+    def trace(self, layer, inputs, call, graph):
+        dims = tuple(layer.dims)
+        if dims[-1] != len(dims):
+            raise UnsupportedLayerError(f"Permute '{layer.name}' moves the channel axis: dims={dims}")
+        return [inputs[0]]
+
+
+class ElementwiseOpHandler(LayerHandler):
+    """An element-wise Keras op node (`x + 3.0`, `x * y`, `keras.ops.sigmoid(x)`, hard-swish's
+    `x * relu6(x + 3) / 6`): operands carrying the channels are tied like `Add`; an operand
+    broadcast over channels (last axis 1) and every constant must be the same for all channels
+    (a number, or last axis 1), since a per-channel constant cannot be sliced."""
+
+    def __init__(self, flops_per_element: int = 1):
+        self.flops_per_element = flops_per_element
+
+    def trace(self, layer, inputs, call, graph):
+        channels = call.out_shapes[0][-1] if call.out_shapes[0] else None
+        for shape in call.constants:
+            if shape and shape[-1] != 1:
+                raise UnsupportedLayerError(
+                    f"op node '{layer.name}' has a per-channel constant of shape {shape}"
+                )
+        carrying = [
+            ids for ids, shape in zip(inputs, call.in_shapes, strict=True) if shape and shape[-1] == channels
+        ]
+        if not carrying:
+            raise UnsupportedLayerError(f"op node '{layer.name}' changes the channel count")
+        for ids, shape in zip(inputs, call.in_shapes, strict=True):
+            if shape and shape[-1] == channels:
+                graph.union(carrying[0], ids, where=layer.name)
+            else:
+                graph.fix(ids)  # broadcast across channels (last axis 1)
+        return [carrying[0]]
+
+    def flops(self, layer, call):
+        return self.flops_per_element * _elements(call.out_shapes[0])
 
 
 class ChannelMixingPassThroughHandler(PassThroughHandler):
@@ -454,3 +518,17 @@ for _cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
 for _cls in (L.SeparableConv1D, L.SeparableConv2D):
     register_layer(_cls, SeparableConvHandler())
 register_layer(L.Embedding, EmbeddingHandler())
+register_layer(L.Reshape, ReshapeHandler())
+register_layer(L.Permute, PermuteHandler())
+
+# element-wise Keras op nodes (functional models written with operators or keras.ops)
+_ELEMENTWISE_OPS = {
+    keras.src.ops.numpy: ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum",
+                          "Negative", "Absolute", "Abs", "Square", "Sqrt", "Exp", "Log", "Tanh", "Clip"),
+    keras.src.ops.nn: ("Relu", "Relu6", "Sigmoid", "HardSigmoid", "HardSilu", "Silu", "Gelu", "Elu",
+                       "Selu", "LeakyRelu", "Softplus", "Softsign", "HardTanh"),
+}  # fmt: skip
+for _module, _names in _ELEMENTWISE_OPS.items():
+    for _name in _names:
+        if isinstance(_op := getattr(_module, _name, None), type):
+            register_layer(_op, ElementwiseOpHandler())

@@ -108,14 +108,19 @@ def _find_new_layer(new_model: Any, path: str) -> Any:
     return layer
 
 
+def _user_classes(graph: DependencyGraph) -> dict[str, type]:
+    """Classes from_config must be told about: registered and traced ones (a frozen user layer
+    is rebuilt as it was) that are not Keras's own; Keras resolves its own by module, and their
+    bare names clash (the `Multiply` layer and the `multiply` op node's class)."""
+    classes = set(registered_classes()) | {type(r.layer) for r in graph.layer_records()}
+    return {c.__name__: c for c in classes if not c.__module__.startswith("keras.")}
+
+
 def shrink(model: Any, graph: DependencyGraph, plan: PrunePlan) -> ShrinkResult:
     """Build the pruned model described by `plan` and copy the surviving weights into it."""
     masks = plan.masks(graph)
     config = _Editor(graph, masks).edit_model(model, model.get_config())
-    # registered classes, and every traced one (a frozen user layer is rebuilt as it was)
-    scope = {cls.__name__: cls for cls in registered_classes()}
-    scope.update({type(r.layer).__name__: type(r.layer) for r in graph.layer_records()})
-    with keras.saving.custom_object_scope(scope):
+    with keras.saving.custom_object_scope(_user_classes(graph)):
         new_model = type(model).from_config(config)
     moves: list[VariableMove] = []
     for record in graph.layer_records():
