@@ -5,7 +5,7 @@ Pure Keras + numpy; the cross-worker allreduce arrives as a `Reducer`.
 
 from slimray.pruning.counting import LayerCost, ModelCost, count_model
 from slimray.pruning.graph import BlockedModelError, Blocker, DependencyGraph, Group, build_graph
-from slimray.pruning.handlers import LayerHandler, UnsupportedLayerError, register_layer
+from slimray.pruning.handlers import LayerHandler, UnsupportedLayerError, register_layer, register_scale_layer
 from slimray.pruning.importance import (
     Importance,
     ScoringBatch,
@@ -47,6 +47,7 @@ __all__ = [
     "get_schedule",
     "register_layer",
     "register_optimizer_slots",
+    "register_scale_layer",
     "schedules",
     "score_groups",
     "shrink",

@@ -285,6 +285,58 @@ class BatchNormalizationHandler(PassThroughHandler):
         return {w.name: {0: in_ids[0]} for w in layer.weights}
 
 
+class PerChannelHandler(PassThroughHandler):
+    """A layer that scales (or shifts) each channel by its own learned value, like ConvNeXt's
+    `LayerScale`: every variable whose last axis is the channel axis is sliced with it, and
+    `size_key` (e.g. "projection_dim") names the config entry holding the channel count."""
+
+    def __init__(self, size_key: str | None = None, flops_per_element: int = 1):
+        super().__init__(flops_per_element=flops_per_element)
+        self.size_key = size_key
+
+    def param_axes(self, layer, in_ids, out_ids):
+        channels = len(in_ids[0])
+        return {w.name: {len(w.shape) - 1: in_ids[0]} for w in layer.weights
+                if len(w.shape) >= 1 and w.shape[-1] == channels}  # fmt: skip
+
+    def resize(self, config, in_keep, out_keep):
+        if self.size_key is None:
+            return config
+        return {**config, self.size_key: _keep_count(in_keep[0])}
+
+
+def register_scale_layer(layer_class: type, size_key: str | None = None) -> None:
+    """Teach slimray a per-channel scale/shift layer in one call, e.g.
+    `register_scale_layer(LayerScale, size_key="projection_dim")`: channels pass through and
+    each variable's channel axis (its last) is sliced with them."""
+    register_layer(layer_class, PerChannelHandler(size_key))
+
+
+class NormalizationHandler(PerChannelHandler):
+    """`Normalization` over the channel axis: its mean and variance (adapted variables, or
+    constants given in the config) are sliced with the channels."""
+
+    def __init__(self):
+        super().__init__(flops_per_element=2)
+
+    def trace(self, layer, inputs, call, graph):
+        rank = len(call.in_shapes[0])
+        if tuple(layer.axis) not in ((-1,), (rank - 1,)):
+            raise UnsupportedLayerError(
+                f"Layer '{layer.name}' (Normalization) normalizes axis={layer.axis}; only the last "
+                "(channel) axis alone is supported."
+            )
+        return [inputs[0]]
+
+    def resize(self, config, in_keep, out_keep):
+        config = dict(config)
+        for key in ("mean", "variance"):
+            value = config.get(key)
+            if value is not None and np.ndim(value) >= 1 and np.shape(value)[-1] == len(in_keep[0]):
+                config[key] = np.asarray(value)[..., in_keep[0]].tolist()
+        return config
+
+
 class LayerNormalizationHandler(PassThroughHandler):
     """Scale/shift per channel when the channel axis is normalized.
 
@@ -519,6 +571,13 @@ for _cls in (L.SeparableConv1D, L.SeparableConv2D):
     register_layer(_cls, SeparableConvHandler())
 register_layer(L.Embedding, EmbeddingHandler())
 register_layer(L.Reshape, ReshapeHandler())
+register_layer(L.Normalization, NormalizationHandler())
+try:  # ConvNeXt's per-channel residual scale
+    from keras.src.applications.convnext import LayerScale as _LayerScale
+
+    register_scale_layer(_LayerScale, size_key="projection_dim")
+except ImportError:  # a Keras without it: nothing to register
+    pass
 register_layer(L.Permute, PermuteHandler())
 
 # element-wise Keras op nodes (functional models written with operators or keras.ops)

@@ -143,6 +143,8 @@ def shrink(model: Any, graph: DependencyGraph, plan: PrunePlan) -> ShrinkResult:
                 )
             new.assign(value)
             moves.append(move)
+        if callable(finalize := getattr(new_layer, "finalize_state", None)):
+            finalize()  # state derived from the variables (Normalization's mean and variance)
     return ShrinkResult(new_model, moves)
 
 

@@ -1,0 +1,110 @@
+"""Issue 11: per-channel layers pruned exactly: `Normalization` (adapted variables, or mean and
+variance given as constants in its config), ConvNeXt's `LayerScale`, and a user's own scale layer
+taught with one `register_scale_layer` call; optimizer state carries over."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import layers as L
+from keras.src.applications.convnext import LayerScale
+
+from slimray.pruning import MaskPlanner, Pruner, build_graph, get_criterion, register_scale_layer, shrink
+from slimray.pruning.handlers import _HANDLERS
+from slimray.pruning.surgery import zero_pruned_channels
+from tests.pruning.zoo import randomize
+
+
+@keras.saving.register_keras_serializable(package="slimray_scale_tests")
+class ChannelBias(L.Layer):
+    """A user layer: adds a learned value to each of `channels` channels."""
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.bias = self.add_weight(shape=(channels,), initializer="random_normal", name="bias")
+
+    def call(self, x):
+        return x + self.bias
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+def _model() -> keras.Model:
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(16, 3, padding="same", name="c1")(inputs)
+    adapted = L.Normalization(name="adapted")
+    x = adapted(x)
+    x = LayerScale(0.5, 16, name="layer_scale")(x)
+    x = L.Normalization(
+        mean=rng.random(16).tolist(), variance=(1 + rng.random(16)).tolist(), name="constant"
+    )(x)
+    x = ChannelBias(16, name="user_bias")(x)
+    x = L.ReLU()(x)
+    x = L.Conv2D(8, 1, name="c2")(x)
+    model = keras.Model(inputs, L.Dense(10, name="head")(L.GlobalAveragePooling2D()(x)))
+    randomize(model, seed=0)
+    adapted.adapt_mean.assign(rng.normal(size=16).astype("float32"))  # as `adapt` would
+    adapted.adapt_variance.assign((1 + rng.random(16)).astype("float32"))
+    adapted.finalize_state()
+    return model
+
+
+def _x(n=4, seed=1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, 8, 8, 3)).astype("float32")
+
+
+@pytest.fixture
+def user_layer_registered():
+    register_scale_layer(ChannelBias, size_key="channels")  # the one call
+    yield
+    del _HANDLERS[ChannelBias]
+
+
+def test_per_channel_layers_are_sliced_exactly(user_layer_registered):
+    model = _model()
+    graph = build_graph(model, strict=True)
+    assert {g.id for g in graph.groups} == {"c1", "c2"}
+    plan = MaskPlanner().plan(graph, get_criterion("l1")(graph), 0.5)
+    small = shrink(model, graph, plan).model
+    assert small.get_layer("adapted").adapt_mean.shape == (8,)
+    assert small.get_layer("layer_scale").projection_dim == 8
+    assert len(small.get_layer("constant").get_config()["mean"]) == 8
+    assert small.get_layer("user_bias").channels == 8
+    x = _x()
+    before = np.asarray(model(x))
+    zero_pruned_channels(model, graph, plan)
+    after = np.asarray(model(x))
+    assert not np.allclose(before, after, atol=1e-4)
+    # a zeroed channel still gets the normalization shift and the user's bias, but c2's weights
+    # from it are zeroed too: it adds nothing, as in the small model where it is gone
+    np.testing.assert_allclose(np.asarray(small(x)), after, atol=1e-5)
+
+
+def test_optimizer_state_carries_over(user_layer_registered, tmp_path):
+    model = _model()
+    optimizer = keras.optimizers.Adam(learning_rate=0.01)
+    x, y = _x(8, seed=2), np.arange(8) % 10
+    _step(model, optimizer, x, y)
+    result = Pruner("l2").prune(model, 0.5, optimizer=optimizer)
+    assert result.frozen == []
+    zero_pruned_channels(model, build_graph(model), result.plan)
+    x2 = _x(8, seed=3)
+    assert _step(result.model, result.optimizer, x2, y) == pytest.approx(
+        _step(model, optimizer, x2, y), abs=1e-5
+    )
+    result.model.save(tmp_path / "small.keras")
+    reloaded = keras.models.load_model(tmp_path / "small.keras", compile=False)
+    np.testing.assert_allclose(np.asarray(reloaded(x2)), np.asarray(result.model(x2)), atol=1e-6)
+
+
+def _step(model, optimizer, x, y) -> float:
+    with tf.GradientTape() as tape:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+    return float(loss)
