@@ -447,17 +447,42 @@ class DenseHandler(_ProducerHandler):
 
 
 class ConvHandler(_ProducerHandler):
-    """Conv1D/2D/3D: kernel is (*window, in, out)."""
+    """Conv1D/2D/3D: kernel is (*window, in / groups, out). A grouped convolution with one input
+    channel per group (depthwise written as `groups=C`, as ConvNeXt does) is a depthwise one: each
+    input channel yields `filters / groups` outputs at c * m + k, pruned with it. Groups of
+    several input channels mix them and are refused."""
+
+    def trace(self, layer, inputs, call, graph):
+        groups = getattr(layer, "groups", 1)
+        if groups == 1:
+            return super().trace(layer, inputs, call, graph)
+        _channels_last(layer, layer.name)
+        if call.in_shapes[0][-1] != groups:
+            raise UnsupportedLayerError(
+                f"Layer '{layer.name}' ({type(layer).__name__}) has groups={groups} of "
+                f"{call.in_shapes[0][-1] // groups} input channels each; only grouped convolutions "
+                "with one input channel per group (depthwise-style) are supported."
+            )
+        return [np.repeat(inputs[0], layer.filters // groups)]
 
     def param_axes(self, layer, in_ids, out_ids):
         nd = len(layer.kernel.shape)
-        axes = {"kernel": {nd - 2: in_ids[0], nd - 1: out_ids[0]}}
+        if getattr(layer, "groups", 1) == 1:
+            axes = {"kernel": {nd - 2: in_ids[0], nd - 1: out_ids[0]}}
+        else:  # depthwise-style: the kernel's input axis has one position
+            axes = {"kernel": {nd - 1: out_ids[0]}}
         if layer.use_bias:
             axes["bias"] = {0: out_ids[0]}
         return axes
 
+    def resize(self, config, in_keep, out_keep):
+        config = super().resize(config, in_keep, out_keep)
+        if config.get("groups", 1) != 1:
+            config["groups"] = _keep_count(in_keep[0])
+        return config
+
     def flops(self, layer, call):
-        cin = call.in_shapes[0][-1]
+        cin = call.in_shapes[0][-1] // getattr(layer, "groups", 1)
         return 2 * math.prod(layer.kernel_size) * cin * _elements(call.out_shapes[0])
 
 
