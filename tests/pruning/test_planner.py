@@ -102,3 +102,28 @@ def test_bad_sparsity_echoes_the_value(sparsity):
 def test_planner_config_round_trips():
     planner = MaskPlanner(scope="global", min_channels=3, round_to=8, normalizer="max")
     assert MaskPlanner.from_config(planner.get_config()) == planner
+
+
+def test_a_group_spanning_several_producers_never_empties_one():
+    """Regression: Concatenate([a, b]) tied to c by an Add is one group; with a's channels
+    scored lowest the plan dropped all of them and surgery built Conv2D(filters=0)."""
+    from slimray.pruning import shrink
+    from slimray.pruning.surgery import zero_pruned_channels
+
+    inputs = keras.Input((8, 8, 3))
+    a = L.Conv2D(4, 1, name="a")(inputs)
+    b = L.Conv2D(4, 1, name="b")(inputs)
+    c = L.Conv2D(8, 1, name="c")(inputs)
+    x = L.Add()([L.Concatenate()([a, b]), c])
+    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(x)))
+    graph = build_graph(model)
+    [group] = graph.groups
+    assert sorted(group.segments) == [(0, 1, 2, 3), (0, 1, 2, 3, 4, 5, 6, 7), (4, 5, 6, 7)]
+    for scope in ("local", "global"):
+        plan = MaskPlanner(scope=scope).plan(graph, [np.array([0, 0, 0, 0, 1, 1, 1, 1.0])], 0.5)
+        assert len(plan.keep[group.id]) == 4 and plan.keep[group.id][0] < 4  # one of a's stays
+        small = shrink(model, graph, plan).model
+        assert small.get_layer("a").filters == 1 and small.get_layer("b").filters == 3
+    zero_pruned_channels(model, graph, plan)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(small(x)), np.asarray(model(x)), atol=1e-5)

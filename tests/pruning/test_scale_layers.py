@@ -108,3 +108,20 @@ def _step(model, optimizer, x, y) -> float:
     grads = tape.gradient(loss, model.trainable_variables)
     optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
     return float(loss)
+
+
+def test_inception_resnets_scaled_residual_sum_ties_both_branches():
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    inputs = keras.Input((8, 8, 3))
+    shortcut = L.Conv2D(16, 1, name="shortcut")(inputs)
+    residual = L.Conv2D(16, 3, padding="same", name="residual")(L.ReLU()(shortcut))
+    x = CustomScaleLayer(0.17, name="scaled_sum")([shortcut, residual])
+    model = keras.Model(inputs, L.Dense(10)(L.GlobalAveragePooling2D()(L.ReLU()(x))))
+    randomize(model, seed=0)
+    graph = build_graph(model, strict=True)
+    assert {g.id for g in graph.groups} == {"residual+shortcut"}
+    plan = MaskPlanner().plan(graph, get_criterion("l1")(graph), 0.5)
+    small = shrink(model, graph, plan).model
+    zero_pruned_channels(model, graph, plan)
+    np.testing.assert_allclose(np.asarray(small(_x())), np.asarray(model(_x())), atol=1e-5)

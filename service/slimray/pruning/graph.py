@@ -75,12 +75,15 @@ class BlockedModelError(UnsupportedLayerError):
 
 @dataclass(frozen=True)
 class Group:
-    """Channels that are removed together; `size` counts the prunable channels."""
+    """Channels that are removed together; `size` counts the prunable channels. `segments`: the
+    channels each producer contributes (several when a Concatenate is tied to another tensor);
+    a plan keeps at least one of each, or a layer would be left with no channels."""
 
     index: int
     id: str
     size: int
     layers: tuple[str, ...]
+    segments: tuple[tuple[int, ...], ...] = ()
 
 
 def _functional_of(model: Any, path: str) -> Any:
@@ -318,12 +321,18 @@ class DependencyGraph:
                     touched.update(self._atom_group[ids].tolist())
             for g in touched - {-1}:
                 members[g].append(record.path)
+        segments: dict[int, dict[int, set[int]]] = {g: {} for g in range(len(group_roots))}
+        for atom in range(n):  # by the space each atom was created in: one producer's outputs
+            g = int(self._atom_group[atom])
+            if g >= 0:
+                segments[g].setdefault(self._space[atom], set()).add(int(self._atom_chan[atom]))
         self.groups = [
             Group(
                 index=g,
                 id="+".join(sorted(owners[g])) or f"group{g}",
                 size=len(group_roots[g]),
                 layers=tuple(members[g]),
+                segments=tuple(tuple(sorted(c)) for c in segments[g].values()),
             )
             for g in range(len(group_roots))
         ]

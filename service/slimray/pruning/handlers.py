@@ -597,11 +597,14 @@ for _cls in (L.SeparableConv1D, L.SeparableConv2D):
 register_layer(L.Embedding, EmbeddingHandler())
 register_layer(L.Reshape, ReshapeHandler())
 register_layer(L.Normalization, NormalizationHandler())
-try:  # ConvNeXt's per-channel residual scale
+try:  # keras.applications' own layers: ConvNeXt's per-channel residual scale, and
+    # InceptionResNetV2's `shortcut + residual * scale` (a merge of two tensors, like Add)
     from keras.src.applications.convnext import LayerScale as _LayerScale
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer as _CustomScaleLayer
 
     register_scale_layer(_LayerScale, size_key="projection_dim")
-except ImportError:  # a Keras without it: nothing to register
+    register_layer(_CustomScaleLayer, ElementwiseMergeHandler())
+except ImportError:  # a Keras without them: nothing to register
     pass
 register_layer(L.Permute, PermuteHandler())
 

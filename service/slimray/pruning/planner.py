@@ -72,6 +72,20 @@ class PrunePlan:
         )
 
 
+def _choose(group: Any, scores: np.ndarray, k: int) -> tuple[int, ...]:
+    """The `k` best channels, but at least the best of each producer's segment: a group that
+    spans several producers (a Concatenate tied to another tensor) never empties one of them."""
+    order = _order(scores)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    chosen = {min(seg, key=lambda c: rank[c]) for seg in group.segments if seg}
+    for c in order.tolist():
+        if len(chosen) >= k:
+            break
+        chosen.add(int(c))
+    return tuple(sorted(int(c) for c in chosen))
+
+
 def _order(scores: np.ndarray) -> np.ndarray:
     """Channel indices from most to least important; ties go to the lower index."""
     return np.lexsort((np.arange(len(scores)), -scores))
@@ -135,8 +149,7 @@ class MaskPlanner(Configurable):
             counts = self._global_keep(groups, scores, base, sparsity)
         keep = {}
         for group, s, k in zip(groups, scores, counts, strict=True):
-            k = self._rounded(k, group.size)
-            keep[group.id] = tuple(sorted(int(i) for i in _order(np.asarray(s))[:k]))
+            keep[group.id] = _choose(group, np.asarray(s), self._rounded(k, group.size))
         return PrunePlan(keep=keep, sizes={g.id: g.size for g in groups})
 
     def _floor(self, size: int) -> int:
