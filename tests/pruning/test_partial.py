@@ -148,3 +148,36 @@ def test_the_cli_reports_frozen_layers_and_strict_refuses_them(tmp_path):
     text = " ".join(strict.stdout.split())
     assert strict.returncode == 2 and "1 layer(s) cannot be pruned through" in text
     assert "'mix' (keras.layers.Reshape)" in text and "mixes the channel axis" in text
+
+
+@keras.saving.register_keras_serializable(package="slimray_partial_tests")
+class TinyNet(keras.Model):
+    """A subclassed model used as a layer: the tracer cannot enter it."""
+
+    def __init__(self, units: int = 6, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.dense = L.Dense(units)
+
+    def call(self, x):
+        return self.dense(x)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_a_nested_subclassed_model_is_frozen_and_the_rest_pruned():
+    inputs = keras.Input((8,))
+    x = L.Dense(12, activation="relu", name="d1")(inputs)
+    x = L.Dense(10, activation="relu", name="d2")(x)
+    x = TinyNet(name="tiny")(x)
+    model = keras.Model(inputs, L.Dense(3, name="head")(L.ReLU()(L.Dense(9, name="d3")(x))))
+    randomize(model, seed=0)
+    graph = build_graph(model)
+    assert [(b.path, b.operation) for b in graph.blockers] == [("tiny", "tests.pruning.test_partial.TinyNet")]
+    assert {g.id for g in graph.groups} == {"d1", "d3"}  # d2 feeds the frozen model
+    plan = MaskPlanner().plan(graph, get_criterion("l1")(graph), 0.5)
+    small = shrink(model, graph, plan).model
+    x = np.random.default_rng(1).normal(size=(4, 8)).astype("float32")
+    zero_pruned_channels(model, graph, plan)
+    np.testing.assert_allclose(np.asarray(small(x)), np.asarray(model(x)), atol=1e-5)

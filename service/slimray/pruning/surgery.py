@@ -87,8 +87,8 @@ class _Editor:
                     layer_cfg["batch_shape"] = shape
                 continue
             layer = operations.get(name)  # a layer, or an op node (not found by get_layer)
-            if isinstance(layer, keras.Model):
-                entry["config"] = self.edit_model(layer, layer_cfg)
+            if isinstance(layer, keras.Model) and id(layer) in self.graph.nested_inputs:
+                entry["config"] = self.edit_model(layer, layer_cfg)  # traced: frozen ones stay
                 continue
             record = self.by_layer.get(id(layer))
             if record is None:
