@@ -139,14 +139,6 @@ def test_channels_first_is_refused_with_the_layer_name():
         build_graph(keras.Model(inputs, out), strict=True)
 
 
-def test_grouped_convolution_is_refused():
-    inputs = keras.Input((8, 8, 4))
-    x = L.Conv2D(4, 3, groups=2, name="grouped")(inputs)
-    out = L.Dense(2)(L.Flatten()(x))
-    with pytest.raises(UnsupportedLayerError, match=r"'grouped'.*groups=2"):
-        build_graph(keras.Model(inputs, out), strict=True)
-
-
 def test_subclassed_model_is_refused():
     class Net(keras.Model):
         def __init__(self):

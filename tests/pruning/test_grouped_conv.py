@@ -1,6 +1,6 @@
-"""Issue 11: grouped convolutions with one input channel per group (depthwise written as
-`Conv2D(groups=C)`, as ConvNeXt does, with or without a channel multiplier) prune exactly with
-their input channels; optimizer state carries over; groups that mix channels freeze them."""
+"""Issue 11: grouped convolutions prune exactly by whole groups: one input channel per group
+(depthwise written as `Conv2D(groups=C)`, as ConvNeXt does, with or without a multiplier) or
+several (ResNeXt); optimizer state carries over."""
 
 from __future__ import annotations
 
@@ -45,12 +45,31 @@ def test_optimizer_state_carries_over(tmp_path):
     assert result.frozen == []
 
 
-def test_groups_of_several_channels_freeze_them():
+def _resnext() -> keras.Model:
+    """ResNeXt-style: 4 groups of 3 input channels, 2 outputs each."""
     inputs = keras.Input((8, 8, 3))
-    x = L.Conv2D(8, 1, name="c1")(inputs)
-    x = L.Conv2D(8, 3, groups=2, name="grouped")(x)
-    out = L.Dense(3)(L.Flatten()(x))
-    graph = build_graph(keras.Model(inputs, out))
-    [blocker] = graph.blockers
-    assert blocker.path == "grouped" and "4 input channels each" in blocker.reason
-    assert "c1" not in {g.id for g in graph.groups}
+    stem = L.Conv2D(12, 1, name="stem")(inputs)
+    x = L.Conv2D(8, 3, padding="same", groups=4, name="grouped")(stem)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.Conv2D(12, 1, name="expand")(L.ReLU()(x))
+    model = keras.Model(inputs, L.Dense(10, name="head")(L.GlobalAveragePooling2D()(x)))
+    randomize(model, seed=5)
+    return model
+
+
+def test_groups_of_several_channels_are_pruned_whole():
+    model = _resnext()
+    graph = build_graph(model, strict=True)
+    assert graph.group_by_id("stem").size == 4  # one prunable unit per group of 3 channels
+    assert graph.group_by_id("expand").size == 12
+    plan = MaskPlanner().plan(graph, get_criterion("l1")(graph), 0.5)
+    small = check_dead_channels(model, graph, plan, _x())
+    grouped = small.get_layer("grouped")
+    assert (grouped.groups, grouped.filters, grouped.kernel.shape[-2]) == (2, 4, 3)
+    assert small.get_layer("bn").gamma.shape == (4,)
+
+
+def test_whole_group_pruning_carries_optimizer_state(tmp_path):
+    optimizer = keras.optimizers.Adam(learning_rate=0.01)
+    result = check_carry_over(_resnext(), optimizer, _x(8, seed=2), _x(8, seed=3), tmp_path)
+    assert result.frozen == [] and result.model.get_layer("grouped").groups == 2

@@ -3,6 +3,7 @@ that must be removed together, and which weight slices each channel owns."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from slimray.pruning.handlers import (
     UnsupportedLayerError,
     describe_operation,
     handler_for,
+    weight_key,
 )
 
 
@@ -38,6 +40,10 @@ class LayerRecord:
     def weights(self) -> list[Any]:
         """The layer's variables; none for an op node (an operation, not a layer)."""
         return list(getattr(self.layer, "weights", []))
+
+    def weights_by_key(self) -> dict[str, Any]:
+        """The variables by their key in `param_axes` (see `handlers.weight_key`)."""
+        return {weight_key(self.layer, w): w for w in self.weights}
 
 
 @dataclass
@@ -121,6 +127,27 @@ def _shape(t: Any) -> tuple[int | None, ...]:
     return tuple(t.shape)
 
 
+def _input_roles(node: Any) -> tuple[str, ...]:
+    """The argument name each of a layer call's input tensors was passed as, in
+    `node.input_tensors` order (Keras flattens `(args, kwargs)` the same way)."""
+    arguments, call = getattr(node, "arguments", None), getattr(node.operation, "call", None)
+    if arguments is None or call is None:
+        return ()
+    try:
+        params = list(inspect.signature(call).parameters)
+    except (TypeError, ValueError):
+        return ()
+    named = tuple(
+        keras.tree.map_structure(lambda _, n=params[i] if i < len(params) else f"arg{i}": n, a)
+        for i, a in enumerate(arguments.args)
+    )
+    kw = {k: keras.tree.map_structure(lambda _, n=k: n, v) for k, v in arguments.kwargs.items()}
+    flat_values = keras.tree.flatten((arguments.args, arguments.kwargs))
+    flat_names = keras.tree.flatten((named, kw))
+    roles = tuple(n for n, v in zip(flat_names, flat_values, strict=True) if isinstance(v, keras.KerasTensor))
+    return roles if len(roles) == len(node.input_tensors) else ()
+
+
 def _constant_shapes(node: Any) -> tuple[tuple[int, ...], ...]:
     """Shapes of an op node's non-tensor operands (numbers and arrays; `()` for a number)."""
     arguments = getattr(node, "arguments", None)
@@ -177,11 +204,13 @@ class DependencyGraph:
         self._space.extend([space] * size)
         return np.arange(start, start + size, dtype=np.int64)
 
-    def fresh(self, layer: Any, size: int) -> Ids:
-        """New channels owned by `layer`; the same ones on every call of a shared layer."""
-        key = id(layer)
+    def fresh(self, layer: Any, size: int, part: str | None = None) -> Ids:
+        """New channels owned by `layer` (by its `part`, e.g. a Bidirectional's "forward", for a
+        layer that makes several kinds); the same ones on every call of a shared layer."""
+        key = (id(layer), part)
         if key not in self._fresh_cache:
-            self._fresh_cache[key] = self._new_atoms(size, self._path_of[key])
+            owner = self._path_of[id(layer)] + (f"/{part}" if part else "")
+            self._fresh_cache[key] = self._new_atoms(size, owner)
         return self._fresh_cache[key]
 
     def union(self, a: Ids, b: Ids, where: str) -> None:
@@ -252,6 +281,7 @@ class DependencyGraph:
             in_shapes=tuple(_shape(t) for t in node.input_tensors),
             out_shapes=tuple(_shape(t) for t in node.output_tensors),
             constants=_constant_shapes(node),
+            roles=_input_roles(node),
         )
         known = self.records.get(id(op))
         try:

@@ -26,10 +26,18 @@ class Call:
     in_shapes: tuple[tuple[int | None, ...], ...]
     out_shapes: tuple[tuple[int | None, ...], ...]
     constants: tuple[tuple[int, ...], ...] = ()
+    roles: tuple[str, ...] = ()  # the argument each input tensor was passed as ("query", ...)
+
+    def inputs_by_role(self, inputs: list[Ids]) -> dict[str, list[Ids]]:
+        """The inputs' channel ids grouped by the argument they were passed as."""
+        out: dict[str, list[Ids]] = {}
+        for role, ids in zip(self.roles, inputs, strict=True):
+            out.setdefault(role, []).append(ids)
+        return out
 
 
 class Tracer(Protocol):
-    def fresh(self, layer: Any, size: int) -> Ids: ...
+    def fresh(self, layer: Any, size: int, part: str | None = None) -> Ids: ...
     def fresh_output(self, layer: Any, index: int, size: int) -> Ids: ...
     def union(self, a: Ids, b: Ids, where: str) -> None: ...
     def fix(self, ids: Ids) -> None: ...
@@ -87,6 +95,14 @@ def handler_for(layer: Any, path: str) -> LayerHandler:
 
 def registered_classes() -> list[type]:
     return list(_HANDLERS)
+
+
+def weight_key(layer: Any, variable: Any) -> str:
+    """A variable's name inside its layer: its path below the layer's (`kernel`, or
+    `query/kernel` in a MultiHeadAttention, whose sublayers repeat the bare names)."""
+    prefix = f"{getattr(layer, 'path', layer.name)}/"
+    path = getattr(variable, "path", "")
+    return path[len(prefix):] if path.startswith(prefix) else variable.name
 
 
 def describe_operation(op: Any) -> str:
@@ -282,7 +298,7 @@ class BatchNormalizationHandler(PassThroughHandler):
         return [inputs[0]]
 
     def param_axes(self, layer, in_ids, out_ids):
-        return {w.name: {0: in_ids[0]} for w in layer.weights}
+        return {weight_key(layer, w): {0: in_ids[0]} for w in layer.weights}
 
 
 class PerChannelHandler(PassThroughHandler):
@@ -296,7 +312,7 @@ class PerChannelHandler(PassThroughHandler):
 
     def param_axes(self, layer, in_ids, out_ids):
         channels = len(in_ids[0])
-        return {w.name: {len(w.shape) - 1: in_ids[0]} for w in layer.weights
+        return {weight_key(layer, w): {len(w.shape) - 1: in_ids[0]} for w in layer.weights
                 if len(w.shape) >= 1 and w.shape[-1] == channels}  # fmt: skip
 
     def resize(self, config, in_keep, out_keep):
@@ -356,7 +372,7 @@ class LayerNormalizationHandler(PassThroughHandler):
         axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
         if rank - 1 not in [a % rank for a in axes]:
             return {}
-        return {w.name: {len(w.shape) - 1: in_ids[0]} for w in layer.weights}
+        return {weight_key(layer, w): {len(w.shape) - 1: in_ids[0]} for w in layer.weights}
 
 
 # ---------------------------------------------------------------- merges
@@ -447,29 +463,27 @@ class DenseHandler(_ProducerHandler):
 
 
 class ConvHandler(_ProducerHandler):
-    """Conv1D/2D/3D: kernel is (*window, in / groups, out). A grouped convolution with one input
-    channel per group (depthwise written as `groups=C`, as ConvNeXt does) is a depthwise one: each
-    input channel yields `filters / groups` outputs at c * m + k, pruned with it. Groups of
-    several input channels mix them and are refused."""
+    """Conv1D/2D/3D: kernel is (*window, in / groups, out). A grouped convolution is pruned by
+    whole groups: a group's input channels are tied into one prunable unit, and its `filters /
+    groups` outputs (at g * m + k) go with it. Depthwise written as `groups=C` (ConvNeXt) is the
+    case of one input channel per group: each input channel is pruned with its outputs."""
 
     def trace(self, layer, inputs, call, graph):
         groups = getattr(layer, "groups", 1)
         if groups == 1:
             return super().trace(layer, inputs, call, graph)
         _channels_last(layer, layer.name)
-        if call.in_shapes[0][-1] != groups:
-            raise UnsupportedLayerError(
-                f"Layer '{layer.name}' ({type(layer).__name__}) has groups={groups} of "
-                f"{call.in_shapes[0][-1] // groups} input channels each; only grouped convolutions "
-                "with one input channel per group (depthwise-style) are supported."
-            )
-        return [np.repeat(inputs[0], layer.filters // groups)]
+        per_group = call.in_shapes[0][-1] // groups
+        first = inputs[0][::per_group]  # the first input channel of each group
+        for offset in range(1, per_group):
+            graph.union(first, inputs[0][offset::per_group], where=layer.name)
+        return [np.repeat(first, layer.filters // groups)]
 
     def param_axes(self, layer, in_ids, out_ids):
         nd = len(layer.kernel.shape)
         if getattr(layer, "groups", 1) == 1:
             axes = {"kernel": {nd - 2: in_ids[0], nd - 1: out_ids[0]}}
-        else:  # depthwise-style: the kernel's input axis has one position
+        else:  # whole groups: the kernel's input axis (a position within a group) stays
             axes = {"kernel": {nd - 1: out_ids[0]}}
         if layer.use_bias:
             axes["bias"] = {0: out_ids[0]}
@@ -477,8 +491,8 @@ class ConvHandler(_ProducerHandler):
 
     def resize(self, config, in_keep, out_keep):
         config = super().resize(config, in_keep, out_keep)
-        if config.get("groups", 1) != 1:
-            config["groups"] = _keep_count(in_keep[0])
+        if config.get("groups", 1) != 1:  # whole groups went: the same share of the inputs
+            config["groups"] = config["groups"] * _keep_count(in_keep[0]) // len(in_keep[0])
         return config
 
     def flops(self, layer, call):

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from slimray.pruning.graph import DependencyGraph
+from slimray.pruning.handlers import weight_key
 from slimray.pruning.reducer import IdentityReducer, Reducer
 from slimray.registry import Configurable, Registry
 
@@ -74,7 +75,7 @@ def reduce_scores(
 
 def _weights_by_name(layer: Any, trainable_only: bool) -> dict[str, np.ndarray]:
     source = getattr(layer, "trainable_weights" if trainable_only else "weights", [])  # none: op nodes
-    return {w.name: keras.ops.convert_to_numpy(w) for w in source}
+    return {weight_key(layer, w): keras.ops.convert_to_numpy(w) for w in source}
 
 
 def _accumulate_weights(

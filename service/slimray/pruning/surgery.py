@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from slimray.pruning.graph import DependencyGraph, LayerRecord
-from slimray.pruning.handlers import registered_classes
+from slimray.pruning.handlers import registered_classes, weight_key
 from slimray.pruning.planner import PrunePlan
 
 
@@ -43,7 +43,7 @@ class ShrinkResult:
 def _layer_index(record: LayerRecord, graph: DependencyGraph, masks) -> dict[str, tuple]:
     """Per variable name, the kept positions along each channel axis."""
     index: dict[str, tuple] = {}
-    weights = {w.name: w for w in record.weights}
+    weights = record.weights_by_key()
     for name, axes in record.param_axes().items():
         shape = weights[name].shape
         idx: list[np.ndarray | slice] = [slice(None)] * len(shape)
@@ -134,7 +134,7 @@ def shrink(model: Any, graph: DependencyGraph, plan: PrunePlan) -> ShrinkResult:
                 f"the original {len(record.weights)}"
             )
         for old, new in zip(record.weights, new_layer.weights, strict=True):
-            move = VariableMove(old, new, index.get(old.name, ()))
+            move = VariableMove(old, new, index.get(weight_key(record.layer, old), ()))
             value = move.take(keras.ops.convert_to_numpy(old))
             if tuple(value.shape) != tuple(new.shape):
                 raise ValueError(
@@ -155,7 +155,7 @@ def zero_pruned_channels(model: Any, graph: DependencyGraph, plan: PrunePlan) ->
     """
     masks = plan.masks(graph)
     for record in graph.layer_records():
-        weights = {w.name: w for w in record.weights}
+        weights = record.weights_by_key()
         for name, axes in record.param_axes().items():
             value = keras.ops.convert_to_numpy(weights[name]).copy()
             for axis, ids in axes.items():
