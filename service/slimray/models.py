@@ -264,3 +264,136 @@ def nested(
     x = head(x)
     outputs = L.Dense(num_classes, activation="softmax", name="classifier")(x)
     return keras.Model(inputs, outputs, name="nested")
+
+
+def _hard_sigmoid(x):
+    """MobileNetV3's hard-sigmoid written with operators (Keras op nodes, not layers)."""
+    return keras.ops.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+@register_model("squeeze_excite")
+def squeeze_excite(
+    input_shape: Sequence[int] = (32, 32, 3),
+    num_classes: int = 10,
+    stem: int = 16,
+    squeeze: int = 8,
+    project: int = 24,
+) -> keras.Model:
+    """MobileNetV3-style: hard-swish stem, depthwise, squeeze-and-excite (Reshape to (1, 1, C),
+    hard-sigmoid gate) and a 1x1 projection."""
+    inputs = keras.Input(tuple(input_shape), name="image")
+    x = L.Conv2D(stem, 3, strides=2, padding="same", name="stem")(inputs)
+    x = x * _hard_sigmoid(x)  # hard-swish
+    x = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    s = L.GlobalAveragePooling2D(name="se_pool")(x)
+    s = L.Reshape((1, 1, stem), name="se_reshape")(s)
+    s = L.Conv2D(squeeze, 1, activation="relu", name="se_squeeze")(s)
+    s = _hard_sigmoid(L.Conv2D(stem, 1, name="se_expand")(s))
+    x = L.Multiply(name="se_scale")([x, s])
+    x = L.Conv2D(project, 1, name="project")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(num_classes, activation="softmax", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="squeeze_excite")
+
+
+@register_model("resnext")
+def resnext(
+    input_shape: Sequence[int] = (32, 32, 3),
+    num_classes: int = 10,
+    cardinality: int = 8,
+    group_width: int = 4,
+    expand: int = 32,
+) -> keras.Model:
+    """ResNeXt-style: a grouped 3x3 convolution (`cardinality` groups of `group_width` channels)
+    between 1x1 convolutions; pruning removes whole groups."""
+    inputs = keras.Input(tuple(input_shape), name="image")
+    width = cardinality * group_width
+    x = _conv_bn_relu(inputs, width, "stem", kernel=1)
+    x = L.Conv2D(width, 3, padding="same", groups=cardinality, use_bias=False, name="grouped")(x)
+    x = L.ReLU(name="grouped_relu")(L.BatchNormalization(name="grouped_bn")(x))
+    x = _conv_bn_relu(x, expand, "expand", kernel=1)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(num_classes, activation="softmax", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="resnext")
+
+
+@register_model("convnext")
+def convnext(
+    input_shape: Sequence[int] = (32, 32, 3),
+    num_classes: int = 10,
+    dim: int = 16,
+    expand: int = 64,
+) -> keras.Model:
+    """A ConvNeXt block: depthwise 7x7 written as `Conv2D(groups=dim)`, an inverted bottleneck of
+    Dense layers, a per-channel `LayerScale` and a residual add."""
+    from keras.src.applications.convnext import LayerScale
+
+    inputs = keras.Input(tuple(input_shape), name="image")
+    stem = L.Conv2D(dim, 4, strides=4, name="stem")(inputs)
+    x = L.Conv2D(dim, 7, padding="same", groups=dim, name="dw")(stem)
+    x = L.Dense(expand, activation="gelu", name="pw1")(x)
+    x = L.Dense(dim, name="pw2")(x)
+    x = LayerScale(1e-6, dim, name="layer_scale")(x)
+    x = L.Add(name="residual")([stem, x])
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(num_classes, activation="softmax", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="convnext")
+
+
+@register_model("transformer")
+def transformer(
+    input_shape: Sequence[int] = (32,),
+    num_classes: int = 10,
+    vocab: int = 500,
+    embed: int = 32,
+    heads: int = 4,
+    head_size: int = 8,
+    ffn: int = 64,
+) -> keras.Model:
+    """A Transformer encoder block on tokens: self-attention and a feed-forward network, each
+    with a residual add; pruning removes whole heads."""
+    inputs = keras.Input(tuple(input_shape), dtype="int32", name="tokens")
+    x = L.Embedding(vocab, embed, name="embed")(inputs)
+    attention = L.MultiHeadAttention(heads, head_size, name="attn")(x, x)
+    x = L.Add(name="attn_residual")([x, attention])
+    h = L.Dense(ffn, activation="relu", name="ffn1")(x)
+    x = L.Add(name="ffn_residual")([x, L.Dense(embed, name="ffn2")(h)])
+    x = L.GlobalAveragePooling1D(name="gap")(x)
+    outputs = L.Dense(num_classes, activation="softmax", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="transformer")
+
+
+@register_model("lstm")
+def lstm(
+    input_shape: Sequence[int] = (32,),
+    num_classes: int = 10,
+    vocab: int = 500,
+    embed: int = 32,
+    lstm: int = 32,
+    gru: int = 16,
+) -> keras.Model:
+    """A recurrent text classifier: Embedding -> LSTM (sequences) -> GRU -> Dense."""
+    inputs = keras.Input(tuple(input_shape), dtype="int32", name="tokens")
+    x = L.Embedding(vocab, embed, name="embed")(inputs)
+    x = L.LSTM(lstm, return_sequences=True, name="lstm")(x)
+    x = L.GRU(gru, name="gru")(x)
+    outputs = L.Dense(num_classes, activation="softmax", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="lstm")
+
+
+@register_model("bidirectional")
+def bidirectional(
+    input_shape: Sequence[int] = (32,),
+    num_classes: int = 10,
+    vocab: int = 500,
+    embed: int = 32,
+    forward: int = 24,
+    backward: int = 24,
+) -> keras.Model:
+    """A Bidirectional LSTM (outputs concatenated); each direction has its own width."""
+    inputs = keras.Input(tuple(input_shape), dtype="int32", name="tokens")
+    x = L.Embedding(vocab, embed, name="embed")(inputs)
+    backward_layer = L.LSTM(backward, go_backwards=True, name="backward_lstm")
+    x = L.Bidirectional(L.LSTM(forward, name="lstm"), backward_layer=backward_layer, name="bi")(x)
+    outputs = L.Dense(num_classes, activation="softmax", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="bidirectional")

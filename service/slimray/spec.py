@@ -22,7 +22,8 @@ from pydantic import (
 
 BUILTIN_MODELS = (
     "seed_cnn", "mlp", "vgg", "resnet", "mobilenet", "inception", "text_cnn", "conv3d",
-    "autoencoder", "nested",
+    "autoencoder", "nested", "squeeze_excite", "resnext", "convnext", "transformer", "lstm",
+    "bidirectional",
 )  # fmt: skip
 BUILTIN_DATA = ("mnist", "digits", "synthetic")
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "apoz", "random")

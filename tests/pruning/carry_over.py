@@ -28,8 +28,9 @@ def check_dead_channels(model, graph, plan, x: np.ndarray):
 
 
 def train_step(model, optimizer, x, y) -> float:
+    logits = getattr(model.layers[-1], "activation", None) is not keras.activations.softmax
     with tf.GradientTape() as tape:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, model(x, training=True))
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=logits)(y, model(x, training=True))
     grads = tape.gradient(loss, model.trainable_variables)
     optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
     return float(loss)

@@ -3,12 +3,14 @@ output, and the pruned model has exactly the parameters of the architecture buil
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
 from slimray.pruning import MaskPlanner, build_graph, count_model, get_criterion, shrink
 from slimray.pruning.surgery import zero_pruned_channels
-from tests.pruning.zoo import ZOO, ZooEntry, randomize
+from tests.pruning.carry_over import check_carry_over
+from tests.pruning.zoo import LAYER_KINDS, ZOO, ZooEntry, randomize
 
 
 def _plan(model, sparsity=0.5, seed=3, scope="local"):
@@ -65,3 +67,13 @@ def test_original_model_is_untouched(entry: ZooEntry):
     shrink(model, graph, plan)
     after = [np.array(w) for w in model.weights]
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+@pytest.mark.parametrize("entry", [e for e in ZOO if e.name in LAYER_KINDS], ids=lambda e: e.name)
+def test_optimizer_state_carries_over(entry: ZooEntry, tmp_path):
+    model = entry.build()
+    randomize(model, seed=2)
+    optimizer = keras.optimizers.SGD(learning_rate=0.05, momentum=0.9)
+    check_carry_over(
+        model, optimizer, entry.inputs(model, 8, seed=1), entry.inputs(model, 8, seed=2), tmp_path
+    )

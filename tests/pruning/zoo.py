@@ -64,7 +64,26 @@ ZOO = [
     ZooEntry("nested", {"stem": 8, "block": 10, "fc": 12},
              {"stem": "stem", "body/inner_conv": "block", "head/head_fc": "fc"},
              extra={"input_shape": (8, 8, 3)}),
+    # the layer kinds of issue 11
+    ZooEntry("squeeze_excite", {"stem": 8, "squeeze": 4, "project": 10},
+             {"se_expand+stem": "stem", "se_squeeze": "squeeze", "project": "project"},
+             extra={"input_shape": (8, 8, 3)}),
+    ZooEntry("resnext", {"cardinality": 4, "group_width": 3, "expand": 10},
+             {"stem": "cardinality", "expand": "expand"},
+             extra={"input_shape": (8, 8, 3)}),
+    ZooEntry("convnext", {"dim": 8, "expand": 16}, {"pw2+stem": "dim", "pw1": "expand"},
+             extra={"input_shape": (16, 16, 3)}),
+    ZooEntry("transformer", {"embed": 12, "heads": 4, "head_size": 3, "ffn": 16},
+             {"embed+ffn2": "embed", "attn/heads": "heads", "ffn1": "ffn"},
+             extra={"input_shape": (6,), "vocab": 30}, integer_inputs=30),
+    ZooEntry("lstm", {"embed": 8, "lstm": 10, "gru": 6},
+             {"embed": "embed", "lstm": "lstm", "gru": "gru"},
+             extra={"input_shape": (6,), "vocab": 30}, integer_inputs=30),
+    ZooEntry("bidirectional", {"embed": 8, "forward": 6, "backward": 6},
+             {"embed": "embed", "bi/forward": "forward", "bi/backward": "backward"},
+             extra={"input_shape": (6,), "vocab": 30}, integer_inputs=30),
 ]  # fmt: skip
+LAYER_KINDS = ("squeeze_excite", "resnext", "convnext", "transformer", "lstm", "bidirectional")
 
 
 def randomize(model: keras.Model, seed: int = 0) -> None:

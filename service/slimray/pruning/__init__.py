@@ -3,6 +3,7 @@
 Pure Keras + numpy; the cross-worker allreduce arrives as a `Reducer`.
 """
 
+from slimray.pruning import attention, recurrent  # noqa: F401  (register their layers)
 from slimray.pruning.counting import LayerCost, ModelCost, count_model
 from slimray.pruning.graph import BlockedModelError, Blocker, DependencyGraph, Group, build_graph
 from slimray.pruning.handlers import LayerHandler, UnsupportedLayerError, register_layer, register_scale_layer

@@ -32,9 +32,13 @@ class LayerRecord:
     in_ids: list[Ids]
     out_ids: list[Ids]
     calls: list[Call] = field(default_factory=list)
+    # ids a handler named while tracing: a layer's inner channels (attention heads, one direction
+    # of a Bidirectional) and its inputs by role ("query", "value")
+    parts: dict[str, Ids] = field(default_factory=dict)
 
     def param_axes(self) -> dict[str, dict[int, Ids]]:
-        return self.handler.param_axes(self.layer, self.in_ids, self.out_ids)
+        extra = {"parts": self.parts} if self.parts else {}
+        return self.handler.param_axes(self.layer, self.in_ids, self.out_ids, **extra)
 
     @property
     def weights(self) -> list[Any]:
@@ -137,9 +141,9 @@ def _input_roles(node: Any) -> tuple[str, ...]:
         params = list(inspect.signature(call).parameters)
     except (TypeError, ValueError):
         return ()
+    names = [params[i] if i < len(params) else f"arg{i}" for i in range(len(arguments.args))]
     named = tuple(
-        keras.tree.map_structure(lambda _, n=params[i] if i < len(params) else f"arg{i}": n, a)
-        for i, a in enumerate(arguments.args)
+        keras.tree.map_structure(lambda _, n=n: n, a) for n, a in zip(names, arguments.args, strict=True)
     )
     kw = {k: keras.tree.map_structure(lambda _, n=k: n, v) for k, v in arguments.kwargs.items()}
     flat_values = keras.tree.flatten((arguments.args, arguments.kwargs))
@@ -179,6 +183,7 @@ class DependencyGraph:
         self._space_parent: list[int] = []
         self._space_owner: list[str] = []
         self._fresh_cache: dict[Any, Ids] = {}
+        self._parts: dict[int, dict[str, Ids]] = {}
         self._fixed: list[Ids] = []
         self._path_of: dict[int, str] = {}
         self.blockers: list[Blocker] = []
@@ -211,7 +216,14 @@ class DependencyGraph:
         if key not in self._fresh_cache:
             owner = self._path_of[id(layer)] + (f"/{part}" if part else "")
             self._fresh_cache[key] = self._new_atoms(size, owner)
+            if part:
+                self.name(layer, part, self._fresh_cache[key])
         return self._fresh_cache[key]
+
+    def name(self, layer: Any, part: str, ids: Ids) -> None:
+        """Record `ids` as `layer`'s `part` (kept from its first call), for its handler's
+        `param_axes(..., parts=)` and `resize(..., parts=)`."""
+        self._parts.setdefault(id(layer), {}).setdefault(part, ids)
 
     def union(self, a: Ids, b: Ids, where: str) -> None:
         if len(a) != len(b):
@@ -296,7 +308,8 @@ class DependencyGraph:
             outs = handler.trace(op, ins, call, self)
         record = self.records.get(id(op))
         if record is None:
-            record = LayerRecord(op, path, handler, list(ins), list(outs))
+            parts = {} if isinstance(handler, FrozenHandler) else self._parts.get(id(op), {})
+            record = LayerRecord(op, path, handler, list(ins), list(outs), parts=parts)
             self.records[id(op)] = record
         else:  # shared layer: every call shares the same weights, so channels are tied
             for a, b in zip(record.in_ids, ins, strict=True):

@@ -38,6 +38,7 @@ class Call:
 
 class Tracer(Protocol):
     def fresh(self, layer: Any, size: int, part: str | None = None) -> Ids: ...
+    def name(self, layer: Any, part: str, ids: Ids) -> None: ...
     def fresh_output(self, layer: Any, index: int, size: int) -> Ids: ...
     def union(self, a: Ids, b: Ids, where: str) -> None: ...
     def fix(self, ids: Ids) -> None: ...
@@ -56,11 +57,14 @@ class LayerHandler:
         raise NotImplementedError
 
     def param_axes(self, layer: Any, in_ids: list[Ids], out_ids: list[Ids]) -> dict[str, dict]:
-        """`{variable name: {axis: atom ids of the positions along that axis}}`."""
+        """`{variable key: {axis: atom ids of the positions along that axis}}`; the key is the
+        variable's path inside the layer (`weight_key`). A handler that named parts while tracing
+        (`graph.fresh(layer, n, part)`, `graph.name`) also receives them as `parts=`."""
         return {}
 
     def resize(self, config: dict, in_keep: list[np.ndarray], out_keep: list[np.ndarray]) -> dict:
-        """The layer config after pruning (keep masks are boolean, per position)."""
+        """The layer config after pruning (keep masks are boolean, per position; a handler with
+        named parts also receives `parts=` their keep masks)."""
         return config
 
     def flops(self, layer: Any, call: Call) -> int:
@@ -102,7 +106,7 @@ def weight_key(layer: Any, variable: Any) -> str:
     `query/kernel` in a MultiHeadAttention, whose sublayers repeat the bare names)."""
     prefix = f"{getattr(layer, 'path', layer.name)}/"
     path = getattr(variable, "path", "")
-    return path[len(prefix):] if path.startswith(prefix) else variable.name
+    return path[len(prefix) :] if path.startswith(prefix) else variable.name
 
 
 def describe_operation(op: Any) -> str:

@@ -194,8 +194,10 @@ class _ActivationImportance(Importance):
         missing = [g.id for g in graph.groups if g.index not in covered]
         if missing:
             raise ValueError(
-                f"Criterion {self.name!r} cannot see the activations of groups {missing}: they "
-                "are consumed only inside nested models. Use a weight criterion (l1, l2, bn_scale)."
+                f"Criterion {self.name!r} cannot see the activations of groups {missing}: no "
+                "top-level tensor carries them (attention heads live inside their layer; other "
+                "channels may be consumed only inside nested models). Use a weight criterion "
+                "(l1, l2, bn_scale)."
             )
         return anchors
 

@@ -95,7 +95,8 @@ class _Editor:
                 continue
             in_keep = [self.keep(ids) for ids in record.in_ids]
             out_keep = [self.keep(ids) for ids in record.out_ids]
-            entry["config"] = record.handler.resize(layer_cfg, in_keep, out_keep)
+            extra = {"parts": {k: self.keep(ids) for k, ids in record.parts.items()}} if record.parts else {}
+            entry["config"] = record.handler.resize(layer_cfg, in_keep, out_keep, **extra)
         if isinstance(model, keras.Sequential) and nested_in is not None:
             config.pop("build_input_shape", None)
         return config
