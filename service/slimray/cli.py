@@ -97,10 +97,10 @@ def _print_prune_report(report: dict[str, Any]) -> None:
     console.print(totals)
     if report["frozen"]:
         frozen = Table(title="Kept whole: slimray cannot prune through these (--strict refuses them)")
-        for col in ("layer", "operation"):
-            frozen.add_column(col)
+        for col in ("layer", "operation", "FLOPs held whole"):
+            frozen.add_column(col, justify="right" if col.startswith("FLOPs") else "left")
         for b in report["frozen"]:
-            frozen.add_row(b["path"], b["operation"])
+            frozen.add_row(b["path"], b["operation"], f"{b['flops_share']:.1%}")
         console.print(frozen)
     console.print(f"saved {report['output']}  digest {report['digest'][:16]}")
 

@@ -18,7 +18,9 @@ from keras import layers as L
 from slimray.pruning import (
     BlockedModelError,
     MaskPlanner,
+    Pruner,
     build_graph,
+    count_model,
     get_criterion,
     shrink,
 )
@@ -153,3 +155,21 @@ def test_a_nested_subclassed_model_is_frozen_and_the_rest_pruned():
     x = np.random.default_rng(1).normal(size=(4, 8)).astype("float32")
     zero_pruned_channels(model, graph, plan)
     np.testing.assert_allclose(np.asarray(small(x)), np.asarray(model(x)), atol=1e-5)
+
+
+def test_each_blocker_reports_the_share_of_flops_it_holds_whole():
+    """Mystery holds c1's outputs (and the ReLU between) and c2's inputs: their whole cost, and
+    nothing of c3 or the head, whose output channels the model output holds anyway."""
+    inputs = keras.Input((8, 8, 3))
+    x = L.ReLU(name="relu")(L.Conv2D(16, 3, name="c1")(inputs))
+    x = L.Conv2D(12, 1, name="c2")(Mystery(name="mystery")(x))
+    x = L.Conv2D(10, 1, name="c3")(x)
+    model = keras.Model(inputs, L.Dense(10, name="head")(L.GlobalAveragePooling2D()(x)))
+    graph = build_graph(model)
+    [blocker] = graph.blockers
+    cost = {layer.path: layer.flops for layer in count_model(model, graph).layers}
+    held = cost["c1"] + cost["relu"] + cost["c2"]
+    assert 0 < blocker.flops_share < 1
+    assert blocker.flops_share == pytest.approx(held / sum(cost.values()), abs=1e-6)
+    summary = Pruner("l1").prune(model, 0.5).summary()
+    assert summary["frozen"][0]["flops_share"] == blocker.flops_share

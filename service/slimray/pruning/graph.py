@@ -4,7 +4,7 @@ that must be removed together, and which weight slices each channel owns."""
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import keras
@@ -65,9 +65,15 @@ class Blocker:
     path: str  # nested models joined by '/', e.g. "block/inner_conv"
     operation: str  # as the user wrote it, e.g. "keras.layers.LSTM" or "keras.ops.add"
     reason: str
+    # share of the model's FLOPs in channels only frozen layers keep whole, this one among them:
+    # what supporting it could let pruning reach
+    flops_share: float = 0.0
 
     def describe(self) -> str:
         return f"'{self.path}' ({self.operation}): {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class BlockedModelError(UnsupportedLayerError):
@@ -185,6 +191,7 @@ class DependencyGraph:
         self._fresh_cache: dict[Any, Ids] = {}
         self._parts: dict[int, dict[str, Ids]] = {}
         self._fixed: list[Ids] = []
+        self._fixed_by: dict[int, str | None] = {}  # index in _fixed -> the blocker that fixed it
         self._path_of: dict[int, str] = {}
         self.blockers: list[Blocker] = []
         functional = _functional_of(model, model.name)
@@ -196,6 +203,7 @@ class DependencyGraph:
         if strict and self.blockers:
             raise BlockedModelError(self.blockers)
         self._build_groups()
+        self._measure_blockers()
 
     # ---------------------------------------------------------- tracer interface
     def _new_atoms(self, size: int | None, owner: str) -> Ids:
@@ -305,7 +313,10 @@ class DependencyGraph:
             handler = FrozenHandler(str(err))
             if known is None:
                 self.blockers.append(Blocker(path, describe_operation(op), str(err)))
+            first_fix = len(self._fixed)
             outs = handler.trace(op, ins, call, self)
+            for i in range(first_fix, len(self._fixed)):
+                self._fixed_by[i] = known.path if known is not None else path
         record = self.records.get(id(op))
         if record is None:
             parts = {} if isinstance(handler, FrozenHandler) else self._parts.get(id(op), {})
@@ -379,6 +390,45 @@ class DependencyGraph:
             )
             for g in range(len(group_roots))
         ]
+
+    def _held_roots(self, roots: np.ndarray) -> dict[str, set[int]]:
+        """Per blocker, the channel roots it fixes that nothing but frozen layers fixes (model
+        inputs and outputs, a softmax, stay fixed whatever is supported)."""
+        by_blocker: dict[str, set[int]] = {}
+        elsewhere: set[int] = set()
+        for i, ids in enumerate(self._fixed):
+            owner = self._fixed_by.get(i)
+            target = by_blocker.setdefault(owner, set()) if owner else elsewhere
+            target.update(roots[ids].tolist())
+        return {path: held - elsewhere for path, held in by_blocker.items()}
+
+    def _measure_blockers(self) -> None:
+        """Each blocker's `flops_share`: FLOPs of the traced layers, weighted by the fraction of
+        their work that touches a channel it holds (1 - (1 - a)(1 - b) for input and output
+        fractions a and b), over the model's total."""
+        if not self.blockers:
+            return
+        roots = np.fromiter((self._find(a) for a in range(len(self._parent))), dtype=np.int64)
+        records = [r for r in self.records.values() if not isinstance(r.handler, FrozenHandler)]
+        costs = [sum(r.handler.flops(r.layer, call) for call in r.calls) for r in records]
+        total = max(sum(costs), 1)
+
+        def held_fraction(ids_list: list[Ids], held: set[int]) -> float:
+            return (
+                float(np.isin(roots[ids_list[0]], list(held)).mean())
+                if ids_list and len(ids_list[0])
+                else 0.0
+            )
+
+        shares = {}
+        for path, held in self._held_roots(roots).items():
+            locked = 0.0
+            for record, cost in zip(records, costs, strict=True):
+                if cost and held:
+                    a, b = held_fraction(record.in_ids, held), held_fraction(record.out_ids, held)
+                    locked += cost * (1.0 - (1.0 - a) * (1.0 - b))
+            shares[path] = locked / total
+        self.blockers = [replace(b, flops_share=round(shares.get(b.path, 0.0), 6)) for b in self.blockers]
 
     # ---------------------------------------------------------- queries
     def locate(self, ids: Ids) -> tuple[np.ndarray, np.ndarray]:

@@ -45,7 +45,7 @@ class PruneResult:
             "flops_before": self.before.flops,
             "flops_after": self.after.flops,
             "durations": dict(self.durations),
-            "frozen": [{"path": b.path, "operation": b.operation, "reason": b.reason} for b in self.frozen],
+            "frozen": [b.to_dict() for b in self.frozen],
         }
 
 
