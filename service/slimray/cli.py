@@ -178,6 +178,11 @@ def _print_run_summary(report: dict[str, Any]) -> None:
     acc = report.get("exported_accuracy")
     table.add_row("val accuracy (exported model)", "", f"{acc:.4f}" if acc is not None else "-")
     console.print(table)
+    events = report.get("prune_events") or []
+    for blocker in events[-1].get("frozen", []) if events else []:
+        console.print(f"kept whole (slimray cannot prune through it): {blocker['path']} "
+                      f"({blocker['operation']}), {blocker['flops_share']:.1%} of FLOPs held",
+                      highlight=False, soft_wrap=True)  # fmt: skip
     gain = report.get("throughput_gain")
     if gain:
         console.print(f"throughput gain {gain:.2f}x over the unpruned phase; "

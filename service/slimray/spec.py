@@ -218,6 +218,11 @@ class PruneSpec(_Strict):
     round_to: int = Field(1, ge=1)
     min_channels: int = Field(1, ge=1)
     normalizer: Literal["mean", "max", "sum", "none"] = "mean"
+    strict: bool = Field(
+        False,
+        description="Refuse a model with layers slimray cannot prune through (the job fails before "
+        "training, naming every one) instead of keeping their channels whole.",
+    )
 
     @model_validator(mode="after")
     def _rising(self) -> PruneSpec:

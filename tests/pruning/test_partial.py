@@ -173,3 +173,15 @@ def test_each_blocker_reports_the_share_of_flops_it_holds_whole():
     assert blocker.flops_share == pytest.approx(held / sum(cost.values()), abs=1e-6)
     summary = Pruner("l1").prune(model, 0.5).summary()
     assert summary["frozen"][0]["flops_share"] == blocker.flops_share
+
+
+def test_the_strict_refusal_survives_pickling_with_every_blocker():
+    """Regression: Ray pickles a worker's error; unpickling rebuilt it from its message and
+    failed (`'str' object has no attribute 'describe'`), hiding the blockers."""
+    import pickle
+
+    with pytest.raises(BlockedModelError) as caught:
+        build_graph(_model(), strict=True)
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert str(copy) == str(caught.value)
+    assert copy.blockers == caught.value.blockers and len(copy.blockers) == 3

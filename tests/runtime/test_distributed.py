@@ -186,6 +186,46 @@ def test_a_job_that_cannot_run_leaves_the_old_run_directory_alone(ray_local, tmp
     assert (old / "report.json").read_text() == "{}"
 
 
+def _partial_spec(out, strict: bool):
+    return parse_spec({
+        "name": "partial",
+        "model": {"source": "tests.runtime.custom_models:partly_supported"},
+        "data": {"source": "mnist"},
+        "train": {"steps": 20, "batch_size": 32, "report_every": 10, "checkpoint_every": 100},
+        "prune": {"criterion": "l1", "sparsity": 0.5, "strict": strict,
+                  "schedule": {"kind": "one_shot", "step": 10}},
+        "scaling": {"num_workers": 2},
+        "output": {"dir": str(out)},
+    })  # fmt: skip
+
+
+def test_a_job_prunes_around_a_layer_it_cannot_and_reports_it(ray_local, tmp_path):
+    from slimray.runtime.trainer import run_job
+
+    result = run_job(_partial_spec(tmp_path / "partial", strict=False))
+    assert result.state == "succeeded", result.error
+    [event] = result.report["prune_events"]
+    [blocker] = event["frozen"]
+    assert (blocker["path"], blocker["operation"]) == ("unit_norm", "keras.layers.UnitNormalization")
+    assert 0 < blocker["flops_share"] < 1
+    assert event["params_after"] < event["params_before"]  # `second` was pruned
+    import keras
+
+    model = keras.models.load_model(result.run_dir / "model.keras", compile=False)
+    assert model.get_layer("hidden").units == 32 and model.get_layer("second").units == 16
+
+
+def test_a_strict_job_fails_before_training_naming_every_blocker(ray_local, tmp_path):
+    from slimray.runtime.trainer import run_job
+
+    result = run_job(_partial_spec(tmp_path / "strict", strict=True))
+    assert result.state == "failed"
+    assert (
+        "BlockedModelError" in result.error and "'unit_norm' (keras.layers.UnitNormalization)" in result.error
+    )
+    assert json.loads((tmp_path / "strict" / "report.json").read_text())["prune_events"] == []
+
+
 _EMBEDDED = """
 import json, os, sys
 import ray

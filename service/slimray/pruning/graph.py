@@ -88,6 +88,9 @@ class BlockedModelError(UnsupportedLayerError):
             "pruned; or teach slimray each class with slimray.pruning.register_layer."
         )
 
+    def __reduce__(self):  # rebuilt from its blockers, not its message (Ray pickles errors)
+        return (type(self), (self.blockers,))
+
 
 @dataclass(frozen=True)
 class Group:

@@ -112,13 +112,16 @@ class WorkerLoop:
         prune = self.spec.prune
         self.schedule = get_schedule(prune.schedule_config()) if prune else None
         self.pruner = (
-            Pruner(prune.criterion_identifier(), prune.planner_config(), self.reducer) if prune else None
+            Pruner(prune.criterion_identifier(), prune.planner_config(), self.reducer, strict=prune.strict)
+            if prune
+            else None
         )
         validation = config.validation
         if isinstance(validation, ray.ObjectRef):
             validation = ray.get(validation)
         self.x_val, self.y_val = validation
         self._restore_or_build()
+        self._refuse_if_strict()
         self.attempt = self._agree_on_attempt()
         self.pending_event: dict[str, Any] | None = None
         self.window = Window(self.clock.snapshot())
@@ -142,6 +145,14 @@ class WorkerLoop:
                     self.model, self.optimizer, self.state = read_checkpoint(Path(directory))
         self.resumed_from = self.state.step if checkpoint is not None else None
         self._new_model_costs()
+
+    def _refuse_if_strict(self) -> None:
+        """With `prune.strict`, a model slimray cannot prune all through fails the job before
+        training (BlockedModelError names every blocker), not at its first prune event."""
+        if self.pruner is not None and self.pruner.strict:
+            from slimray.pruning import build_graph
+
+            build_graph(self.model, strict=True)
 
     def _agree_on_attempt(self) -> int:
         """One id per worker group life, the same on every rank (rank 0 draws it)."""
@@ -175,7 +186,7 @@ class WorkerLoop:
         from slimray.runtime.agreement import check_agreement
 
         step = self.state.step
-        graph = build_graph(self.model)
+        graph = build_graph(self.model, strict=self.pruner.strict)
         if not self.state.baseline_sizes:
             self.state.baseline_sizes = {g.id: g.size for g in graph.groups}
         durations: dict[str, float] = {}
@@ -202,6 +213,7 @@ class WorkerLoop:
             **{k: summary[k] for k in ("channels_before", "channels_after", "params_before",
                                        "params_after", "flops_before", "flops_after", "digest")},
             "durations": durations,
+            "frozen": summary["frozen"],  # layers kept whole, with the FLOPs share they hold
         }  # fmt: skip
         self.state.events.append(event)
         return event
