@@ -78,9 +78,16 @@ def test_returned_scores_freeze_the_layer():
     assert blocker.path == "attn" and "attention scores" in blocker.reason
 
 
-def test_activation_criteria_name_the_heads_they_cannot_see():
+def test_taylor_scores_heads_on_their_weights_and_apoz_names_them():
+    """No tensor carries a head: taylor scores heads by |w * dL/dw| of their weights (and the
+    rest by activations), apoz, which only reads activations, names the heads it cannot see."""
     model = _transformer()
     graph = build_graph(model)
-    batch = ScoringBatch(_tokens(), np.arange(4) % 10)
+    batch = ScoringBatch(_tokens(), np.arange(4) % 10, loss=keras.losses.SparseCategoricalCrossentropy(True))
+    scores = dict(zip([g.id for g in graph.groups], get_criterion("taylor")(graph, batch), strict=True))
+    assert scores["attn/heads"].shape == (4,) and np.all(scores["attn/heads"] > 0)
+    assert len(set(np.round(scores["attn/heads"], 12))) == 4  # the heads are told apart
+    plan = MaskPlanner(scope="global").plan(graph, list(scores.values()), 0.5)
+    check_dead_channels(model, graph, plan, _tokens())
     with pytest.raises(ValueError, match=r"attn/heads.*weight criterion"):
-        get_criterion("taylor")(graph, batch)
+        get_criterion("apoz")(graph, batch)

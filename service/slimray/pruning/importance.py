@@ -82,11 +82,13 @@ def _accumulate_weights(
     graph: DependencyGraph,
     per_position: Callable[[np.ndarray], np.ndarray],
     include: Callable[[Any, str], bool] = lambda layer, name: True,
+    values: Callable[[Any], dict[str, np.ndarray]] | None = None,
 ) -> list[np.ndarray]:
-    """Sum `per_position(rows)` over every weight slice that belongs to each group channel."""
+    """Sum `per_position(rows)` over every weight slice that belongs to each group channel; the
+    slices of the trainable weights, or of `values(record)` (by weight key) when given."""
     scores = [np.zeros(g.size) for g in graph.groups]
     for record in graph.layer_records():
-        weights = _weights_by_name(record.layer, trainable_only=True)
+        weights = values(record) if values else _weights_by_name(record.layer, trainable_only=True)
         for name, axes in record.param_axes().items():
             if name not in weights or not include(record.layer, name):
                 continue
@@ -183,7 +185,8 @@ class _ActivationImportance(Importance):
     needs_data = True
     name = ""
 
-    def _anchors(self, graph: DependencyGraph):
+    def _covered(self, graph: DependencyGraph) -> tuple[list, list[int]]:
+        """The anchors that carry some group, and the groups no anchor carries (indices)."""
         covered: set[int] = set()
         anchors = []
         for anchor in graph.anchors:
@@ -191,7 +194,11 @@ class _ActivationImportance(Importance):
             if groups:
                 anchors.append(anchor)
                 covered |= groups
-        missing = [g.id for g in graph.groups if g.index not in covered]
+        return anchors, [g.index for g in graph.groups if g.index not in covered]
+
+    def _anchors(self, graph: DependencyGraph):
+        anchors, unseen = self._covered(graph)
+        missing = [graph.groups[i].id for i in unseen]
         if missing:
             raise ValueError(
                 f"Criterion {self.name!r} cannot see the activations of groups {missing}: no "
@@ -220,7 +227,8 @@ class _ActivationImportance(Importance):
 
 @criteria.register("taylor")
 class TaylorImportance(_ActivationImportance):
-    """First-order Taylor (Molchanov et al. 2017): mean over the batch of |sum a * dL/da|."""
+    """First-order Taylor (Molchanov et al. 2017): mean over the batch of |sum a * dL/da|. Groups
+    no tensor carries (attention heads) are scored on their weights: sum |w * dL/dw| (2019)."""
 
     name = "taylor"
 
@@ -230,20 +238,33 @@ class TaylorImportance(_ActivationImportance):
         if keras.backend.backend() != "tensorflow":
             raise RuntimeError("Criterion 'taylor' needs the TensorFlow backend of Keras.")
         batch = self._require(batch, targets=True)
-        anchors = self._anchors(graph)
+        anchors, unseen = self._covered(graph)
         probe = self._probe(graph, anchors)
         n_out = len(graph.model.outputs)
         loss_fn = keras.losses.get(batch.loss)
+        variables = [v for r in graph.layer_records() for v in r.weights if v.trainable] if unseen else []
         with tf.GradientTape() as tape:
             results = probe(batch.x, training=False)
             preds, acts = results[:n_out], results[n_out:]
             loss = loss_fn(batch.y, preds[0] if n_out == 1 else preds)
             loss = tf.reduce_mean(loss)
-        grads = tape.gradient(loss, acts)
+        grads, weight_grads = tape.gradient(loss, [acts, variables])
         scores = [np.zeros(g.size) for g in graph.groups]
         for anchor, a, g in zip(anchors, acts, grads, strict=True):
             contrib = self._per_channel(np.asarray(a) * np.asarray(g))  # (batch, C)
             _scatter(graph, anchor.ids, np.abs(contrib).mean(axis=0), scores)
+        if unseen:  # groups no tensor carries (attention heads): first-order Taylor on weights
+            products = {id(v): np.abs(np.asarray(v) * np.asarray(tf.convert_to_tensor(g)))
+                        for v, g in zip(variables, weight_grads, strict=True) if g is not None}  # fmt: skip
+
+            def taylor_of(record):
+                return {
+                    weight_key(record.layer, v): products[id(v)] for v in record.weights if id(v) in products
+                }
+
+            by_weight = _accumulate_weights(graph, lambda rows: rows.sum(axis=1), values=taylor_of)
+            for i in unseen:
+                scores[i] = by_weight[i]
         return scores
 
 
