@@ -37,8 +37,9 @@ def one_event(mult: int, batch: int) -> dict:
     durations["graph"] = time.perf_counter() - start
     pruner = Pruner("taylor", {"scope": "local", "round_to": 4})
     loss = keras.losses.SparseCategoricalCrossentropy()
-    plan = pruner.plan(model, 0.5, ScoringBatch(x, y, loss), None, graph, durations)
-    result = pruner.apply(model, plan, optimizer, graph, durations)
+    scored = pruner.plan(model, 0.5, ScoringBatch(x, y, loss), None, graph)
+    durations.update(scored.durations)
+    result = pruner.apply(model, scored.plan, optimizer, graph, durations)
     new_step = make_step(result.model, result.optimizer, jit=False)
     start = time.perf_counter()
     new_step(tf.constant(x), tf.constant(y))

@@ -16,16 +16,21 @@ KILL_MARKER_ENV = "SLIMRAY_TEST_KILL_MARKER"
 class PerturbedMaskLoop(WorkerLoop):
     """Rank 1 flips one channel of its mask at the first prune event: the ranks disagree."""
 
-    def plan(self, sparsity, batch, graph, durations):
+    def plan(self, sparsity, batch, graph):
+        import dataclasses
+
         from slimray.pruning import PrunePlan
 
-        plan = super().plan(sparsity, batch, graph, durations)
+        scored = super().plan(sparsity, batch, graph)
+        plan = scored.plan
         if self.rank != 1 or self.state.events:
-            return plan
+            return scored
         gid = sorted(plan.keep)[0]
         kept = list(plan.keep[gid])
         kept[-1] = sorted(set(range(plan.sizes[gid])) - set(kept))[0]
-        return PrunePlan({**plan.keep, gid: tuple(sorted(kept))}, plan.sizes)
+        return dataclasses.replace(
+            scored, plan=PrunePlan({**plan.keep, gid: tuple(sorted(kept))}, plan.sizes)
+        )
 
 
 class KilledWorkerLoop(WorkerLoop):

@@ -49,3 +49,9 @@ def test_single_worker_reducer_is_the_identity():
     v = np.arange(5.0)
     np.testing.assert_array_equal(r.allreduce(v), v)
     assert r.bytes_reduced == 40
+
+
+def test_the_tf_collective_reducer_is_a_full_reducer():
+    from slimray.pruning import Reducer
+
+    assert isinstance(TFCollectiveReducer(rank=0, world_size=1), Reducer)

@@ -16,7 +16,7 @@ from slimray.pruning.importance import (
 )
 from slimray.pruning.optimizer import carry_optimizer, register_optimizer_slots
 from slimray.pruning.planner import MaskPlanner, PrunePlan
-from slimray.pruning.pruner import Pruner, PruneResult
+from slimray.pruning.pruner import Pruner, PruneResult, ScoredPlan
 from slimray.pruning.reducer import IdentityReducer, Reducer
 from slimray.pruning.schedules import PruningSchedule, get_schedule, schedules
 from slimray.pruning.surgery import ShrinkResult, shrink, zero_pruned_channels
@@ -37,6 +37,7 @@ __all__ = [
     "Pruner",
     "PruningSchedule",
     "Reducer",
+    "ScoredPlan",
     "ScoringBatch",
     "ShrinkResult",
     "UnsupportedLayerError",

@@ -49,6 +49,21 @@ class PruneResult:
         }
 
 
+@dataclass(frozen=True)
+class ScoredPlan:
+    """One worker's plan with what it took: its local scores (before the allreduce, for the
+    event record) and the seconds spent scoring and allreducing."""
+
+    plan: PrunePlan
+    local_scores: np.ndarray
+    durations: dict[str, float]
+
+    @property
+    def allreduce_bytes(self) -> int:
+        """Bytes of scores this worker contributed to the allreduce."""
+        return int(self.local_scores.nbytes)
+
+
 class Pruner:
     """Criterion + planner + reducer; `prune(model, sparsity)` returns a new, smaller model."""
 
@@ -69,7 +84,6 @@ class Pruner:
             raise TypeError(f"planner must be a MaskPlanner or its config. Received: {planner!r}")
         self.planner = planner
         self.reducer = reducer or IdentityReducer()
-        self.last_local_scores: np.ndarray | None = None  # this worker's, before the allreduce
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -90,20 +104,17 @@ class Pruner:
         batch: ScoringBatch | None = None,
         baseline_sizes: Mapping[str, int] | None = None,
         graph: DependencyGraph | None = None,
-        durations: dict[str, float] | None = None,
-    ) -> PrunePlan:
+    ) -> ScoredPlan:
         """Score locally, allreduce, and plan: the same plan on every worker."""
-        durations = {} if durations is None else durations
         graph = graph or build_graph(model, self.strict)
         start = time.perf_counter()
         local = self.criterion(graph, batch)
-        durations["score"] = time.perf_counter() - start
-        self.last_local_scores = np.concatenate(local).astype(np.float64) if local else np.zeros(0)
-        start = time.perf_counter()
+        scored = time.perf_counter()
         scores = reduce_scores(graph, local, self.reducer)
-        durations["allreduce"] = time.perf_counter() - start
-        durations["allreduce_bytes"] = float(self.last_local_scores.nbytes)
-        return self.planner.plan(graph, scores, sparsity, baseline_sizes)
+        reduced = time.perf_counter()
+        plan = self.planner.plan(graph, scores, sparsity, baseline_sizes)
+        flat = np.concatenate(local).astype(np.float64) if local else np.zeros(0)
+        return ScoredPlan(plan, flat, {"score": scored - start, "allreduce": reduced - scored})
 
     def apply(
         self,
@@ -138,6 +149,5 @@ class Pruner:
         baseline_sizes: Mapping[str, int] | None = None,
     ) -> PruneResult:
         graph = build_graph(model, self.strict)
-        durations: dict[str, float] = {}
-        plan = self.plan(model, sparsity, batch, baseline_sizes, graph, durations)
-        return self.apply(model, plan, optimizer, graph, durations)
+        scored = self.plan(model, sparsity, batch, baseline_sizes, graph)
+        return self.apply(model, scored.plan, optimizer, graph, dict(scored.durations))

@@ -189,27 +189,26 @@ class WorkerLoop:
         graph = build_graph(self.model, strict=self.pruner.strict)
         if not self.state.baseline_sizes:
             self.state.baseline_sizes = {g.id: g.size for g in graph.groups}
-        durations: dict[str, float] = {}
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=self.spec.train.from_logits)
-        plan = self.plan(sparsity, ScoringBatch(x, y, loss), graph, durations)
+        scored = self.plan(sparsity, ScoringBatch(x, y, loss), graph)
+        durations = dict(scored.durations)
         start = time.perf_counter()
-        check_agreement(plan, self.reducer, step)
+        check_agreement(scored.plan, self.reducer, step)
         durations["agreement"] = time.perf_counter() - start
         with self.strategy.scope():
-            result = self.pruner.apply(self.model, plan, self.optimizer, graph, durations)
+            result = self.pruner.apply(self.model, scored.plan, self.optimizer, graph, durations)
         self.model, self.optimizer = result.model, result.optimizer
         self._new_model_costs()
         summary = result.summary()
         kept = sum(len(g["kept"]) for g in summary["groups"])
         self.state.sparsity = 1.0 - kept / sum(self.state.baseline_sizes.values())
-        local = self.pruner.last_local_scores
         event = {
             "step": step,
-            "local_scores_sha": hashlib.sha256(local.tobytes()).hexdigest()[:16],
+            "local_scores_sha": hashlib.sha256(scored.local_scores.tobytes()).hexdigest()[:16],
             "target_sparsity": sparsity,
             "sparsity": self.state.sparsity,
             "groups_pruned": sum(1 for g in summary["groups"] if len(g["kept"]) < g["size"]),
-            "allreduce_bytes": int(durations.pop("allreduce_bytes", 0)) * self.world,
+            "allreduce_bytes": scored.allreduce_bytes * self.world,
             **{k: summary[k] for k in ("channels_before", "channels_after", "params_before",
                                        "params_after", "flops_before", "flops_after", "digest")},
             "durations": durations,
@@ -218,9 +217,10 @@ class WorkerLoop:
         self.state.events.append(event)
         return event
 
-    def plan(self, sparsity: float, batch: Any, graph: Any, durations: dict[str, float]) -> Any:
-        """This worker's mask: score, allreduce the scores, plan (all ranks must agree on it)."""
-        return self.pruner.plan(self.model, sparsity, batch, self.state.baseline_sizes, graph, durations)
+    def plan(self, sparsity: float, batch: Any, graph: Any) -> Any:
+        """This worker's mask (a `ScoredPlan`): score, allreduce the scores, plan; all ranks must
+        agree on it."""
+        return self.pruner.plan(self.model, sparsity, batch, self.state.baseline_sizes, graph)
 
     # -------------------------------------------------------------- one step
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
