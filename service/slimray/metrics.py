@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from slimray.jobstate import JobState
 from slimray.metrics_names import GAUGES as _GAUGES
+from slimray.metrics_names import JOB_INFO, JOB_INFO_DOC
 from slimray.metrics_names import PRUNE_DURATION_BUCKETS, PRUNE_PHASES, REQUEST_BUCKETS
 from slimray.store import Store
 
@@ -46,6 +47,7 @@ class JobCollector:
         last_event = GaugeMetricFamily(
             "slimray_last_prune_event_seconds", "Duration of the job's last prune event.", labels=["job"]
         )
+        info = GaugeMetricFamily(JOB_INFO, JOB_INFO_DOC, labels=["job", "backend"])
         durations = HistogramMetricFamily(
             "slimray_prune_event_duration_seconds",
             "Duration of each phase of a prune event.",
@@ -54,6 +56,7 @@ class JobCollector:
         )
         for job in jobs:
             states.add_metric([job.id, job.state.value], 1.0)
+            info.add_metric([job.id, str(job.spec.get("backend", "tf-collective"))], 1.0)
             if job.state == JobState.FAILED:
                 failed.add_metric([job.id, error_type(job.error)], 1.0)
             if job.prune_events:
@@ -82,6 +85,7 @@ class JobCollector:
         yield states
         yield failed
         yield last_event
+        yield info
 
 
 def error_type(error: str | None) -> str:

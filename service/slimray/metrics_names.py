@@ -19,3 +19,8 @@ GAUGES = (
         "Bytes of gradients each worker allreduces per step (falls as the model shrinks).",
     ),
 )
+
+# 1 per job, labelled with its allreduce backend (`tf-collective` or `horovod`): the job metrics
+# join it on `job` (`* on(job) group_left(backend) slimray_job_info`) to compare the two
+JOB_INFO = "slimray_job_info"
+JOB_INFO_DOC = "1 per job, labelled with the backend that allreduces its gradients and scores."

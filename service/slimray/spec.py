@@ -28,6 +28,8 @@ BUILTIN_MODELS = (
 BUILTIN_DATA = ("mnist", "digits", "synthetic")
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "apoz", "random")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
+# what allreduces gradients, scores and mask digests (slimray.runtime.backends registers each)
+BACKENDS = ("tf-collective", "horovod")
 
 
 MAX_NESTING = 8  # of builder kwargs and criterion configs: plain settings, not data
@@ -309,6 +311,11 @@ class JobSpec(_Strict):
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     failure: FailureSpec = Field(default_factory=FailureSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
+    backend: Literal[BACKENDS] = Field(  # type: ignore[valid-type]
+        "tf-collective",
+        description="What allreduces gradients, channel scores and mask digests: TensorFlow's "
+        "collective ops (default) or Horovod over gloo (optional: `make horovod`).",
+    )
 
 
 class SpecError(ValueError):

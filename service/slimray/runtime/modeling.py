@@ -73,42 +73,6 @@ def gradient_bytes(model: Any) -> int:
     return int(sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.trainable_variables))
 
 
-def make_train_step(model, optimizer, strategy, global_batch: int, train: TrainSpec):
-    """A distributed step: forward/backward per replica, gradients allreduced by the optimizer.
-
-    Returns this worker's share of the global mean loss and its count of correct predictions,
-    with no collective of their own (the driver adds the ranks' windows up).
-    """
-    import keras
-    import tensorflow as tf
-
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=train.from_logits, reduction=None)
-
-    @tf.function(jit_compile=train.jit_compile)
-    def gradients(x, y):
-        with tf.GradientTape() as tape:
-            out = model(x, training=True)
-            loss = tf.nn.compute_average_loss(loss_fn(y, out), global_batch_size=global_batch)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        grads = tape.gradient(loss, model.trainable_variables)
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(out, -1, output_type=tf.int32), y), tf.float32))
-        return loss, correct, grads
-
-    def replica_step(x, y):
-        loss, correct, grads = gradients(x, y)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return loss, correct
-
-    @tf.function
-    def step(x, y):
-        loss, correct = strategy.run(replica_step, args=(x, y))
-        local = strategy.experimental_local_results
-        return tf.add_n(list(local(loss))), tf.add_n(list(local(correct)))
-
-    return step
-
-
 def evaluate(model, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
     """Top-1 accuracy on held-out data (local, no collectives)."""
     if len(x) == 0:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from slimray.metrics_names import GAUGES, PRUNE_DURATION_BUCKETS, PRUNE_PHASES
+from slimray.metrics_names import GAUGES, JOB_INFO, JOB_INFO_DOC, PRUNE_DURATION_BUCKETS, PRUNE_PHASES
 
 EventSink = Callable[[str, dict[str, Any]], None]
 TAG = "slimray_job"
@@ -17,11 +17,14 @@ TAG = "slimray_job"
 class RayMetricsSink:
     """An event sink that records each report as Ray metrics, then passes it on."""
 
-    def __init__(self, job: str, inner: EventSink):
+    def __init__(self, job: str, inner: EventSink, backend: str = "tf-collective"):
         from ray.util.metrics import Counter, Gauge, Histogram
 
         self.tags = {TAG: job}
         self.inner = inner
+        # 1 per job, labelled with its allreduce backend: joined on `job` to compare backends
+        self.info = Gauge(JOB_INFO, JOB_INFO_DOC, tag_keys=(TAG, "backend"))
+        self.info.set(1.0, tags={**self.tags, "backend": backend})
         self.gauges = {key: Gauge(f"slimray_{name}", doc, tag_keys=(TAG,)) for name, key, doc in GAUGES}
         self.events = Counter("slimray_prune_events", "Prune events applied.", tag_keys=(TAG,))
         self.allreduce = Counter("slimray_score_allreduce_bytes", "Bytes of channel scores allreduced.",

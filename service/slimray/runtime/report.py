@@ -30,6 +30,7 @@ class Timeline:
     events: list[dict[str, Any]] = field(default_factory=list)
     peak_memory: dict[int, int] = field(default_factory=dict)
     restarts: list[int] = field(default_factory=list)
+    weights_sha: dict[int, str] = field(default_factory=dict)  # each rank's final weights
     _attempts: set[tuple[int, int]] = field(default_factory=set)
     _phase: int = 0
 
@@ -47,6 +48,8 @@ class Timeline:
         for r in reports:
             rank = int(r["rank"])
             self.peak_memory[rank] = max(self.peak_memory.get(rank, 0), int(r["peak_memory_bytes"]))
+            if r.get("weights_sha"):
+                self.weights_sha[rank] = r["weights_sha"]
         entry = {
             "step": first["step"],
             "phase": self._phase,  # prune events applied when this window's steps ran
@@ -124,6 +127,9 @@ def build_report(timeline: Timeline, **fields: Any) -> dict[str, Any]:
         "final_val_accuracy": last.get("val_accuracy"),
         "peak_memory_bytes_per_worker": {str(k): v for k, v in sorted(timeline.peak_memory.items())},
         "restarts_from_steps": list(timeline.restarts),
+        # the replicas' final weights: one digest when every step averaged the same gradients
+        "weights_sha_by_rank": {str(k): v for k, v in sorted(timeline.weights_sha.items())},
+        "replicas_identical": (len(set(timeline.weights_sha.values())) == 1) if timeline.weights_sha else None,
         "prune_events": timeline.events,
         "timeline": timeline.entries,
     }  # fmt: skip

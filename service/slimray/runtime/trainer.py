@@ -78,6 +78,20 @@ def check_shared_output(store: RunStore, spec: JobSpec) -> None:
         )
 
 
+def check_backend(spec: JobSpec) -> None:
+    """A job's backend must run on the cluster: a tiny Ray task asks a node (before anything of the
+    old run is removed). BackendUnavailableError names the field and the remedy."""
+    import ray
+
+    from slimray.runtime.backends import BackendUnavailableError, backend_missing
+
+    if spec.backend == "tf-collective":  # TensorFlow itself: the workers cannot run without it
+        return
+    problem = ray.get(ray.remote(num_cpus=0)(backend_missing).remote(spec.backend))
+    if problem:
+        raise BackendUnavailableError(f"backend: {spec.backend!r} cannot run on this Ray cluster: {problem}")
+
+
 def init_ray(address: str | None, spec: JobSpec) -> bool:
     """Join `address`, or start an embedded Ray sized for the job. True if this call started it.
 
@@ -157,7 +171,7 @@ def _build_trainer(spec: JobSpec, store: RunStore, config: Any, dataset: Any, se
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
-    from slimray.runtime.tf_backend import TFCollectiveConfig
+    from slimray.runtime.backends import get_backend
     from slimray.runtime.worker import train_loop_per_worker
 
     resources = {"CPU": spec.scaling.cpus_per_worker}
@@ -166,7 +180,7 @@ def _build_trainer(spec: JobSpec, store: RunStore, config: Any, dataset: Any, se
     return DataParallelTrainer(
         train_loop_per_worker,
         train_loop_config={"worker": config},
-        backend_config=TFCollectiveConfig(),
+        backend_config=get_backend(spec.backend).ray_config(),
         scaling_config=ScalingConfig(
             num_workers=spec.scaling.num_workers,
             use_gpu=spec.scaling.use_gpu,
@@ -286,7 +300,7 @@ def run_job(
         check_shared_output(store, spec)
         # the service's job id when it submitted the job, else the spec's name
         job_label = os.environ.get("SLIMRAY_JOB_ID", spec.name)
-        emit = RayMetricsSink(job_label, on_event or (lambda kind, data: None))
+        emit = RayMetricsSink(job_label, on_event or (lambda kind, data: None), spec.backend)
         return _run(spec, store, clock, emit, loop)
     finally:
         if started_ray:
@@ -315,6 +329,8 @@ def _run(
 
     clock, started = job_clock.phases, job_clock.began_at
     t0, start_wall = job_clock.began, job_clock.began_wall
+    with clock.phase("startup"):
+        check_backend(spec)
     with clock.phase("data"):
         data = load_job_data(spec.data, spec.train)
     steps = plan_steps(spec, data.n_train)  # the last check: only now is the old run removed
@@ -329,7 +345,8 @@ def _run(
         train_arrays=ray.put(data.arrays) if data.arrays is not None else None,
     )  # fmt: skip
     emit("start", {"total_steps": steps.total_steps, "steps_per_epoch": steps.steps_per_epoch,
-                   "world": world, "n_train": data.n_train, "run_dir": store.location})  # fmt: skip
+                   "world": world, "n_train": data.n_train, "run_dir": store.location,
+                   "backend": spec.backend})  # fmt: skip
     trainer = _build_trainer(spec, store, config, data.train, channel.sender())
     pump = ProgressPump(world, steps.total_steps, emit, Timeline(start_time=start_wall))
     fit_start = time.time()
@@ -346,6 +363,7 @@ def _run(
         "started_at": started,
         "total_steps": steps.total_steps,
         "workers": world,
+        "backend": spec.backend,
         "spec": spec.model_dump(mode="json"),
     }
     with clock.phase("export"):

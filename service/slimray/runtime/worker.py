@@ -1,4 +1,4 @@
-"""The per-worker loop: a custom `tf.function` step under MultiWorkerMirroredStrategy, and at
+"""The per-worker loop: the job's backend's train step (TF collectives or Horovod), and at
 scheduled steps score -> allreduce -> plan -> agree -> shrink, then keep training smaller."""
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from slimray.runtime.modeling import (
     build_optimizer,
     evaluate,
     gradient_bytes,
-    make_train_step,
 )
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, ProgressSender, WorkerMessage
 from slimray.spec import JobSpec
@@ -34,6 +33,14 @@ _NOT_THROUGHPUT = ("tracing", "prune_events", "checkpoints", "evaluation", "prog
 def peak_memory_bytes() -> int:
     """Peak resident set size of this process (Linux reports kilobytes)."""
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def weights_digest(model: Any) -> str:
+    """A short digest of every weight's bytes: equal on all ranks when gradients were averaged."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(np.asarray(weight)).tobytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,7 @@ class WorkerLoop:
         import tensorflow as tf
 
         from slimray.pruning import Pruner, get_schedule
-        from slimray.runtime.collectives import TFCollectiveReducer
+        from slimray.runtime.backends import get_backend
 
         self.spec = JobSpec.model_validate(config.spec)
         self.config = config
@@ -107,8 +114,9 @@ class WorkerLoop:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         keras.utils.set_random_seed(self.spec.train.seed)
-        self.strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        self.reducer = TFCollectiveReducer(self.rank, self.world)
+        self.backend = get_backend(self.spec.backend)(self.rank, self.world)
+        self.strategy = self.backend.strategy
+        self.reducer = self.make_reducer()
         prune = self.spec.prune
         self.schedule = get_schedule(prune.schedule_config()) if prune else None
         self.pruner = (
@@ -121,6 +129,7 @@ class WorkerLoop:
             validation = ray.get(validation)
         self.x_val, self.y_val = validation
         self._restore_or_build()
+        self.backend.broadcast_weights(self.model, self.optimizer)
         self._refuse_if_strict()
         self.attempt = self._agree_on_attempt()
         self.pending_event: dict[str, Any] | None = None
@@ -146,6 +155,14 @@ class WorkerLoop:
         self.resumed_from = self.state.step if checkpoint is not None else None
         self._new_model_costs()
 
+    def make_reducer(self) -> Any:
+        """The backend's `Reducer` for scores and digests (a test may wrap it to inject a fault)."""
+        return self.backend.reducer()
+
+    def make_step(self) -> Any:
+        """The backend's train step for the current model (rebuilt after every prune event)."""
+        return self.backend.train_step(self.model, self.optimizer, self.spec.train.batch_size, self.spec.train)
+
     def _refuse_if_strict(self) -> None:
         """With `prune.strict`, a model slimray cannot prune all through fails the job before
         training (BlockedModelError names every blocker), not at its first prune event."""
@@ -165,10 +182,7 @@ class WorkerLoop:
 
         self.cost = count_model(self.model)
         self.grad_bytes = gradient_bytes(self.model)
-        global_batch = self.spec.train.batch_size * self.world
-        self.step_fn = make_train_step(
-            self.model, self.optimizer, self.strategy, global_batch, self.spec.train
-        )
+        self.step_fn = self.make_step()
         self.fresh_trace = True
 
     # -------------------------------------------------------------- messages
@@ -330,6 +344,8 @@ class WorkerLoop:
             "resumed_from": self.resumed_from,
             "val_accuracy": val_accuracy,
         }
+        if final:  # every rank's weights, to show the replicas ended identical
+            payload["weights_sha"] = weights_digest(self.model)
         self.send(WINDOW, payload)
         self.window = Window(phases)
 

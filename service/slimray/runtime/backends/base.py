@@ -1,0 +1,86 @@
+"""What every allreduce backend gives the worker loop: a distribution strategy, the train step
+(local gradients, then the backend's allreduce and the update) and a `Reducer` for pruning."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from slimray.spec import TrainSpec
+
+
+class TrainStep(ABC):
+    """One training step: `local_gradients` (this worker's batch, compiled with XLA when asked),
+    then `run` allreduces them the backend's way and applies them. Called as `step(x, y)`;
+    returns this worker's share of the global mean loss and its count of correct predictions."""
+
+    def __init__(self, model: Any, optimizer: Any, loss_batch: int, train: TrainSpec):
+        import keras
+        import tensorflow as tf
+
+        self.model, self.optimizer, self.loss_batch = model, optimizer, loss_batch
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=train.from_logits, reduction=None)
+        self.gradients = tf.function(self.local_gradients, jit_compile=train.jit_compile)
+        self._step = tf.function(self.run)
+
+    def local_gradients(self, x: Any, y: Any) -> tuple[Any, Any, list[Any]]:
+        """Loss (mean over `loss_batch` samples), correct predictions and gradients, no collective."""
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            out = self.model(x, training=True)
+            loss = tf.nn.compute_average_loss(self.loss_fn(y, out), global_batch_size=self.loss_batch)
+            if self.model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(out, -1, output_type=tf.int32), y), tf.float32))
+        return loss, correct, grads
+
+    @abstractmethod
+    def run(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """Traced once per model: gradients, allreduce, update."""
+
+    def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
+        return self._step(x, y)
+
+
+class WorkerBackend(ABC):
+    """One backend as a worker sees it (built once per worker process); its classmethods run in
+    the driver and the Train controller, which never import TensorFlow."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def ray_config(cls) -> Any:
+        """The Ray Train `BackendConfig` that prepares the worker group before the loop runs."""
+
+    @classmethod
+    def missing(cls) -> str | None:
+        """What this process lacks to run the backend, as a sentence (None: nothing)."""
+        return None
+
+    def __init__(self, rank: int, world: int):
+        self.rank, self.world = rank, world
+
+    @property
+    @abstractmethod
+    def strategy(self) -> Any:
+        """The tf.distribute strategy whose scope models and optimizers are built in."""
+
+    @abstractmethod
+    def reducer(self) -> Any:
+        """The `Reducer` for channel scores and mask digests."""
+
+    @abstractmethod
+    def train_step(self, model: Any, optimizer: Any, batch_size: int, train: TrainSpec) -> TrainStep:
+        """The step for this model (rebuilt after every prune event); `batch_size` per worker."""
+
+    @abstractmethod
+    def allreduce_gradients(self, grads: list[Any]) -> list[Any]:
+        """Sum of gradient-shaped tensors across workers, as the train step reduces them (for
+        benchmarks that time the allreduce alone)."""
+
+    def broadcast_weights(self, model: Any, optimizer: Any) -> None:
+        """Make every worker start from rank 0's weights and optimizer state (a no-op where the
+        strategy already does it when variables are created)."""
