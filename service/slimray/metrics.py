@@ -12,8 +12,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from slimray.jobstate import JobState
 from slimray.metrics_names import GAUGES as _GAUGES
-from slimray.metrics_names import JOB_INFO, JOB_INFO_DOC
-from slimray.metrics_names import PRUNE_DURATION_BUCKETS, PRUNE_PHASES, REQUEST_BUCKETS
+from slimray.metrics_names import (
+    JOB_INFO,
+    JOB_INFO_DOC,
+    PRUNE_DURATION_BUCKETS,
+    PRUNE_PHASES,
+    REQUEST_BUCKETS,
+)
 from slimray.store import Store
 
 

@@ -129,7 +129,7 @@ def build_report(timeline: Timeline, **fields: Any) -> dict[str, Any]:
         "restarts_from_steps": list(timeline.restarts),
         # the replicas' final weights: one digest when every step averaged the same gradients
         "weights_sha_by_rank": {str(k): v for k, v in sorted(timeline.weights_sha.items())},
-        "replicas_identical": (len(set(timeline.weights_sha.values())) == 1) if timeline.weights_sha else None,
+        "replicas_identical": len(set(timeline.weights_sha.values())) == 1 if timeline.weights_sha else None,
         "prune_events": timeline.events,
         "timeline": timeline.entries,
     }  # fmt: skip

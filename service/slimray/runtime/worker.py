@@ -161,7 +161,8 @@ class WorkerLoop:
 
     def make_step(self) -> Any:
         """The backend's train step for the current model (rebuilt after every prune event)."""
-        return self.backend.train_step(self.model, self.optimizer, self.spec.train.batch_size, self.spec.train)
+        train = self.spec.train
+        return self.backend.train_step(self.model, self.optimizer, train.batch_size, train)
 
     def _refuse_if_strict(self) -> None:
         """With `prune.strict`, a model slimray cannot prune all through fails the job before

@@ -19,7 +19,9 @@ class TrainStep(ABC):
         import tensorflow as tf
 
         self.model, self.optimizer, self.loss_batch = model, optimizer, loss_batch
-        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=train.from_logits, reduction=None)
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=train.from_logits, reduction=None
+        )
         self.gradients = tf.function(self.local_gradients, jit_compile=train.jit_compile)
         self._step = tf.function(self.run)
 
@@ -81,6 +83,6 @@ class WorkerBackend(ABC):
         """Sum of gradient-shaped tensors across workers, as the train step reduces them (for
         benchmarks that time the allreduce alone)."""
 
-    def broadcast_weights(self, model: Any, optimizer: Any) -> None:
+    def broadcast_weights(self, model: Any, optimizer: Any) -> None:  # noqa: B027 (optional)
         """Make every worker start from rank 0's weights and optimizer state (a no-op where the
         strategy already does it when variables are created)."""

@@ -65,7 +65,8 @@ def _set_worker_environment(env: dict[str, str]) -> None:
     import ray
 
     ip = ray.util.get_node_ip_address()
-    iface = next((name for name, addrs in psutil.net_if_addrs().items() for a in addrs if a.address == ip), None)
+    addresses = psutil.net_if_addrs().items()
+    iface = next((name for name, addrs in addresses for a in addrs if a.address == ip), None)
     if iface:
         env = {**env, "HOROVOD_GLOO_IFACE": iface}
     os.environ.update(env)
@@ -172,7 +173,7 @@ class HorovodBackend(WorkerBackend):
     def missing(cls) -> str | None:
         try:
             import horovod
-            import horovod.tensorflow  # noqa: F401  (its TF ops must load, not only the package)
+            import horovod.tensorflow
         except Exception as err:  # ImportError, or the op library failing to load
             return (f"horovod {HOROVOD_VERSION} with TensorFlow is not installed ({type(err).__name__}: "
                     f"{err}); build and install it with `make horovod`")  # fmt: skip
