@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from slimray.jobstate import JobState
+from slimray.runtime.probe import PROBE_TAG
 
 
 class RayUnavailable(RuntimeError):
@@ -134,6 +137,33 @@ class RayJobExecutor:
         if len(data) <= max_bytes:
             return DriverLog(data.decode(errors="replace"), False)
         return DriverLog(data[-max_bytes:].decode(errors="replace"), True)
+
+    def check_backend(self, backend: str, timeout: float = 120.0) -> str | None:
+        """What the cluster lacks to run `backend` (None: nothing): a probe job's tiny Ray task
+        answers (`slimray.runtime.probe`). RayUnavailable if it cannot say in `timeout` s."""
+        probe_id = f"slimray-probe-{backend}-{uuid.uuid4().hex[:8]}"
+        command = f"{shlex.quote(self.driver_python)} -m slimray.runtime.probe {shlex.quote(backend)}"
+        body = {"entrypoint": command,
+                "submission_id": probe_id, "runtime_env": {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}},
+                "metadata": {"slimray_probe": backend}}  # fmt: skip
+        response = self._request("backend check", "POST", "/api/jobs/", json=body)
+        if response.status_code != 200:
+            raise RayUnavailable(
+                f"backend check: Ray answered {response.status_code}: {response.text[-300:]}"
+            )
+        deadline = time.monotonic() + timeout
+        while (state := self.status(probe_id).state) not in (JobState.SUCCEEDED, JobState.FAILED):
+            if time.monotonic() > deadline or state == JobState.CANCELLED:
+                self.stop(probe_id)
+                raise RayUnavailable(
+                    f"backend check: the probe job {probe_id} did not finish in {timeout:.0f} s"
+                )
+            time.sleep(0.5)
+        log = self.logs(probe_id, 64 * 1024).text
+        lines = [line for line in log.splitlines() if line.startswith(PROBE_TAG)]
+        if not lines:
+            raise RayUnavailable(f"backend check: the probe job {probe_id} gave no answer: {log[-500:]}")
+        return json.loads(lines[-1][len(PROBE_TAG) :])["missing"]
 
     def alive_nodes(self) -> int:
         """How many nodes of the cluster are alive (Ray's state API)."""

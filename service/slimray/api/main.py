@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from slimray import __version__
+from slimray.api.backends import BackendChecks
 from slimray.api.credentials import job_event_token
 from slimray.api.events import EventRefused
 from slimray.api.policy import PolicyError
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, executor: RayJobExecutor | None
         state = app.state
         state.settings, state.store = settings, store
         state.executor = executor or _executor(settings)
+        state.backend_checks = BackendChecks(state.executor)
         registries = build_registries(
             store, settings.metrics_job_limit, lambda: state.reconciler.probe.reachable
         )

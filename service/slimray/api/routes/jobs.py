@@ -47,6 +47,7 @@ MAX_OFFSET = 10**9
 def create(spec: JobCreate, request: Request, settings: SettingsDep, store: StoreDep) -> JobCreated:
     """Validate and store a job spec; the reconciler hands it to Ray right away (or when Ray is back)."""
     reconciler = request.app.state.reconciler
+    request.app.state.backend_checks.enforce(spec)
     job = create_job(settings, store, spec, reconciler.probe.nodes)
     reconciler.poke()
     return JobCreated(id=job.id, state=job.state)

@@ -1,0 +1,40 @@
+"""Whether the Ray cluster can run a job's backend: asked once per backend by a probe job (a tiny
+Ray task on a node), then cached for the service's life, so a submission is refused at once."""
+
+from __future__ import annotations
+
+import threading
+
+from slimray.api.policy import PolicyError
+from slimray.executor import RayJobExecutor, RayUnavailable
+from slimray.spec import JobSpec
+
+BUILT_IN = ("tf-collective",)  # TensorFlow itself: no job runs without it
+
+
+class BackendChecks:
+    """Cached answers of `RayJobExecutor.check_backend` (what is missing, or None)."""
+
+    def __init__(self, executor: RayJobExecutor):
+        self.executor = executor
+        self._answers: dict[str, str | None] = {}
+        self._lock = threading.Lock()  # concurrent submissions wait for one probe
+
+    def missing(self, backend: str) -> str | None:
+        """RayUnavailable if Ray cannot answer now (nothing is cached then)."""
+        if backend in BUILT_IN:
+            return None
+        with self._lock:
+            if backend not in self._answers:
+                self._answers[backend] = self.executor.check_backend(backend)
+            return self._answers[backend]
+
+    def enforce(self, spec: JobSpec) -> None:
+        """PolicyError naming `backend` if the cluster lacks it. With Ray unreachable the job is
+        accepted: its driver checks again on the cluster and fails it with the same reason."""
+        try:
+            problem = self.missing(spec.backend)
+        except RayUnavailable:
+            return
+        if problem:
+            raise PolicyError([(("backend",), f"{spec.backend!r} cannot run on the Ray cluster: {problem}")])
