@@ -16,7 +16,7 @@ TOOLS_BIN      := .tools/bin
 TEST_WORKERS   ?= 2
 
 # Benchmarks (benchmarks/README.md): each writes benchmarks/results/<name>.{json,md,png}.
-BENCHES := reporting time_to_accuracy width prune_overhead communication tfmot service_load
+BENCHES := reporting time_to_accuracy width prune_overhead communication tfmot service_load backends
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,12 +45,13 @@ horovod: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/slimray run examples/mnist.yaml --overwrite
 
-test: $(STAMP) tools
+# the suite covers the Horovod backend: the first run on a machine builds its wheel (~5 min)
+test: $(STAMP) tools horovod
 	$(VENV)/bin/ruff check service tests benchmarks examples
 	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # for one's own iterations: the suite without tests marked slow (the largest keras.applications)
-test-fast: $(STAMP) tools
+test-fast: $(STAMP) tools horovod
 	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 bench: $(STAMP)

@@ -25,6 +25,18 @@ def need_tool(name: str) -> str:
     return path
 
 
+def need_horovod() -> None:
+    """Horovod built and installed (`make horovod`, which `make test` runs): a skip locally
+    without it, a failure when SLIMRAY_REQUIRE_TOOLS=1."""
+    from slimray.runtime.backends import HorovodBackend
+
+    problem = HorovodBackend.missing()
+    if problem:
+        if REQUIRE_TOOLS:
+            pytest.fail(problem + " (SLIMRAY_REQUIRE_TOOLS=1)")
+        pytest.skip(problem)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     import keras

@@ -57,3 +57,51 @@ class PacedLoop(WorkerLoop):
     def train_step(self, x, y):
         time.sleep(self.PAUSE)
         super().train_step(x, y)
+
+
+class ScaledGradientsLoop(WorkerLoop):
+    """Rank 1 multiplies its local gradients by FACTOR before the backend reduces them: averaged
+    gradients keep the ranks identical but change the run; unreduced ones split the ranks."""
+
+    FACTOR = 3.0
+
+    def make_step(self):
+        import tensorflow as tf
+
+        step = super().make_step()
+        if self.rank != 1:
+            return step
+        local = step.local_gradients
+
+        def scaled(x, y):
+            loss, correct, grads = local(x, y)
+            return loss, correct, [g * self.FACTOR for g in grads]
+
+        step.gradients = tf.function(scaled)  # `run` calls it when it first traces
+        return step
+
+
+class _DriftingReducer:
+    """Rank 1's copy of the first allreduce result (the channel scores) comes back reversed, as
+    if its reduction had gone wrong; min and max (the agreement check) stay honest."""
+
+    def __init__(self, inner):
+        self.inner, self.drifted = inner, False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def allreduce(self, values):
+        out = self.inner.allreduce(values)
+        if not self.drifted:
+            self.drifted = True
+            return out[::-1].copy()
+        return out
+
+
+class DriftingScoresLoop(WorkerLoop):
+    """Rank 1 plans from perturbed global scores at the first prune event."""
+
+    def make_reducer(self):
+        reducer = super().make_reducer()
+        return _DriftingReducer(reducer) if self.rank == 1 else reducer
