@@ -95,7 +95,9 @@ def loop(config):
     model, optimizer, event_ms = _prune_event(backend, pruner, model, optimizer, train, x, y, baseline)
     after = _measure(backend, model, optimizer, train, x, y, config["repeats"])
     if ctx.get_world_rank() == 0:
-        Path(config["out"]).write_text(json.dumps({"before": before, "after": after, "prune_event_ms": event_ms}))
+        Path(config["out"]).write_text(
+            json.dumps({"before": before, "after": after, "prune_event_ms": event_ms})
+        )
 
 
 def _run(backend: str, repeats: int, tmp: str) -> dict:
@@ -143,7 +145,9 @@ def table(summary: dict, rounds: int, repeats: int) -> str:
             tf_ms, hvd_ms = (summary[b][f"{stage}_{key}"] for b in BACKENDS)
             rows.append((f"{label}, {stage} pruning", tf_ms, hvd_ms, hvd_ms / tf_ms))
     tf_ms, hvd_ms = (summary[b]["prune_event_ms"] for b in BACKENDS)
-    rows.append(("prune event ms (score, allreduce, agreement, surgery, retrace)", tf_ms, hvd_ms, hvd_ms / tf_ms))
+    rows.append(
+        ("prune event ms (score, allreduce, agreement, surgery, retrace)", tf_ms, hvd_ms, hvd_ms / tf_ms)
+    )
     text = benchlib.markdown_table(["median", "tf-collective", "horovod", "horovod / tf-collective"], rows)
     bytes_ = summary["horovod"]
     return text + (

@@ -146,7 +146,10 @@ class RayJobExecutor:
         body = {"entrypoint": command,
                 "submission_id": probe_id, "runtime_env": {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}},
                 "metadata": {"slimray_probe": backend}}  # fmt: skip
-        response = self._request("backend check", "POST", "/api/jobs/", json=body)
+        # a fresh head's job agent may take longer than one call's timeout to take its first job
+        response = self._request(
+            "backend check", "POST", "/api/jobs/", json=body, timeout=max(30.0, timeout / 4)
+        )
         if response.status_code != 200:
             raise RayUnavailable(
                 f"backend check: Ray answered {response.status_code}: {response.text[-300:]}"

@@ -3,12 +3,14 @@ Ray task on a node), then cached for the service's life, so a submission is refu
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from slimray.api.policy import PolicyError
 from slimray.executor import RayJobExecutor, RayUnavailable
 from slimray.spec import JobSpec
 
+log = logging.getLogger(__name__)
 BUILT_IN = ("tf-collective",)  # TensorFlow itself: no job runs without it
 
 
@@ -34,7 +36,8 @@ class BackendChecks:
         accepted: its driver checks again on the cluster and fails it with the same reason."""
         try:
             problem = self.missing(spec.backend)
-        except RayUnavailable:
+        except RayUnavailable as err:
+            log.warning("backend %r not checked at submission (the driver checks it): %s", spec.backend, err)
             return
         if problem:
             raise PolicyError([(("backend",), f"{spec.backend!r} cannot run on the Ray cluster: {problem}")])
