@@ -1,7 +1,12 @@
 # One image for the slimray service, every Ray head and worker, and KubeRay's RayJob submitter.
 #   docker build -t slimray:0.1.0 .                                  TensorFlow for the CPU
 #   docker build --build-arg TF_EXTRA=gpu -t slimray:0.1.0-gpu .     TensorFlow with CUDA
+#   docker build --build-arg HOROVOD=1 -t slimray:0.1.0-horovod .    plus the Horovod backend (CPU,
+#                                                                     gloo; a ~5 min C++ build)
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+# 1: build horovod 0.28.1 (patched for TF 2.21) in its own stage; 0: skip it (BuildKit never
+# builds the unused stage)
+ARG HOROVOD=0
 
 # ---- builder: the slimray wheel (the only stage with build tools)
 FROM ${PYTHON_IMAGE} AS builder
@@ -10,6 +15,30 @@ RUN pip install --no-cache-dir build==1.2.2.post1
 COPY pyproject.toml README.md ./
 COPY service/ service/
 RUN python -m build --wheel --outdir /wheels
+
+# ---- optional: the horovod wheel, built against the same TensorFlow the final stage installs
+FROM ${PYTHON_IMAGE} AS horovod-1
+ARG TF_EXTRA=cpu
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN if [ "${TF_EXTRA}" != cpu ]; then \
+      echo "HOROVOD=1 builds the CPU (gloo) backend only: the TF 2.21 patch leaves no XLA GPU ops" >&2; \
+      exit 1; fi
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++=4:12.2.0-3 make=4.3-4.1 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY service/ service/
+# the project's own pins (pyproject.toml's extra) choose TensorFlow
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".[${TF_EXTRA}]" \
+    && service/tools/build_horovod.sh python /horovod-wheels
+
+FROM ${PYTHON_IMAGE} AS horovod-0
+RUN mkdir /horovod-wheels
+
+# hadolint ignore=DL3006
+FROM horovod-${HOROVOD} AS horovod
 
 # ---- final: Python 3.11, slimray[<tf>,train,service], no compilers
 FROM ${PYTHON_IMAGE}
@@ -36,7 +65,9 @@ RUN useradd --uid "${SLIMRAY_UID}" --gid 0 --create-home --home-dir /home/slimra
     && chmod 0770 /var/lib/slimray
 
 COPY --from=builder /wheels/ /wheels/
+COPY --from=horovod /horovod-wheels/ /wheels/
 RUN pip install --no-cache-dir "/wheels/slimray-${SLIMRAY_VERSION}-py3-none-any.whl[${TF_EXTRA},train,service]" \
+    && if ls /wheels/horovod-*.whl > /dev/null 2>&1; then pip install --no-cache-dir /wheels/horovod-*.whl; fi \
     && rm -rf /wheels
 
 ENV PYTHONUNBUFFERED=1 \

@@ -120,3 +120,15 @@ def test_every_command_kuberay_execs_is_in_the_final_stage():
                                  text=True).stdout  # fmt: skip
     assert re.search(r"bin/ray$", ray_scripts, re.M), "the ray package provides no `ray` command"
     assert set(KUBERAY_EXECS) == {*essential, "wget", "python", "ray"}
+
+
+def test_horovod_is_an_optional_stage_built_by_the_repos_script_off_by_default():
+    stages = {s[0].split(" AS ")[-1]: s for s in _stages() if " AS " in s[0]}
+    assert _arg("HOROVOD") == "0" and stages["horovod"][0] == "FROM horovod-${HOROVOD} AS horovod"
+    build = " ".join(stages["horovod-1"])
+    assert "service/tools/build_horovod.sh python /horovod-wheels" in build
+    assert 'if [ "${TF_EXTRA}" != cpu ]' in build  # a GPU build is refused, with the reason
+    assert stages["horovod-0"][1:] == ["RUN mkdir /horovod-wheels"]  # nothing built when off
+    final = _stages()[-1]
+    assert "COPY --from=horovod /horovod-wheels/ /wheels/" in final
+    assert any("pip install --no-cache-dir /wheels/horovod-*.whl" in i for i in final)
