@@ -36,3 +36,13 @@ def test_alert_series(tmp_path):
     reachable["value"] = False
     assert "slimray_ray_reachable 0.0" in generate_latest(registries.public).decode()
     assert ok.id not in generate_latest(registries.public).decode()
+
+
+def test_each_job_is_labelled_with_its_backend_for_comparison(tmp_path):
+    """`slimray_job_info{job, backend}`: the dashboard joins it on `job` to compare backends; a
+    spec stored before the field existed counts as the default backend."""
+    store = Store(tmp_path / "j.db")
+    hvd, old = store.create("h", {"backend": "horovod"}), store.create("o", {})
+    text = generate_latest(build_registries(store, 10, lambda: None).full).decode()
+    assert f'slimray_job_info{{backend="horovod",job="{hvd.id}"}} 1.0' in text
+    assert f'slimray_job_info{{backend="tf-collective",job="{old.id}"}} 1.0' in text
