@@ -131,30 +131,44 @@ def summarize(rounds: list[dict]) -> dict:
         row["gradient_bytes_before"] = runs[0]["before"]["gradient_bytes"]
         row["gradient_bytes_after"] = runs[0]["after"]["gradient_bytes"]
         summary[backend] = row
+    # the ratio within each round (the two ran minutes apart, not hours): median and spread
     summary["horovod_over_tf_collective"] = {
-        key: summary["horovod"][key] / summary["tf-collective"][key]
+        key: benchlib.spread([_value(r["horovod"], key) / _value(r["tf-collective"], key) for r in rounds])
         for key in summary["horovod"] if key.endswith("_ms")
     }  # fmt: skip
     return summary
+
+
+def _value(run: dict, key: str) -> float:
+    """`before_step_ms` -> run["before"]["step_ms"]; `prune_event_ms` -> run["prune_event_ms"]."""
+    stage, _, metric = key.partition("_")
+    return run[stage][metric] if stage in ("before", "after") else run[key]
+
+
+def _ratio(summary: dict, key: str) -> tuple[float, str]:
+    spread = summary["horovod_over_tf_collective"][key]
+    return spread["median"], f"{spread['min']:.2f}-{spread['max']:.2f}"
 
 
 def table(summary: dict, rounds: int, repeats: int) -> str:
     rows = []
     for stage in ("before", "after"):
         for key, label in METRICS:
-            tf_ms, hvd_ms = (summary[b][f"{stage}_{key}"] for b in BACKENDS)
-            rows.append((f"{label}, {stage} pruning", tf_ms, hvd_ms, hvd_ms / tf_ms))
-    tf_ms, hvd_ms = (summary[b]["prune_event_ms"] for b in BACKENDS)
-    rows.append(
-        ("prune event ms (score, allreduce, agreement, surgery, retrace)", tf_ms, hvd_ms, hvd_ms / tf_ms)
-    )
-    text = benchlib.markdown_table(["median", "tf-collective", "horovod", "horovod / tf-collective"], rows)
+            name = f"{stage}_{key}"
+            values = [summary[b][name] for b in BACKENDS]
+            rows.append((f"{label}, {stage} pruning", *values, *_ratio(summary, name)))
+    values = [summary[b]["prune_event_ms"] for b in BACKENDS]
+    label = "prune event ms (score, allreduce, agreement, surgery, retrace)"
+    rows.append((label, *values, *_ratio(summary, "prune_event_ms")))
+    header = ["median of rounds", "tf-collective", "horovod", "horovod / tf-collective", "ratio's spread"]
+    text = benchlib.markdown_table(header, rows)
     bytes_ = summary["horovod"]
     return text + (
         f"\n2 workers on one machine, batch {BATCH} per worker, seed CNN pruned to {SPARSITY:.0%} of its "
         f"channels by taylor (gradient bytes per step {bytes_['gradient_bytes_before']:,} -> "
         f"{bytes_['gradient_bytes_after']:,}); {rounds} rounds alternating the backends, {repeats} "
-        "timed repeats each.\n"
+        "timed repeats each; the ratio is taken within each round (the two backends ran a minute "
+        "apart), its median and spread over the rounds.\n"
     )
 
 
@@ -162,8 +176,8 @@ def main() -> None:
     import ray
 
     args = benchlib.parser(__doc__).parse_args()
-    repeats = args.repeats or benchlib.pick(args.size, 3, 20, 50)
-    rounds = benchlib.pick(args.size, 1, 2, 3)
+    repeats = args.repeats or benchlib.pick(args.size, 3, 20, 30)
+    rounds = benchlib.pick(args.size, 1, 2, 6)
     benchlib.start_ray()
     with tempfile.TemporaryDirectory() as tmp:
         measured = [{b: _run(b, repeats, tmp) for b in BACKENDS} for _ in range(rounds)]
