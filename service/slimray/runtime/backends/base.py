@@ -80,8 +80,8 @@ class WorkerBackend(ABC):
 
     @abstractmethod
     def allreduce_gradients(self, grads: list[Any]) -> list[Any]:
-        """Sum of gradient-shaped tensors across workers, as the train step reduces them (for
-        benchmarks that time the allreduce alone)."""
+        """Gradient-shaped tensors reduced across workers as the train step reduces them (sum
+        for tf-collective, average for horovod), for benchmarks that time the allreduce alone."""
 
     def broadcast_weights(self, model: Any, optimizer: Any) -> None:  # noqa: B027 (optional)
         """Make every worker start from rank 0's weights and optimizer state (a no-op where the
