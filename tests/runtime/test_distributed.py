@@ -33,21 +33,6 @@ def _spec(out, **failure):
 
 
 @pytest.fixture(scope="module")
-def ray_local(tmp_path_factory):
-    """Ray for the module; yields the marker file `KilledWorkerLoop` writes when it kills."""
-    import ray
-
-    from tests.runtime.faulty_loops import KILL_MARKER_ENV
-
-    marker = tmp_path_factory.mktemp("kill") / "killed"
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2", KILL_MARKER_ENV: str(marker)}
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": env})  # fmt: skip
-    yield marker
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def reference(ray_local, tmp_path_factory):
     from slimray.runtime.trainer import run_job
 

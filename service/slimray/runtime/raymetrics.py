@@ -24,7 +24,7 @@ class RayMetricsSink:
         self.inner = inner
         # 1 per job, labelled with its allreduce backend: joined on `job` to compare backends
         self.info = Gauge(JOB_INFO, JOB_INFO_DOC, tag_keys=(TAG, "backend"))
-        self.info.set(1.0, tags={**self.tags, "backend": backend})
+        self.info_tags = {**self.tags, "backend": backend}
         self.gauges = {key: Gauge(f"slimray_{name}", doc, tag_keys=(TAG,)) for name, key, doc in GAUGES}
         self.events = Counter("slimray_prune_events", "Prune events applied.", tag_keys=(TAG,))
         self.allreduce = Counter("slimray_score_allreduce_bytes", "Bytes of channel scores allreduced.",
@@ -40,6 +40,7 @@ class RayMetricsSink:
         self.inner(kind, data)
 
     def _report(self, data: dict[str, Any]) -> None:
+        self.info.set(1.0, tags=self.info_tags)  # with the other gauges: Ray exports what reports set
         for key, gauge in self.gauges.items():
             value = data.get(key)
             if isinstance(value, int | float):

@@ -57,22 +57,14 @@ def test_ranks_interleaved_across_nodes_are_refused_naming_them():
 
 
 @pytest.fixture(scope="module")
-def ray_local(tmp_path_factory):
-    import ray
-
-    from tests.runtime.faulty_loops import KILL_MARKER_ENV
-
+def hvd_ray(ray_local):
+    """The shared module Ray (tests/runtime/conftest.py), once Horovod is known to be installed."""
     need_horovod()
-    marker = tmp_path_factory.mktemp("kill") / "killed"
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2", KILL_MARKER_ENV: str(marker)}
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": env})  # fmt: skip
-    yield marker
-    ray.shutdown()
+    return ray_local
 
 
 @pytest.fixture(scope="module")
-def runs(ray_local, tmp_path_factory):
+def runs(hvd_ray, tmp_path_factory):
     """Two identical horovod runs and one whose rank 1 scales its gradients (one Ray for all)."""
     from slimray.runtime.trainer import run_job
     from tests.runtime.faulty_loops import ScaledGradientsLoop
@@ -115,7 +107,7 @@ def test_one_mask_across_three_prune_events_and_a_throughput_gain(runs):
     assert report["final_val_accuracy"] > 0.7
 
 
-def test_perturbed_scores_on_one_rank_fail_the_agreement_check(ray_local, tmp_path):
+def test_perturbed_scores_on_one_rank_fail_the_agreement_check(hvd_ray, tmp_path):
     from slimray.runtime.trainer import run_job
     from tests.runtime.faulty_loops import DriftingScoresLoop
 
@@ -133,12 +125,12 @@ def _architecture(path) -> list[tuple[str, tuple[int, ...]]]:
     return [(w.path, tuple(w.shape)) for w in model.weights]
 
 
-def test_a_killed_worker_resumes_with_a_new_rendezvous_and_the_same_architecture(ray_local, runs, tmp_path):
+def test_a_killed_worker_resumes_with_a_new_rendezvous_and_the_same_architecture(hvd_ray, runs, tmp_path):
     from slimray.runtime.trainer import run_job
     from tests.runtime.faulty_loops import KilledWorkerLoop
 
     result = run_job(_spec(tmp_path / "killed"), loop=KilledWorkerLoop)
-    assert ray_local.is_file(), "the fault was not injected"
+    assert hvd_ray.is_file(), "the fault was not injected"
     assert result.state == "succeeded", result.error
     assert result.report["restarts_from_steps"] == [41]  # the checkpoint of the step-40 event
     assert [e["step"] for e in result.report["prune_events"]] == [20, 40, 60]
