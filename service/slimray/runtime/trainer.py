@@ -12,13 +12,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slimray.runtime.breakdown import PhaseClock, WallTimeBreakdown
-from slimray.runtime.progress import FINISHED, STARTED, WINDOW, StepMerger, WorkerMessage
+from slimray.runtime.progress import FINISHED, STARTED, WINDOW, ProgressChannel, StepMerger, WorkerMessage
 from slimray.runtime.report import Timeline
 from slimray.runtime.storage import RunStore
 from slimray.spec import JobSpec
+
+if TYPE_CHECKING:  # heavy modules (TensorFlow, Ray Data): imported when the job runs
+    from slimray.runtime.data import JobData
+    from slimray.runtime.worker import WorkerConfig
 
 EventSink = Callable[[str, dict[str, Any]], None]
 ERROR = "error"  # a message the controller's callback sends: worker exceptions
@@ -238,14 +242,27 @@ class ProgressPump:
             self.handle(message)
 
 
-def _fit(trainer: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
+@dataclass
+class FitOutcome:
+    """What `trainer.fit()` ended with, filled by its thread: Ray's result, or the job's error."""
+
+    result: Any = None
+    error: Exception | None = None
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+
+
+def _fit(trainer: Any) -> tuple[threading.Thread, FitOutcome]:
+    """Run `trainer.fit()` in a thread, so the driver can pump progress while it runs."""
+    outcome = FitOutcome()
 
     def fit() -> None:
         try:
-            outcome["result"] = trainer.fit()
+            outcome.result = trainer.fit()
         except Exception as err:  # the job failed: record it, the driver stays up
-            outcome["error"] = err
+            outcome.error = err
+        finally:
+            outcome.ended = time.time()
 
     thread = threading.Thread(target=fit, name="slimray-fit", daemon=True)
     thread.start()
@@ -266,12 +283,13 @@ def _export_final(run_dir: Path, checkpoint) -> dict[str, Any]:
         return json.loads((directory / EXPORT_FILE).read_text())
 
 
-def _driver_phases(clock: PhaseClock, pump: ProgressPump, fit_start: float, fit_end: float) -> dict:
+def _driver_phases(clock: PhaseClock, pump: ProgressPump, outcome: FitOutcome) -> dict:
     """Start-up runs to rank 0's loop start; shutdown from its loop end to the trainer's return."""
     phases = clock.snapshot()
+    fit_end = outcome.ended or time.time()
     loop_start = pump.loop_started_at or fit_end
     loop_end = pump.loop_finished_at or fit_end
-    phases["startup"] = phases.get("startup", 0.0) + max(0.0, loop_start - fit_start)
+    phases["startup"] = phases.get("startup", 0.0) + max(0.0, loop_start - outcome.started)
     phases["shutdown"] = max(0.0, fit_end - loop_end)
     return phases
 
@@ -317,25 +335,31 @@ class JobClock:
     began_at: str = field(default_factory=_now)
 
 
-def _run(
-    spec: JobSpec, store: RunStore, job_clock: JobClock, emit: EventSink, loop: type | None
-) -> RunResult:
+@dataclass
+class PreparedRun:
+    """A checked job ready to train: its data, step plan, emptied run directory, the workers'
+    configuration and the channel their progress comes back on."""
+
+    data: JobData
+    steps: StepPlan
+    run_dir: Path
+    config: WorkerConfig
+    channel: ProgressChannel
+
+
+def _prepare(spec: JobSpec, store: RunStore, clock: PhaseClock, loop: type | None) -> PreparedRun:
+    """Check the backend, load the data and plan the steps; only then empty the old run."""
     import ray
 
     from slimray.runtime.data import load_job_data
-    from slimray.runtime.progress import ProgressChannel
-    from slimray.runtime.report import build_report, plot_report, write_report
     from slimray.runtime.worker import WorkerConfig
 
-    clock, started = job_clock.phases, job_clock.began_at
-    t0, start_wall = job_clock.began, job_clock.began_wall
     with clock.phase("startup"):
         check_backend(spec)
     with clock.phase("data"):
         data = load_job_data(spec.data, spec.train)
     steps = plan_steps(spec, data.n_train)  # the last check: only now is the old run removed
     run_dir = prepare_run_dir(store)
-    world = spec.scaling.num_workers
     channel = ProgressChannel()
     config = WorkerConfig(
         spec=spec.model_dump(mode="json"), validation=ray.put((data.x_val, data.y_val)),
@@ -344,43 +368,66 @@ def _run(
         progress=channel.sender(), loop=loop,
         train_arrays=ray.put(data.arrays) if data.arrays is not None else None,
     )  # fmt: skip
+    return PreparedRun(data, steps, run_dir, config, channel)
+
+
+def _train(
+    spec: JobSpec, store: RunStore, run: PreparedRun, emit: EventSink, began_wall: float
+) -> tuple[ProgressPump, FitOutcome]:
+    """Run the Ray trainer to its end, turning the workers' progress into events meanwhile."""
+    steps = run.steps
     emit("start", {"total_steps": steps.total_steps, "steps_per_epoch": steps.steps_per_epoch,
-                   "world": world, "n_train": data.n_train, "run_dir": store.location,
-                   "backend": spec.backend})  # fmt: skip
-    trainer = _build_trainer(spec, store, config, data.train, channel.sender())
-    pump = ProgressPump(world, steps.total_steps, emit, Timeline(start_time=start_wall))
-    fit_start = time.time()
+                   "world": spec.scaling.num_workers, "n_train": run.data.n_train,
+                   "run_dir": store.location, "backend": spec.backend})  # fmt: skip
+    trainer = _build_trainer(spec, store, run.config, run.data.train, run.channel.sender())
+    pump = ProgressPump(spec.scaling.num_workers, steps.total_steps, emit,
+                        Timeline(start_time=began_wall))  # fmt: skip
     with controller_env(spec):
         thread, outcome = _fit(trainer)
-        pump.pump(channel, thread)
-    fit_end = time.time()
-    channel.close()
-    error = outcome.get("error")
+        pump.pump(run.channel, thread)
+    run.channel.close()
+    return pump, outcome
+
+
+def _outcome_fields(spec: JobSpec, run: PreparedRun, outcome: FitOutcome, started: str) -> dict[str, Any]:
+    """The report's job fields; on success the final model is exported into the run directory."""
+    error = outcome.error
     fields: dict[str, Any] = {
         "job": spec.name,
         "state": "failed" if error else "succeeded",
         "error": f"{type(error).__name__}: {error}" if error else None,
         "started_at": started,
-        "total_steps": steps.total_steps,
-        "workers": world,
+        "total_steps": run.steps.total_steps,
+        "workers": spec.scaling.num_workers,
         "backend": spec.backend,
         "spec": spec.model_dump(mode="json"),
     }
+    if error:
+        return fields
+    if outcome.result.checkpoint is None:
+        fields.update(state="failed", error="the run finished without a final checkpoint")
+    else:
+        fields.update(_export_final(run.run_dir, outcome.result.checkpoint))
+    return fields
+
+
+def _run(
+    spec: JobSpec, store: RunStore, job_clock: JobClock, emit: EventSink, loop: type | None
+) -> RunResult:
+    """Prepare, train, export and report one job on a running Ray."""
+    from slimray.runtime.report import build_report, plot_report, write_report
+
+    clock = job_clock.phases
+    run = _prepare(spec, store, clock, loop)
+    pump, outcome = _train(spec, store, run, emit, job_clock.began_wall)
     with clock.phase("export"):
-        if not error:
-            result = outcome["result"]
-            if result.checkpoint is None:
-                fields.update(state="failed", error="the run finished without a final checkpoint")
-            else:
-                fields.update(_export_final(run_dir, result.checkpoint))
-        report = build_report(pump.timeline, **fields)
-        plot_report(run_dir, report)
-    total = time.perf_counter() - t0
-    breakdown = WallTimeBreakdown.assemble(
-        _driver_phases(clock, pump, fit_start, fit_end), pump.worker_phases, total
-    )
+        report = build_report(pump.timeline, **_outcome_fields(spec, run, outcome, job_clock.began_at))
+        plot_report(run.run_dir, report)
+    total = time.perf_counter() - job_clock.began
+    breakdown = WallTimeBreakdown.assemble(_driver_phases(clock, pump, outcome), pump.worker_phases, total)
     report.update(finished_at=_now(), wall_seconds=round(total, 2), wall_time=breakdown.to_dict())
-    write_report(run_dir, report)
-    store.publish(run_dir)
+    write_report(run.run_dir, report)
+    store.publish(run.run_dir)
     emit("end", report)
-    return RunResult(report["state"], run_dir if store.local else store.location, report, report["error"])
+    location = run.run_dir if store.local else store.location
+    return RunResult(report["state"], location, report, report["error"])

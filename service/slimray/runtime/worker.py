@@ -24,6 +24,7 @@ from slimray.runtime.modeling import (
     gradient_bytes,
 )
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, ProgressSender, WorkerMessage
+from slimray.runtime.shard_cache import ShardCache
 from slimray.spec import JobSpec
 
 # phases that a window's throughput leaves out: they are not training steps or data waits
@@ -241,35 +242,11 @@ class WorkerLoop:
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """This worker's batches from the current step on: streamed from its Ray Data shard in
         the first epoch, then from memory when the shard fits (`ShardCache`)."""
-        import ray
-        import ray.train
-
-        from slimray.runtime.data import worker_shard
-        from slimray.runtime.shard_cache import ShardCache
-
-        train = self.spec.train
         steps_per_epoch, total = self.config.steps_per_epoch, self.config.total_steps
-        if self.config.train_arrays is not None:
-            with self.clock.phase("data"):
-                x, y = worker_shard(*ray.get(self.config.train_arrays), self.rank, self.world,
-                                    steps_per_epoch * train.batch_size)  # fmt: skip
-            cache = ShardCache.from_arrays(x, y, train.batch_size, steps_per_epoch, train.seed)
-            shard = None
-        else:
-            shard = ray.train.get_dataset_shard("train")
-            # every worker decides alike: equal shards, same epochs, whole-group restarts
-            cache = ShardCache(train.cache_mb * 2**20, train.batch_size, steps_per_epoch, train.seed)
+        cache, shard = self._batch_sources()
         while self.state.step < total:
             epoch, skip = divmod(self.state.step, steps_per_epoch)
-            if cache.complete:
-                source = cache.batches(epoch)
-            else:
-                source = shard.iter_batches(
-                    batch_size=train.batch_size, batch_format="numpy", drop_last=True,
-                    local_shuffle_buffer_size=4 * train.batch_size,
-                    local_shuffle_seed=train.seed * 1000 + epoch,
-                )  # fmt: skip
-            source = iter(source)
+            source = iter(cache.batches(epoch) if cache.complete else self._shard_epoch(shard, epoch))
             for index in range(steps_per_epoch):
                 if self.state.step >= total:
                     return
@@ -279,10 +256,37 @@ class WorkerLoop:
                     break
                 if not cache.complete:
                     cache.add(batch["x"], batch["y"])
-                if index >= skip:
+                if index >= skip:  # a resumed run skips the steps its checkpoint already holds
                     yield batch["x"], batch["y"].astype(np.int32)
             if not cache.complete:
                 cache.end_epoch()
+
+    def _batch_sources(self) -> tuple[ShardCache, Any]:
+        """The worker's batch cache, and its Ray Data shard (None when the driver passed the
+        arrays, which are then sharded here and cached whole)."""
+        import ray
+        import ray.train
+
+        from slimray.runtime.data import worker_shard
+
+        train, steps_per_epoch = self.spec.train, self.config.steps_per_epoch
+        if self.config.train_arrays is None:
+            # every worker decides alike: equal shards, same epochs, whole-group restarts
+            cache = ShardCache(train.cache_mb * 2**20, train.batch_size, steps_per_epoch, train.seed)
+            return cache, ray.train.get_dataset_shard("train")
+        with self.clock.phase("data"):
+            x, y = worker_shard(*ray.get(self.config.train_arrays), self.rank, self.world,
+                                steps_per_epoch * train.batch_size)  # fmt: skip
+        return ShardCache.from_arrays(x, y, train.batch_size, steps_per_epoch, train.seed), None
+
+    def _shard_epoch(self, shard: Any, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+        """One epoch of the Ray Data shard, shuffled locally with a per-epoch seed."""
+        train = self.spec.train
+        return shard.iter_batches(
+            batch_size=train.batch_size, batch_format="numpy", drop_last=True,
+            local_shuffle_buffer_size=4 * train.batch_size,
+            local_shuffle_seed=train.seed * 1000 + epoch,
+        )  # fmt: skip
 
     def maybe_prune(self, x: np.ndarray, y: np.ndarray) -> None:
         if self.schedule is None:
