@@ -4,7 +4,7 @@ service-wide job counts and request latency. Names follow the Prometheus convent
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -19,7 +19,86 @@ from slimray.metrics_names import (
     PRUNE_PHASES,
     REQUEST_BUCKETS,
 )
-from slimray.store import Store
+from slimray.spec import DEFAULT_BACKEND
+from slimray.store import Job, Store
+
+
+@dataclass
+class _JobFamilies:
+    """One scrape's per-job metric families; `add` puts one stored job's series into each."""
+
+    gauges: dict[str, GaugeMetricFamily]
+    events: CounterMetricFamily
+    allreduce: CounterMetricFamily
+    durations: HistogramMetricFamily
+    states: GaugeMetricFamily
+    failed: GaugeMetricFamily
+    last_event: GaugeMetricFamily
+    info: GaugeMetricFamily
+
+    @classmethod
+    def empty(cls) -> _JobFamilies:
+        job = ["job"]
+        return cls(
+            gauges={key: GaugeMetricFamily(f"slimray_{name}", doc, labels=job) for name, key, doc in _GAUGES},
+            events=CounterMetricFamily("slimray_prune_events", "Prune events applied.", labels=job),
+            allreduce=CounterMetricFamily(
+                "slimray_score_allreduce_bytes", "Bytes of channel scores allreduced.", labels=job
+            ),
+            durations=HistogramMetricFamily(
+                "slimray_prune_event_duration_seconds",
+                "Duration of each phase of a prune event.",
+                labels=["job", "phase"],
+                unit="",
+            ),
+            states=GaugeMetricFamily(
+                "slimray_job_state", "1 for the job's current state.", labels=["job", "state"]
+            ),
+            failed=GaugeMetricFamily(
+                "slimray_job_failed_info",
+                "1 for a failed job, by the error's type.",
+                labels=["job", "error_type"],
+            ),
+            last_event=GaugeMetricFamily(
+                "slimray_last_prune_event_seconds", "Duration of the job's last prune event.", labels=job
+            ),
+            info=GaugeMetricFamily(JOB_INFO, JOB_INFO_DOC, labels=["job", "backend"]),
+        )
+
+    def add(self, job: Job) -> None:
+        self.states.add_metric([job.id, job.state.value], 1.0)
+        self.info.add_metric([job.id, str(job.spec.get("backend", DEFAULT_BACKEND))], 1.0)
+        if job.state == JobState.FAILED:
+            self.failed.add_metric([job.id, error_type(job.error)], 1.0)
+        for key, family in self.gauges.items():
+            value = job.metrics.get(key)
+            if isinstance(value, (int, float)):
+                family.add_metric([job.id], float(value))
+        self._add_prune_events(job)
+
+    def _add_prune_events(self, job: Job) -> None:
+        """The job's prune-event count, allreduced bytes, phase histograms and last duration."""
+        events = job.prune_events
+        self.events.add_metric([job.id], float(len(events)))
+        self.allreduce.add_metric([job.id], float(sum(e.get("allreduce_bytes", 0) or 0 for e in events)))
+        if events:
+            last = _numbers(events[-1].get("durations", {}).values())
+            self.last_event.add_metric([job.id], float(sum(last)))
+        for phase in PRUNE_PHASES:
+            values = _numbers(e.get("durations", {}).get(phase) for e in events)
+            buckets = [(str(b), float(sum(1 for v in values if v <= b))) for b in PRUNE_DURATION_BUCKETS]
+            buckets.append(("+Inf", float(len(values))))
+            self.durations.add_metric([job.id, phase], buckets, sum_value=float(sum(values)))
+
+    def __iter__(self) -> Iterator[Metric]:
+        yield from self.gauges.values()
+        yield from (self.events, self.allreduce, self.durations, self.states, self.failed)
+        yield from (self.last_event, self.info)
+
+
+def _numbers(values: Iterable[object]) -> list[float]:
+    """The numeric values only: a stored event may lack a phase, or hold null for it."""
+    return [float(v) for v in values if isinstance(v, (int, float))]
 
 
 class JobCollector:
@@ -33,64 +112,10 @@ class JobCollector:
         return []
 
     def collect(self) -> Iterable[Metric]:
-        jobs = self.store.recent(self.job_limit)
-        gauges = {
-            key: GaugeMetricFamily(f"slimray_{name}", doc, labels=["job"]) for name, key, doc in _GAUGES
-        }
-        events = CounterMetricFamily("slimray_prune_events", "Prune events applied.", labels=["job"])
-        allreduce = CounterMetricFamily(
-            "slimray_score_allreduce_bytes", "Bytes of channel scores allreduced.", labels=["job"]
-        )
-        states = GaugeMetricFamily(
-            "slimray_job_state", "1 for the job's current state.", labels=["job", "state"]
-        )
-        failed = GaugeMetricFamily(
-            "slimray_job_failed_info",
-            "1 for a failed job, by the error's type.",
-            labels=["job", "error_type"],
-        )
-        last_event = GaugeMetricFamily(
-            "slimray_last_prune_event_seconds", "Duration of the job's last prune event.", labels=["job"]
-        )
-        info = GaugeMetricFamily(JOB_INFO, JOB_INFO_DOC, labels=["job", "backend"])
-        durations = HistogramMetricFamily(
-            "slimray_prune_event_duration_seconds",
-            "Duration of each phase of a prune event.",
-            labels=["job", "phase"],
-            unit="",
-        )
-        for job in jobs:
-            states.add_metric([job.id, job.state.value], 1.0)
-            info.add_metric([job.id, str(job.spec.get("backend", "tf-collective"))], 1.0)
-            if job.state == JobState.FAILED:
-                failed.add_metric([job.id, error_type(job.error)], 1.0)
-            if job.prune_events:
-                phases = job.prune_events[-1].get("durations", {})
-                last_event.add_metric(
-                    [job.id], float(sum(v for v in phases.values() if isinstance(v, int | float)))
-                )
-            for key, family in gauges.items():
-                value = job.metrics.get(key)
-                if isinstance(value, (int, float)):
-                    family.add_metric([job.id], float(value))
-            events.add_metric([job.id], float(len(job.prune_events)))
-            allreduce.add_metric(
-                [job.id], float(sum(e.get("allreduce_bytes", 0) or 0 for e in job.prune_events))
-            )
-            for phase in PRUNE_PHASES:
-                values = [e.get("durations", {}).get(phase) for e in job.prune_events]
-                values = [v for v in values if isinstance(v, (int, float))]
-                buckets = [(str(b), float(sum(1 for v in values if v <= b))) for b in PRUNE_DURATION_BUCKETS]
-                buckets.append(("+Inf", float(len(values))))
-                durations.add_metric([job.id, phase], buckets, sum_value=float(sum(values)))
-        yield from gauges.values()
-        yield events
-        yield allreduce
-        yield durations
-        yield states
-        yield failed
-        yield last_event
-        yield info
+        families = _JobFamilies.empty()
+        for job in self.store.recent(self.job_limit):
+            families.add(job)
+        yield from families
 
 
 def error_type(error: str | None) -> str:

@@ -30,6 +30,7 @@ CRITERIA = ("l1", "l2", "bn_scale", "taylor", "apoz", "random")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 # what allreduces gradients, scores and mask digests (slimray.runtime.backends registers each)
 BACKENDS = ("tf-collective", "horovod")
+DEFAULT_BACKEND = "tf-collective"
 
 
 MAX_NESTING = 8  # of builder kwargs and criterion configs: plain settings, not data
@@ -312,7 +313,7 @@ class JobSpec(_Strict):
     failure: FailureSpec = Field(default_factory=FailureSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
     backend: Literal[BACKENDS] = Field(  # type: ignore[valid-type]
-        "tf-collective",
+        DEFAULT_BACKEND,
         description="What allreduces gradients, channel scores and mask digests: TensorFlow's "
         "collective ops (default) or Horovod over gloo (optional: `make horovod`).",
     )
