@@ -35,22 +35,38 @@ class Timeline:
     _phase: int = 0
 
     def add(self, reports: list[dict[str, Any]]) -> dict[str, Any]:
-        first = reports[0]
+        """Merge one step's windows from every rank into an entry (and its prune event, if any)."""
+        self._note_restart(reports[0])
+        self._note_ranks(reports)
+        entry = self._entry(reports)
+        self.entries.append(entry)
+        self._note_event(reports)
+        entry["throughput_gain"] = self.gain(entry)
+        return entry
+
+    def _note_restart(self, first: dict[str, Any]) -> None:
+        """A new worker group resumed from a checkpoint: drop what its replayed steps will redo."""
         resumed = first.get("resumed_from")
         attempt = (resumed, first.get("pid"))  # a new worker group has new processes
-        if resumed is not None and attempt not in self._attempts:
-            self._attempts.add(attempt)
-            self.restarts.append(resumed)
-            # a restart replays steps after the checkpoint: drop what they will redo
-            self.entries = [e for e in self.entries if e["step"] <= resumed]
-            self.events = [e for e in self.events if e["step"] < resumed]
-            self._phase = len(self.events)
+        if resumed is None or attempt in self._attempts:
+            return
+        self._attempts.add(attempt)
+        self.restarts.append(resumed)
+        self.entries = [e for e in self.entries if e["step"] <= resumed]
+        self.events = [e for e in self.events if e["step"] < resumed]
+        self._phase = len(self.events)
+
+    def _note_ranks(self, reports: list[dict[str, Any]]) -> None:
+        """Each rank's peak memory so far, and the digest of its final weights when it sent one."""
         for r in reports:
             rank = int(r["rank"])
             self.peak_memory[rank] = max(self.peak_memory.get(rank, 0), int(r["peak_memory_bytes"]))
             if r.get("weights_sha"):
                 self.weights_sha[rank] = r["weights_sha"]
-        entry = {
+
+    def _entry(self, reports: list[dict[str, Any]]) -> dict[str, Any]:
+        first = reports[0]
+        return {
             "step": first["step"],
             "phase": self._phase,  # prune events applied when this window's steps ran
             "samples_per_second": sum(r["samples_per_second"] for r in reports),
@@ -66,18 +82,18 @@ class Timeline:
             "allreduce_bytes_total": sum(r.get("allreduce_bytes_total", 0) for r in reports),
             "elapsed_seconds": self._elapsed(first.get("time")),
         }
-        self.entries.append(entry)
-        event = first.get("event")
-        if event is not None:
-            event = {
-                **event,
-                "digest_by_rank": {str(r["rank"]): r["event"]["digest"] for r in reports},
-                "local_scores_sha_by_rank": {str(r["rank"]): r["event"]["local_scores_sha"] for r in reports},
-            }
-            self.events.append(event)
-            self._phase += 1
-        entry["throughput_gain"] = self.gain(entry)
-        return entry
+
+    def _note_event(self, reports: list[dict[str, Any]]) -> None:
+        """The step's prune event, with every rank's mask digest and local-score digest."""
+        event = reports[0].get("event")
+        if event is None:
+            return
+        self.events.append({
+            **event,
+            "digest_by_rank": {str(r["rank"]): r["event"]["digest"] for r in reports},
+            "local_scores_sha_by_rank": {str(r["rank"]): r["event"]["local_scores_sha"] for r in reports},
+        })  # fmt: skip
+        self._phase += 1
 
     def _elapsed(self, when: float | None) -> float | None:
         if when is None or self.start_time is None:
