@@ -12,6 +12,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from slimray.jobstate import JobState
+
 console = Console()
 
 
@@ -36,28 +38,13 @@ def _human(n: float) -> str:
 
 def _cmd_prune(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    source = Path(args.model)
-    if not source.is_file():
-        raise CliError(f"model file not found: {source}")
-    if source.suffix != ".keras":
-        raise CliError(f"model must be a .keras file. Received: {source}")
-    if Path(args.output).suffix != ".keras":
-        raise CliError(f"--output must end in .keras. Received: {args.output}")
+    source = _check_prune_paths(args)
 
     import keras
 
-    from slimray.pruning import MaskPlanner, Pruner, get_criterion
+    from slimray.pruning import Pruner
 
-    try:
-        criterion = get_criterion(args.criterion)
-        planner = MaskPlanner(scope=args.scope, min_channels=args.min_channels, round_to=args.round_to)
-    except (TypeError, ValueError) as err:
-        raise CliError(str(err)) from err
-    if criterion.needs_data:
-        raise CliError(
-            f"--criterion {args.criterion} scores activations and needs data; "
-            "`slimray prune` uses weight criteria: l1, l2, bn_scale, random"
-        )
+    criterion, planner = _prune_criterion_and_planner(args)
     model = keras.models.load_model(source, compile=False)
     try:
         result = Pruner(criterion, planner, strict=args.strict).prune(model, args.sparsity)
@@ -78,6 +65,36 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         Path(args.report).write_text(json.dumps(report, indent=2))
     _print_prune_report(report)
     return 0
+
+
+def _check_prune_paths(args: argparse.Namespace) -> Path:
+    """The model to prune must be an existing .keras file, and the output a .keras path."""
+    source = Path(args.model)
+    if not source.is_file():
+        raise CliError(f"model file not found: {source}")
+    if source.suffix != ".keras":
+        raise CliError(f"model must be a .keras file. Received: {source}")
+    if Path(args.output).suffix != ".keras":
+        raise CliError(f"--output must end in .keras. Received: {args.output}")
+    return source
+
+
+def _prune_criterion_and_planner(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The criterion and mask planner the flags name; `slimray prune` has no data, so only
+    weight criteria are accepted."""
+    from slimray.pruning import MaskPlanner, get_criterion
+
+    try:
+        criterion = get_criterion(args.criterion)
+        planner = MaskPlanner(scope=args.scope, min_channels=args.min_channels, round_to=args.round_to)
+    except (TypeError, ValueError) as err:
+        raise CliError(str(err)) from err
+    if criterion.needs_data:
+        raise CliError(
+            f"--criterion {args.criterion} scores activations and needs data; "
+            "`slimray prune` uses weight criteria: l1, l2, bn_scale, random"
+        )
+    return criterion, planner
 
 
 def _print_prune_report(report: dict[str, Any]) -> None:
@@ -413,10 +430,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ entry point
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="slimray", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_prune(sub: Any) -> None:
     prune = sub.add_parser("prune", help="one-shot structured pruning of a saved .keras model")
     prune.add_argument("model", help="input .keras file")
     prune.add_argument("--sparsity", type=float, required=True, help="fraction of channels to remove")
@@ -431,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "their channels whole and prune the rest)")  # fmt: skip
     prune.set_defaults(func=_cmd_prune)
 
+
+def _add_run(sub: Any) -> None:
     run = sub.add_parser("run", help="run a training job on Ray (embedded, or --address)")
     run.add_argument("spec", help="job spec, YAML or JSON")
     run.add_argument("--address", help="join this Ray cluster instead of starting one")
@@ -438,9 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no live progress")
     run.set_defaults(func=_cmd_run)
 
+
+def _add_schema(sub: Any) -> None:
     schema = sub.add_parser("schema", help="print the job spec's JSON Schema")
     schema.set_defaults(func=_cmd_schema)
 
+
+def _add_serve(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the job service (HTTP API + /metrics)")
     serve.add_argument("--local", action="store_true", help="start (or reuse) a Ray head here")
     serve.add_argument("--host", default="127.0.0.1")
@@ -449,26 +469,41 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(func=_cmd_serve)
 
-    def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("--server", help="service URL (default $SLIMRAY_SERVER or 127.0.0.1:8000)")
-        return p
 
-    submit = client_parser("submit", "submit a job spec to the service")
+def _client_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A subcommand that talks to the service over HTTP."""
+    parser = sub.add_parser(name, help=help_text)
+    parser.add_argument("--server", help="service URL (default $SLIMRAY_SERVER or 127.0.0.1:8000)")
+    return parser
+
+
+def _add_client_commands(sub: Any) -> None:
+    submit = _client_parser(sub, "submit", "submit a job spec to the service")
     submit.add_argument("spec")
     submit.add_argument("--wait", action="store_true", help="follow the job until it ends")
     submit.set_defaults(func=_cmd_submit)
-    status = client_parser("status", "list jobs, or show one")
+    status = _client_parser(sub, "status", "list jobs, or show one")
     status.add_argument("id", nargs="?")
-    status.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    status.add_argument("--state", choices=[state.value for state in JobState])
     status.add_argument("--watch", action="store_true")
     status.set_defaults(func=_cmd_status)
-    cancel = client_parser("cancel", "cancel a job")
+    cancel = _client_parser(sub, "cancel", "cancel a job")
     cancel.add_argument("id")
     cancel.set_defaults(func=_cmd_cancel)
-    logs = client_parser("logs", "print a job's driver log")
+    logs = _client_parser(sub, "logs", "print a job's driver log")
     logs.add_argument("id")
     logs.set_defaults(func=_cmd_logs)
+
+
+# each adds its subcommands, in the order `slimray --help` lists them
+_SUBCOMMANDS = (_add_prune, _add_run, _add_schema, _add_serve, _add_client_commands)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slimray", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in _SUBCOMMANDS:
+        add(sub)
     return parser
 
 

@@ -82,8 +82,8 @@ def _error_handlers(app: FastAPI) -> None:
         return _json_error(status.HTTP_503_SERVICE_UNAVAILABLE, f"the job store failed: {err}")
 
 
-def create_app(settings: Settings | None = None, executor: RayJobExecutor | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def _lifespan(settings: Settings, executor: RayJobExecutor | None):
+    """The app's life: open the store, executor, metrics and reconciler; close what it opened."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -109,21 +109,27 @@ def create_app(settings: Settings | None = None, executor: RayJobExecutor | None
             state.executor.close()
         store.close()
 
-    app = FastAPI(title="slimray", version=__version__, lifespan=lifespan,
+    return lifespan
+
+
+async def _observe(request: Request, call_next):
+    """Every request's latency, by route template (never the raw path), method and status class."""
+    start = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    template = getattr(route, "path", "unmatched")
+    request.app.state.requests.labels(
+        template, method_label(request.method), f"{response.status_code // 100}xx"
+    ).observe(time.perf_counter() - start)
+    return response
+
+
+def create_app(settings: Settings | None = None, executor: RayJobExecutor | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="slimray", version=__version__, lifespan=_lifespan(settings, executor),
                   max_body_size=settings.max_body_bytes)  # fmt: skip
     app.include_router(jobs.router)
     app.include_router(health.router)
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        request.app.state.requests.labels(
-            template, method_label(request.method), f"{response.status_code // 100}xx"
-        ).observe(time.perf_counter() - start)
-        return response
-
+    app.middleware("http")(_observe)
     _error_handlers(app)
     return app

@@ -339,16 +339,46 @@ class DependencyGraph:
 
     # ---------------------------------------------------------- groups
     def _build_groups(self) -> None:
+        """Number the prunable channels: each unfixed root of tied atoms is one channel of the
+        group its channel space belongs to; every atom learns its (group, channel)."""
         n = len(self._parent)
         roots = np.fromiter((self._find(a) for a in range(n)), dtype=np.int64, count=n)
+        group_of_space, group_roots, chan_of_root = self._number_channels(roots)
+        self._atom_group = np.full(n, -1, dtype=np.int64)
+        self._atom_chan = np.full(n, -1, dtype=np.int64)
+        for atom in range(n):
+            gc = chan_of_root.get(int(roots[atom]))
+            if gc is not None:
+                self._atom_group[atom], self._atom_chan[atom] = gc
+        count = len(group_roots)
+        owners, members, segments = (
+            self._group_owners(group_of_space, count), self._group_members(count), self._group_segments(count)
+        )  # fmt: skip
+        self.groups = [
+            Group(
+                index=g,
+                id="+".join(sorted(owners[g])) or f"group{g}",
+                size=len(group_roots[g]),
+                layers=tuple(members[g]),
+                segments=tuple(tuple(sorted(c)) for c in segments[g].values()),
+            )
+            for g in range(count)
+        ]
+
+    def _number_channels(
+        self, roots: np.ndarray
+    ) -> tuple[dict[int, int], list[list[int]], dict[int, tuple[int, int]]]:
+        """Group index of each channel space, each group's roots, and each root's (group,
+        channel). Atoms go in creation order, so channel order follows the first producer."""
         fixed_roots = set()
         for ids in self._fixed:
             fixed_roots.update(roots[ids].tolist())
+        n = len(roots)
         spaces = np.fromiter((self._space_find(self._space[a]) for a in range(n)), dtype=np.int64, count=n)
         group_of_space: dict[int, int] = {}
         group_roots: list[list[int]] = []
         chan_of_root: dict[int, tuple[int, int]] = {}
-        for atom in range(n):  # atoms in creation order: channel order follows the first producer
+        for atom in range(n):
             root = int(roots[atom])
             if root in fixed_roots or root in chan_of_root:
                 continue
@@ -359,18 +389,20 @@ class DependencyGraph:
             g = group_of_space[space]
             chan_of_root[root] = (g, len(group_roots[g]))
             group_roots[g].append(root)
-        self._atom_group = np.full(n, -1, dtype=np.int64)
-        self._atom_chan = np.full(n, -1, dtype=np.int64)
-        for atom in range(n):
-            gc = chan_of_root.get(int(roots[atom]))
-            if gc is not None:
-                self._atom_group[atom], self._atom_chan[atom] = gc
-        owners: dict[int, list[str]] = {g: [] for g in range(len(group_roots))}
+        return group_of_space, group_roots, chan_of_root
+
+    def _group_owners(self, group_of_space: dict[int, int], count: int) -> dict[int, list[str]]:
+        """The layers whose output spaces make each group (its id); model inputs are not owners."""
+        owners: dict[int, list[str]] = {g: [] for g in range(count)}
         for s in range(len(self._space_parent)):
             g = group_of_space.get(self._space_find(s))
             if g is not None and self._space_owner[s] != "input":
                 owners[g].append(self._space_owner[s])
-        members: dict[int, list[str]] = {g: [] for g in range(len(group_roots))}
+        return owners
+
+    def _group_members(self, count: int) -> dict[int, list[str]]:
+        """Every layer with a weight axis on each group's channels."""
+        members: dict[int, list[str]] = {g: [] for g in range(count)}
         for record in self.records.values():
             touched = set()
             for axes in record.param_axes().values():
@@ -378,21 +410,16 @@ class DependencyGraph:
                     touched.update(self._atom_group[ids].tolist())
             for g in touched - {-1}:
                 members[g].append(record.path)
-        segments: dict[int, dict[int, set[int]]] = {g: {} for g in range(len(group_roots))}
-        for atom in range(n):  # by the space each atom was created in: one producer's outputs
+        return members
+
+    def _group_segments(self, count: int) -> dict[int, dict[int, set[int]]]:
+        """Each group's channels by the space each atom was created in: one producer's outputs."""
+        segments: dict[int, dict[int, set[int]]] = {g: {} for g in range(count)}
+        for atom in range(len(self._parent)):
             g = int(self._atom_group[atom])
             if g >= 0:
                 segments[g].setdefault(self._space[atom], set()).add(int(self._atom_chan[atom]))
-        self.groups = [
-            Group(
-                index=g,
-                id="+".join(sorted(owners[g])) or f"group{g}",
-                size=len(group_roots[g]),
-                layers=tuple(members[g]),
-                segments=tuple(tuple(sorted(c)) for c in segments[g].values()),
-            )
-            for g in range(len(group_roots))
-        ]
+        return segments
 
     def _held_roots(self, roots: np.ndarray) -> dict[str, set[int]]:
         """Per blocker, the channel roots it fixes that nothing but frozen layers fixes (model
