@@ -12,17 +12,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slimray.runtime.breakdown import PhaseClock, WallTimeBreakdown
+from slimray.runtime.data import JobData, load_job_data
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, ProgressChannel, StepMerger, WorkerMessage
 from slimray.runtime.report import Timeline
 from slimray.runtime.storage import RunStore
+from slimray.runtime.worker import WorkerConfig, train_loop_per_worker
 from slimray.spec import JobSpec
-
-if TYPE_CHECKING:  # heavy modules (TensorFlow, Ray Data): imported when the job runs
-    from slimray.runtime.data import JobData
-    from slimray.runtime.worker import WorkerConfig
 
 EventSink = Callable[[str, dict[str, Any]], None]
 ERROR = "error"  # a message the controller's callback sends: worker exceptions
@@ -176,7 +174,6 @@ def _build_trainer(spec: JobSpec, store: RunStore, config: Any, dataset: Any, se
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
     from slimray.runtime.backends import get_backend
-    from slimray.runtime.worker import train_loop_per_worker
 
     resources = {"CPU": spec.scaling.cpus_per_worker}
     if spec.scaling.use_gpu and spec.scaling.gpus_per_worker:
@@ -350,9 +347,6 @@ class PreparedRun:
 def _prepare(spec: JobSpec, store: RunStore, clock: PhaseClock, loop: type | None) -> PreparedRun:
     """Check the backend, load the data and plan the steps; only then empty the old run."""
     import ray
-
-    from slimray.runtime.data import load_job_data
-    from slimray.runtime.worker import WorkerConfig
 
     with clock.phase("startup"):
         check_backend(spec)

@@ -57,10 +57,11 @@ def test_ranks_interleaved_across_nodes_are_refused_naming_them():
 
 
 @pytest.fixture(scope="module")
-def hvd_ray(ray_local):
-    """The shared module Ray (tests/runtime/conftest.py), once Horovod is known to be installed."""
+def hvd_ray(request):
+    """The shared module Ray (tests/runtime/conftest.py), started only once Horovod is known to
+    be installed."""
     need_horovod()
-    return ray_local
+    return request.getfixturevalue("ray_local")
 
 
 @pytest.fixture(scope="module")
