@@ -301,9 +301,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from slimray.api.main import create_app
+    from slimray.runtime.storage import apply_umask
     from slimray.settings import get_settings
 
-    os.umask(0o077)  # the store, run directories and logs are the service user's alone
+    # the store, run directories and logs are the service user's alone, unless SLIMRAY_UMASK
+    # (the image: 0007) shares them with group 0
+    try:
+        apply_umask(0o077)
+    except ValueError as err:
+        raise CliError(str(err)) from err
     overrides: dict[str, Any] = {}
     if args.local:
         overrides["driver_python"] = sys.executable

@@ -1,15 +1,24 @@
-"""Service settings: one pydantic-settings class, environment prefix `SLIMRAY_`, built on demand."""
+"""Service settings: one pydantic-settings class, environment prefix `SLIMRAY_`, built on demand.
+A settings file (`SLIMRAY_SETTINGS_FILE`, JSON or YAML, the fields by name) sits under the
+environment: the Helm chart renders one from its values; secrets stay in the environment."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+SETTINGS_FILE_ENV = "SLIMRAY_SETTINGS_FILE"
 
 
 class JobLimits(BaseModel):
     """What one submitted job may ask for; a spec beyond these gets 422 naming the field."""
+
+    model_config = ConfigDict(extra="forbid")
 
     max_workers: int = Field(16, ge=1, description="scaling.num_workers at most.")
     max_cpus_per_worker: float = Field(8.0, gt=0, description="scaling.cpus_per_worker at most.")
@@ -69,6 +78,47 @@ class Settings(BaseSettings):
         64 * 2**20, ge=0, description="Not ready (and no new jobs) below this free disk at db_path."
     )
     limits: JobLimits = Field(default_factory=JobLimits)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit overrides, then SLIMRAY_* variables, then the settings file (if named)."""
+        return init_settings, env_settings, SettingsFileSource(settings_cls)
+
+
+class SettingsFileError(ValueError):
+    """The settings file is missing, unreadable, not a mapping, or names an unknown field."""
+
+
+class SettingsFileSource(PydanticBaseSettingsSource):
+    """The fields in the file `SLIMRAY_SETTINGS_FILE` names (JSON or YAML); unknown keys are
+    refused by path, since a typo there would otherwise silently keep a default."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get(SETTINGS_FILE_ENV)
+        if not path:
+            return {}
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise SettingsFileError(f"{SETTINGS_FILE_ENV}={path!r}: cannot read it: {err}") from err
+        if not isinstance(data, dict):
+            raise SettingsFileError(f"{SETTINGS_FILE_ENV}={path!r}: expected a mapping of settings, "
+                                    f"got {type(data).__name__}")  # fmt: skip
+        unknown = sorted(set(data) - set(self.settings_cls.model_fields))
+        if unknown:
+            raise SettingsFileError(f"{SETTINGS_FILE_ENV}={path!r}: unknown setting(s) {unknown}; "
+                                    f"known: {sorted(self.settings_cls.model_fields)}")  # fmt: skip
+        return data
 
 
 def get_settings(**overrides) -> Settings:

@@ -28,6 +28,12 @@ VALUES = {"default": (), "all-on": (ALL_ON,), "existing-cluster": (EXISTING,),
           "object-store": (OBJECT_STORE,)}  # fmt: skip
 
 
+def settings_file(docs: list[dict]) -> dict:
+    """The service's settings as the chart renders them (its settings ConfigMap)."""
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-settings"))
+    return json.loads(cm["data"]["settings.json"])
+
+
 @pytest.fixture(scope="module", params=list(VALUES))
 def rendered(request):
     return request.param, helm_template(*VALUES[request.param])
@@ -81,14 +87,17 @@ def test_the_service_is_one_recreated_replica_with_probes_and_the_ray_token():
         "key": "auth_token",
     }
     assert any(d["kind"] == "Secret" and d["metadata"]["name"] == token_secret for d in docs)
-    assert env["SLIMRAY_RAY_ADDRESS"]["value"] == f"http://{cluster['metadata']['name']}-head-svc.ml.svc:8265"
+    settings = settings_file(docs)
+    assert settings["ray_address"] == f"http://{cluster['metadata']['name']}-head-svc.ml.svc:8265"
     runs = {m["mountPath"] for m in container["volumeMounts"]}
     for _, pod in pod_specs(cluster):  # the same runs volume at the same path everywhere
         mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
-        assert env["SLIMRAY_RUNS_ROOT"]["value"] in runs & mounts
-    worker = cluster["spec"]["workerGroupSpecs"][0]
-    assert worker["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert {worker["minReplicas"], worker["maxReplicas"]} == {0, 4}
+        assert settings["runs_root"] in runs & mounts
+    assert settings["runs_shared"] is True
+    cpu, gpu = cluster["spec"]["workerGroupSpecs"]
+    assert "nvidia.com/gpu" not in cpu["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert gpu["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert {gpu["minReplicas"], gpu["maxReplicas"]} == {0, 4}
 
 
 def test_the_object_store_replaces_the_runs_volume_everywhere():
@@ -104,8 +113,8 @@ def test_the_object_store_replaces_the_runs_volume_everywhere():
         assert env["AWS_ENDPOINT_URL"]["value"] == "http://minio.storage.svc:9000", where
         assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == keys, where
         assert "runs" not in {v["name"] for v in pod.get("volumes", [])}, where
-    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["SLIMRAY_RUNS_ROOT"]["value"] == "s3://ml-runs/slimray"
+    assert settings_file(docs)["runs_root"] == "s3://ml-runs/slimray"
+    assert settings_file(docs)["runs_shared"] is False
     plain = next(d for d in helm_template() if d["kind"] == "Deployment")["spec"]["template"]["spec"]
     assert not any(e["name"].startswith("AWS_") for e in plain["containers"][0]["env"])
 
@@ -188,7 +197,12 @@ def test_every_value_is_documented_and_typed():
         indent = len(match.group(1))
         while stack and stack[-1][0] >= indent:
             stack.pop()
-        documented = lines[i - 1].strip().startswith("# --") if i else False
+        comments = []  # the comment block right above the key
+        for above in reversed(lines[:i]):
+            if not above.strip().startswith("#"):
+                break
+            comments.append(above.strip())
+        documented = bool(comments) and comments[-1].startswith("# --")
         inherited = any(doc for _, doc in stack)
         next_line = lines[i + 1].strip() if i + 1 < len(lines) else ""
         section = match.group(4) is None and not next_line.startswith("- ")

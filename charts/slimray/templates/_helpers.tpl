@@ -34,6 +34,15 @@ app.kubernetes.io/component: api
 {{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
 {{- end -}}
 
+{{/* A worker group's image: its own `image`, else the chart's, with "-gpu" (the CUDA build) on
+     the tag when the group has GPUs. Args: dict "root" $ "group" <group>. */}}
+{{- define "slimray.groupImage" -}}
+{{- $g := .group }}{{- $v := .root.Values.image }}
+{{- if $g.image }}{{ $g.image.repository | default $v.repository }}:{{ $g.image.tag }}
+{{- else }}{{ $v.repository }}:{{ default .root.Chart.AppVersion $v.tag }}{{ if gt (int $g.gpus) 0 }}-gpu{{ end }}
+{{- end }}
+{{- end -}}
+
 {{- define "slimray.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "slimray.fullname" .) .Values.serviceAccount.name -}}
@@ -112,9 +121,8 @@ seccompProfile:
 {{- end }}
 {{- end }}
 
-{{/* What the Ray head and worker containers share. */}}
+{{/* What the Ray head and worker containers share (each sets its own image). */}}
 {{- define "slimray.rayContainerCommon" -}}
-image: {{ include "slimray.image" . | quote }}
 imagePullPolicy: {{ .Values.image.pullPolicy }}
 securityContext: {{- include "slimray.containerSecurityContext" . | nindent 2 }}
 env:
@@ -153,3 +161,27 @@ metricRelabelings:
   - regex: slimray_job
     action: labeldrop
 {{- end -}}
+
+{{/* The service's settings file (JSON): .Values.settings with each key in snake_case (the
+     Settings field names), plus the fields the chart itself decides. One source: nothing here
+     names a setting the values can set. */}}
+{{- define "slimray.settingsFile" -}}
+{{- $out := dict }}
+{{- range $k, $v := .Values.settings }}
+{{- if kindIs "map" $v }}
+{{- $inner := dict }}
+{{- range $ik, $iv := $v }}{{- $_ := set $inner (snakecase $ik) $iv }}{{- end }}
+{{- $_ := set $out (snakecase $k) $inner }}
+{{- else }}
+{{- $_ := set $out (snakecase $k) $v }}
+{{- end }}
+{{- end }}
+{{- $_ := set $out "db_path" "/var/lib/slimray/store/jobs.db" }}
+{{- $_ := set $out "runs_root" (include "slimray.runsRoot" .) }}
+{{- /* the runs volume is one ReadWriteMany claim mounted on the service and every Ray pod */}}
+{{- $_ := set $out "runs_shared" (not .Values.objectStore.enabled) }}
+{{- $_ := set $out "ray_address" (include "slimray.rayAddress" .) }}
+{{- $_ := set $out "service_url" (printf "http://%s.%s.svc:%v" (include "slimray.fullname" .) .Release.Namespace .Values.service.port) }}
+{{- $_ := set $out "driver_python" "python" }}
+{{- toPrettyJson $out }}
+{{- end }}

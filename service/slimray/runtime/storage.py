@@ -7,6 +7,7 @@ AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL), never from the spec."""
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 REPORT_FILE = "report.json"  # published last: its presence marks a complete run
+UMASK_ENV = "SLIMRAY_UMASK"  # the image sets 0007: group 0 may write what any UID wrote (OpenShift)
 
 
 class StorageError(RuntimeError):
@@ -35,6 +37,25 @@ def store_error(field: str, location: str, what: str, err: BaseException) -> Sto
     hint = CREDENTIAL_HINTS.get(location.partition("://")[0])
     tail = f" (check {hint})" if hint else ""
     return StorageError(f"{field} {location!r}: {what} failed: {reason}{tail}")
+
+
+def apply_umask(default: int | None = None) -> int | None:
+    """Set this process's umask from SLIMRAY_UMASK (octal), else to `default` (None: keep it);
+    every process that writes run files calls it first: the CLI, the driver, each Train worker."""
+    value = os.environ.get(UMASK_ENV, "").strip()
+    if value:
+        try:
+            mask = int(value, 8)
+        except ValueError:
+            raise ValueError(f"{UMASK_ENV}={value!r} is not an octal umask such as 0007") from None
+        if not 0 <= mask <= 0o777:
+            raise ValueError(f"{UMASK_ENV}={value!r} is not an octal umask such as 0007")
+    elif default is None:
+        return None
+    else:
+        mask = default
+    os.umask(mask)
+    return mask
 
 
 def is_uri(location: str) -> bool:

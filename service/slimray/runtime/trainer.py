@@ -16,9 +16,10 @@ from typing import Any
 
 from slimray.runtime.breakdown import PhaseClock, WallTimeBreakdown
 from slimray.runtime.data import JobData, load_job_data
+from slimray.runtime.gpu import check_gpu
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, ProgressChannel, StepMerger, WorkerMessage
 from slimray.runtime.report import Timeline
-from slimray.runtime.storage import RunStore
+from slimray.runtime.storage import RunStore, apply_umask, is_uri
 from slimray.runtime.worker import WorkerConfig, train_loop_per_worker
 from slimray.spec import JobSpec
 
@@ -66,18 +67,24 @@ def prepare_run_dir(store: RunStore) -> Path:
     return store.staging()
 
 
-def check_shared_output(store: RunStore, spec: JobSpec) -> None:
-    """On more than one node, a local output must be a shared mount (declared), or a URI."""
-    import ray
-
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    if len(nodes) > 1 and store.local and not spec.output.shared:
-        raise ValueError(
-            f"output.dir {spec.output.dir!r} is a local path, but the Ray cluster has {len(nodes)} "
+def shared_output_problem(spec: JobSpec, nodes: int) -> str | None:
+    """Why the job's output cannot serve a cluster of `nodes` nodes (None: it can): on more than
+    one node a local output must be a declared shared mount, or a URI."""
+    if nodes <= 1 or is_uri(spec.output.dir) or spec.output.shared:
+        return None
+    return (f"output.dir {spec.output.dir!r} is a local path, but the Ray cluster has {nodes} "
             "nodes: workers on other nodes could not write checkpoints there, nor the driver read "
             "them. Use an object-store URI (e.g. s3://bucket/runs/job) or, if every node mounts "
-            "this path, set output.shared: true"
-        )
+            "this path, set output.shared: true")  # fmt: skip
+
+
+def check_shared_output(spec: JobSpec) -> None:
+    """The job's output must serve every alive node of the cluster it joined."""
+    import ray
+
+    problem = shared_output_problem(spec, len([n for n in ray.nodes() if n.get("Alive")]))
+    if problem:
+        raise ValueError(problem)
 
 
 def check_backend(spec: JobSpec) -> None:
@@ -306,13 +313,14 @@ def run_job(
 
     from slimray.runtime.raymetrics import RayMetricsSink
 
+    apply_umask()  # the driver writes the run directory (an embedded Ray's workers inherit it)
     store = check_run_dir(spec, overwrite)
     started_ray = False
     try:
         clock = JobClock()
         with clock.phases.phase("startup"):
             started_ray = init_ray(address, spec)
-        check_shared_output(store, spec)
+        check_shared_output(spec)
         # the service's job id when it submitted the job, else the spec's name
         job_label = os.environ.get("SLIMRAY_JOB_ID", spec.name)
         emit = RayMetricsSink(job_label, on_event or (lambda kind, data: None), spec.backend)
@@ -350,6 +358,7 @@ def _prepare(spec: JobSpec, store: RunStore, clock: PhaseClock, loop: type | Non
 
     with clock.phase("startup"):
         check_backend(spec)
+        check_gpu(spec.scaling)
     with clock.phase("data"):
         data = load_job_data(spec.data, spec.train)
     steps = plan_steps(spec, data.n_train)  # the last check: only now is the old run removed

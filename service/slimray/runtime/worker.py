@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from slimray.runtime.breakdown import PhaseClock
+from slimray.runtime.gpu import require_gpu
 from slimray.runtime.modeling import (
     build_job_model,
     build_optimizer,
@@ -25,6 +26,7 @@ from slimray.runtime.modeling import (
 )
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, ProgressSender, WorkerMessage
 from slimray.runtime.shard_cache import ShardCache
+from slimray.runtime.storage import apply_umask
 from slimray.spec import JobSpec
 
 # phases that a window's throughput leaves out: they are not training steps or data waits
@@ -107,6 +109,7 @@ class WorkerLoop:
         from slimray.runtime.backends import get_backend
 
         self.spec = JobSpec.model_validate(config.spec)
+        require_gpu(self.spec.scaling)
         self.config = config
         self.clock = PhaseClock()
         ctx = ray.train.get_context()
@@ -407,5 +410,6 @@ class WorkerLoop:
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point (runs in every worker process)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    apply_umask()  # checkpoints: a worker on a `ray start` node has that shell's umask otherwise
     config = config["worker"]
     (config.loop or WorkerLoop)(config).run()

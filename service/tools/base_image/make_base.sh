@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Make a stand-in for python:3.11-slim-bookworm when no image registry answers:
+# `debootstrap --variant=minbase bookworm` with Debian's python3.11, venv, pip and CA certificates
+# from the Debian mirror, `docker import`ed, then finished by this folder's Dockerfile (no
+# EXTERNALLY-MANAGED, `python`/`pip` names, apt's docker-clean). Cached: nothing is done when TAG
+# already exists. Needs root (debootstrap) and a Docker daemon.
+# Usage: service/tools/base_image/make_base.sh [TAG]   (default slimray-base:bookworm-py3.11)
+# Env: DOCKER (client, default docker), DEBIAN_MIRROR (default: http://deb.debian.org/debian),
+#      DEBIAN_SECURITY_MIRROR (default: http://deb.debian.org/debian-security)
+set -euo pipefail
+TAG=${1:-slimray-base:bookworm-py3.11}
+DOCKER=${DOCKER:-docker}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SECURITY=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+ROOTFS_IMAGE=${TAG%%:*}:bookworm-rootfs
+here=$(cd "$(dirname "$0")" && pwd)
+
+if "$DOCKER" image inspect "$TAG" >/dev/null 2>&1; then
+  echo "cached: $TAG"
+  exit 0
+fi
+command -v debootstrap >/dev/null || { echo "make_base.sh: debootstrap is not installed" >&2; exit 1; }
+
+if ! "$DOCKER" image inspect "$ROOTFS_IMAGE" >/dev/null 2>&1; then
+  rootfs=$(mktemp -d)
+  trap 'rm -rf "$rootfs"' EXIT
+  debootstrap --variant=minbase \
+    --include=python3.11,python3.11-venv,python3-pip,ca-certificates \
+    bookworm "$rootfs" "$MIRROR"
+  # the official image's apt sources (deb822), no downloaded lists or archives, no machine id
+  rm -f "$rootfs/etc/apt/sources.list"
+  cat > "$rootfs/etc/apt/sources.list.d/debian.sources" <<SOURCES
+Types: deb
+URIs: $MIRROR
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $SECURITY
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb \
+         "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/log/* "$rootfs"/tmp/* "$rootfs"/root/.cache
+  : > "$rootfs/etc/machine-id"
+  tar --numeric-owner --xattrs -C "$rootfs" -c . \
+    | "$DOCKER" import --change 'CMD ["bash"]' - "$ROOTFS_IMAGE"
+  rm -rf "$rootfs"
+  trap - EXIT
+fi
+"$DOCKER" build --network host --build-arg ROOTFS_IMAGE="$ROOTFS_IMAGE" -t "$TAG" "$here"
+"$DOCKER" image rm "$ROOTFS_IMAGE" >/dev/null
+echo "built: $TAG"
