@@ -86,3 +86,104 @@ def test_the_podmonitor_renames_ray_exported_driver_metrics_like_the_chart():
     ours = next(d for d in DOCS if d["kind"] == "PodMonitor")
     relabel = lambda d: d["spec"]["podMetricsEndpoints"][0]["metricRelabelings"]  # noqa: E731
     assert relabel(chart) == relabel(ours)
+
+
+# ------------------------------------------------------------------ each job on its own cluster
+
+
+def _cluster_nodes(cluster: dict) -> tuple[int, int]:
+    """Nodes of a RayCluster spec: head plus the workers at start, and at most."""
+    groups = cluster.get("workerGroupSpecs", [])
+    return 1 + sum(g.get("replicas", 0) for g in groups), 1 + sum(g.get("maxReplicas", 0) for g in groups)
+
+
+RAYJOBS = [d for d in DOCS if d["kind"] == "RayJob"]
+
+
+@pytest.mark.parametrize("job", RAYJOBS, ids=lambda d: d["metadata"]["name"])
+def test_each_rayjobs_spec_passes_slimrays_own_checks_on_the_cluster_it_declares(job):
+    from slimray.runtime.trainer import shared_output_problem
+
+    spec = _job_spec(job)
+    for nodes in _cluster_nodes(job["spec"]["rayClusterSpec"]):
+        assert shared_output_problem(spec, nodes) is None, nodes
+    workers = sum(g["replicas"] for g in job["spec"]["rayClusterSpec"]["workerGroupSpecs"])
+    assert workers >= 1  # the head has num-cpus 0: a job needs a worker pod from the start
+
+
+def _gpus(container: dict) -> int:
+    limits = container.get("resources", {}).get("limits", {})
+    return sum(int(v) for k, v in limits.items() if k.endswith("gpu"))
+
+
+def gpu_group_problems(cluster: dict, where: str) -> list[str]:
+    """A worker group with GPUs runs the CUDA image (tag -gpu); one without runs the CPU image."""
+    bad = []
+    for group in cluster.get("workerGroupSpecs", []):
+        container = group["template"]["spec"]["containers"][0]
+        gpu_image = container["image"].rpartition(":")[2].endswith("-gpu")
+        if (_gpus(container) > 0) != gpu_image:
+            bad.append(f"{where} group {group['groupName']}: {_gpus(container)} GPUs, image {container['image']}")
+    return bad
+
+
+def test_gpu_groups_run_the_cuda_image_and_their_jobs_set_use_gpu():
+    clusters = [(f"RayCluster/{d['metadata']['name']}", d["spec"]) for d in DOCS if d["kind"] == "RayCluster"]
+    clusters += [(f"RayJob/{d['metadata']['name']}", d["spec"]["rayClusterSpec"]) for d in RAYJOBS]
+    assert [p for where, c in clusters for p in gpu_group_problems(c, where)] == []
+    for job in RAYJOBS:  # a job on a cluster whose only workers have GPUs uses them
+        groups = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+        all_gpu = all(_gpus(g["template"]["spec"]["containers"][0]) > 0 for g in groups)
+        assert _job_spec(job).scaling.use_gpu is all_gpu, job["metadata"]["name"]
+    assert any(_job_spec(j).scaling.use_gpu for j in RAYJOBS)  # the GPU path has a sample
+
+
+def test_the_charts_gpu_groups_run_the_cuda_image():
+    from tests.charts.k8s_checks import helm_template
+
+    docs = helm_template(sets=("image.tag=1.2.3",))
+    cluster = next(d for d in docs if d["kind"] == "RayCluster")
+    assert gpu_group_problems(cluster["spec"], "chart") == []
+    images = {g["groupName"]: g["template"]["spec"]["containers"][0]["image"]
+              for g in cluster["spec"]["workerGroupSpecs"]}  # fmt: skip
+    assert images == {"cpu": "slimray:1.2.3", "gpu": "slimray:1.2.3-gpu"}
+
+
+def _shape(cluster: dict) -> dict:
+    """What must agree between the chart's RayCluster and k8s/: per pod, what KubeRay starts."""
+
+    def pod(template: dict, params: dict) -> dict:
+        spec = template["spec"]
+        container = spec["containers"][0]
+        return {"params": params, "image": container["image"].rpartition(":")[2].endswith("-gpu"),
+                "resources": container["resources"], "securityContext": container["securityContext"],
+                "podSecurityContext": spec["securityContext"], "mounts": sorted(m["mountPath"] for m in
+                container["volumeMounts"]), "nodeSelector": spec.get("nodeSelector"),
+                "tolerations": spec.get("tolerations")}  # fmt: skip
+
+    head = cluster["headGroupSpec"]
+    shape = {"head": pod(head["template"], head["rayStartParams"]), "auth": cluster["authOptions"]["mode"],
+             "autoscaling": cluster["enableInTreeAutoscaling"], "rayVersion": cluster["rayVersion"]}  # fmt: skip
+    for g in cluster["workerGroupSpecs"]:
+        shape[g["groupName"]] = {**pod(g["template"], g["rayStartParams"]), "replicas": g["replicas"],
+                                 "min": g["minReplicas"], "max": g["maxReplicas"]}  # fmt: skip
+    return shape
+
+
+def test_the_k8s_raycluster_agrees_with_the_charts():
+    from tests.charts.k8s_checks import helm_template
+
+    chart = next(d for d in helm_template() if d["kind"] == "RayCluster")["spec"]
+    ours = _named("RayCluster", "slimray")["spec"]
+    assert _shape(ours) == _shape(chart)
+
+
+def test_token_comments_name_the_secret_kuberay_makes():
+    """KubeRay names the token Secret after the RayCluster (a RayJob's: the cluster it generates)."""
+    for path in MANIFESTS:
+        text = path.read_text()
+        for doc in yaml.safe_load_all(text):
+            if doc and doc["kind"] == "RayCluster":
+                assert f"Secret `{doc['metadata']['name']}`" in text, path.name
+            if doc and doc["kind"] == "RayJob":
+                assert "rayClusterName" in text and "Secret `slimray`" not in text, path.name

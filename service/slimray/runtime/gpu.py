@@ -33,14 +33,18 @@ def gpu_error(problem: str) -> GpuUnavailableError:
     return GpuUnavailableError(f"scaling.use_gpu: true, but {problem}")
 
 
-def check_gpu(scaling: ScalingSpec) -> None:
+def check_gpu(scaling: ScalingSpec, can_grow: bool) -> None:
     """Driver side, before anything of the old run is removed: a task holding one worker's GPUs
-    asks its node; a cluster offering none within start_timeout_seconds fails the same way."""
+    asks its node. A cluster that cannot grow (embedded) without GPUs fails at once; one that can
+    (an autoscaler) fails when none is offered within start_timeout_seconds."""
     import ray
 
     if not scaling.use_gpu:
         return
     gpus = scaling.gpus_per_worker or 1.0  # Ray Train's default share for use_gpu
+    if not can_grow and ray.cluster_resources().get("GPU", 0) < gpus:
+        raise gpu_error(f"this Ray cluster has no GPU ({ray.cluster_resources().get('GPU', 0):g} "
+                        "in all) and cannot add nodes")  # fmt: skip
     ref = ray.remote(num_cpus=0, num_gpus=gpus)(gpu_missing).remote()
     ready, _ = ray.wait([ref], timeout=scaling.start_timeout_seconds)
     if not ready:

@@ -321,6 +321,8 @@ def run_job(
         with clock.phases.phase("startup"):
             started_ray = init_ray(address, spec)
         check_shared_output(spec)
+        # before the old run is removed; only a cluster joined by address may gain GPU nodes
+        check_gpu(spec.scaling, can_grow=bool(address or os.environ.get("RAY_ADDRESS")))
         # the service's job id when it submitted the job, else the spec's name
         job_label = os.environ.get("SLIMRAY_JOB_ID", spec.name)
         emit = RayMetricsSink(job_label, on_event or (lambda kind, data: None), spec.backend)
@@ -358,7 +360,6 @@ def _prepare(spec: JobSpec, store: RunStore, clock: PhaseClock, loop: type | Non
 
     with clock.phase("startup"):
         check_backend(spec)
-        check_gpu(spec.scaling)
     with clock.phase("data"):
         data = load_job_data(spec.data, spec.train)
     steps = plan_steps(spec, data.n_train)  # the last check: only now is the old run removed
