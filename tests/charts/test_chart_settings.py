@@ -59,7 +59,7 @@ def _values(name: str) -> dict:
 
 @pytest.mark.parametrize("chart_settings", list(VALUES), indirect=True)
 def test_settings_load_every_value_as_the_values_give_it(chart_settings, request):
-    docs, view, settings = chart_settings
+    _, view, settings = chart_settings
     name = request.node.callspec.params["chart_settings"]
     values = _values(name)
     loaded = settings.model_dump(mode="json")

@@ -123,7 +123,8 @@ def gpu_group_problems(cluster: dict, where: str) -> list[str]:
         container = group["template"]["spec"]["containers"][0]
         gpu_image = container["image"].rpartition(":")[2].endswith("-gpu")
         if (_gpus(container) > 0) != gpu_image:
-            bad.append(f"{where} group {group['groupName']}: {_gpus(container)} GPUs, image {container['image']}")
+            name, gpus = group["groupName"], _gpus(container)
+            bad.append(f"{where} group {name}: {gpus} GPUs, image {container['image']}")
     return bad
 
 
@@ -162,8 +163,9 @@ def _shape(cluster: dict) -> dict:
                 "tolerations": spec.get("tolerations")}  # fmt: skip
 
     head = cluster["headGroupSpec"]
-    shape = {"head": pod(head["template"], head["rayStartParams"]), "auth": cluster["authOptions"]["mode"],
-             "autoscaling": cluster["enableInTreeAutoscaling"], "rayVersion": cluster["rayVersion"]}  # fmt: skip
+    shape = {"head": pod(head["template"], head["rayStartParams"]),
+             "auth": cluster["authOptions"]["mode"], "rayVersion": cluster["rayVersion"],
+             "autoscaling": cluster["enableInTreeAutoscaling"]}  # fmt: skip
     for g in cluster["workerGroupSpecs"]:
         shape[g["groupName"]] = {**pod(g["template"], g["rayStartParams"]), "replicas": g["replicas"],
                                  "min": g["minReplicas"], "max": g["maxReplicas"]}  # fmt: skip
