@@ -24,7 +24,7 @@ class ContainerView:
         """`path` as seen in the pod, moved under the local folder of the mount holding it."""
         for mount, folder in sorted(self.mounts.items(), key=lambda m: -len(m[0])):
             if path == mount or path.startswith(mount.rstrip("/") + "/"):
-                return str(folder) + path[len(mount.rstrip("/")):]
+                return str(folder) + path[len(mount.rstrip("/")) :]
         return path
 
 
