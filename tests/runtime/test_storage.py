@@ -152,3 +152,20 @@ def test_a_missing_data_object_is_named(s3):
 
     with pytest.raises(StorageError, match=r"data.source 's3://runs/data/none.parquet': no such object"):
         check_readable("s3://runs/data/none.parquet", "data.source")
+
+
+def test_slimray_umask_makes_run_files_group_writable_and_refuses_a_bad_value(tmp_path):
+    """The image sets SLIMRAY_UMASK=0007: group 0 may write what any UID wrote (OpenShift)."""
+    code = ("from slimray.runtime.storage import apply_umask; import os, sys; apply_umask(0o077); "
+            "p = sys.argv[1]; open(p, 'w').close(); os.mkdir(p + '.d'); "
+            "print(oct(os.stat(p).st_mode & 0o777), oct(os.stat(p + '.d').st_mode & 0o777))")  # fmt: skip
+
+    def modes(**env):
+        proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / f"f{len(env)}")],
+                              capture_output=True, text=True, env={**os.environ, **env})  # fmt: skip
+        return proc.returncode, proc.stdout.split(), proc.stderr
+
+    assert modes(SLIMRAY_UMASK="0007")[:2] == (0, ["0o660", "0o770"])
+    assert modes()[:2] == (0, ["0o600", "0o700"])  # the default the caller gives
+    code_, _, err = modes(SLIMRAY_UMASK="rw-", X="1")
+    assert code_ != 0 and "SLIMRAY_UMASK='rw-' is not an octal umask" in err
