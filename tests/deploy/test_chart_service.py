@@ -142,7 +142,7 @@ def test_files_in_the_runs_volume_are_group_0_and_group_writable(stack, finished
     assert len(paths) > 3
     wrong = [f"{p.relative_to(run.parent)} gid {p.stat().st_gid} mode {oct(p.stat().st_mode & 0o7777)}"
              for p in paths if p.stat().st_gid != 0 or not p.stat().st_mode & 0o020]  # fmt: skip
-    assert wrong == []
+    assert not wrong, "not group 0 or not group-writable:\n" + "\n".join(wrong)
 
 
 def _series(stack: Stack, pod: str) -> set[str]:
