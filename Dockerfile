@@ -1,46 +1,51 @@
 # One image for the slimray service, every Ray head and worker, and KubeRay's RayJob submitter.
-#   docker build -t slimray:0.1.0 .                                  TensorFlow for the CPU
-#   docker build --build-arg TF_EXTRA=gpu -t slimray:0.1.0-gpu .     TensorFlow with CUDA
-#   docker build --build-arg HOROVOD=1 -t slimray:0.1.0-horovod .    plus the Horovod backend (CPU,
-#                                                                     gloo; a ~5 min C++ build)
+# Built with BuildKit (the CA secret below needs it; `make image` does all of this):
+#   DOCKER_BUILDKIT=1 docker build --network host -t slimray:0.1.0 .        TensorFlow for the CPU
+#   ... --build-arg TF_EXTRA=gpu -t slimray:0.1.0-gpu .                      TensorFlow with CUDA
+#   ... --build-arg HOROVOD=1 -t slimray:0.1.0-horovod .                     plus the Horovod backend
+#                                                                  (CPU, gloo; a ~5 min C++ build)
+#   ... --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt      behind a TLS-intercepting proxy:
+#       pip trusts that bundle during the build; it is never written to a layer
+#   ... --build-arg PYTHON_IMAGE=slimray-base:bookworm-py3.11      the stand-in base when no
+#       registry answers (service/tools/base_image/make_base.sh)
+# Dependencies come from service/requirements-<TF_EXTRA>.lock (`make lock`): every package pinned
+# with its hashes, the same versions the test suite's venv runs.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
-# 1: build horovod 0.28.1 (patched for TF 2.21) in its own stage; 0: skip it (BuildKit never
-# builds the unused stage)
-ARG HOROVOD=0
 
 # ---- builder: the slimray wheel (the only stage with build tools)
 FROM ${PYTHON_IMAGE} AS builder
 WORKDIR /src
-RUN pip install --no-cache-dir build==1.2.2.post1
+RUN --mount=type=secret,id=ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && pip install --no-cache-dir build==1.2.2.post1
 COPY pyproject.toml README.md ./
 COPY service/ service/
-RUN python -m build --wheel --outdir /wheels
+RUN --mount=type=secret,id=ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && python -m build --wheel --outdir /wheels
 
-# ---- optional: the horovod wheel, built against the same TensorFlow the final stage installs
-FROM ${PYTHON_IMAGE} AS horovod-1
+# ---- horovod: with HOROVOD=1 the horovod wheel, built against the same locked TensorFlow the
+# final stage installs; with HOROVOD=0 (the default) an empty /horovod-wheels and nothing else,
+# under BuildKit and the classic builder alike (one stage, its RUN does nothing unless asked)
+FROM ${PYTHON_IMAGE} AS horovod
+ARG HOROVOD=0
 ARG TF_EXTRA=cpu
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-RUN if [ "${TF_EXTRA}" != cpu ]; then \
-      echo "HOROVOD=1 builds the CPU (gloo) backend only: the TF 2.21 patch leaves no XLA GPU ops" >&2; \
-      exit 1; fi
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends g++=4:12.2.0-3 make=4.3-4.1 \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY service/ service/
-# the project's own pins (pyproject.toml's extra) choose TensorFlow
-# hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[${TF_EXTRA}]" \
-    && service/tools/build_horovod.sh python /horovod-wheels
+COPY service/requirements-${TF_EXTRA}.lock requirements.lock
+COPY service/tools/build_horovod.sh service/tools/patch_horovod.py tools/
+RUN --mount=type=secret,id=ca \
+    if [ "${HOROVOD}" != 1 ]; then mkdir /horovod-wheels; exit 0; fi \
+    && if [ "${TF_EXTRA}" != cpu ]; then \
+      echo "HOROVOD=1 builds the CPU (gloo) backend only: the TF 2.21 patch leaves no XLA GPU ops" >&2; \
+      exit 1; fi \
+    && if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends g++=4:12.2.0-3 make=4.3-4.1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && pip install --no-cache-dir --require-hashes -r requirements.lock \
+    && tools/build_horovod.sh python /horovod-wheels
 
-FROM ${PYTHON_IMAGE} AS horovod-0
-RUN mkdir /horovod-wheels
-
-# hadolint ignore=DL3006
-FROM horovod-${HOROVOD} AS horovod
-
-# ---- final: Python 3.11, slimray[<tf>,train,service], no compilers
+# ---- final: Python 3.11, slimray[<tf>,train,service] from the lock, no compilers
 FROM ${PYTHON_IMAGE}
 ARG TF_EXTRA=cpu
 ARG SLIMRAY_VERSION=0.1.0
@@ -64,22 +69,38 @@ RUN useradd --uid "${SLIMRAY_UID}" --gid 0 --create-home --home-dir /home/slimra
     && chown "${SLIMRAY_UID}:0" /var/lib/slimray \
     && chmod 0770 /var/lib/slimray
 
+# the locked dependencies first, in a layer of their own: a code change reinstalls only slimray.
+# The lock stays in the image as the record of what is installed.
+COPY service/requirements-${TF_EXTRA}.lock /usr/local/share/slimray/requirements.lock
+RUN --mount=type=secret,id=ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && pip install --no-cache-dir --require-hashes -r /usr/local/share/slimray/requirements.lock
+
 COPY --from=builder /wheels/ /wheels/
 COPY --from=horovod /horovod-wheels/ /wheels/
-RUN pip install --no-cache-dir "/wheels/slimray-${SLIMRAY_VERSION}-py3-none-any.whl[${TF_EXTRA},train,service]" \
+# slimray itself without dependencies (the lock has them all: `pip check` proves it); the optional
+# horovod wheel brings its few pure-Python dependencies
+RUN --mount=type=secret,id=ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && pip install --no-cache-dir --no-deps "/wheels/slimray-${SLIMRAY_VERSION}-py3-none-any.whl[${TF_EXTRA},train,service]" \
     && if ls /wheels/horovod-*.whl > /dev/null 2>&1; then pip install --no-cache-dir /wheels/horovod-*.whl; fi \
+    && pip check \
     && rm -rf /wheels
 
+# HOME under /tmp: Ray writes $HOME/.ray (auth_token) and creates it when missing, and with the
+# read-only root filesystem (the chart's default) only /tmp (an emptyDir in every pod) and the
+# volumes are writable. SLIMRAY_UMASK: slimray's processes apply it at start, so files they write
+# stay group-writable for group 0 (an arbitrary OpenShift UID shares that group).
 ENV PYTHONUNBUFFERED=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     RAY_USAGE_STATS_ENABLED=0 \
-    HOME=/home/slimray \
+    HOME=/tmp/slimray \
     KERAS_HOME=/tmp/.keras \
     MPLCONFIGDIR=/tmp/matplotlib \
+    SLIMRAY_UMASK=0002 \
     SLIMRAY_DB_PATH=/var/lib/slimray/jobs.db \
     SLIMRAY_RUNS_ROOT=/var/lib/slimray/runs
 WORKDIR /home/slimray
-# with a read-only root filesystem (the chart's default) only /tmp and the volumes are writable
 USER ${SLIMRAY_UID}
 EXPOSE 8000 8265 6379 8080
 

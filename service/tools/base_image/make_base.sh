@@ -2,8 +2,9 @@
 # Make a stand-in for python:3.11-slim-bookworm when no image registry answers:
 # `debootstrap --variant=minbase bookworm` with Debian's python3.11, venv, pip and CA certificates
 # from the Debian mirror, `docker import`ed, then finished by this folder's Dockerfile (no
-# EXTERNALLY-MANAGED, `python`/`pip` names, apt's docker-clean). Cached: nothing is done when TAG
-# already exists. Needs root (debootstrap) and a Docker daemon.
+# EXTERNALLY-MANAGED, `python`/`pip` in /usr/local/bin, apt's docker-clean). Cached: the debootstrap
+# runs only when the rootfs image (<TAG's name>:bookworm-rootfs) does not exist yet; the finishing
+# build is a cached `docker build`. Needs root (debootstrap) and a Docker daemon.
 # Usage: service/tools/base_image/make_base.sh [TAG]   (default slimray-base:bookworm-py3.11)
 # Env: DOCKER (client, default docker), DEBIAN_MIRROR (default: http://deb.debian.org/debian),
 #      DEBIAN_SECURITY_MIRROR (default: http://deb.debian.org/debian-security)
@@ -15,13 +16,8 @@ SECURITY=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 ROOTFS_IMAGE=${TAG%%:*}:bookworm-rootfs
 here=$(cd "$(dirname "$0")" && pwd)
 
-if "$DOCKER" image inspect "$TAG" >/dev/null 2>&1; then
-  echo "cached: $TAG"
-  exit 0
-fi
-command -v debootstrap >/dev/null || { echo "make_base.sh: debootstrap is not installed" >&2; exit 1; }
-
 if ! "$DOCKER" image inspect "$ROOTFS_IMAGE" >/dev/null 2>&1; then
+  command -v debootstrap >/dev/null || { echo "make_base.sh: debootstrap is not installed" >&2; exit 1; }
   rootfs=$(mktemp -d)
   trap 'rm -rf "$rootfs"' EXIT
   debootstrap --variant=minbase \
@@ -50,6 +46,5 @@ SOURCES
   rm -rf "$rootfs"
   trap - EXIT
 fi
-"$DOCKER" build --network host --build-arg ROOTFS_IMAGE="$ROOTFS_IMAGE" -t "$TAG" "$here"
-"$DOCKER" image rm "$ROOTFS_IMAGE" >/dev/null
-echo "built: $TAG"
+DOCKER_BUILDKIT=1 "$DOCKER" build --network host --build-arg ROOTFS_IMAGE="$ROOTFS_IMAGE" -q -t "$TAG" "$here" >/dev/null
+echo "base image: $TAG"
