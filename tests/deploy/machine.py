@@ -383,6 +383,17 @@ class Machine:
             parts.append(f"===== docker logs {started.name}\n{proc.stdout}{proc.stderr}")
         return "\n".join(parts)
 
+    def host_path(self, pod: PodPlan, path: str) -> Path:
+        """Where a path on a pod's claim volume is on this machine."""
+        volume, inner = mounted(pod, path)
+        assert "persistentVolumeClaim" in volume, f"{path} in {pod.name} is not on a claim: {volume}"
+        return self.workdir / "claims" / volume["persistentVolumeClaim"]["claimName"] / inner
+
+    def file_text(self, pod: PodPlan, path: str) -> str:
+        """A file a ConfigMap or Secret volume puts at `path` in a pod, as the pod reads it."""
+        volume, inner = mounted(pod, path)
+        return (self._files(pod, volume) / inner).read_text()
+
     def stop(self) -> None:
         names = [s.name for s in self.started.values()]
         if names:
@@ -449,3 +460,14 @@ def machine(workload: Workload, workdir: Path) -> Iterator[Machine]:
 def remove_tree(path: Path) -> None:
     """Remove what containers (other UIDs) wrote under a test folder."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+def mounted(pod: PodPlan, path: str) -> tuple[dict[str, Any], str]:
+    """The volume a pod's container mounts at (or above) `path`, and the path inside it."""
+    mounts = sorted(pod.container.get("volumeMounts") or [], key=lambda m: -len(m["mountPath"]))
+    for mount in mounts:
+        root = mount["mountPath"].rstrip("/")
+        if path == root or path.startswith(root + "/"):
+            volume = next(v for v in pod.spec["volumes"] if v["name"] == mount["name"])
+            return volume, path[len(root) :].lstrip("/")
+    raise AssertionError(f"{pod.name} mounts nothing at {path}")
