@@ -21,8 +21,9 @@ Read from KubeRay v1.7.0 (`ray-operator/controllers/ray/`; /work/shared/kuberay-
   `<cluster>-head-svc.<ns>.svc.cluster.local:8265`; the submitter is `submitterPodTemplate` with
   command `/bin/bash -ce --` and the script `BuildJobSubmitCommand` joins (when it has no command
   of its own), plus `PYTHONUNBUFFERED`, `RAY_DASHBOARD_ADDRESS`, `RAY_JOB_SUBMISSION_ID` and the auth env.
-- Left out: the autoscaler sidecar (there is no API server to scale through), init containers
-  and KubeRay's GCS fault tolerance, TLS and Kubernetes-token auth (no manifest here uses them).
+- Left out: the autoscaler sidecar (there is no API server to scale through), init containers,
+  custom accelerators' `--resources` (TPU, Neuron), GCS fault tolerance, TLS and Kubernetes-token
+  auth (no manifest here uses them).
 """
 
 from __future__ import annotations
@@ -330,8 +331,9 @@ def _ray_pod(name: str, group: dict[str, Any], group_name: str, head: bool, clus
     params = dict(group.get("rayStartParams") or {})
     _complete_params(params, head, f"{fqdn}:{head_port}")
     _resource_params(params, c.get("resources") or {})
-    own = " ".join(c.get("command") or []) + " ".join(c.get("args") or [])  # convertCmdToString
-    pod.ray = RayStart(head, params, own if own and "ray start" not in own else "")
+    own = "".join(f" {part} " for part in [*(c.get("command") or []), *(c.get("args") or [])])  # convertCmdToString
+    assert "ray start" not in own, f"{name}: a container that runs `ray start` itself is not emulated"
+    pod.ray = RayStart(head, params, own)
     env = list(c.get("env") or [])
     if token_secret:
         env += _token_env(env, token_secret)
@@ -419,6 +421,11 @@ def ray_job(doc: dict[str, Any], namespace: str) -> RayJobPlan:
     return RayJobPlan(name, cluster, submitter, submission_id, dashboard)
 
 
+def _go_json(value: Any, sort_keys: bool = False) -> str:
+    """JSON as Go's encoding/json writes it: compact (a map's keys sorted)."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys)
+
+
 def submit_command(spec: dict[str, Any], address: str, job_id: str) -> list[str]:
     """BuildJobSubmitCommand for K8sJobMode: wait for the GCS, submit unless the id exists, follow."""
     health = PYTHON_HEALTH.format(url=f"{address}/{GCS_HEALTH_PATH}")
@@ -427,9 +434,9 @@ def submit_command(spec: dict[str, Any], address: str, job_id: str) -> list[str]
            "if", "!", "ray", "job", "status", "--address", address, job_id, ">/dev/null", "2>&1", ";", "then",
            "ray", "job", "submit", "--address", address, "--no-wait"]  # fmt: skip
     if spec.get("runtimeEnvYAML"):
-        cmd += ["--runtime-env-json", json.dumps(json.dumps(yaml.safe_load(spec["runtimeEnvYAML"])))]
+        cmd += ["--runtime-env-json", json.dumps(_go_json(yaml.safe_load(spec["runtimeEnvYAML"])))]
     if spec.get("metadata"):
-        cmd += ["--metadata-json", json.dumps(json.dumps(spec["metadata"]))]
+        cmd += ["--metadata-json", json.dumps(_go_json(spec["metadata"], sort_keys=True))]
     cmd += ["--submission-id", job_id]
     if spec.get("entrypointNumCpus"):
         cmd += ["--entrypoint-num-cpus", f"{float(spec['entrypointNumCpus']):f}"]
