@@ -30,6 +30,9 @@ Adaptations for one machine, host network, loopback only (each generic, none nam
   instead of the host's outward address (workers reach it through 127.0.0.1 and take it too);
   `nodes()` checks every node's IP. `RAY_PORT` follows the head's GCS port.
 - The autoscaler sidecar is left out (no API server to scale through); no restarts.
+- Not adapted, and visible in the Ray pods' logs here: KubeRay's `ulimit -n 65536` fails when the
+  Docker daemon's own open-files limit is lower (20000 on the test machine; Docker refuses to
+  raise it), and bash goes on to `ray start` as it would on such a node.
 """
 
 from __future__ import annotations
