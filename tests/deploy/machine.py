@@ -431,7 +431,10 @@ class Machine:
         for worker in cluster.workers:
             self.wait_ready(worker, timeout)
         deadline = time.time() + timeout
-        while len(self.nodes(cluster)) < len(cluster.pods):
+        while True:
+            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+                if len(self.nodes(cluster)) >= len(cluster.pods):
+                    return
             if time.time() > deadline:
                 raise PodFailed(f"{cluster.name}: not every node joined\n{self.logs()}")
             time.sleep(1)

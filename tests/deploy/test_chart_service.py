@@ -9,95 +9,34 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.charts.k8s_checks import helm_template
-from tests.deploy.kuberay import SERVE_PORT, Manifests, Workload
-from tests.deploy.machine import LOOPBACK, Machine, PodFailed, machine
+from tests.deploy.chart_stack import TINY_SPEC, Stack, chart_stack
 from tests.deploy.monitoring import scrape_configs
 from tests.prom_helpers import prometheus, query
 
 pytestmark = pytest.mark.timeout(900)
 MONITORS = ("monitoring.serviceMonitor.enabled=true", "monitoring.podMonitor.enabled=true")
-# the seed CNN on MNIST, one Ray Train worker, one prune event: about a minute of work
-TINY_SPEC = {
-    "name": "deploy-tiny",
-    "model": {"source": "seed_cnn"},
-    "data": {"source": "mnist"},
-    "train": {"steps": 60, "batch_size": 64, "report_every": 5, "checkpoint_every": 30},
-    "prune": {"criterion": "l1", "sparsity": 0.25, "schedule": {"kind": "one_shot", "step": 30}},
-    "scaling": {"num_workers": 1},
-}
-
-
-class Stack:
-    """The started chart: the Machine, its api pod and Ray cluster, and a Prometheus on them."""
-
-    def __init__(self, m: Machine, prom_url: str):
-        self.m, self.prom = m, prom_url
-        self.started = time.time()
-        self.api = m.work.pod("pod", container="api")
-        self.cluster = m.work.cluster()
-        port = m.host_port(self.api, self.api.container_port("http") or SERVE_PORT)
-        self.url = f"http://{LOOPBACK}:{port}"
-        token = _api_token(m)
-        self.auth = {"Authorization": f"Bearer {token}"}
-
-    def fail(self, message: str) -> str:
-        return f"{message}\n{self.m.logs()}"
-
-
-def _api_token(m: Machine) -> str:
-    """The admin token as the api container gets it: its env's SLIMRAY_API_TOKEN (the Secret)."""
-    return m.env(m.work.pod("pod", container="api"))["SLIMRAY_API_TOKEN"]
 
 
 @pytest.fixture(scope="module")
 def stack(image, tmp_path_factory):
-    docs = helm_template()
+    """The chart with default values; a Prometheus with the monitors the chart renders when on."""
     monitors = [d for d in helm_template(sets=MONITORS) if d["kind"] in ("ServiceMonitor", "PodMonitor")]
-    work = Workload.of(Manifests(docs, namespace="ml"))
     workdir = tmp_path_factory.mktemp("chart")
-    with machine(work, workdir) as m:
-        cluster = work.cluster()
-        assert len(cluster.workers) >= 1
-        del cluster.workers[1:]  # one worker: enough for a job, and this machine has 2 cores
-        m.start_cluster(cluster)
-        api = work.pod("pod", container="api")
-        m.start(api)
-        m.wait_ready(api, 120)
-        with prometheus(workdir, scrape_configs(m, monitors)) as prom_url:
-            yield Stack(m, prom_url)
-
-
-def _wait(predicate, timeout: float, what: str, stack: Stack, interval: float = 1.0) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise PodFailed(stack.fail(f"timed out after {timeout:.0f} s waiting for {what}"))
+    with chart_stack(helm_template(), workdir) as stack:
+        with prometheus(workdir, scrape_configs(stack.m, monitors)) as prom_url:
+            stack.prom = prom_url
+            yield stack
 
 
 @pytest.fixture(scope="module")
 def finished_job(stack):
-    """The tiny job submitted to the service (the admin token from the rendered Secret), ended."""
-    started = time.time()
-    response = httpx.post(f"{stack.url}/v1/jobs", json=TINY_SPEC, headers=stack.auth, timeout=120)
-    assert response.status_code == 201, stack.fail(f"submit: {response.status_code} {response.text}")
-    job_id = response.json()["id"]
-
-    def ended() -> dict | None:
-        job = httpx.get(f"{stack.url}/v1/jobs/{job_id}", headers=stack.auth, timeout=10).json()
-        return job if job["state"] in ("succeeded", "failed", "cancelled") else None
-
-    job = _wait(ended, 600, f"job {job_id} to end", stack, interval=2)
-    job["_seconds"] = time.time() - started
-    return job
+    """The tiny job submitted to the service, ended."""
+    return stack.run_job(TINY_SPEC)
 
 
 def test_the_service_answers_its_probes(stack):
@@ -108,13 +47,9 @@ def test_the_service_answers_its_probes(stack):
 
 def test_a_job_submitted_to_the_service_succeeds_on_the_ray_pods(stack, finished_job):
     job = finished_job
-    logs = httpx.get(f"{stack.url}/v1/jobs/{job['id']}/logs", headers=stack.auth, timeout=30).json()
-    assert job["state"] == "succeeded", stack.fail(f"job {job['id']} {job['state']}: {job.get('error')}\n"
-                                                   f"driver log:\n{logs.get('logs', '')[-4000:]}")  # fmt: skip
+    assert job["state"] == "succeeded", stack.failed(job)
     assert len(job["prune_events"]) == 1
-    # the workers ran on the worker pod: the head has num-cpus 0
-    nodes = {n["node_id"]: n for n in stack.m.nodes(stack.cluster)}
-    assert len(nodes) == len(stack.cluster.pods)
+    assert len(stack.m.nodes(stack.cluster)) == len(stack.cluster.pods)  # every node still alive, on 127.0.0.1
 
 
 def _claims(pod) -> set[str]:
@@ -154,8 +89,8 @@ def _series(stack: Stack, pod: str) -> set[str]:
 
 def test_prometheus_gets_slimray_series_through_the_charts_monitors(stack, finished_job):
     head = stack.cluster.head.name
-    _wait(lambda: _series(stack, stack.api.name), 60, "slimray_* series from the service", stack)
-    _wait(lambda: _series(stack, head), 60, "slimray_* series from the Ray head", stack)
+    stack.wait(lambda: _series(stack, stack.api.name), 60, "slimray_* series from the service")
+    stack.wait(lambda: _series(stack, head), 60, "slimray_* series from the Ray head")
     from_service, from_head = _series(stack, stack.api.name), _series(stack, head)
     assert "slimray_jobs" in from_service, from_service
     assert "slimray_train_samples_per_second" in from_head, from_head
