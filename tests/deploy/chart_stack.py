@@ -72,8 +72,12 @@ class Stack:
 
 
 @contextlib.contextmanager
-def chart_stack(docs: list[dict[str, Any]], workdir: Path, workers: int = 1,
-                secrets: dict[str, dict[str, str]] | None = None) -> Iterator[Stack]:  # fmt: skip
+def chart_stack(
+    docs: list[dict[str, Any]],
+    workdir: Path,
+    workers: int = 1,
+    secrets: dict[str, dict[str, str]] | None = None,
+) -> Iterator[Stack]:
     """The rendered chart's RayCluster (head, `workers` workers: this machine has 2 cores) and
     service, each ready; `secrets`: those the chart only names; every container removed on the
     way out."""

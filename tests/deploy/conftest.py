@@ -26,14 +26,16 @@ def need_docker_image(image: str = IMAGE) -> str:
     if not Path(DOCKER).exists():
         _missing(f"the Docker client {DOCKER} is not installed")
     try:
-        info = subprocess.run([DOCKER, "info", "--format", "{{.ServerVersion}}"], capture_output=True,
-                              text=True, timeout=30)  # fmt: skip
+        info = subprocess.run(
+            [DOCKER, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30
+        )
     except subprocess.TimeoutExpired:
         info = None
     if info is None or info.returncode != 0 or not info.stdout.strip():
         _missing(f"no Docker daemon answers: {info.stderr.strip() if info else 'timed out'}")
-    found = subprocess.run([DOCKER, "image", "inspect", "--format", "{{.Id}}", image], capture_output=True,
-                           text=True, timeout=30)  # fmt: skip
+    found = subprocess.run(
+        [DOCKER, "image", "inspect", "--format", "{{.Id}}", image], capture_output=True, text=True, timeout=30
+    )
     if found.returncode != 0:
         _missing(f"the image {image} is not built (make image)")
     return image

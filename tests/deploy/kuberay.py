@@ -41,15 +41,24 @@ from typing import Any
 import yaml
 
 # KubeRay's default ports (utils/constant.go)
-GCS_PORT, DASHBOARD_PORT, CLIENT_PORT, METRICS_PORT, AGENT_PORT, SERVE_PORT = 6379, 8265, 10001, 8080, 52365, 8000
+GCS_PORT, DASHBOARD_PORT, CLIENT_PORT, METRICS_PORT, AGENT_PORT, SERVE_PORT = (
+    6379,
+    8265,
+    10001,
+    8080,
+    52365,
+    8000,
+)
 CLUSTER_DOMAIN = "cluster.local"
 ULIMIT = "ulimit -n ${RAY_START_ULIMIT_OPEN_FILES:-65536}"
 BOOL_VALUED_FLAGS = ("log-color", "include-dashboard", "include-log-monitor")
 GPU_SUFFIX = "gpu"  # utils.IsGPUResourceKey: any limit whose name ends in "gpu"
 HEALTH_PATH = "/api/healthz"  # RayNodeHealthPath, Ray >= 2.53
 GCS_HEALTH_PATH = "api/gcs_healthz"
-PYTHON_HEALTH = ("python -c \"import urllib.request; r=urllib.request.urlopen('{url}', timeout=10); "
-                 "exit(0 if b'success' in r.read() else 1)\"")  # fmt: skip
+PYTHON_HEALTH = (
+    "python -c \"import urllib.request; r=urllib.request.urlopen('{url}', timeout=10); "
+    "exit(0 if b'success' in r.read() else 1)\""
+)
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery rand.String
 
 
@@ -58,9 +67,23 @@ def random_suffix(length: int = 5) -> str:
     return "".join(random.choice(_NAME_ALPHABET) for _ in range(length))
 
 
-_QUANTITY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-                      "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": 10**3,
-                      "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}  # fmt: skip
+_QUANTITY_SUFFIXES = {
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+}
 
 
 def quantity(value: str | int | float) -> Decimal:
@@ -119,9 +142,12 @@ def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
         return False
     for expr in selector.get("matchExpressions") or []:
         key, op, values = expr["key"], expr["operator"], expr.get("values") or []
-        ok = {"In": key in labels and labels[key] in values,
-              "NotIn": key not in labels or labels[key] not in values,
-              "Exists": key in labels, "DoesNotExist": key not in labels}[op]  # fmt: skip
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
         if not ok:
             return False
     return True
@@ -179,15 +205,18 @@ class PodPlan:
     def env(self) -> list[dict[str, Any]]:
         """The container's env list, KubeRay's generated `ray start` line filled in."""
         line = self.ray.line() if self.ray else ""
-        return [{"name": e["name"], "value": line} if e.get("value") is _GEN_CMD else e
-                for e in self.container.get("env") or []]  # fmt: skip
+        return [
+            {"name": e["name"], "value": line} if e.get("value") is _GEN_CMD else e
+            for e in self.container.get("env") or []
+        ]
 
     def container_port(self, port: int | str) -> int | None:
         """A port number, or a named port of the container, as a number (None: not declared)."""
         if isinstance(port, int) or str(port).isdigit():
             return int(port)
-        return next((p["containerPort"] for p in self.container.get("ports") or [] if p.get("name") == port),
-                    None)  # fmt: skip
+        return next(
+            (p["containerPort"] for p in self.container.get("ports") or [] if p.get("name") == port), None
+        )
 
 
 _GEN_CMD: Any = object()  # KUBERAY_GEN_RAY_START_CMD's value: the line, once the params are final
@@ -299,7 +328,9 @@ def _services(doc: dict[str, Any], pods: list[PodPlan]) -> list[ServicePlan]:
     if not chosen:
         return []
     pod = chosen[0]
-    ports = {p["port"]: pod.container_port(p.get("targetPort", p["port"])) for p in doc["spec"].get("ports", [])}
+    ports = {
+        p["port"]: pod.container_port(p.get("targetPort", p["port"])) for p in doc["spec"].get("ports", [])
+    }
     return [ServicePlan(doc["metadata"]["name"], pod, {k: v for k, v in ports.items() if v})]
 
 
@@ -310,35 +341,71 @@ def ray_cluster(name: str, spec: dict[str, Any], namespace: str) -> RayClusterPl
     head_params = dict(spec["headGroupSpec"].get("rayStartParams") or {})
     head_port = head_params.get("port", str(GCS_PORT))
     fqdn = f"{name}-head-svc.{namespace}.svc.{CLUSTER_DOMAIN}"
-    head = _ray_pod(f"{name}-head-{random_suffix()}", spec["headGroupSpec"], "headgroup", True, name,
-                    namespace, head_port, fqdn, token_secret)  # fmt: skip
+    head = _ray_pod(
+        f"{name}-head-{random_suffix()}",
+        spec["headGroupSpec"],
+        "headgroup",
+        True,
+        name,
+        namespace,
+        head_port,
+        fqdn,
+        token_secret,
+    )
     workers = [
-        _ray_pod(f"{name}-{group['groupName']}-worker-{random_suffix()}", group, group["groupName"], False,
-                 name, namespace, head_port, fqdn, token_secret)  # fmt: skip
+        _ray_pod(
+            f"{name}-{group['groupName']}-worker-{random_suffix()}",
+            group,
+            group["groupName"],
+            False,
+            name,
+            namespace,
+            head_port,
+            fqdn,
+            token_secret,
+        )
         for group in spec.get("workerGroupSpecs") or []
         for _ in range(group.get("replicas", 1) * group.get("numOfHosts", 1))
     ]
     return RayClusterPlan(name, head, workers, token_secret)
 
 
-def _ray_pod(name: str, group: dict[str, Any], group_name: str, head: bool, cluster: str, namespace: str,
-             head_port: str, fqdn: str, token_secret: str | None) -> PodPlan:  # fmt: skip
-    labels = {"ray.io/cluster": cluster, "ray.io/node-type": "head" if head else "worker",
-              "ray.io/group": group_name, "ray.io/is-ray-node": "yes"}  # fmt: skip
+def _ray_pod(
+    name: str,
+    group: dict[str, Any],
+    group_name: str,
+    head: bool,
+    cluster: str,
+    namespace: str,
+    head_port: str,
+    fqdn: str,
+    token_secret: str | None,
+) -> PodPlan:
+    labels = {
+        "ray.io/cluster": cluster,
+        "ray.io/node-type": "head" if head else "worker",
+        "ray.io/group": group_name,
+        "ray.io/is-ray-node": "yes",
+    }
     pod = _pod(name, group["template"], "head" if head else "worker", labels)
     pod.cluster = cluster
     c = pod.container
     params = dict(group.get("rayStartParams") or {})
     _complete_params(params, head, f"{fqdn}:{head_port}")
     _resource_params(params, c.get("resources") or {})
-    own = "".join(f" {part} " for part in [*(c.get("command") or []), *(c.get("args") or [])])  # convertCmdToString
+    own = "".join(
+        f" {part} " for part in [*(c.get("command") or []), *(c.get("args") or [])]
+    )  # convertCmdToString
     assert "ray start" not in own, f"{name}: a container that runs `ray start` itself is not emulated"
     pod.ray = RayStart(head, params, own)
     env = list(c.get("env") or [])
     if token_secret:
         env += _token_env(env, token_secret)
     c["env"] = env + _ray_env(env, head, cluster, namespace, name, group_name, head_port, fqdn)
-    c.setdefault("readinessProbe", {"httpGet": {"path": HEALTH_PATH, "port": int(params["dashboard-agent-listen-port"])}})
+    c.setdefault(
+        "readinessProbe",
+        {"httpGet": {"path": HEALTH_PATH, "port": int(params["dashboard-agent-listen-port"])}},
+    )
     pod.spec.setdefault("volumes", []).append({"name": "shared-mem", "emptyDir": {"medium": "Memory"}})
     c.setdefault("volumeMounts", []).append({"name": "shared-mem", "mountPath": "/dev/shm"})
     return pod
@@ -373,18 +440,36 @@ def _token_env(env: list[dict[str, Any]], secret: str) -> list[dict[str, Any]]:
     names = {e["name"] for e in env}
     added = [] if "RAY_AUTH_MODE" in names else [{"name": "RAY_AUTH_MODE", "value": "token"}]
     if "RAY_AUTH_TOKEN" not in names:
-        added.append({"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "auth_token"}}})
+        added.append(
+            {"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "auth_token"}}}
+        )
     return added
 
 
-def _ray_env(env: list[dict[str, Any]], head: bool, cluster: str, namespace: str, pod: str, group: str,
-             head_port: str, fqdn: str) -> list[dict[str, Any]]:  # fmt: skip
+def _ray_env(
+    env: list[dict[str, Any]],
+    head: bool,
+    cluster: str,
+    namespace: str,
+    pod: str,
+    group: str,
+    head_port: str,
+    fqdn: str,
+) -> list[dict[str, Any]]:
     """setContainerEnvVars (the fieldRefs as the values they resolve to)."""
     names = {e["name"] for e in env}
-    added = [] if head else [{"name": "FQ_RAY_IP", "value": fqdn}, {"name": "RAY_IP", "value": fqdn.split(".")[0]}]
-    added += [{"name": "RAY_CLUSTER_NAME", "value": cluster}, {"name": "RAY_CLUSTER_NAMESPACE", "value": namespace},
-              {"name": "RAY_CLOUD_INSTANCE_ID", "value": pod}, {"name": "RAY_NODE_TYPE_NAME", "value": group},
-              {"name": "KUBERAY_GEN_RAY_START_CMD", "value": _GEN_CMD}]  # fmt: skip
+    added = (
+        []
+        if head
+        else [{"name": "FQ_RAY_IP", "value": fqdn}, {"name": "RAY_IP", "value": fqdn.split(".")[0]}]
+    )
+    added += [
+        {"name": "RAY_CLUSTER_NAME", "value": cluster},
+        {"name": "RAY_CLUSTER_NAMESPACE", "value": namespace},
+        {"name": "RAY_CLOUD_INSTANCE_ID", "value": pod},
+        {"name": "RAY_NODE_TYPE_NAME", "value": group},
+        {"name": "KUBERAY_GEN_RAY_START_CMD", "value": _GEN_CMD},
+    ]
     if "RAY_PORT" not in names:
         added.append({"name": "RAY_PORT", "value": head_port})
     if "RAY_ADDRESS" not in names:
@@ -392,7 +477,9 @@ def _ray_env(env: list[dict[str, Any]], head: bool, cluster: str, namespace: str
     if "RAY_USAGE_STATS_KUBERAY_IN_USE" not in names:
         added.append({"name": "RAY_USAGE_STATS_KUBERAY_IN_USE", "value": "1"})
     if head:
-        added.append({"name": "RAY_USAGE_STATS_EXTRA_TAGS", "value": "kuberay_version=v1.7.0;kuberay_crd=RayCluster"})
+        added.append(
+            {"name": "RAY_USAGE_STATS_EXTRA_TAGS", "value": "kuberay_version=v1.7.0;kuberay_crd=RayCluster"}
+        )
     if "RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE" not in names:
         added.append({"name": "RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE", "value": "1"})
     return added
@@ -405,17 +492,34 @@ def ray_job(doc: dict[str, Any], namespace: str) -> RayJobPlan:
     cluster = ray_cluster(f"{name}-{random_suffix()}", spec["rayClusterSpec"], namespace)
     submission_id = spec.get("jobId") or f"{name}-{random_suffix()}"
     dashboard = f"{cluster.head_service}.{namespace}.svc.{CLUSTER_DOMAIN}:{DASHBOARD_PORT}"
-    template = spec.get("submitterPodTemplate") or {"spec": {"restartPolicy": "Never", "containers": [
-        {"name": "ray-job-submitter", "image": cluster.head.container["image"],
-         "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m", "memory": "200Mi"}}}]}}  # fmt: skip
-    submitter = _pod(f"{name}-{random_suffix()}", template, "submitter", {"ray.io/originated-from-cr-name": name})
+    template = spec.get("submitterPodTemplate") or {
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "ray-job-submitter",
+                    "image": cluster.head.container["image"],
+                    "resources": {
+                        "limits": {"cpu": "1", "memory": "1Gi"},
+                        "requests": {"cpu": "500m", "memory": "200Mi"},
+                    },
+                }
+            ],
+        }
+    }
+    submitter = _pod(
+        f"{name}-{random_suffix()}", template, "submitter", {"ray.io/originated-from-cr-name": name}
+    )
     submitter.cluster = cluster.name
     c = submitter.container
     if not c.get("command"):
         submitter.script = " ".join(submit_command(spec, f"http://{dashboard}", submission_id))
-    c["env"] = list(c.get("env") or []) + [
-        {"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "RAY_DASHBOARD_ADDRESS", "value": dashboard},
-        {"name": "RAY_JOB_SUBMISSION_ID", "value": submission_id}]  # fmt: skip
+    c["env"] = [
+        *(c.get("env") or []),
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "RAY_DASHBOARD_ADDRESS", "value": dashboard},
+        {"name": "RAY_JOB_SUBMISSION_ID", "value": submission_id},
+    ]
     if cluster.token_secret:
         c["env"] += _token_env(c["env"], cluster.token_secret)
     return RayJobPlan(name, cluster, submitter, submission_id, dashboard)
@@ -430,9 +534,40 @@ def submit_command(spec: dict[str, Any], address: str, job_id: str) -> list[str]
     """BuildJobSubmitCommand for K8sJobMode: wait for the GCS, submit unless the id exists, follow."""
     health = PYTHON_HEALTH.format(url=f"{address}/{GCS_HEALTH_PATH}")
     waiting = json.dumps(f"Waiting for Ray Dashboard GCS to become healthy at {address} ...")
-    cmd = ["until", health, ">/dev/null", "2>&1", ";", "do", "echo", waiting, ";", "sleep", "2", ";", "done", ";",
-           "if", "!", "ray", "job", "status", "--address", address, job_id, ">/dev/null", "2>&1", ";", "then",
-           "ray", "job", "submit", "--address", address, "--no-wait"]  # fmt: skip
+    cmd = [
+        "until",
+        health,
+        ">/dev/null",
+        "2>&1",
+        ";",
+        "do",
+        "echo",
+        waiting,
+        ";",
+        "sleep",
+        "2",
+        ";",
+        "done",
+        ";",
+        "if",
+        "!",
+        "ray",
+        "job",
+        "status",
+        "--address",
+        address,
+        job_id,
+        ">/dev/null",
+        "2>&1",
+        ";",
+        "then",
+        "ray",
+        "job",
+        "submit",
+        "--address",
+        address,
+        "--no-wait",
+    ]
     if spec.get("runtimeEnvYAML"):
         cmd += ["--runtime-env-json", json.dumps(_go_json(yaml.safe_load(spec["runtimeEnvYAML"])))]
     if spec.get("metadata"):
@@ -444,6 +579,18 @@ def submit_command(spec: dict[str, Any], address: str, job_id: str) -> list[str]
         cmd += ["--entrypoint-num-gpus", f"{float(spec['entrypointNumGpus']):f}"]
     if spec.get("entrypointResources"):
         cmd += ["--entrypoint-resources", json.dumps(spec["entrypointResources"])]
-    cmd += ["--", spec["entrypoint"].strip(), ";", "fi", ";", "ray", "job", "logs", "--address", address,
-            "--follow", job_id]  # fmt: skip
+    cmd += [
+        "--",
+        spec["entrypoint"].strip(),
+        ";",
+        "fi",
+        ";",
+        "ray",
+        "job",
+        "logs",
+        "--address",
+        address,
+        "--follow",
+        job_id,
+    ]
     return cmd

@@ -76,10 +76,14 @@ RAY_WELL_KNOWN = (GCS_PORT, DASHBOARD_PORT, CLIENT_PORT, METRICS_PORT, AGENT_POR
 HEAD_PORT_FLAGS = {"port": GCS_PORT, "dashboard-port": DASHBOARD_PORT, "ray-client-server-port": CLIENT_PORT}
 NODE_PORT_FLAGS = {"metrics-export-port": METRICS_PORT, "dashboard-agent-listen-port": AGENT_PORT}
 FREE_PORT_FLAGS = ("dashboard-agent-grpc-port", "runtime-env-agent-port")
-ADDRESS = re.compile(r"(?<![\w.-])(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(?P<port>\d{1,5})(?!\d)")
+ADDRESS = re.compile(
+    r"(?<![\w.-])(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(?P<port>\d{1,5})(?!\d)"
+)
 
 
-def docker(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def docker(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -114,7 +118,12 @@ class Machine:
 
     # ---- names and ports
     def _names(self, service: str) -> list[str]:
-        return [service, f"{service}.{self.ns}", f"{service}.{self.ns}.svc", f"{service}.{self.ns}.svc.{CLUSTER_DOMAIN}"]
+        return [
+            service,
+            f"{service}.{self.ns}",
+            f"{service}.{self.ns}.svc",
+            f"{service}.{self.ns}.svc.{CLUSTER_DOMAIN}",
+        ]
 
     def _has_secret(self, name: str) -> bool:
         try:
@@ -186,7 +195,7 @@ class Machine:
     # ---- env
     def env(self, pod: PodPlan) -> dict[str, str]:
         """The container's environment, resolved as the kubelet would, then adapted."""
-        manifests, c = self.work.manifests, pod.container
+        c = pod.container
         env: dict[str, str] = {}
         for source in c.get("envFrom") or []:
             if "secretRef" in source or "configMapRef" in source:
@@ -207,7 +216,11 @@ class Machine:
 
     def _lookup(self, ref: dict[str, Any], secret: bool) -> dict[str, str] | None:
         try:
-            return self.work.manifests.secret(ref["name"]) if secret else self.work.manifests.config_map(ref["name"])
+            return (
+                self.work.manifests.secret(ref["name"])
+                if secret
+                else self.work.manifests.config_map(ref["name"])
+            )
         except (KeyError, AssertionError):
             if ref.get("optional"):
                 return None
@@ -221,8 +234,13 @@ class Machine:
                 return None
             return data[ref["key"]]
         path = source["fieldRef"]["fieldPath"]
-        fields = {"metadata.name": pod.name, "metadata.namespace": self.ns, "status.podIP": LOOPBACK,
-                  "status.hostIP": LOOPBACK, "spec.nodeName": "localhost"}  # fmt: skip
+        fields = {
+            "metadata.name": pod.name,
+            "metadata.namespace": self.ns,
+            "status.podIP": LOOPBACK,
+            "status.hostIP": LOOPBACK,
+            "spec.nodeName": "localhost",
+        }
         label = re.fullmatch(r"metadata\.labels\['(.+)'\]", path)
         return pod.labels.get(label[1], "") if label else fields[path]
 
@@ -233,7 +251,9 @@ class Machine:
         flags = []
         if "runAsUser" in merged:
             flags += ["--user", f"{merged['runAsUser']}:{merged.get('runAsGroup', 0)}"]
-            assert not (merged.get("runAsNonRoot") and merged["runAsUser"] == 0), f"{pod.name}: runAsNonRoot with UID 0"
+            assert not (merged.get("runAsNonRoot") and merged["runAsUser"] == 0), (
+                f"{pod.name}: runAsNonRoot with UID 0"
+            )
         if "fsGroup" in psc:
             flags += ["--group-add", str(psc["fsGroup"])]
         for group in psc.get("supplementalGroups") or []:
@@ -300,7 +320,10 @@ class Machine:
                 flags += ["--shm-size", str(quantity_value(limit))] if limit else []
             elif "emptyDir" in volume:
                 size = volume["emptyDir"].get("sizeLimit")
-                flags += ["--tmpfs", f"{path}:rw,exec,mode=1777" + (f",size={quantity_value(size)}" if size else "")]
+                flags += [
+                    "--tmpfs",
+                    f"{path}:rw,exec,mode=1777" + (f",size={quantity_value(size)}" if size else ""),
+                ]
             else:
                 if "persistentVolumeClaim" in volume:
                     host = self.claim_dir(volume["persistentVolumeClaim"]["claimName"], fs_group)
@@ -308,7 +331,9 @@ class Machine:
                 elif "configMap" in volume or "secret" in volume:
                     host, read_only = self._files(pod, volume), True
                 else:
-                    raise NotImplementedError(f"{pod.name}: volume {volume['name']} of kind {set(volume) - {'name'}}")
+                    raise NotImplementedError(
+                        f"{pod.name}: volume {volume['name']} of kind {set(volume) - {'name'}}"
+                    )
                 host = host / mount["subPath"] if mount.get("subPath") else host
                 flags += ["-v", f"{host}:{path}" + (":ro" if read_only else "")]
         return flags
@@ -358,7 +383,10 @@ class Machine:
                 return 200 <= httpx.get(url, headers=headers, timeout=3).status_code < 400
             return False
         if "exec" in probe:
-            return docker("exec", self.started[pod.name].name, *probe["exec"]["command"], timeout=30).returncode == 0
+            return (
+                docker("exec", self.started[pod.name].name, *probe["exec"]["command"], timeout=30).returncode
+                == 0
+            )
         return self.running(pod)
 
     def wait_ready(self, pod: PodPlan, timeout: float = 180) -> None:
@@ -382,7 +410,9 @@ class Machine:
         """Every started container's last lines, for failure messages."""
         parts = []
         for started in self.started.values():
-            proc = subprocess.run([DOCKER, "logs", "--tail", str(tail), started.name], capture_output=True, text=True)
+            proc = subprocess.run(
+                [DOCKER, "logs", "--tail", str(tail), started.name], capture_output=True, text=True
+            )
             parts.append(f"===== docker logs {started.name}\n{proc.stdout}{proc.stderr}")
         return "\n".join(parts)
 
@@ -407,7 +437,9 @@ class Machine:
         return f"http://{LOOPBACK}:{self.host_port(cluster.head, DASHBOARD_PORT)}"
 
     def ray_token(self, cluster: RayClusterPlan) -> str | None:
-        return self.work.manifests.secret(cluster.token_secret)["auth_token"] if cluster.token_secret else None
+        return (
+            self.work.manifests.secret(cluster.token_secret)["auth_token"] if cluster.token_secret else None
+        )
 
     def ray_get(self, cluster: RayClusterPlan, path: str, **params: Any) -> httpx.Response:
         """A GET on the cluster's dashboard, with its token as KubeRay's clients send it."""

@@ -23,8 +23,11 @@ def relabel_configs(rules: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
 
 
 def _meta_labels(pod: PodPlan, namespace: str, container: str) -> dict[str, str]:
-    labels = {"__meta_kubernetes_namespace": namespace, "__meta_kubernetes_pod_name": pod.name,
-              "__meta_kubernetes_pod_container_name": container}  # fmt: skip
+    labels = {
+        "__meta_kubernetes_namespace": namespace,
+        "__meta_kubernetes_pod_name": pod.name,
+        "__meta_kubernetes_pod_container_name": container,
+    }
     for key, value in pod.labels.items():
         labels["__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)] = value
     return labels
@@ -32,12 +35,15 @@ def _meta_labels(pod: PodPlan, namespace: str, container: str) -> dict[str, str]
 
 def _job(m: Machine, name: str, endpoint: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str, Any]:
     job: dict[str, Any] = {
-        "job_name": name, "scrape_interval": "1s", "metrics_path": endpoint.get("path", "/metrics"),
-        "scheme": endpoint.get("scheme", "http"), "honor_labels": bool(endpoint.get("honorLabels", False)),
+        "job_name": name,
+        "scrape_interval": "1s",
+        "metrics_path": endpoint.get("path", "/metrics"),
+        "scheme": endpoint.get("scheme", "http"),
+        "honor_labels": bool(endpoint.get("honorLabels", False)),
         "static_configs": targets,
         "relabel_configs": relabel_configs(endpoint.get("relabelings")),
         "metric_relabel_configs": relabel_configs(endpoint.get("metricRelabelings")),
-    }  # fmt: skip
+    }
     auth = endpoint.get("authorization") or {}
     ref = (auth.get("credentials") or endpoint.get("bearerTokenSecret")) or None
     if ref:
@@ -51,8 +57,11 @@ def _job(m: Machine, name: str, endpoint: dict[str, Any], targets: list[dict[str
 def service_monitor_jobs(m: Machine, monitor: dict[str, Any]) -> list[dict[str, Any]]:
     """One job per endpoint; a target per Service (selected by its labels) and named port."""
     ns, name = m.ns, monitor["metadata"]["name"]
-    services = [d for d in m.work.manifests.of_kind("Service")
-                if selector_matches(monitor["spec"]["selector"], d["metadata"].get("labels") or {})]  # fmt: skip
+    services = [
+        d
+        for d in m.work.manifests.of_kind("Service")
+        if selector_matches(monitor["spec"]["selector"], d["metadata"].get("labels") or {})
+    ]
     jobs = []
     for i, endpoint in enumerate(monitor["spec"]["endpoints"]):
         targets = []
@@ -60,10 +69,18 @@ def service_monitor_jobs(m: Machine, monitor: dict[str, Any]) -> list[dict[str, 
             plan = next(s for s in m.work.services if s.name == doc["metadata"]["name"])
             port = next(p for p in doc["spec"]["ports"] if endpoint.get("port") in (p.get("name"), p["port"]))
             container_port = plan.target(port["port"])
-            labels = {**_meta_labels(plan.pod, ns, plan.pod.container["name"]), "namespace": ns,
-                      "service": plan.name, "pod": plan.pod.name, "container": plan.pod.container["name"],
-                      "endpoint": str(endpoint.get("port")), "job": plan.name}  # fmt: skip
-            targets.append({"targets": [f"{LOOPBACK}:{m.host_port(plan.pod, container_port)}"], "labels": labels})
+            labels = {
+                **_meta_labels(plan.pod, ns, plan.pod.container["name"]),
+                "namespace": ns,
+                "service": plan.name,
+                "pod": plan.pod.name,
+                "container": plan.pod.container["name"],
+                "endpoint": str(endpoint.get("port")),
+                "job": plan.name,
+            }
+            targets.append(
+                {"targets": [f"{LOOPBACK}:{m.host_port(plan.pod, container_port)}"], "labels": labels}
+            )
         jobs.append(_job(m, f"serviceMonitor/{ns}/{name}/{i}", endpoint, targets))
     return jobs
 
@@ -79,8 +96,14 @@ def pod_monitor_jobs(m: Machine, monitor: dict[str, Any]) -> list[dict[str, Any]
             container_port = pod.container_port(endpoint["port"])
             if container_port is None:
                 continue
-            labels = {**_meta_labels(pod, ns, pod.container["name"]), "namespace": ns, "pod": pod.name,
-                      "container": pod.container["name"], "endpoint": endpoint["port"], "job": f"{ns}/{name}"}  # fmt: skip
+            labels = {
+                **_meta_labels(pod, ns, pod.container["name"]),
+                "namespace": ns,
+                "pod": pod.name,
+                "container": pod.container["name"],
+                "endpoint": endpoint["port"],
+                "job": f"{ns}/{name}",
+            }
             targets.append({"targets": [f"{LOOPBACK}:{m.host_port(pod, container_port)}"], "labels": labels})
         jobs.append(_job(m, f"podMonitor/{ns}/{name}/{i}", endpoint, targets))
     return jobs

@@ -25,15 +25,21 @@ def test_a_job_through_the_service_writes_its_run_to_the_bucket(image, tmp_path)
     runs = urlsplit(values["runsRoot"])
     with moto_server(tmp_path) as s3:
         docs = helm_template(VALUES, sets=(f"objectStore.endpoint={s3.endpoint}",))
-        assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim" and "runs" in d["metadata"]["name"]]
+        assert not [
+            d for d in docs if d["kind"] == "PersistentVolumeClaim" and "runs" in d["metadata"]["name"]
+        ]
         s3.client().create_bucket(Bucket=runs.netloc)
-        keys = {values["accessKeyIdKey"]: CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                values["secretAccessKeyKey"]: CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}  # fmt: skip
+        keys = {
+            values["accessKeyIdKey"]: CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            values["secretAccessKeyKey"]: CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        }
         with chart_stack(docs, tmp_path, secrets={values["credentialsSecret"]: keys}) as stack:
             job = stack.run_job(TINY_SPEC)
             assert job["state"] == "succeeded", stack.failed(job)
             prefix = f"{runs.path.strip('/')}/{job['id']}/"
             names = [k.removeprefix(prefix) for k in s3.keys(runs.netloc, prefix)]
-            report = json.loads(s3.client().get_object(Bucket=runs.netloc, Key=prefix + "report.json")["Body"].read())
+            report = json.loads(
+                s3.client().get_object(Bucket=runs.netloc, Key=prefix + "report.json")["Body"].read()
+            )
     assert report["state"] == "succeeded", report
     assert "model.keras" in names and any(n.startswith("checkpoints/") for n in names), names

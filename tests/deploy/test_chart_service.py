@@ -7,7 +7,6 @@ and group-writable; a Prometheus scraping with the chart's ServiceMonitor and Po
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -27,10 +26,12 @@ def stack(image, tmp_path_factory):
     """The chart with default values; a Prometheus with the monitors the chart renders when on."""
     monitors = [d for d in helm_template(sets=MONITORS) if d["kind"] in ("ServiceMonitor", "PodMonitor")]
     workdir = tmp_path_factory.mktemp("chart")
-    with chart_stack(helm_template(), workdir) as stack:
-        with prometheus(workdir, scrape_configs(stack.m, monitors)) as prom_url:
-            stack.prom = prom_url
-            yield stack
+    with (
+        chart_stack(helm_template(), workdir) as stack,
+        prometheus(workdir, scrape_configs(stack.m, monitors)) as prom_url,
+    ):
+        stack.prom = prom_url
+        yield stack
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +50,17 @@ def test_a_job_submitted_to_the_service_succeeds_on_the_ray_pods(stack, finished
     job = finished_job
     assert job["state"] == "succeeded", stack.failed(job)
     assert len(job["prune_events"]) == 1
-    assert len(stack.m.nodes(stack.cluster)) == len(stack.cluster.pods)  # every node still alive, on 127.0.0.1
+    assert len(stack.m.nodes(stack.cluster)) == len(
+        stack.cluster.pods
+    )  # every node still alive, on 127.0.0.1
 
 
 def _claims(pod) -> set[str]:
-    return {v["persistentVolumeClaim"]["claimName"] for v in pod.spec.get("volumes") or []
-            if "persistentVolumeClaim" in v}  # fmt: skip
+    return {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod.spec.get("volumes") or []
+        if "persistentVolumeClaim" in v
+    }
 
 
 def _runs_dir(stack: Stack) -> Path:
@@ -75,15 +81,21 @@ def test_files_in_the_runs_volume_are_group_0_and_group_writable(stack, finished
     run = _runs_dir(stack) / finished_job["id"]
     paths = [run, *run.rglob("*")]
     assert len(paths) > 3
-    wrong = [f"{p.relative_to(run.parent)} gid {p.stat().st_gid} mode {oct(p.stat().st_mode & 0o7777)}"
-             for p in paths if p.stat().st_gid != 0 or not p.stat().st_mode & 0o020]  # fmt: skip
+    wrong = [
+        f"{p.relative_to(run.parent)} gid {p.stat().st_gid} mode {oct(p.stat().st_mode & 0o7777)}"
+        for p in paths
+        if p.stat().st_gid != 0 or not p.stat().st_mode & 0o020
+    ]
     assert not wrong, "not group 0 or not group-writable:\n" + "\n".join(wrong)
 
 
 def _series(stack: Stack, pod: str) -> set[str]:
     """Names of the slimray_* series Prometheus holds from a pod (a finished driver's included)."""
-    response = httpx.get(f"{stack.prom}/api/v1/series", params={"match[]": f'{{__name__=~"slimray_.+", pod="{pod}"}}',
-                         "start": stack.started - 60}, timeout=10)  # fmt: skip
+    response = httpx.get(
+        f"{stack.prom}/api/v1/series",
+        params={"match[]": f'{{__name__=~"slimray_.+", pod="{pod}"}}', "start": stack.started - 60},
+        timeout=10,
+    )
     return {s["__name__"] for s in response.json()["data"]}
 
 

@@ -15,8 +15,17 @@ SECRET_MOUNTS = "/run/secrets/"
 
 
 def test_the_image_has_no_compiler(image):
-    proc = docker("run", "--rm", "--network", "host", "--entrypoint", "sh", image, "-c",
-                  f"command -v {' '.join(COMPILERS)}")  # fmt: skip
+    proc = docker(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        f"command -v {' '.join(COMPILERS)}",
+    )
     assert proc.stdout.strip() == "", f"compilers in {image}: {proc.stdout}"
 
 

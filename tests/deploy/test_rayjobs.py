@@ -62,9 +62,14 @@ def test_the_rayjob_runs_its_spec_to_success_on_the_shared_runs_volume(image, tm
         with prometheus(tmp_path, scrape_configs(m, [monitor])) as prom:
             code, record, seconds = _run(m, job)
             _succeeded(m, code, record)
-            series = httpx.get(f"{prom}/api/v1/series", params={
-                "match[]": f'{{__name__=~"slimray_.+", pod="{job.cluster.head.name}"}}', "start": time.time() - 3600,
-            }, timeout=10).json()["data"]  # fmt: skip
+            series = httpx.get(
+                f"{prom}/api/v1/series",
+                params={
+                    "match[]": f'{{__name__=~"slimray_.+", pod="{job.cluster.head.name}"}}',
+                    "start": time.time() - 3600,
+                },
+                timeout=10,
+            ).json()["data"]
         run = m.host_path(job.cluster.head, spec["output"]["dir"])
         report = json.loads((run / "report.json").read_text())
         assert report["state"] == "succeeded", report
@@ -94,7 +99,9 @@ def test_the_object_store_rayjob_writes_its_run_to_the_bucket(image, tmp_path):
         _succeeded(m, code, record)
         prefix = out.path.strip("/") + "/"
         keys = [k.removeprefix(prefix) for k in s3.keys(out.netloc, prefix)]
-        report = json.loads(s3.client().get_object(Bucket=out.netloc, Key=prefix + "report.json")["Body"].read())
+        report = json.loads(
+            s3.client().get_object(Bucket=out.netloc, Key=prefix + "report.json")["Body"].read()
+        )
     print(f"k8s/rayjob-s3.yaml: the submitter ran {seconds:.0f} s")
     assert report["state"] == "succeeded", report
     assert "model.keras" in keys and any(k.startswith("saved_model/") for k in keys), keys
