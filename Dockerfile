@@ -87,20 +87,25 @@ RUN --mount=type=secret,id=ca \
     && pip check \
     && rm -rf /wheels
 
+# Every Python process applies SLIMRAY_UMASK at start (a .pth file runs at interpreter start-up):
+# slimray's own, and those Ray starts for it (the Train controller, raylet's workers), so what any
+# of them writes stays group-writable for group 0 (an arbitrary OpenShift UID shares that group).
+RUN printf '%s\n' "import os; m = os.environ.get('SLIMRAY_UMASK', ''); m.isdigit() and len(m) <= 4 and os.umask(int(m, 8) & 0o777)" \
+    > "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/slimray-umask.pth"
+
 # HOME under /tmp: Ray writes $HOME/.ray (auth_token) and creates it when missing, and with the
 # read-only root filesystem (the chart's default) only /tmp (an emptyDir in every pod) and the
-# volumes are writable. SLIMRAY_UMASK: slimray's processes apply it at start, so files they write
-# stay group-writable for group 0 (an arbitrary OpenShift UID shares that group).
+# volumes are writable. The working directory is /var/lib/slimray: the service's default state
+# (slimray-state/: jobs.db, runs/) and `slimray run`'s relative output dirs land on its volume;
+# the chart's settings file sets the service's paths itself, so no SLIMRAY_* path is set here.
 ENV PYTHONUNBUFFERED=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     RAY_USAGE_STATS_ENABLED=0 \
     HOME=/tmp/slimray \
     KERAS_HOME=/tmp/.keras \
     MPLCONFIGDIR=/tmp/matplotlib \
-    SLIMRAY_UMASK=0002 \
-    SLIMRAY_DB_PATH=/var/lib/slimray/jobs.db \
-    SLIMRAY_RUNS_ROOT=/var/lib/slimray/runs
-WORKDIR /home/slimray
+    SLIMRAY_UMASK=0007
+WORKDIR /var/lib/slimray
 USER ${SLIMRAY_UID}
 EXPOSE 8000 8265 6379 8080
 

@@ -175,9 +175,9 @@ def test_build_secrets_never_reach_the_image():
 
 def test_the_image_runs_with_a_read_only_root_and_group_writable_files():
     """HOME under /tmp (an emptyDir in every pod): Ray writes $HOME/.ray/auth_token and creates the
-    folder; SLIMRAY_UMASK=0002 makes slimray's files group-writable (group 0, arbitrary UIDs)."""
+    folder; SLIMRAY_UMASK=0007 makes slimray's files group-writable (group 0, arbitrary UIDs)."""
     env = " ".join(i for i in _stages()[-1] if i.startswith("ENV "))
-    assert re.search(r"\bHOME=/tmp/\S+", env) and re.search(r"\bSLIMRAY_UMASK=0002\b", env)
+    assert re.search(r"\bHOME=/tmp/\S+", env) and re.search(r"\bSLIMRAY_UMASK=0007\b", env)
     for name in ("KERAS_HOME", "MPLCONFIGDIR"):
         assert re.search(rf"\b{name}=/tmp/", env), name
 

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +43,13 @@ def private_secret(path: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+def _ray_command() -> str:
+    """The `ray` script of this interpreter's Ray: beside it (a venv), else on PATH (a system
+    Python whose scripts go to /usr/local/bin while it lives in /usr/bin)."""
+    beside = Path(sys.executable).with_name("ray")
+    return str(beside) if beside.exists() else shutil.which("ray") or str(beside)
 
 
 def _free_port() -> int:
@@ -91,7 +99,7 @@ class LocalRay:
         url = urlparse(address)
         temp_dir = Path(tempfile.mkdtemp(prefix="slimray-ray-"))  # short: Ray's socket paths
         log = temp_dir / "ray-start.log"
-        cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+        cmd = [_ray_command(), "start", "--head", "--block",
                "--disable-usage-stats", "--include-dashboard=true", f"--temp-dir={temp_dir}",
                f"--dashboard-host={url.hostname}", f"--dashboard-port={url.port or 8265}",
                f"--port={gcs_port}"]  # fmt: skip

@@ -76,7 +76,7 @@ def test_the_run_is_on_the_shared_runs_volume(stack, finished_job):
 
 
 def test_files_in_the_runs_volume_are_group_0_and_group_writable(stack, finished_job):
-    """SLIMRAY_UMASK=0002 in the image: a run written by one pod's UID can be rewritten by another
+    """SLIMRAY_UMASK=0007 in the image: a run written by one pod's UID can be rewritten by another
     (an arbitrary UID in group 0, as OpenShift assigns)."""
     run = _runs_dir(stack) / finished_job["id"]
     paths = [run, *run.rglob("*")]
