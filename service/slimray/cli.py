@@ -316,7 +316,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["service_url"] = f"http://{args.host}:{args.port}"
     try:
         settings = _service_token(get_settings(**overrides))
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # bad settings; a state directory it cannot write
         raise CliError(str(err)) from err
     head = None
     if args.local:
