@@ -18,9 +18,12 @@ TEST_WORKERS   ?= 2
 # Benchmarks (benchmarks/README.md): each writes benchmarks/results/<name>.{json,md,png}.
 BENCHES := reporting time_to_accuracy width prune_overhead communication tfmot service_load backends
 
-$(STAMP): pyproject.toml
+# the venv installs exactly what service/requirements-dev.lock pins (with hashes), the versions the
+# image's lock is resolved within (`make lock`), then slimray itself, editable
+$(STAMP): pyproject.toml service/requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[cpu,train,service,test,bench]"
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r service/requirements-dev.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
