@@ -189,3 +189,19 @@ def test_token_comments_name_the_secret_kuberay_makes():
                 assert f"Secret `{doc['metadata']['name']}`" in text, path.name
             if doc and doc["kind"] == "RayJob":
                 assert "rayClusterName" in text and "Secret `slimray`" not in text, path.name
+
+
+@pytest.mark.parametrize("job", RAYJOBS, ids=lambda d: d["metadata"]["name"])
+def test_each_rayjobs_cluster_has_the_charts_pods(job):
+    """The head and each worker group of a RayJob's cluster are the chart's same-named ones (what
+    KubeRay starts: params, image kind, resources, security, scheduling), mounts and counts aside."""
+    from tests.charts.k8s_checks import helm_template
+
+    def comparable(shape: dict) -> dict:
+        drop = ("mounts", "replicas", "min", "max")
+        return {k: {f: v for f, v in p.items() if f not in drop} if isinstance(p, dict) else p
+                for k, p in shape.items()}  # fmt: skip
+
+    chart = comparable(_shape(next(d for d in helm_template() if d["kind"] == "RayCluster")["spec"]))
+    ours = comparable(_shape(job["spec"]["rayClusterSpec"]))
+    assert {k: ours[k] for k in ours} == {k: chart[k] for k in ours}
