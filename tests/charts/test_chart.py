@@ -28,6 +28,13 @@ VALUES = {"default": (), "all-on": (ALL_ON,), "existing-cluster": (EXISTING,),
           "object-store": (OBJECT_STORE,)}  # fmt: skip
 
 
+def settings_defaults_keys() -> set[str]:
+    from slimray.settings import Settings
+    from tests.charts.chart_settings import CHART_DECIDED
+
+    return set(Settings.model_fields) - CHART_DECIDED
+
+
 def settings_file(docs: list[dict]) -> dict:
     """The service's settings as the chart renders them (its settings ConfigMap)."""
     cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-settings"))
@@ -87,13 +94,13 @@ def test_the_service_is_one_recreated_replica_with_probes_and_the_ray_token():
         "key": "auth_token",
     }
     assert any(d["kind"] == "Secret" and d["metadata"]["name"] == token_secret for d in docs)
-    settings = settings_file(docs)
-    assert settings["ray_address"] == f"http://{cluster['metadata']['name']}-head-svc.ml.svc:8265"
+    assert env["SLIMRAY_RAY_ADDRESS"]["value"] == f"http://{cluster['metadata']['name']}-head-svc.ml.svc:8265"
     runs = {m["mountPath"] for m in container["volumeMounts"]}
     for _, pod in pod_specs(cluster):  # the same runs volume at the same path everywhere
         mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
-        assert settings["runs_root"] in runs & mounts
-    assert settings["runs_shared"] is True
+        assert env["SLIMRAY_RUNS_ROOT"]["value"] in runs & mounts
+    assert env["SLIMRAY_RUNS_SHARED"]["value"] == "true"
+    assert set(settings_file(docs)) == {k for k in settings_defaults_keys()}  # the values' settings only
     cpu, gpu = cluster["spec"]["workerGroupSpecs"]
     assert "nvidia.com/gpu" not in cpu["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert gpu["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -113,8 +120,9 @@ def test_the_object_store_replaces_the_runs_volume_everywhere():
         assert env["AWS_ENDPOINT_URL"]["value"] == "http://minio.storage.svc:9000", where
         assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == keys, where
         assert "runs" not in {v["name"] for v in pod.get("volumes", [])}, where
-    assert settings_file(docs)["runs_root"] == "s3://ml-runs/slimray"
-    assert settings_file(docs)["runs_shared"] is False
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SLIMRAY_RUNS_ROOT"]["value"] == "s3://ml-runs/slimray"
+    assert env["SLIMRAY_RUNS_SHARED"]["value"] == "false"
     plain = next(d for d in helm_template() if d["kind"] == "Deployment")["spec"]["template"]["spec"]
     assert not any(e["name"].startswith("AWS_") for e in plain["containers"][0]["env"])
 

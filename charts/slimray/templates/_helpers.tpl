@@ -163,8 +163,8 @@ metricRelabelings:
 {{- end -}}
 
 {{/* The service's settings file (JSON): .Values.settings with each key in snake_case (the
-     Settings field names), plus the fields the chart itself decides. One source: nothing here
-     names a setting the values can set. */}}
+     Settings field names). One source: nothing here names a setting the values can set. What the
+     chart decides itself (paths, addresses) goes in the environment: slimray.decidedEnv. */}}
 {{- define "slimray.settingsFile" -}}
 {{- $out := dict }}
 {{- range $k, $v := .Values.settings }}
@@ -176,12 +176,17 @@ metricRelabelings:
 {{- $_ := set $out (snakecase $k) $v }}
 {{- end }}
 {{- end }}
-{{- $_ := set $out "db_path" "/var/lib/slimray/store/jobs.db" }}
-{{- $_ := set $out "runs_root" (include "slimray.runsRoot" .) }}
-{{- /* the runs volume is one ReadWriteMany claim mounted on the service and every Ray pod */}}
-{{- $_ := set $out "runs_shared" (not .Values.objectStore.enabled) }}
-{{- $_ := set $out "ray_address" (include "slimray.rayAddress" .) }}
-{{- $_ := set $out "service_url" (printf "http://%s.%s.svc:%v" (include "slimray.fullname" .) .Release.Namespace .Values.service.port) }}
-{{- $_ := set $out "driver_python" "python" }}
 {{- toPrettyJson $out }}
+{{- end }}
+
+{{/* The settings the chart decides from its own values (never from .Values.settings): the store on
+     its claim, the run directories (runs_shared: the runs claim is one ReadWriteMany volume mounted
+     on the service and every Ray pod), the Ray job API and this service's own address. */}}
+{{- define "slimray.decidedEnv" -}}
+- {name: SLIMRAY_DB_PATH, value: /var/lib/slimray/store/jobs.db}
+- {name: SLIMRAY_RUNS_ROOT, value: {{ include "slimray.runsRoot" . | quote }}}
+- {name: SLIMRAY_RUNS_SHARED, value: {{ include "slimray.runsVolume" . | eq "true" | quote }}}
+- {name: SLIMRAY_RAY_ADDRESS, value: {{ include "slimray.rayAddress" . | quote }}}
+- {name: SLIMRAY_SERVICE_URL, value: {{ printf "http://%s.%s.svc:%v" (include "slimray.fullname" .) .Release.Namespace .Values.service.port | quote }}}
+- {name: SLIMRAY_DRIVER_PYTHON, value: python}
 {{- end }}
