@@ -146,3 +146,14 @@ def test_builder_options_are_bounded_in_size():
             "train": {"steps": 10}}  # fmt: skip
     with pytest.raises(SpecError, match="model.kwargs: .*bytes as JSON"):
         parse_spec(data)
+
+
+def test_the_output_location_rule_one_node_a_uri_or_a_declared_shared_mount():
+    from slimray.spec import OutputSpec
+
+    local = OutputSpec(dir="/runs/job")
+    assert local.cluster_problem(None) is None and local.cluster_problem(1) is None
+    assert "set output.shared: true" in local.cluster_problem(2) and "2 nodes" in local.cluster_problem(2)
+    assert OutputSpec(dir="/runs/job", shared=True).cluster_problem(5) is None
+    assert OutputSpec(dir="s3://b/runs/job").cluster_problem(5) is None
+    assert OutputSpec(dir="file:///runs/job").cluster_problem(2) is not None

@@ -240,7 +240,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from err
     result.report["run_dir"] = str(result.run_dir)
     _print_run_summary(result.report)
-    if result.state != "succeeded":
+    if result.state != JobState.SUCCEEDED:
         console.print(f"[bold red]job failed:[/] {result.error}", highlight=False)
         return 1
     return 0
@@ -377,7 +377,7 @@ def _watch(client, job_id: str, interval: float = 2.0) -> dict[str, Any]:
         if line != last:
             console.print(line, highlight=False, soft_wrap=True)
             last = line
-        if job["state"] in ("succeeded", "failed", "cancelled"):
+        if JobState(job["state"]).is_terminal:
             return job
         time.sleep(interval)
 
@@ -395,7 +395,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     if not args.wait:
         return 0
     job = _watch(client, created["id"])
-    return 0 if job["state"] == "succeeded" else 1
+    return 0 if job["state"] == JobState.SUCCEEDED else 1
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

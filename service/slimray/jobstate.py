@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
+
+
+def new_job_id() -> str:
+    """A job's id: 12 hex digits, minted once (the service, before the policy names its run dir)."""
+    return uuid.uuid4().hex[:12]
 
 
 class JobState(StrEnum):

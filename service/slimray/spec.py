@@ -31,6 +31,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 # what allreduces gradients, scores and mask digests (slimray.runtime.backends registers each)
 BACKENDS = ("tf-collective", "horovod")
 DEFAULT_BACKEND = "tf-collective"
+# backends every slimray install can run (TensorFlow itself): nothing to ask a cluster about
+BUILT_IN_BACKENDS = frozenset({DEFAULT_BACKEND})
 
 
 MAX_NESTING = 8  # of builder kwargs and criterion configs: plain settings, not data
@@ -291,6 +293,11 @@ class FailureSpec(_Strict):
     max_failures: int = Field(2, ge=-1, description="Worker-group restarts; -1 = unlimited.")
 
 
+def is_uri(location: str) -> bool:
+    """A location on an object store (`s3://...`); `file://` and plain paths are local."""
+    return "://" in location and not location.startswith("file://")
+
+
 class OutputSpec(_Strict):
     dir: Text = Field(
         "runs/job", min_length=1, max_length=4096,
@@ -299,6 +306,16 @@ class OutputSpec(_Strict):
     shared: bool = Field(
         False, description="The local dir is a mount every node shares (needed on a multi-node cluster)."
     )
+
+    def cluster_problem(self, nodes: int | None) -> str | None:
+        """Why this output cannot serve a Ray cluster of `nodes` nodes (None: it can; unknown
+        counts as one): on more than one node a local dir must be a declared shared mount."""
+        if (nodes or 1) <= 1 or is_uri(self.dir) or self.shared:
+            return None
+        return (f"output.dir {self.dir!r} is a local path, but the Ray cluster has {nodes} nodes: "
+                "workers on other nodes could not write checkpoints there, nor the driver read them. "
+                "Use an object-store URI (e.g. s3://bucket/runs/job) or, if every node mounts this "
+                "path, set output.shared: true")  # fmt: skip
 
 
 class JobSpec(_Strict):

@@ -9,13 +9,12 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slimray.jobstate import InvalidTransition, JobState
+from slimray.jobstate import InvalidTransition, JobState, new_job_id
 from slimray.jsonsafe import finite
 
 SCHEMA = """
@@ -149,7 +148,7 @@ class Store:
 
     # ---------------------------------------------------------------- writes
     def create(self, name: str, spec: dict[str, Any], job_id: str | None = None) -> Job:
-        job_id = job_id or uuid.uuid4().hex[:12]
+        job_id = job_id or new_job_id()
         now = time.time()
         with self._writing() as db:
             db.execute(

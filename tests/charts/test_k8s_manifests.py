@@ -102,11 +102,9 @@ RAYJOBS = [d for d in DOCS if d["kind"] == "RayJob"]
 
 @pytest.mark.parametrize("job", RAYJOBS, ids=lambda d: d["metadata"]["name"])
 def test_each_rayjobs_spec_passes_slimrays_own_checks_on_the_cluster_it_declares(job):
-    from slimray.runtime.trainer import shared_output_problem
-
     spec = _job_spec(job)
     for nodes in _cluster_nodes(job["spec"]["rayClusterSpec"]):
-        assert shared_output_problem(spec, nodes) is None, nodes
+        assert spec.output.cluster_problem(nodes) is None, nodes
     workers = sum(g["replicas"] for g in job["spec"]["rayClusterSpec"]["workerGroupSpecs"])
     assert workers >= 1  # the head has num-cpus 0: a job needs a worker pod from the start
 

@@ -8,10 +8,9 @@ import threading
 
 from slimray.api.policy import PolicyError
 from slimray.executor import RayJobExecutor, RayUnavailable
-from slimray.spec import JobSpec
+from slimray.spec import BUILT_IN_BACKENDS, JobSpec
 
 log = logging.getLogger(__name__)
-BUILT_IN = ("tf-collective",)  # TensorFlow itself: no job runs without it
 
 
 class BackendChecks:
@@ -24,7 +23,7 @@ class BackendChecks:
 
     def missing(self, backend: str) -> str | None:
         """RayUnavailable if Ray cannot answer now (nothing is cached then)."""
-        if backend in BUILT_IN:
+        if backend in BUILT_IN_BACKENDS:
             return None
         with self._lock:
             if backend not in self._answers:

@@ -60,7 +60,7 @@ def stored_report(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _end(store: Store, job: Job, data: EndIn) -> None:
-    final = JobState.SUCCEEDED if data.state == "succeeded" else JobState.FAILED
+    final = JobState.SUCCEEDED if data.state == JobState.SUCCEEDED else JobState.FAILED
     store.finish(job.id, final, stored_report(data.model_dump()), reason="driver end", error=data.error)
 
 

@@ -3,10 +3,8 @@ queued and the reconciler hands it to Ray; a cancel is recorded at once and Ray 
 
 from __future__ import annotations
 
-import uuid
-
 from slimray.api.policy import enforce
-from slimray.jobstate import InvalidTransition
+from slimray.jobstate import InvalidTransition, new_job_id
 from slimray.settings import Settings
 from slimray.spec import JobSpec
 from slimray.store import Job, Store
@@ -15,7 +13,7 @@ from slimray.store import Job, Store
 def create_job(settings: Settings, store: Store, spec: JobSpec, cluster_nodes: int | None = None) -> Job:
     """Apply the policy (PolicyError) and store the effective spec as a queued job;
     `cluster_nodes` is what the reconciler last saw of the Ray cluster."""
-    job_id = uuid.uuid4().hex[:12]
+    job_id = new_job_id()
     effective = enforce(spec, settings, job_id, cluster_nodes)
     return store.create(spec.name, effective.model_dump(mode="json"), job_id=job_id)
 

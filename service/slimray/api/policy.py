@@ -10,9 +10,8 @@ import os
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-from slimray.runtime.storage import is_uri
 from slimray.settings import JobLimits, Settings
-from slimray.spec import JobSpec
+from slimray.spec import JobSpec, OutputSpec, is_uri
 
 Problem = tuple[tuple[str, ...], str]
 
@@ -185,14 +184,15 @@ def run_location(settings: Settings, job_id: str) -> str:
 
 
 def output_problems(settings: Settings, cluster_nodes: int | None) -> list[Problem]:
-    """A local runs_root serves one node, or every node that mounts it (runs_shared)."""
-    if is_uri(str(settings.runs_root)) or settings.runs_shared or (cluster_nodes or 1) <= 1:
+    """A local runs_root serves one node, or every node that mounts it (runs_shared): the spec's
+    own output rule, applied to where this service puts runs, with the operator's remedy."""
+    output = OutputSpec(dir=str(settings.runs_root), shared=settings.runs_shared)
+    problem = output.cluster_problem(cluster_nodes)
+    if problem is None:
         return []
-    return [(("output", "dir"),
-             f"this service's runs_root {str(settings.runs_root)!r} is a local path, but the Ray "
-             f"cluster has {cluster_nodes} nodes: workers on other nodes could not write checkpoints "
-             "there. The operator must set SLIMRAY_RUNS_ROOT to an object-store URI (e.g. "
-             "s3://bucket/runs) or, if every node mounts it, SLIMRAY_RUNS_SHARED=true")]  # fmt: skip
+    return [(("output", "dir"), f"this service's runs_root: {problem}. The operator must set "
+             "SLIMRAY_RUNS_ROOT to an object-store URI (e.g. s3://bucket/runs) or, if every node "
+             "mounts it, SLIMRAY_RUNS_SHARED=true")]  # fmt: skip
 
 
 def enforce(spec: JobSpec, settings: Settings, job_id: str, cluster_nodes: int | None = None) -> JobSpec:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slimray.metrics_names import GAUGES, JOB_INFO, JOB_INFO_DOC, PRUNE_DURATION_BUCKETS, PRUNE_PHASES
+from slimray.spec import DEFAULT_BACKEND
 
 EventSink = Callable[[str, dict[str, Any]], None]
 TAG = "slimray_job"
@@ -17,7 +18,7 @@ TAG = "slimray_job"
 class RayMetricsSink:
     """An event sink that records each report as Ray metrics, then passes it on."""
 
-    def __init__(self, job: str, inner: EventSink, backend: str = "tf-collective"):
+    def __init__(self, job: str, inner: EventSink, backend: str = DEFAULT_BACKEND):
         from ray.util.metrics import Counter, Gauge, Histogram
 
         self.tags = {TAG: job}

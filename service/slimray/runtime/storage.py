@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slimray.spec import is_uri
+
 REPORT_FILE = "report.json"  # published last: its presence marks a complete run
 UMASK_ENV = "SLIMRAY_UMASK"  # the image sets 0007: group 0 may write what any UID wrote (OpenShift)
 
@@ -56,10 +58,6 @@ def apply_umask(default: int | None = None) -> int | None:
         mask = default
     os.umask(mask)
     return mask
-
-
-def is_uri(location: str) -> bool:
-    return "://" in location and not location.startswith("file://")
 
 
 @dataclass(frozen=True)

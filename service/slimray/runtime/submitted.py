@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from slimray.jobstate import JobState
 from slimray.jsonsafe import finite
 
 
@@ -66,12 +67,12 @@ def main() -> int:
     try:
         result = run_job(spec, overwrite=True, on_event=poster)
     except Exception as err:
-        poster("end", {"state": "failed", "error": f"{type(err).__name__}: {err}"})
+        poster("end", {"state": JobState.FAILED, "error": f"{type(err).__name__}: {err}"})
         poster.close(timeout=600)
         raise
     poster.close(timeout=600)
     print(f"job {job_id} {result.state}: {result.run_dir}")
-    return 0 if result.state == "succeeded" else 1
+    return 0 if result.state == JobState.SUCCEEDED else 1
 
 
 if __name__ == "__main__":

@@ -14,14 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from slimray.jobstate import JobState
 from slimray.runtime.breakdown import PhaseClock, WallTimeBreakdown
 from slimray.runtime.data import JobData, load_job_data
 from slimray.runtime.gpu import check_gpu
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, ProgressChannel, StepMerger, WorkerMessage
 from slimray.runtime.report import Timeline
-from slimray.runtime.storage import RunStore, apply_umask, is_uri
+from slimray.runtime.storage import RunStore, apply_umask
 from slimray.runtime.worker import WorkerConfig, train_loop_per_worker
-from slimray.spec import JobSpec
+from slimray.spec import BUILT_IN_BACKENDS, JobSpec
 
 EventSink = Callable[[str, dict[str, Any]], None]
 ERROR = "error"  # a message the controller's callback sends: worker exceptions
@@ -34,7 +35,7 @@ class RunDirectoryExists(FileExistsError):
 
 @dataclass
 class RunResult:
-    state: str  # "succeeded" or "failed"
+    state: JobState  # SUCCEEDED or FAILED
     run_dir: Path | str  # a local directory, or the URI of the run on an object store
     report: dict[str, Any]
     error: str | None = None
@@ -67,22 +68,11 @@ def prepare_run_dir(store: RunStore) -> Path:
     return store.staging()
 
 
-def shared_output_problem(spec: JobSpec, nodes: int) -> str | None:
-    """Why the job's output cannot serve a cluster of `nodes` nodes (None: it can): on more than
-    one node a local output must be a declared shared mount, or a URI."""
-    if nodes <= 1 or is_uri(spec.output.dir) or spec.output.shared:
-        return None
-    return (f"output.dir {spec.output.dir!r} is a local path, but the Ray cluster has {nodes} "
-            "nodes: workers on other nodes could not write checkpoints there, nor the driver read "
-            "them. Use an object-store URI (e.g. s3://bucket/runs/job) or, if every node mounts "
-            "this path, set output.shared: true")  # fmt: skip
-
-
 def check_shared_output(spec: JobSpec) -> None:
     """The job's output must serve every alive node of the cluster it joined."""
     import ray
 
-    problem = shared_output_problem(spec, len([n for n in ray.nodes() if n.get("Alive")]))
+    problem = spec.output.cluster_problem(len([n for n in ray.nodes() if n.get("Alive")]))
     if problem:
         raise ValueError(problem)
 
@@ -94,7 +84,7 @@ def check_backend(spec: JobSpec) -> None:
 
     from slimray.runtime.backends import BackendUnavailableError, backend_missing
 
-    if spec.backend == "tf-collective":  # TensorFlow itself: the workers cannot run without it
+    if spec.backend in BUILT_IN_BACKENDS:
         return
     problem = ray.get(ray.remote(num_cpus=0)(backend_missing).remote(spec.backend))
     if problem:
@@ -398,7 +388,7 @@ def _outcome_fields(spec: JobSpec, run: PreparedRun, outcome: FitOutcome, starte
     error = outcome.error
     fields: dict[str, Any] = {
         "job": spec.name,
-        "state": "failed" if error else "succeeded",
+        "state": JobState.FAILED if error else JobState.SUCCEEDED,
         "error": f"{type(error).__name__}: {error}" if error else None,
         "started_at": started,
         "total_steps": run.steps.total_steps,
@@ -409,7 +399,7 @@ def _outcome_fields(spec: JobSpec, run: PreparedRun, outcome: FitOutcome, starte
     if error:
         return fields
     if outcome.result.checkpoint is None:
-        fields.update(state="failed", error="the run finished without a final checkpoint")
+        fields.update(state=JobState.FAILED, error="the run finished without a final checkpoint")
     else:
         fields.update(_export_final(run.run_dir, outcome.result.checkpoint))
     return fields

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from slimray.runtime.backends.base import TrainStep, WorkerBackend
-from slimray.spec import TrainSpec
+from slimray.spec import DEFAULT_BACKEND, TrainSpec
 
 
 class MirroredTrainStep(TrainStep):
@@ -33,7 +33,7 @@ class MirroredTrainStep(TrainStep):
 class TFCollectiveBackend(WorkerBackend):
     """TensorFlow's own collectives (gRPC ring allreduce between the workers' TF servers)."""
 
-    name = "tf-collective"
+    name = DEFAULT_BACKEND
 
     @classmethod
     def ray_config(cls) -> Any:
