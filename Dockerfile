@@ -90,7 +90,9 @@ RUN --mount=type=secret,id=ca \
 # Every Python process applies SLIMRAY_UMASK at start (a .pth file runs at interpreter start-up):
 # slimray's own, and those Ray starts for it (the Train controller, raylet's workers), so what any
 # of them writes stays group-writable for group 0 (an arbitrary OpenShift UID shares that group).
-RUN printf '%s\n' "import os; m = os.environ.get('SLIMRAY_UMASK', ''); m.isdigit() and len(m) <= 4 and os.umask(int(m, 8) & 0o777)" \
+# The same rule as slimray.runtime.storage.apply_umask: group and other bits only, never world-
+# writable; anything else is ignored here and refused, with its name, by slimray's processes.
+RUN printf '%s\n' "import os, re; m = os.environ.get('SLIMRAY_UMASK', '').strip(); re.fullmatch('0{0,2}[0-7]{1,2}', m) and os.umask(int(m, 8) | 2)" \
     > "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/slimray-umask.pth"
 
 # HOME under /tmp: Ray writes $HOME/.ray (auth_token) and creates it when missing, and with the

@@ -91,9 +91,10 @@ image-base:
 			&& echo "$(STANDIN_BASE)" > .tools/image-base; \
 	fi
 
+# the images a rebuild replaced are removed (untagged ones only; the build cache stays)
 image: image-base
 	@if [ -s .tools/image-base ]; then set -x; \
-		$(DOCKER_BUILD) -t $(IMAGE):$(IMAGE_VERSION) . ; fi
+		$(DOCKER_BUILD) -t $(IMAGE):$(IMAGE_VERSION) . && $(DOCKER) image prune -f >/dev/null; fi
 
 # the CUDA image (tensorflow[and-cuda], several GB), then checked offline without a GPU: TensorFlow
 # is built with CUDA and the CUDA runtime and cuDNN from the nvidia wheels load

@@ -285,7 +285,9 @@ def _local_ray(settings, num_cpus: int | None):
         head = LocalRay.adopt(state_dir, settings.ray_address, token)
         console.print(f"using the Ray head at {settings.ray_address}" + (" (ours)" if head else ""))
         return settings, head
-    gcs_port = int(os.environ.get("SLIMRAY_RAY_GCS_PORT", "6380"))
+    from slimray.envvars import RAY_GCS_PORT
+
+    gcs_port = int(os.environ.get(RAY_GCS_PORT, "6380"))
     try:
         head = LocalRay.start(settings.ray_address, token, num_cpus, gcs_port)
     except LocalRayError as err:

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from slimray.envvars import API_TOKEN, DB_PATH, SERVER
+
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 
@@ -16,17 +18,17 @@ class ServiceError(Exception):
 
 
 def default_token() -> str | None:
-    token = os.environ.get("SLIMRAY_API_TOKEN")
+    token = os.environ.get(API_TOKEN)
     if token:
         return token
-    db = Path(os.environ.get("SLIMRAY_DB_PATH", "slimray-state/jobs.db"))
+    db = Path(os.environ.get(DB_PATH, "slimray-state/jobs.db"))
     path = db.parent / "token"
     return path.read_text().strip() if path.is_file() else None
 
 
 class ServiceClient:
     def __init__(self, server: str | None = None, token: str | None = None, timeout: float = 30.0):
-        self.server = (server or os.environ.get("SLIMRAY_SERVER") or DEFAULT_SERVER).rstrip("/")
+        self.server = (server or os.environ.get(SERVER) or DEFAULT_SERVER).rstrip("/")
         token = token or default_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from slimray.envvars import DriverEnv
 from slimray.jobstate import JobState
 from slimray.runtime.probe import PROBE_TAG
 
@@ -86,13 +87,8 @@ class RayJobExecutor:
 
     def submit(self, launch: DriverLaunch) -> str:
         """Submit the driver; a submission id Ray already holds is that same job (idempotent)."""
-        env = {
-            "SLIMRAY_JOB_ID": launch.job_id,
-            "SLIMRAY_JOB_SPEC": json.dumps(launch.spec),
-            "SLIMRAY_SERVICE_URL": self.service_url,
-            "SLIMRAY_EVENT_TOKEN": launch.event_token,
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-        }
+        driver = DriverEnv(launch.job_id, launch.spec, self.service_url, launch.event_token)
+        env = {**driver.to_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
         body = {
             "entrypoint": f"{shlex.quote(self.driver_python)} -m slimray.runtime.submitted",
             "submission_id": launch.submission_id,

@@ -21,10 +21,12 @@ from urllib.parse import urlparse
 
 import httpx
 
+from slimray.envvars import SERVICE_SECRETS
+
 RECORD = "ray_head.json"  # in the state dir: the head a service started, for its successor
 
 # never inherited by Ray (and so by job drivers): the service's own credentials
-SECRET_ENV = ("SLIMRAY_API_TOKEN", "SLIMRAY_METRICS_TOKEN", "SLIMRAY_RAY_TOKEN")
+SECRET_ENV = SERVICE_SECRETS
 _AGENT_PORTS = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
                 "metrics-export-port", "ray-client-server-port")  # fmt: skip
 

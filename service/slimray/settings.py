@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-SETTINGS_FILE_ENV = "SLIMRAY_SETTINGS_FILE"
+from slimray.envvars import SETTINGS_FILE as SETTINGS_FILE_ENV
 
 
 class JobLimits(BaseModel):

@@ -32,16 +32,24 @@ start() {
   docker=$(client)
   if answers "$docker"; then echo running; return 0; fi
   command -v dockerd >/dev/null || { echo "dockerd.sh: dockerd is not installed" >&2; return 1; }
+  # a daemon that exists but does not answer (busy, starting) is not ours to replace
+  if pgrep -x dockerd >/dev/null || [ -S /var/run/docker.sock ]; then
+    echo "dockerd.sh: a dockerd runs (or left /var/run/docker.sock) but does not answer; not" \
+      "starting another over it" >&2
+    return 1
+  fi
   mkdir -p "$ROOT"
   # setsid: the daemon outlives this script and its process group, until `dockerd.sh stop`
   setsid dockerd --data-root "$ROOT" --pidfile "$PIDFILE" --bridge none --iptables=false \
     --ip-forward=false --ip-masq=false >>"$LOG" 2>&1 < /dev/null &
+  local pid=$!
   for _ in $(seq 120); do
     if answers "$docker"; then echo started; return 0; fi
     sleep 0.5
   done
   echo "dockerd.sh: dockerd did not answer within 60 s; its log: $LOG" >&2
   tail -n 20 "$LOG" >&2 || true
+  kill "$pid" 2>/dev/null || true
   return 1
 }
 
@@ -49,6 +57,8 @@ stop() {
   local pid
   [ -s "$PIDFILE" ] || { echo "dockerd.sh: no $PIDFILE: nothing to stop" >&2; return 0; }
   pid=$(cat "$PIDFILE")
+  # only a dockerd: after a crash the pid may have been reused by another process
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] || return 0
   kill "$pid" 2>/dev/null || return 0
   for _ in $(seq 60); do
     kill -0 "$pid" 2>/dev/null || return 0

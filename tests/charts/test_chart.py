@@ -133,6 +133,7 @@ def test_the_object_store_replaces_the_runs_volume_everywhere():
     ("monitoring.serviceMonitor.interval=soon", "/monitoring/serviceMonitor/interval"),
     ("ray.cluster.rayVersion=2.9.0", "/ray/cluster/rayVersion"),
     ("bogus=1", "'bogus'"),
+    ("extraEnv[0].name=SLIMRAY_API_TOKEN", "/extraEnv/0"),  # a setting (or a token) in plain env
     ("monitoring.dashbord.enabled=true", "'dashbord'"),
     ("objectStore.enabled=true", "/objectStore/runsRoot"),  # on, but no URI
     ("objectStore.runsRoot=my-bucket/runs", "/objectStore/runsRoot"),  # a path, not a URI

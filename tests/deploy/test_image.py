@@ -8,9 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import subprocess
 import time
 
-from tests.deploy.machine import docker
+from tests.deploy.machine import DOCKER, docker
 
 COMPILERS = ("gcc", "cc", "g++", "c++", "clang")
 CERT_SETTINGS = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
@@ -108,3 +109,30 @@ def test_slimray_run_with_a_read_only_root_writes_a_group_writable_run(image, tm
     not_shared = [(str(p), oct(p.stat().st_mode & 0o777), p.stat().st_gid) for p in written
                   if p.stat().st_gid != 0 or not p.stat().st_mode & 0o020]  # fmt: skip
     assert not_shared == []
+
+
+def test_the_stand_in_base_carries_no_resolver_or_hostname_of_the_build_machine(image):
+    """debootstrap copies the build machine's /etc/resolv.conf and /etc/hostname into the stand-in
+    base (service/tools/base_image/make_base.sh); an image pushed to a registry would publish them.
+    Read from the saved layer itself: a container's own files hide the image's."""
+    import io
+    import tarfile
+
+    rootfs = "slimray-base:bookworm-rootfs-2"
+    if docker("image", "inspect", rootfs).returncode != 0:
+        return  # the official base is in use: no debootstrap ran here
+    saved = subprocess.run([DOCKER, "save", rootfs], capture_output=True, timeout=300)
+    assert saved.returncode == 0, saved.stderr
+    leaked = {}
+    with tarfile.open(fileobj=io.BytesIO(saved.stdout)) as image_tar:
+        for layer in (m for m in image_tar.getmembers() if m.name.endswith("layer.tar")):
+            with tarfile.open(fileobj=image_tar.extractfile(layer)) as files:
+                for name in ("etc/resolv.conf", "etc/hostname", "./etc/resolv.conf", "./etc/hostname"):
+                    try:
+                        member = files.getmember(name)
+                    except KeyError:
+                        continue
+                    text = files.extractfile(member).read().decode() if member.isfile() else ""
+                    if text.strip():
+                        leaked[name] = text.strip()
+    assert leaked == {}

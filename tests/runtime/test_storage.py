@@ -167,5 +167,7 @@ def test_slimray_umask_makes_run_files_group_writable_and_refuses_a_bad_value(tm
 
     assert modes(SLIMRAY_UMASK="0007")[:2] == (0, ["0o660", "0o770"])
     assert modes()[:2] == (0, ["0o600", "0o700"])  # the default the caller gives
-    code_, _, err = modes(SLIMRAY_UMASK="rw-", X="1")
-    assert code_ != 0 and "SLIMRAY_UMASK='rw-' is not an octal umask" in err
+    assert modes(SLIMRAY_UMASK="0000", X="1")[:2] == (0, ["0o664", "0o775"])  # never world-writable
+    for bad in ("rw-", "0777", "8", "7777"):  # not octal, or masking the owner's own bits
+        code_, _, err = modes(SLIMRAY_UMASK=bad, X="1", Y="2")
+        assert code_ != 0 and f"SLIMRAY_UMASK={bad!r} is not a umask of group and other bits" in err

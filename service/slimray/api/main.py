@@ -19,6 +19,7 @@ from slimray.api.events import EventRefused
 from slimray.api.policy import PolicyError
 from slimray.api.reconcile import Reconciler
 from slimray.api.routes import health, jobs
+from slimray.envvars import RAY_AUTH_TOKEN
 from slimray.executor import DriverLaunch, RayJobExecutor
 from slimray.jobstate import InvalidTransition
 from slimray.jsonsafe import finite
@@ -30,7 +31,7 @@ from slimray.store import Job, Store, StoreUnavailable, UnknownJob
 def _executor(settings: Settings) -> RayJobExecutor:
     import os
 
-    token = settings.ray_token.get_secret_value() if settings.ray_token else os.environ.get("RAY_AUTH_TOKEN")
+    token = settings.ray_token.get_secret_value() if settings.ray_token else os.environ.get(RAY_AUTH_TOKEN)
     return RayJobExecutor(settings.ray_address, settings.driver_python, settings.service_url,
                           token, settings.ray_timeout_seconds)  # fmt: skip
 

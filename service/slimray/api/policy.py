@@ -192,7 +192,8 @@ def output_problems(settings: Settings, cluster_nodes: int | None) -> list[Probl
         return []
     return [(("output", "dir"), f"this service's runs_root: {problem}. The operator must set "
              "SLIMRAY_RUNS_ROOT to an object-store URI (e.g. s3://bucket/runs) or, if every node "
-             "mounts it, SLIMRAY_RUNS_SHARED=true")]  # fmt: skip
+             "mounts it, SLIMRAY_RUNS_SHARED=true (the Helm chart: objectStore.*, or its ReadWriteMany "
+             "runs claim)")]  # fmt: skip
 
 
 def enforce(spec: JobSpec, settings: Settings, job_id: str, cluster_nodes: int | None = None) -> JobSpec:

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slimray.envvars import UMASK as UMASK_ENV
 from slimray.spec import is_uri
 
 REPORT_FILE = "report.json"  # published last: its presence marks a complete run
-UMASK_ENV = "SLIMRAY_UMASK"  # the image sets 0007: group 0 may write what any UID wrote (OpenShift)
 
 
 class StorageError(RuntimeError):
@@ -41,17 +42,19 @@ def store_error(field: str, location: str, what: str, err: BaseException) -> Sto
     return StorageError(f"{field} {location!r}: {what} failed: {reason}{tail}")
 
 
+UMASK_FORM = re.compile(r"0{0,2}[0-7]{1,2}")  # group and other bits only: the owner keeps rw
+
+
 def apply_umask(default: int | None = None) -> int | None:
-    """Set this process's umask from SLIMRAY_UMASK (octal), else to `default` (None: keep it);
-    every process that writes run files calls it first: the CLI, the driver, each Train worker."""
+    """Set this process's umask from SLIMRAY_UMASK (octal, e.g. 0007), else to `default` (None:
+    keep it); every process that writes run files calls it first: the CLI, the driver, each Train
+    worker. Never world-writable: the 'other' write bit is always masked."""
     value = os.environ.get(UMASK_ENV, "").strip()
     if value:
-        try:
-            mask = int(value, 8)
-        except ValueError:
-            raise ValueError(f"{UMASK_ENV}={value!r} is not an octal umask such as 0007") from None
-        if not 0 <= mask <= 0o777:
-            raise ValueError(f"{UMASK_ENV}={value!r} is not an octal umask such as 0007")
+        if not UMASK_FORM.fullmatch(value):
+            raise ValueError(f"{UMASK_ENV}={value!r} is not a umask of group and other bits such as "
+                             "0007 or 0002 (the owner's bits are never masked)")  # fmt: skip
+        mask = int(value, 8) | 0o002
     elif default is None:
         return None
     else:

@@ -3,8 +3,6 @@ progress back to the service, buffering and retrying while the service is unreac
 
 from __future__ import annotations
 
-import json
-import os
 import queue
 import sys
 import threading
@@ -13,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from slimray.envvars import DriverEnv
 from slimray.jobstate import JobState
 from slimray.jsonsafe import finite
 
@@ -60,10 +59,11 @@ def main() -> int:
     from slimray.runtime.trainer import run_job
     from slimray.spec import parse_spec
 
-    job_id = os.environ["SLIMRAY_JOB_ID"]
-    spec = parse_spec(json.loads(os.environ["SLIMRAY_JOB_SPEC"]), f"job {job_id}")
+    driver = DriverEnv.from_env()
+    job_id = driver.job_id
+    spec = parse_spec(driver.spec, f"job {job_id}")
     # a credential for this job's events only (never the service's admin token)
-    poster = EventPoster(os.environ["SLIMRAY_SERVICE_URL"], job_id, os.environ.get("SLIMRAY_EVENT_TOKEN"))
+    poster = EventPoster(driver.service_url, job_id, driver.event_token)
     try:
         result = run_job(spec, overwrite=True, on_event=poster)
     except Exception as err:

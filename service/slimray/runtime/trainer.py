@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from slimray.envvars import RAY_ADDRESS, DriverEnv
 from slimray.jobstate import JobState
 from slimray.runtime.breakdown import PhaseClock, WallTimeBreakdown
 from slimray.runtime.data import JobData, load_job_data
@@ -101,7 +102,7 @@ def init_ray(address: str | None, spec: JobSpec) -> bool:
     if ray.is_initialized():
         return False
     env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
-    if os.environ.get("RAY_ADDRESS") and not address:  # a Ray job's driver: its env is set
+    if os.environ.get(RAY_ADDRESS) and not address:  # a Ray job's driver: its env is set
         ray.init(log_to_driver=False)
     elif address:
         ray.init(address=address, runtime_env=env, log_to_driver=False)
@@ -312,9 +313,9 @@ def run_job(
             started_ray = init_ray(address, spec)
         check_shared_output(spec)
         # before the old run is removed; only a cluster joined by address may gain GPU nodes
-        check_gpu(spec.scaling, can_grow=bool(address or os.environ.get("RAY_ADDRESS")))
+        check_gpu(spec.scaling, can_grow=bool(address or os.environ.get(RAY_ADDRESS)))
         # the service's job id when it submitted the job, else the spec's name
-        job_label = os.environ.get("SLIMRAY_JOB_ID", spec.name)
+        job_label = DriverEnv.job_label(spec.name)
         emit = RayMetricsSink(job_label, on_event or (lambda kind, data: None), spec.backend)
         return _run(spec, store, clock, emit, loop)
     finally:

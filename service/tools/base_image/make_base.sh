@@ -3,7 +3,7 @@
 # `debootstrap --variant=minbase bookworm` with Debian's python3.11, venv, pip and CA certificates
 # from the Debian mirror, `docker import`ed, then finished by this folder's Dockerfile (no
 # EXTERNALLY-MANAGED, `python`/`pip` in /usr/local/bin, apt's docker-clean). Cached: the debootstrap
-# runs only when the rootfs image (<TAG's name>:bookworm-rootfs) does not exist yet; the finishing
+# runs only when the rootfs image (<TAG's name>:bookworm-rootfs-2) does not exist yet; the finishing
 # build is a cached `docker build`. Needs root (debootstrap) and a Docker daemon.
 # Usage: service/tools/base_image/make_base.sh [TAG]   (default slimray-base:bookworm-py3.11)
 # Env: DOCKER (client, default docker), DEBIAN_MIRROR (default: http://deb.debian.org/debian),
@@ -13,7 +13,7 @@ TAG=${1:-slimray-base:bookworm-py3.11}
 DOCKER=${DOCKER:-docker}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-ROOTFS_IMAGE=${TAG%%:*}:bookworm-rootfs
+ROOTFS_IMAGE=${TAG%%:*}:bookworm-rootfs-2  # -2: without the build machine's resolv.conf and hostname
 here=$(cd "$(dirname "$0")" && pwd)
 
 if ! "$DOCKER" image inspect "$ROOTFS_IMAGE" >/dev/null 2>&1; then
@@ -41,6 +41,9 @@ SOURCES
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb \
          "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/log/* "$rootfs"/tmp/* "$rootfs"/root/.cache
   : > "$rootfs/etc/machine-id"
+  # debootstrap copies the build machine's resolver and name in: Docker mounts its own at run time
+  rm -f "$rootfs/etc/resolv.conf"
+  : > "$rootfs/etc/hostname"
   tar --numeric-owner --xattrs -C "$rootfs" -c . \
     | "$DOCKER" import --change 'CMD ["bash"]' - "$ROOTFS_IMAGE"
   rm -rf "$rootfs"

@@ -1,0 +1,55 @@
+"""Every environment variable slimray reads or hands on outside `Settings` (whose fields are
+SLIMRAY_<FIELD>), declared once: the job driver's contract with the service, the client's, the
+CLI's and the image's. A test finds any SLIMRAY_* name written elsewhere."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+SETTINGS_FILE = "SLIMRAY_SETTINGS_FILE"  # the service's settings file (the chart renders one)
+UMASK = "SLIMRAY_UMASK"  # octal; the image sets 0007 (group 0 may write what any UID wrote)
+SERVER = "SLIMRAY_SERVER"  # the client's service URL
+API_TOKEN = "SLIMRAY_API_TOKEN"  # the client's token (also Settings.api_token for the service)
+DB_PATH = "SLIMRAY_DB_PATH"  # the client finds a local service's token beside its store
+RAY_GCS_PORT = "SLIMRAY_RAY_GCS_PORT"  # `slimray serve --local`: its Ray head's GCS port
+# the service's secrets: never passed on to a local Ray head it starts
+SERVICE_SECRETS = ("SLIMRAY_API_TOKEN", "SLIMRAY_METRICS_TOKEN", "SLIMRAY_RAY_TOKEN")
+RAY_AUTH_TOKEN = "RAY_AUTH_TOKEN"  # Ray's own token variable
+RAY_ADDRESS = "RAY_ADDRESS"  # set by Ray in a submitted job's driver
+
+
+@dataclass(frozen=True)
+class DriverEnv:
+    """What the service hands a submitted job's driver (`python -m slimray.runtime.submitted`)
+    through Ray's runtime_env: written by `to_env`, read back by `from_env`."""
+
+    job_id: str
+    spec: dict[str, Any]
+    service_url: str
+    event_token: str | None = None
+
+    JOB_ID = "SLIMRAY_JOB_ID"
+    JOB_SPEC = "SLIMRAY_JOB_SPEC"
+    SERVICE_URL = "SLIMRAY_SERVICE_URL"
+    EVENT_TOKEN = "SLIMRAY_EVENT_TOKEN"
+
+    def to_env(self) -> dict[str, str]:
+        env = {self.JOB_ID: self.job_id, self.JOB_SPEC: json.dumps(self.spec),
+               self.SERVICE_URL: self.service_url}  # fmt: skip
+        if self.event_token is not None:
+            env[self.EVENT_TOKEN] = self.event_token
+        return env
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> DriverEnv:
+        return cls(env[cls.JOB_ID], json.loads(env[cls.JOB_SPEC]), env[cls.SERVICE_URL],
+                   env.get(cls.EVENT_TOKEN))  # fmt: skip
+
+    @classmethod
+    def job_label(cls, default: str) -> str:
+        """The service's job id in a driver it submitted, else `default` (a `slimray run`)."""
+        return os.environ.get(cls.JOB_ID, default)
