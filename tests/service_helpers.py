@@ -15,6 +15,17 @@ from slimray.api.main import create_app
 from slimray.settings import Settings
 
 
+def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
+    """The predicate's first truthy value within `timeout` s, else AssertionError naming `what`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,6 +13,7 @@ import httpx
 
 from tests.deploy.kuberay import SERVE_PORT, Manifests, Workload
 from tests.deploy.machine import LOOPBACK, Machine, PodFailed, machine
+from tests.service_helpers import wait_for
 
 # the seed CNN on MNIST, one Ray Train worker, one prune event: about half a minute of work
 TINY_SPEC = {
@@ -43,13 +44,10 @@ class Stack:
         return f"{message}\n{self.m.logs()}"
 
     def wait(self, predicate, timeout: float, what: str, interval: float = 1.0) -> Any:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(interval)
-        raise PodFailed(self.fail(f"timed out after {timeout:.0f} s waiting for {what}"))
+        try:
+            return wait_for(predicate, timeout, what, interval)
+        except AssertionError as err:
+            raise PodFailed(self.fail(str(err))) from None
 
     def run_job(self, spec: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
         """Submit a job with the admin token, wait for its end: the service's record of it

@@ -21,21 +21,14 @@ import pytest
 from tests.charts.k8s_checks import helm_template
 from tests.conftest import need_tool
 from tests.prom_helpers import dashboard_exprs, wait_for_data
-from tests.service_helpers import free_port
+from tests.service_helpers import free_port, wait_for
 
 pytestmark = pytest.mark.timeout(1200)
 TOKEN = "e2e-token"
 BIN = Path(sys.executable).parent
 
 
-def _wait(predicate, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+_wait = wait_for
 
 
 def _get(url: str, **kwargs):
