@@ -32,10 +32,10 @@ start() {
   docker=$(client)
   if answers "$docker"; then echo running; return 0; fi
   command -v dockerd >/dev/null || { echo "dockerd.sh: dockerd is not installed" >&2; return 1; }
-  # a daemon that exists but does not answer (busy, starting) is not ours to replace
-  if pgrep -x dockerd >/dev/null || [ -S /var/run/docker.sock ]; then
-    echo "dockerd.sh: a dockerd runs (or left /var/run/docker.sock) but does not answer; not" \
-      "starting another over it" >&2
+  # a daemon that runs but does not answer (busy, starting) is not ours to replace; a socket
+  # left by one that was killed is stale, and dockerd replaces it
+  if pgrep -x dockerd >/dev/null; then
+    echo "dockerd.sh: a dockerd runs but does not answer; not starting another over it" >&2
     return 1
   fi
   mkdir -p "$ROOT"
