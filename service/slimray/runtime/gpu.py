@@ -42,9 +42,9 @@ def check_gpu(scaling: ScalingSpec, can_grow: bool) -> None:
     if not scaling.use_gpu:
         return
     gpus = scaling.gpus_per_worker or 1.0  # Ray Train's default share for use_gpu
-    if not can_grow and ray.cluster_resources().get("GPU", 0) < gpus:
-        raise gpu_error(f"this Ray cluster has no GPU ({ray.cluster_resources().get('GPU', 0):g} "
-                        "in all) and cannot add nodes")  # fmt: skip
+    total = ray.cluster_resources().get("GPU", 0)
+    if not can_grow and total < gpus:
+        raise gpu_error(f"this Ray cluster has no GPU ({total:g} in all) and cannot add nodes")
     ref = ray.remote(num_cpus=0, num_gpus=gpus)(gpu_missing).remote()
     ready, _ = ray.wait([ref], timeout=scaling.start_timeout_seconds)
     if not ready:
