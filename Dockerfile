@@ -90,7 +90,7 @@ RUN --mount=type=secret,id=ca \
 # Every Python process applies SLIMRAY_UMASK at start (a .pth file runs at interpreter start-up):
 # slimray's own, and those Ray starts for it (the Train controller, raylet's workers), so what any
 # of them writes stays group-writable for group 0 (an arbitrary OpenShift UID shares that group).
-# The same rule as slimray.runtime.storage.apply_umask: group and other bits only, never world-
+# The same rule as slimray.core.storage.apply_umask: group and other bits only, never world-
 # writable; anything else is ignored here and refused, with its name, by slimray's processes.
 RUN printf '%s\n' "import os, re; m = os.environ.get('SLIMRAY_UMASK', '').strip(); re.fullmatch('0{0,2}[0-7]{1,2}', m) and os.umask(int(m, 8) | 2)" \
     > "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/slimray-umask.pth"

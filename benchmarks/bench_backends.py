@@ -71,11 +71,11 @@ def loop(config):
     import numpy as np
     import ray.train
 
-    from slimray.models import build_model
+    from slimray.core.spec import TrainSpec
     from slimray.pruning import Pruner, build_graph
     from slimray.runtime.backends import get_backend
     from slimray.runtime.modeling import build_optimizer
-    from slimray.spec import TrainSpec
+    from slimray.zoo.models import build_model
 
     ctx = ray.train.get_context()
     backend = get_backend(config["backend"])(ctx.get_world_rank(), ctx.get_world_size())

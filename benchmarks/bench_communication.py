@@ -25,9 +25,9 @@ def loop(config):
     import ray.train
     import tensorflow as tf
 
-    from slimray.models import build_model
     from slimray.pruning import Pruner, build_graph
     from slimray.runtime.modeling import gradient_bytes
+    from slimray.zoo.models import build_model
 
     ctx = ray.train.get_context()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()

@@ -21,8 +21,8 @@ def one_event(mult: int, batch: int) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from slimray.models import build_model
     from slimray.pruning import Pruner, ScoringBatch, build_graph
+    from slimray.zoo.models import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model("seed_cnn", conv1=32 * mult, conv2=64 * mult, fc=128 * mult)

@@ -19,8 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from slimray.models import build_model
 from slimray.pruning import Pruner, build_graph
+from slimray.zoo.models import build_model
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = {

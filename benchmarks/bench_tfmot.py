@@ -59,7 +59,7 @@ def tfmot_python() -> Path:
 def mnist(path: Path) -> dict:
     import numpy as np
 
-    from slimray.datasets import load_builtin
+    from slimray.zoo.datasets import load_builtin
 
     parts = load_builtin("mnist", validation_split=0.2, seed=0)
     np.savez(path, x_train=parts.x_train, y_train=parts.y_train, x_val=parts.x_val, y_val=parts.y_val)
@@ -70,8 +70,8 @@ def structural_target() -> float:
     """The parameter sparsity slimray reaches (round_to 4, half the channels): tfmot's target."""
     import keras
 
-    from slimray.models import build_model
     from slimray.pruning import Pruner
+    from slimray.zoo.models import build_model
 
     keras.utils.set_random_seed(0)
     dense = build_model("seed_cnn", dropout=0.3)
@@ -85,9 +85,9 @@ def train_keras(data: dict, epochs: int, batch: int, prune: bool) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from slimray.models import build_model
     from slimray.pruning import Pruner, ScoringBatch, build_graph
     from slimray.runtime.modeling import evaluate
+    from slimray.zoo.models import build_model
 
     start = time.perf_counter()
     keras.utils.set_random_seed(0)

@@ -59,8 +59,8 @@ def variants(name: str, kwargs: dict, keeps: tuple[float, ...]):
     """(keep, model, optimizer factory, flops) for every width, all pruned from one dense model."""
     import keras
 
-    from slimray.models import build_model
     from slimray.pruning import Pruner, count_model
+    from slimray.zoo.models import build_model
 
     keras.utils.set_random_seed(0)
     dense = build_model(name, **kwargs)

@@ -158,7 +158,7 @@ def mnist_spec(run_dir: Path, **overrides: Any):
     """The shipped example (`examples/mnist.yaml`) with sections replaced by `overrides`."""
     import yaml
 
-    from slimray.spec import parse_spec
+    from slimray.core.spec import parse_spec
 
     data = yaml.safe_load((Path(__file__).parent.parent / "examples" / "mnist.yaml").read_text())
     for section, value in overrides.items():

@@ -27,7 +27,7 @@ import tf_keras as keras
 
 
 def seed_cnn() -> keras.Model:
-    """slimray.models.seed_cnn (dropout 0.3), layer for layer, in tf_keras."""
+    """slimray.zoo.models.seed_cnn (dropout 0.3), layer for layer, in tf_keras."""
     L = keras.layers
     inputs = keras.Input((28, 28, 1))
     x = L.Conv2D(32, 3, padding="same", activation="relu")(inputs)

@@ -13,9 +13,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from slimray.datasets import load_builtin
-from slimray.models import build_model
 from slimray.pruning import Pruner, ScoringBatch
+from slimray.zoo.datasets import load_builtin
+from slimray.zoo.models import build_model
 
 console = Console()
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import httpx
 import uvicorn
 
-from slimray.api.main import create_app
-from slimray.settings import Settings
+from slimray.service.api.main import create_app
+from slimray.service.settings import Settings
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):

@@ -1,11 +1,11 @@
-"""What the chart's `settings` values must be, derived from slimray.settings.Settings: every field
+"""What the chart's `settings` values must be, derived from slimray.service.settings.Settings: every field
 the chart does not decide itself, in camelCase, typed and bounded as the field is."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from slimray.settings import JobLimits, Settings
+from slimray.service.settings import JobLimits, Settings
 
 # decided by the chart (its storage mode, Service and RayCluster names) or taken from Secrets
 CHART_DECIDED = {"api_token", "metrics_token", "ray_token", "db_path", "runs_root", "runs_shared",

@@ -29,7 +29,7 @@ VALUES = {"default": (), "all-on": (ALL_ON,), "existing-cluster": (EXISTING,),
 
 
 def settings_defaults_keys() -> set[str]:
-    from slimray.settings import Settings
+    from slimray.service.settings import Settings
     from tests.charts.chart_settings import CHART_DECIDED
 
     return set(Settings.model_fields) - CHART_DECIDED

@@ -10,9 +10,9 @@ import httpx
 import pytest
 import yaml
 
-from slimray.api.policy import enforce
-from slimray.settings import get_settings
-from slimray.spec import parse_spec
+from slimray.core.spec import parse_spec
+from slimray.service.api.policy import enforce
+from slimray.service.settings import get_settings
 from tests.charts.chart_settings import CHART_DECIDED, camel, settings_defaults, settings_values_schema
 from tests.charts.k8s_checks import CHART, ROOT, helm_template
 from tests.charts.pod_env import container_view

@@ -8,7 +8,7 @@ import shlex
 import pytest
 import yaml
 
-from slimray.spec import parse_spec
+from slimray.core.spec import parse_spec
 from tests.charts.k8s_checks import (
     ROOT,
     crd_problems,

@@ -8,7 +8,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from slimray.models import build_model
+from slimray.zoo.models import build_model
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from slimray.models import build_model
 from slimray.pruning import Pruner
 from slimray.runtime.checkpoints import STATE_FILE, TrainState, read_checkpoint, write_checkpoint
+from slimray.zoo.models import build_model
 
 
 def _trained(model, optimizer):

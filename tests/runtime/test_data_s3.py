@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from slimray.core.spec import DataSpec, TrainSpec
 from slimray.runtime.data import load_job_data
-from slimray.spec import DataSpec, TrainSpec
 from tests.s3_helpers import moto_server
 
 TRAIN = TrainSpec(steps=1, validation_split=0.25, seed=3)

@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from slimray.datasets import load_builtin
-from slimray.spec import parse_spec
+from slimray.core.spec import parse_spec
+from slimray.zoo.datasets import load_builtin
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -215,7 +215,7 @@ _EMBEDDED = """
 import json, os, sys
 import ray
 from slimray.runtime.trainer import run_job
-from slimray.spec import parse_spec
+from slimray.core.spec import parse_spec
 spec = parse_spec(json.loads(sys.argv[1]))
 result = run_job(spec)
 print(json.dumps({"state": result.state, "error": result.error, "ray_left_up": ray.is_initialized()}))

@@ -9,8 +9,8 @@ import sys
 import pytest
 import yaml
 
+from slimray.core.spec import ScalingSpec, parse_spec
 from slimray.runtime.gpu import GpuUnavailableError, require_gpu
-from slimray.spec import ScalingSpec, parse_spec
 
 
 def _spec(out, **scaling) -> dict:

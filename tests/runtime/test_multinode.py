@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from slimray.settings import get_settings
-from slimray.spec import parse_spec
+from slimray.core.spec import parse_spec
+from slimray.service.settings import get_settings
 from tests.ray_cluster_helpers import Cluster
 from tests.s3_helpers import moto_server
 from tests.service_helpers import free_port, running_service
@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 _DRIVER = """
 import importlib, json, sys
 from slimray.runtime.trainer import run_job
-from slimray.spec import parse_spec
+from slimray.core.spec import parse_spec
 spec, options = parse_spec(json.loads(sys.argv[2])), json.loads(sys.argv[3])
 def on_event(kind, data):  # live progress for the test, one line each
     print("EVENT " + json.dumps({"kind": kind, "step": data.get("step"), "prune": bool(data.get("event"))}),
@@ -63,8 +63,8 @@ import json, sys, tempfile
 import keras, ray
 from slimray.runtime.data import load_job_data
 from slimray.runtime.modeling import evaluate
-from slimray.runtime.storage import RunStore
-from slimray.spec import parse_spec
+from slimray.core.storage import RunStore
+from slimray.core.spec import parse_spec
 ray.init(address=sys.argv[1], log_to_driver=False)
 spec = parse_spec(json.loads(sys.argv[2]))
 with tempfile.NamedTemporaryFile(suffix=".keras") as f:
@@ -118,7 +118,7 @@ def cluster(tmp_path_factory):
     once per process, so each driver starts with the cluster's token in its environment)."""
     import os
 
-    from slimray.datasets import _mnist
+    from slimray.zoo.datasets import _mnist
 
     with moto_server(tmp_path_factory.mktemp("moto")) as s3:
         s3.client().create_bucket(Bucket="slimray")

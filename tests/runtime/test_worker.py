@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from slimray.core.spec import ModelSpec, TrainSpec
 from slimray.runtime.modeling import build_job_model, build_optimizer, evaluate
-from slimray.spec import ModelSpec, TrainSpec
 
 
 def test_builtin_model_gets_the_data_shape_and_classes():

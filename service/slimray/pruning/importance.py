@@ -12,10 +12,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from slimray.core.registry import Configurable, Registry
 from slimray.pruning.graph import DependencyGraph
 from slimray.pruning.handlers import weight_key
 from slimray.pruning.reducer import IdentityReducer, Reducer
-from slimray.registry import Configurable, Registry
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from slimray.core.registry import Configurable
 from slimray.pruning.graph import DependencyGraph
-from slimray.registry import Configurable
 
 NORMALIZERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "mean": lambda s: s / (np.mean(s) + 1e-12),

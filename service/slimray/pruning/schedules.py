@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from slimray.registry import Configurable, Registry
+from slimray.core.registry import Configurable, Registry
 
 
 def _int(name: str, value: Any, minimum: int = 0) -> int:

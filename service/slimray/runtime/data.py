@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from slimray.datasets import load_builtin, split, synthetic
-from slimray.runtime.storage import check_readable, is_uri, store_error
-from slimray.spec import DataSpec, TrainSpec
+from slimray.core.spec import DataSpec, TrainSpec
+from slimray.core.storage import check_readable, is_uri, store_error
+from slimray.zoo.datasets import load_builtin, split, synthetic
 
 
 @dataclass

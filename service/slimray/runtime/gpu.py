@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 
-from slimray.spec import ScalingSpec
+from slimray.core.spec import ScalingSpec
 
 CUDA_IMAGE_HINT = "run GPU worker groups on the CUDA image (slimray:<version>-gpu, `make image-gpu`)"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from slimray.spec import ModelSpec, TrainSpec
+from slimray.core.spec import ModelSpec, TrainSpec
 
 
 def build_job_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> Any:
@@ -16,14 +16,14 @@ def build_job_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: 
     or a URI such as s3://bucket/model.keras)."""
     import keras
 
-    from slimray.models import build_model
+    from slimray.zoo.models import build_model
 
     if spec.kind == "builtin":
         model = build_model(spec.source, input_shape=input_shape, num_classes=num_classes, **spec.kwargs)
     elif spec.kind == "function":
         model = _model_function(spec.source)(**spec.kwargs)
     else:
-        from slimray.runtime.storage import local_copy
+        from slimray.core.storage import local_copy
 
         with local_copy(spec.source, "model.source") as path:  # a path, or a URI fetched here
             model = keras.models.load_model(path, compile=False)

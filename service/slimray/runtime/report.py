@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slimray.jsonsafe import finite
+from slimray.core.jsonsafe import finite
 
 
 def _median(values: list[float]) -> float | None:

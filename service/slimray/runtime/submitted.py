@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from slimray.envvars import DriverEnv
-from slimray.jobstate import JobState
-from slimray.jsonsafe import finite
+from slimray.core.envvars import DriverEnv
+from slimray.core.jobstate import JobState
+from slimray.core.jsonsafe import finite
 
 
 class EventPoster:
@@ -56,8 +56,8 @@ class EventPoster:
 
 
 def main() -> int:
+    from slimray.core.spec import parse_spec
     from slimray.runtime.trainer import run_job
-    from slimray.spec import parse_spec
 
     driver = DriverEnv.from_env()
     job_id = driver.job_id

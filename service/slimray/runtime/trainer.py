@@ -14,16 +14,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from slimray.envvars import RAY_ADDRESS, DriverEnv
-from slimray.jobstate import JobState
+from slimray.core.envvars import RAY_ADDRESS, DriverEnv
+from slimray.core.jobstate import JobState
+from slimray.core.spec import BUILT_IN_BACKENDS, JobSpec
+from slimray.core.storage import RunStore, apply_umask
 from slimray.runtime.breakdown import PhaseClock, WallTimeBreakdown
 from slimray.runtime.data import JobData, load_job_data
 from slimray.runtime.gpu import check_gpu
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, ProgressChannel, StepMerger, WorkerMessage
 from slimray.runtime.report import Timeline
-from slimray.runtime.storage import RunStore, apply_umask
 from slimray.runtime.worker import WorkerConfig, train_loop_per_worker
-from slimray.spec import BUILT_IN_BACKENDS, JobSpec
 
 EventSink = Callable[[str, dict[str, Any]], None]
 ERROR = "error"  # a message the controller's callback sends: worker exceptions
@@ -302,7 +302,7 @@ def run_job(
     call started is shut down before it returns."""
     import ray
 
-    from slimray.runtime.raymetrics import RayMetricsSink
+    from slimray.runtime.metrics import RayMetricsSink
 
     apply_umask()  # the driver writes the run directory (an embedded Ray's workers inherit it)
     store = check_run_dir(spec, overwrite)

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from slimray.core.spec import JobSpec
+from slimray.core.storage import apply_umask
 from slimray.runtime.breakdown import PhaseClock
 from slimray.runtime.gpu import require_gpu
 from slimray.runtime.modeling import (
@@ -26,8 +28,6 @@ from slimray.runtime.modeling import (
 )
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, ProgressSender, WorkerMessage
 from slimray.runtime.shard_cache import ShardCache
-from slimray.runtime.storage import apply_umask
-from slimray.spec import JobSpec
 
 # phases that a window's throughput leaves out: they are not training steps or data waits
 _NOT_THROUGHPUT = ("tracing", "prune_events", "checkpoints", "evaluation", "progress")

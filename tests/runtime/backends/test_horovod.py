@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
+from slimray.core.spec import parse_spec
 from slimray.runtime.backends.horovod import _contiguous_node_ranks, _rank_environment
-from slimray.spec import parse_spec
 from tests.conftest import need_horovod
 
 pytestmark = pytest.mark.timeout(900)

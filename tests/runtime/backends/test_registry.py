@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from slimray.core.spec import BACKENDS as SPEC_BACKENDS
+from slimray.core.spec import SpecError, parse_spec
 from slimray.pruning import Reducer
 from slimray.runtime.backends import BACKENDS, get_backend
 from slimray.runtime.backends.horovod import HorovodReducer
 from slimray.runtime.collectives import TFCollectiveReducer
-from slimray.spec import BACKENDS as SPEC_BACKENDS
-from slimray.spec import SpecError, parse_spec
 
 
 def test_the_spec_and_the_registry_name_the_same_backends():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from slimray.spec import TrainSpec
+from slimray.core.spec import TrainSpec
 
 
 class TrainStep(ABC):

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from ray.train.backend import Backend, BackendConfig
 
+from slimray.core.spec import TrainSpec
 from slimray.runtime.backends.base import TrainStep, WorkerBackend
-from slimray.spec import TrainSpec
 
 HOROVOD_VERSION = "0.28.1"
 

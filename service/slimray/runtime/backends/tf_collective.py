@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from slimray.core.spec import DEFAULT_BACKEND, TrainSpec
 from slimray.runtime.backends.base import TrainStep, WorkerBackend
-from slimray.spec import DEFAULT_BACKEND, TrainSpec
 
 
 class MirroredTrainStep(TrainStep):

@@ -1,0 +1,85 @@
+"""Dependencies as `Annotated` aliases: settings, store, executor, and the bearer-token checks
+(admin token for mutations, a job's own token for its driver's events, optional metrics token)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from slimray.service.api.credentials import job_event_token, same
+from slimray.service.executor import RayJobExecutor
+from slimray.service.settings import Settings
+from slimray.service.store import Store
+
+_bearer = HTTPBearer(auto_error=False)
+JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A job id.")]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def get_executor(request: Request) -> RayJobExecutor:
+    return request.app.state.executor
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+ExecutorDep = Annotated[RayJobExecutor, Depends(get_executor)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _given(credentials: HTTPAuthorizationCredentials | None) -> str:
+    return credentials.credentials if credentials else ""
+
+
+def _secret(value) -> str | None:
+    return value.get_secret_value() if value else None
+
+
+def _refuse() -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail="missing or invalid bearer token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def require_token(settings: SettingsDep, credentials: Credentials) -> None:
+    if not same(_given(credentials), _secret(settings.api_token)):
+        raise _refuse()
+
+
+def require_reader(settings: SettingsDep, credentials: Credentials) -> None:
+    if not settings.public_reads:
+        require_token(settings, credentials)
+
+
+def require_job_driver(job_id: JobId, settings: SettingsDep, credentials: Credentials) -> None:
+    """The admin token, or the token derived for this job only (what its driver holds)."""
+    admin = _secret(settings.api_token)
+    given = _given(credentials)
+    scoped = job_event_token(admin, job_id) if admin else None
+    if not (same(given, admin) or same(given, scoped)):
+        raise _refuse()
+
+
+def job_metrics_allowed(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> bool:
+    """Per-job series only for public reads, the admin token or the metrics token."""
+    given = _given(credentials)
+    return (
+        settings.public_reads
+        or same(given, _secret(settings.api_token))
+        or same(given, _secret(settings.metrics_token))
+    )
+
+
+WriteAccess = Depends(require_token)
+ReadAccess = Depends(require_reader)
+DriverAccess = Depends(require_job_driver)

@@ -1,0 +1,83 @@
+"""The service's rules for a driver's events: which event a job in which state accepts, and
+what each one changes in the store. No HTTP here: routes call `apply_event`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from slimray.core.jobstate import JobState
+from slimray.service.api.schemas import EndIn, ReportIn, StartIn, WorkerErrorIn
+from slimray.service.store import Job, Store
+
+_REPORT_METRICS = ("samples_per_second", "throughput_gain", "params", "flops", "sparsity", "loss",
+                   "accuracy", "step_time", "gradient_allreduce_bytes_per_step")  # fmt: skip
+
+
+class EventRefused(ValueError):
+    """An event the job's state does not allow (the route answers 409 with this message)."""
+
+
+def _check(job: Job, kind: str) -> None:
+    """Only a job Ray accepted has a driver: its token was handed over in that submission."""
+    if job.submitted_at is None:
+        raise EventRefused(f"job {job.id} was never handed to Ray: no driver may report {kind!r} for it")
+    if job.state.is_terminal:
+        raise EventRefused(f"job {job.id} is {job.state}: its {kind!r} event changes nothing")
+
+
+def _running(store: Store, job: Job, kind: str) -> None:
+    if job.state == JobState.QUEUED:
+        store.transition(job.id, JobState.RUNNING, reason=f"driver {kind}")
+
+
+def _start(store: Store, job: Job, data: StartIn) -> None:
+    _running(store, job, "start")
+    store.update_progress(job.id, {"step": 0, "total_steps": data.total_steps}, job.metrics)
+
+
+def _report(store: Store, job: Job, data: ReportIn) -> None:
+    _running(store, job, "report")
+    values = data.model_dump()
+    metrics = {**job.metrics, **{k: values.get(k) for k in _REPORT_METRICS}}
+    if data.val_accuracy is not None:
+        metrics["val_accuracy"] = data.val_accuracy
+    store.update_progress(job.id, {"step": data.step, "total_steps": data.total_steps}, metrics)
+    if data.event is not None:
+        store.add_prune_event(job.id, data.event.model_dump())
+
+
+def _worker_error(store: Store, job: Job, data: WorkerErrorIn) -> None:
+    store.set_error(job.id, f"worker error (Ray Train may restart the group): {data.model_dump()}")
+
+
+def stored_report(report: dict[str, Any]) -> dict[str, Any]:
+    """What the store keeps of a report: all but the per-window timeline (in the run's
+    report.json), so a job's row stays small."""
+    return {k: v for k, v in report.items() if k != "timeline"}
+
+
+def _end(store: Store, job: Job, data: EndIn) -> None:
+    final = JobState.SUCCEEDED if data.state == JobState.SUCCEEDED else JobState.FAILED
+    store.finish(job.id, final, stored_report(data.model_dump()), reason="driver end", error=data.error)
+
+
+_HANDLERS: dict[str, tuple[type[BaseModel], Callable[[Store, Job, Any], None]]] = {
+    "start": (StartIn, _start),
+    "report": (ReportIn, _report),
+    "worker_error": (WorkerErrorIn, _worker_error),
+    "end": (EndIn, _end),
+}
+EVENT_DATA: dict[str, type[BaseModel]] = {kind: model for kind, (model, _) in _HANDLERS.items()}
+
+
+def apply_event(store: Store, job_id: str, kind: str, data: dict[str, Any]) -> None:
+    """Validate `data` for `kind` (pydantic ValidationError), check the job's state
+    (EventRefused, UnknownJob) and apply it."""
+    model, handler = _HANDLERS[kind]
+    parsed = model.model_validate(data)
+    job = store.get(job_id)
+    _check(job, kind)
+    handler(store, job, parsed)

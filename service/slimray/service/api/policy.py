@@ -1,0 +1,236 @@
+"""What a submitted spec may touch and ask for: files only under the configured roots (symlinks
+resolved), URIs only under allowed prefixes (segment by segment), model functions only public
+ones defined in allowed modules, resources within the service's limits; output to runs_root."""
+
+from __future__ import annotations
+
+import ast
+import importlib.machinery
+import os
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from slimray.core.spec import JobSpec, OutputSpec, is_uri
+from slimray.service.settings import JobLimits, Settings
+
+Problem = tuple[tuple[str, ...], str]
+
+
+class PolicyError(ValueError):
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(f"{'.'.join(loc)}: {msg}" for loc, msg in problems))
+
+
+# ------------------------------------------------------------------ local paths
+
+
+def _escapes(resolved: Path, roots: list[Path]) -> bool:
+    return not any(resolved.is_relative_to(root.resolve()) for root in roots)
+
+
+def _escaping_entry(directory: Path, roots: list[Path]) -> Path | None:
+    """The first entry under `directory` whose real path leaves the roots (symlinks), if any."""
+    for parent, dirs, files in os.walk(directory, followlinks=False):
+        for name in dirs + files:
+            entry = Path(parent) / name
+            if _escapes(entry.resolve(), roots):
+                return entry
+    return None
+
+
+def _inside(path: str, roots: list[Path], field: str) -> tuple[str | None, str | None]:
+    """(resolved path, None) if allowed, else (None, reason)."""
+    if ".." in PurePosixPath(path).parts:
+        return None, f"'..' is not allowed in {field} (got {path!r})"
+    if not roots:
+        return None, f"this service accepts no local files for {field} (got {path!r})"
+    candidate = Path(path)
+    resolved = (candidate if candidate.is_absolute() else roots[0] / candidate).resolve()
+    if _escapes(resolved, roots):
+        allowed = ", ".join(str(r) for r in roots)
+        return None, f"{path!r} is outside the allowed roots ({allowed})"
+    if resolved.is_dir():
+        entry = _escaping_entry(resolved, roots)
+        if entry is not None:
+            return None, f"{path!r} holds {str(entry)!r}, a link to outside the allowed roots"
+    return str(resolved), None
+
+
+# ------------------------------------------------------------------ URIs
+
+
+def _segments(path: str) -> list[str] | None:
+    """Path segments of a URI path, or None if any is '.' or '..' (also percent-encoded)."""
+    parts = [p for p in unquote(path).split("/") if p]
+    return None if any(p in (".", "..") for p in parts) else parts
+
+
+def _under(uri: str, prefix: str) -> bool:
+    """Same scheme, same bucket/host exactly, and the path under the prefix's path by segments."""
+    try:
+        got, allowed = urlsplit(uri), urlsplit(prefix)
+    except ValueError:
+        return False
+    if (got.scheme, got.netloc) != (allowed.scheme, allowed.netloc):
+        return False
+    got_parts, allowed_parts = _segments(got.path), _segments(allowed.path) or []
+    return got_parts is not None and got_parts[: len(allowed_parts)] == allowed_parts
+
+
+def _uri_problem(uri: str, settings: Settings) -> str | None:
+    try:
+        parts = urlsplit(uri)
+    except ValueError as err:
+        return f"not a valid URI ({err}): {uri!r}"
+    if _segments(parts.path) is None:
+        return f"'.' and '..' segments are not allowed in URIs (got {uri!r})"
+    if any(_under(uri, p) for p in settings.allowed_uri_prefixes):
+        return None
+    return f"URI {uri!r} is not under an allowed prefix ({settings.allowed_uri_prefixes or 'none'})"
+
+
+# ------------------------------------------------------------------ model functions
+
+
+def _module_source(module: str) -> str | None:
+    """The module's Python source, found on sys.path without importing anything."""
+    search, spec = None, None
+    parts = module.split(".")
+    for i in range(len(parts)):
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), search)
+        if spec is None:
+            return None
+        search = spec.submodule_search_locations
+    if spec is None or not (spec.origin or "").endswith(".py"):
+        return None
+    return Path(spec.origin).read_text()
+
+
+def _bound_names(tree: ast.Module) -> dict[str, list[ast.stmt]]:
+    """Top-level statements binding each name (defs, imports, assignments)."""
+    bound: dict[str, list[ast.stmt]] = {}
+    for node in tree.body:
+        names: list[str] = []
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names = [node.name]
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names = [(a.asname or a.name).split(".")[0] for a in node.names]
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+        for name in names:
+            bound.setdefault(name, []).append(node)
+    return bound
+
+
+def function_problem(source: str, allowed_modules: list[str]) -> str | None:
+    """Why `module:function` may not be called, or None: the module must be allowed, and the
+    function public and defined by a plain `def` in it (not imported, not reassigned)."""
+    module, _, name = source.partition(":")
+    if module not in allowed_modules:
+        return f"module {module!r} is not in allowed_model_modules"
+    if not name.isidentifier() or name.startswith("_"):
+        return f"{name!r} is not a public function name"
+    text = _module_source(module)
+    if text is None:
+        return f"module {module!r} has no Python source the service can read"
+    try:
+        bound = _bound_names(ast.parse(text))
+    except SyntaxError as err:
+        return f"module {module!r} does not parse: {err}"
+    nodes = bound.get(name, [])
+    if len(nodes) != 1 or not isinstance(nodes[0], ast.FunctionDef):
+        return f"{name!r} is not a function defined (once, by def) in {module!r}"
+    return None
+
+
+# ------------------------------------------------------------------ limits
+
+
+def limit_problems(spec: JobSpec, limits: JobLimits) -> list[Problem]:
+    checks = [
+        (("scaling", "num_workers"), spec.scaling.num_workers, limits.max_workers),
+        (("scaling", "cpus_per_worker"), spec.scaling.cpus_per_worker, limits.max_cpus_per_worker),
+        (("scaling", "gpus_per_worker"), spec.scaling.gpus_per_worker, limits.max_gpus_per_worker),
+        (("train", "steps"), spec.train.steps or 0, limits.max_steps),
+        (("train", "epochs"), spec.train.epochs or 0, limits.max_epochs),
+        (("train", "batch_size"), spec.train.batch_size, limits.max_batch_size),
+        (("data", "synthetic", "num_classes"), spec.data.synthetic.num_classes, limits.max_classes),
+        (("data", "synthetic", "samples"), spec.data.synthetic.samples, limits.max_synthetic_samples),
+    ]
+    for loc, shape in ((("data", "shape"), spec.data.shape), (("data", "synthetic", "shape"),
+                                                               spec.data.synthetic.shape)):  # fmt: skip
+        elements = 1
+        for dim in shape or ():
+            elements *= dim
+        checks.append((loc, elements, limits.max_sample_elements))
+    return [
+        (loc, f"{value} exceeds this service's limit of {limit}")
+        for loc, value, limit in checks
+        if value > limit
+    ]
+
+
+# ------------------------------------------------------------------ the whole spec
+
+
+def run_location(settings: Settings, job_id: str) -> str:
+    """The job's run directory under runs_root: a URI joined by '/', or a resolved local path."""
+    root = str(settings.runs_root)
+    if is_uri(root):
+        return f"{root.rstrip('/')}/{job_id}"
+    return str((Path(root.removeprefix("file://")) / job_id).resolve())
+
+
+def output_problems(settings: Settings, cluster_nodes: int | None) -> list[Problem]:
+    """A local runs_root serves one node, or every node that mounts it (runs_shared): the spec's
+    own output rule, applied to where this service puts runs, with the operator's remedy."""
+    output = OutputSpec(dir=str(settings.runs_root), shared=settings.runs_shared)
+    problem = output.cluster_problem(cluster_nodes)
+    if problem is None:
+        return []
+    return [(("output", "dir"), f"this service's runs_root: {problem}. The operator must set "
+             "SLIMRAY_RUNS_ROOT to an object-store URI (e.g. s3://bucket/runs) or, if every node "
+             "mounts it, SLIMRAY_RUNS_SHARED=true (the Helm chart: objectStore.*, or its ReadWriteMany "
+             "runs claim)")]  # fmt: skip
+
+
+def enforce(spec: JobSpec, settings: Settings, job_id: str, cluster_nodes: int | None = None) -> JobSpec:
+    """The spec as the service will run it, or PolicyError naming each offending field.
+    `cluster_nodes`: alive Ray nodes at the last probe (None: not known yet)."""
+    problems: list[Problem] = limit_problems(spec, settings.limits) + output_problems(settings, cluster_nodes)
+    data, model = spec.data, spec.model
+    if data.kind == "file":
+        try:
+            scheme = urlsplit(data.source).scheme
+        except ValueError:
+            scheme = "invalid"
+        if scheme not in ("", "file"):
+            reason = _uri_problem(data.source, settings)
+        else:
+            local = urlsplit(data.source).path if data.source.startswith("file:") else data.source
+            resolved, reason = _inside(local, settings.data_roots, "data.source")
+            if resolved:
+                data = data.model_copy(update={"source": resolved})
+        if reason:
+            problems.append((("data", "source"), reason))
+    if model.kind == "file" and is_uri(model.source):
+        reason = _uri_problem(model.source, settings)
+        if reason:
+            problems.append((("model", "source"), reason))
+    elif model.kind == "file":
+        resolved, reason = _inside(model.source, settings.model_roots, "model.source")
+        if reason:
+            problems.append((("model", "source"), reason))
+        else:
+            model = model.model_copy(update={"source": resolved})
+    elif model.kind == "function":
+        reason = function_problem(model.source, settings.allowed_model_modules)
+        if reason:
+            problems.append((("model", "source"), reason))
+    if problems:
+        raise PolicyError(problems)
+    output = spec.output.model_copy(update={"dir": run_location(settings, job_id),
+                                            "shared": settings.runs_shared})  # fmt: skip
+    return spec.model_copy(update={"data": data, "model": model, "output": output})

@@ -1,0 +1,104 @@
+"""/v1/jobs: submit, list, inspect, cancel, logs; plus the driver's event callback. Each route
+only translates HTTP: the rules live in `api.lifecycle` and `api.events`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from slimray.core.jobstate import JobState
+from slimray.service.api.deps import (
+    DriverAccess,
+    ExecutorDep,
+    JobId,
+    ReadAccess,
+    SettingsDep,
+    StoreDep,
+    WriteAccess,
+)
+from slimray.service.api.events import EventRefused, apply_event
+from slimray.service.api.lifecycle import cancel_job, create_job
+from slimray.service.api.schemas import (
+    DriverEvent,
+    ErrorOut,
+    JobCreate,
+    JobCreated,
+    JobPublic,
+    JobsPublic,
+    JobSummary,
+    LogsOut,
+)
+from slimray.service.executor import RayUnavailable
+
+_REFUSALS: dict[int | str, dict] = {
+    401: {"model": ErrorOut, "description": "Missing or invalid bearer token."},
+    404: {"model": ErrorOut, "description": "No such job."},
+    409: {"model": ErrorOut, "description": "The job's state does not allow this."},
+    503: {"model": ErrorOut, "description": "The job store (or Ray, for logs) is unavailable."},
+}
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=_REFUSALS)
+MAX_OFFSET = 10**9
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobCreated, dependencies=[WriteAccess])
+def create(spec: JobCreate, request: Request, settings: SettingsDep, store: StoreDep) -> JobCreated:
+    """Validate and store a job spec; the reconciler hands it to Ray right away (or when Ray is back)."""
+    reconciler = request.app.state.reconciler
+    request.app.state.backend_checks.enforce(spec)
+    job = create_job(settings, store, spec, reconciler.probe.nodes)
+    reconciler.poke()
+    return JobCreated(id=job.id, state=job.state)
+
+
+@router.get("", response_model=JobsPublic, dependencies=[ReadAccess])
+def list_jobs(
+    store: StoreDep,
+    state: JobState | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> JobsPublic:
+    jobs, total = store.list(state, limit, offset)
+    return JobsPublic(jobs=[JobSummary.of(j) for j in jobs], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", response_model=JobPublic, dependencies=[ReadAccess])
+def get_job(job_id: JobId, store: StoreDep) -> JobPublic:
+    return JobPublic.of(store.get(job_id))
+
+
+@router.delete("/{job_id}", response_model=JobPublic, dependencies=[WriteAccess])
+def cancel(job_id: JobId, request: Request, store: StoreDep) -> JobPublic:
+    """Cancelled at once; its Ray driver (if any) is stopped in the background (`stop_pending`)."""
+    job = cancel_job(store, job_id)
+    request.app.state.reconciler.poke()
+    return JobPublic.of(job)
+
+
+@router.get("/{job_id}/logs", response_model=LogsOut, dependencies=[ReadAccess])
+def job_logs(job_id: JobId, store: StoreDep, executor: ExecutorDep, settings: SettingsDep) -> LogsOut:
+    """The last `max_log_bytes` of the driver's log."""
+    job = store.get(job_id)
+    if job.submitted_at is None:  # Ray never accepted it: no log anywhere
+        return LogsOut(logs="")
+    try:
+        log = executor.logs(job.ray_job_id, settings.max_log_bytes)
+        return LogsOut(logs=log.text, truncated=log.truncated)
+    except RayUnavailable as err:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"logs unavailable: {err}") from err
+
+
+@router.post("/{job_id}/events", status_code=status.HTTP_202_ACCEPTED, dependencies=[DriverAccess])
+def driver_event(job_id: JobId, event: DriverEvent, store: StoreDep) -> dict[str, str]:
+    """Progress from the job's driver (authenticated with its job's own token)."""
+    try:
+        apply_event(store, job_id, event.kind, event.data)
+    except ValidationError as err:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", "data", *e["loc"])} for e in err.errors()]
+        ) from err
+    except EventRefused as err:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(err)) from err
+    return {"status": "accepted"}

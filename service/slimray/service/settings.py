@@ -1,0 +1,126 @@
+"""Service settings: one pydantic-settings class, environment prefix `SLIMRAY_`, built on demand.
+A settings file (`SLIMRAY_SETTINGS_FILE`, JSON or YAML, the fields by name) sits under the
+environment: the Helm chart renders one from its values; secrets stay in the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from slimray.core.envvars import SETTINGS_FILE as SETTINGS_FILE_ENV
+
+
+class JobLimits(BaseModel):
+    """What one submitted job may ask for; a spec beyond these gets 422 naming the field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_workers: int = Field(16, ge=1, description="scaling.num_workers at most.")
+    max_cpus_per_worker: float = Field(8.0, gt=0, description="scaling.cpus_per_worker at most.")
+    max_gpus_per_worker: float = Field(1.0, ge=0, description="scaling.gpus_per_worker at most.")
+    max_steps: int = Field(1_000_000, ge=1, description="Total optimizer steps at most.")
+    max_epochs: int = Field(1000, ge=1, description="train.epochs at most.")
+    max_batch_size: int = Field(8192, ge=1, description="train.batch_size at most.")
+    max_sample_elements: int = Field(4 * 2**20, ge=1, description="Elements of one sample's shape.")
+    max_classes: int = Field(100_000, ge=2, description="Synthetic data classes at most.")
+    max_synthetic_samples: int = Field(1_000_000, ge=16, description="Synthetic data samples at most.")
+
+
+class Settings(BaseSettings):
+    """Everything the job service reads from its environment (e.g. `SLIMRAY_API_TOKEN`)."""
+
+    model_config = SettingsConfigDict(env_prefix="SLIMRAY_", env_file=None, extra="ignore",
+                                      env_nested_delimiter="__")  # fmt: skip
+
+    api_token: SecretStr | None = Field(None, description="Bearer token for mutations.")
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token that may read per-job series at /metrics (or use api_token)."
+    )
+    public_reads: bool = Field(False, description="Serve GET /v1/jobs* and job metrics without a token.")
+    db_path: Path = Field(Path("slimray-state/jobs.db"), description="SQLite job store (WAL).")
+    ray_address: str = Field("http://127.0.0.1:8265", description="Ray job submission address.")
+    ray_token: SecretStr | None = Field(
+        None, description="Ray's auth token for its job server (default: $RAY_AUTH_TOKEN)."
+    )
+    ray_timeout_seconds: float = Field(5.0, gt=0, le=120, description="Timeout of every call to Ray.")
+    service_url: str = Field(
+        "http://127.0.0.1:8000", description="How job drivers reach this service to report."
+    )
+    driver_python: str = Field("python", description="Python that runs job drivers on Ray.")
+    runs_root: str | Path = Field(
+        "slimray-state/runs",
+        description="Run directories, one per job: a path, or a URI such as s3://b/runs.",
+    )
+    runs_shared: bool = Field(
+        False, description="A local runs_root is a mount every Ray node shares (multi-node clusters)."
+    )
+    data_roots: list[Path] = Field(default_factory=list, description="Where specs may read data.")
+    model_roots: list[Path] = Field(default_factory=list, description="Where .keras models may be.")
+    allowed_uri_prefixes: list[str] = Field(
+        default_factory=list, description="Object-store URI prefixes specs may read, e.g. s3://b/."
+    )
+    allowed_model_modules: list[str] = Field(
+        default_factory=list, description="Modules whose functions specs may call to build models."
+    )
+    reconcile_seconds: float = Field(5.0, gt=0, description="How often jobs are checked with Ray.")
+    schedule_timeout_seconds: float = Field(
+        600.0, gt=0, description="A job Ray has not started (PENDING) after this long fails."
+    )
+    metrics_job_limit: int = Field(200, ge=1, description="Most recent jobs exported to /metrics.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted.")
+    max_log_bytes: int = Field(1_000_000, ge=1024, description="Most bytes of a driver log returned.")
+    min_free_bytes: int = Field(
+        64 * 2**20, ge=0, description="Not ready (and no new jobs) below this free disk at db_path."
+    )
+    limits: JobLimits = Field(default_factory=JobLimits)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit overrides, then SLIMRAY_* variables, then the settings file (if named)."""
+        return init_settings, env_settings, SettingsFileSource(settings_cls)
+
+
+class SettingsFileError(ValueError):
+    """The settings file is missing, unreadable, not a mapping, or names an unknown field."""
+
+
+class SettingsFileSource(PydanticBaseSettingsSource):
+    """The fields in the file `SLIMRAY_SETTINGS_FILE` names (JSON or YAML); unknown keys are
+    refused by path, since a typo there would otherwise silently keep a default."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get(SETTINGS_FILE_ENV)
+        if not path:
+            return {}
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise SettingsFileError(f"{SETTINGS_FILE_ENV}={path!r}: cannot read it: {err}") from err
+        if not isinstance(data, dict):
+            raise SettingsFileError(f"{SETTINGS_FILE_ENV}={path!r}: expected a mapping of settings, "
+                                    f"got {type(data).__name__}")  # fmt: skip
+        unknown = sorted(set(data) - set(self.settings_cls.model_fields))
+        if unknown:
+            raise SettingsFileError(f"{SETTINGS_FILE_ENV}={path!r}: unknown setting(s) {unknown}; "
+                                    f"known: {sorted(self.settings_cls.model_fields)}")  # fmt: skip
+        return data
+
+
+def get_settings(**overrides) -> Settings:
+    """Read the environment now (not at import), applying explicit overrides."""
+    return Settings(**overrides)

@@ -1,0 +1,54 @@
+"""A job with no service in the loop still reaches Prometheus: the driver's `ray.util.metrics`,
+scraped from Ray's metrics port by a real Prometheus with the PodMonitor's relabelling, answer
+every per-job query of the dashboard under the service's names."""
+
+from __future__ import annotations
+
+import pytest
+
+from slimray.core.spec import parse_spec
+from tests.prom_helpers import (
+    SERVICE_ONLY,
+    dashboard_exprs,
+    podmonitor_relabel_configs,
+    prometheus,
+    wait_for_data,
+)
+from tests.service_helpers import free_port
+
+pytestmark = pytest.mark.timeout(900)
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def _spec(out):
+    return parse_spec({
+        "name": "raymetrics",
+        "model": {"source": "seed_cnn", "kwargs": {"conv1": 8, "conv2": 16, "fc": 32}},
+        "data": {"source": "mnist"},
+        "train": {"steps": 40, "batch_size": 32, "report_every": 5, "checkpoint_every": 40},
+        "prune": {"criterion": "l1", "sparsity": 0.5, "schedule": {"kind": "one_shot", "step": 15}},
+        "scaling": {"num_workers": 2},
+        "output": {"dir": str(out)},
+    })  # fmt: skip
+
+
+def test_a_slimray_run_exports_the_dashboards_metrics_through_ray(tmp_path):
+    import ray
+
+    from slimray.runtime.trainer import run_job
+
+    port = free_port()
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
+             _metrics_export_port=port, runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})  # fmt: skip
+    try:
+        result = run_job(_spec(tmp_path / "run"))
+        assert result.state == "succeeded", result.error
+        relabel = podmonitor_relabel_configs(ROOT / "k8s" / "podmonitor.yaml")
+        scrape = {"job_name": "ray-pods", "honor_labels": False, "metric_relabel_configs": relabel,
+                  "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}  # fmt: skip
+        with prometheus(tmp_path, [scrape]) as url:
+            exprs = [e for e in dashboard_exprs("raymetrics") if not any(m in e for m in SERVICE_ONLY)]
+            counts = wait_for_data(url, exprs, timeout=60)
+            assert all(counts.values()), counts
+    finally:
+        ray.shutdown()

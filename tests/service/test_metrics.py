@@ -1,0 +1,48 @@
+"""The per-job series the alerts read: state, failure type, last prune event; and Ray's
+reachability, service-wide."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+
+from slimray.core.jobstate import JobState
+from slimray.service.executor import submission_id
+from slimray.service.metrics import build_registries, error_type
+from slimray.service.store import Store
+
+
+def test_error_types_are_read_from_the_error_text():
+    assert error_type("MaskDisagreementError: group 'conv1' at step 30") == "MaskDisagreementError"
+    assert error_type("TrainingFailedError: ... WorkerGroupStartupTimeoutError ...") == "TrainingFailedError"
+    assert error_type("the driver vanished") == "other" and error_type(None) == "other"
+
+
+def test_alert_series(tmp_path):
+    store = Store(tmp_path / "j.db")
+    ok, bad = store.create("ok", {}), store.create("bad", {})
+    for job in (ok, bad):
+        store.claim_submission(job.id, submission_id(job.id))
+        store.mark_submitted(job.id)
+        store.transition(job.id, JobState.RUNNING)
+    store.add_prune_event(ok.id, {"step": 5, "durations": {"score": 1.5, "surgery": 2.0, "retrace": None}})
+    store.finish(bad.id, JobState.FAILED, None, reason="t", error="MaskDisagreementError: at step 30")
+    reachable = {"value": None}
+    registries = build_registries(store, 10, lambda: reachable["value"])
+    text = generate_latest(registries.full).decode()
+    assert f'slimray_job_state{{job="{ok.id}",state="running"}} 1.0' in text
+    assert f'slimray_job_failed_info{{error_type="MaskDisagreementError",job="{bad.id}"}} 1.0' in text
+    assert f'slimray_last_prune_event_seconds{{job="{ok.id}"}} 3.5' in text
+    assert "slimray_ray_reachable" not in text  # not probed yet
+    reachable["value"] = False
+    assert "slimray_ray_reachable 0.0" in generate_latest(registries.public).decode()
+    assert ok.id not in generate_latest(registries.public).decode()
+
+
+def test_each_job_is_labelled_with_its_backend_for_comparison(tmp_path):
+    """`slimray_job_info{job, backend}`: the dashboard joins it on `job` to compare backends; a
+    spec stored before the field existed counts as the default backend."""
+    store = Store(tmp_path / "j.db")
+    hvd, old = store.create("h", {"backend": "horovod"}), store.create("o", {})
+    text = generate_latest(build_registries(store, 10, lambda: None).full).decode()
+    assert f'slimray_job_info{{backend="horovod",job="{hvd.id}"}} 1.0' in text
+    assert f'slimray_job_info{{backend="tf-collective",job="{old.id}"}} 1.0' in text

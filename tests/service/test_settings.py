@@ -1,0 +1,67 @@
+"""The service's settings: a settings file (what the chart renders) under SLIMRAY_* variables,
+unknown keys refused by name, and `slimray serve` exiting with one line on a bad file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from slimray.service.settings import SettingsFileError, get_settings
+
+
+@pytest.fixture
+def settings_file(tmp_path, monkeypatch):
+    for name in ("SLIMRAY_LIMITS__MAX_WORKERS", "SLIMRAY_PUBLIC_READS", "SLIMRAY_RUNS_SHARED"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "settings.json"
+    monkeypatch.setenv("SLIMRAY_SETTINGS_FILE", str(path))
+    return path
+
+
+def test_the_file_sets_fields_and_the_environment_overrides_it_field_by_field(settings_file, monkeypatch):
+    settings_file.write_text(json.dumps({"limits": {"max_steps": 1000000, "max_workers": 3},
+                                         "runs_shared": True, "public_reads": True}))  # fmt: skip
+    monkeypatch.setenv("SLIMRAY_LIMITS__MAX_WORKERS", "5")
+    settings = get_settings()
+    assert settings.limits.max_steps == 1_000_000 and settings.limits.max_workers == 5
+    assert settings.runs_shared is True and settings.public_reads is True
+
+
+def test_yaml_works_too(settings_file):
+    settings_file.write_text("limits: {max_batch_size: 64}\nreconcile_seconds: 2\n")
+    settings = get_settings()
+    assert settings.limits.max_batch_size == 64 and settings.reconcile_seconds == 2
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"max_stepz": 1}', "unknown setting(s) ['max_stepz']"),
+    ("[1, 2]", "expected a mapping of settings, got list"),
+    ("{not json: [", "cannot read it"),
+])  # fmt: skip
+def test_a_bad_file_is_refused_naming_the_file_and_the_key(settings_file, text, message):
+    settings_file.write_text(text)
+    with pytest.raises(SettingsFileError) as err:
+        get_settings()
+    assert message in str(err.value) and str(settings_file) in str(err.value)
+
+
+def test_an_unknown_limit_is_refused_by_its_path(settings_file):
+    settings_file.write_text('{"limits": {"max_stepz": 1}}')
+    with pytest.raises(ValueError, match=r"limits.max_stepz"):
+        get_settings()
+
+
+def test_a_missing_file_is_refused(settings_file):
+    with pytest.raises(SettingsFileError, match="cannot read it"):
+        get_settings()
+
+
+def test_serve_exits_2_with_one_line_on_a_bad_settings_file(settings_file, tmp_path):
+    settings_file.write_text('{"bogus": 1}')
+    proc = subprocess.run([sys.executable, "-m", "slimray.cli", "serve", "--port", "1"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "unknown setting(s) ['bogus']" in proc.stdout and "Traceback" not in proc.stderr
