@@ -1,0 +1,172 @@
+"""Typed records of a run, as they travel worker → driver → service and CLI: one rank's window of
+training, a prune event, a timeline entry. Pure pydantic (no TensorFlow, Ray or HTTP) so every side
+shares them; a window metric is one annotated field of `WindowMetrics`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Merge(StrEnum):
+    """How the ranks' values of one step's windows join into the step's timeline entry."""
+
+    SUM = "sum"  # every rank's share of a total (samples/s; loss: each rank's share of the mean)
+    MAX = "max"  # the slowest rank's (step time)
+    MEAN = "mean"  # an average over ranks of equal weight (accuracy over each rank's own samples)
+    FIRST = "first"  # the same on every rank (model size, sparsity), or rank 0's only (validation)
+
+
+@dataclass(frozen=True)
+class Gauge:
+    """A field exported as the Prometheus gauge `slimray_<name>` (service and Ray metrics alike)."""
+
+    name: str
+    help: str
+
+
+class Record(BaseModel):
+    """A record's common rules: unknown fields are refused, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def metadata_of(model: type[BaseModel], field: str, kind: type) -> Any:
+    """The `Annotated` metadata of type `kind` on `model.field` (None when it has none)."""
+    return next((m for m in model.model_fields[field].metadata if isinstance(m, kind)), None)
+
+
+class WindowMetrics(Record):
+    """The metrics every window carries, each with its merge rule across ranks and, if exported,
+    its gauge. Adding a window metric = one field here (+ its renderers)."""
+
+    samples_per_second: Annotated[
+        float, Merge.SUM, Gauge("train_samples_per_second", "Training samples per second, all workers.")
+    ] = 0.0
+    step_time: Annotated[float, Merge.MAX] = 0.0
+    loss: Annotated[float, Merge.SUM] = math.nan
+    accuracy: Annotated[float, Merge.MEAN] = math.nan
+    params: Annotated[
+        int, Merge.FIRST, Gauge("model_parameters", "Parameters of the current (pruned) model.")
+    ]
+    flops: Annotated[
+        int, Merge.FIRST, Gauge("model_flops_per_sample", "FLOPs per sample of the current model.")
+    ]
+    gradient_allreduce_bytes_per_step: Annotated[
+        int | None, Merge.FIRST,
+        Gauge("gradient_allreduce_bytes_per_step",
+              "Bytes of gradients each worker allreduces per step (falls as the model shrinks)."),
+    ] = None  # fmt: skip
+    sparsity: Annotated[
+        float, Merge.FIRST, Gauge("sparsity_ratio", "Fraction of prunable channels removed (0-1).")
+    ] = 0.0
+    val_accuracy: Annotated[float | None, Merge.FIRST] = None  # rank 0 evaluates
+    allreduce_bytes_total: Annotated[int, Merge.SUM] = 0  # channel-score bytes reduced so far
+
+
+class PruneDurations(Record):
+    """Seconds each phase of a prune event took; `retrace` is the next step's tracing, filled
+    in when that step has run (None until then)."""
+
+    score: float | None = None
+    allreduce: float | None = None
+    agreement: float | None = None
+    surgery: float | None = None
+    retrace: float | None = None
+
+    def total(self) -> float:
+        return sum(v for v in self.model_dump().values() if v is not None)
+
+
+PRUNE_PHASES = tuple(PruneDurations.model_fields)
+
+
+class KeptWholeLayer(Record):
+    """A layer or op pruning could not see through: its channels were kept whole."""
+
+    path: str  # nested models joined by '/', e.g. "block/inner_conv"
+    operation: str  # as the user wrote it, e.g. "keras.layers.LSTM" or "keras.ops.add"
+    reason: str
+    flops_share: float = 0.0  # share of the model's FLOPs only kept-whole layers hold, this one's
+
+
+class PruneEvent(Record):
+    """One prune event as every worker applied it; the driver adds each rank's digests, which
+    must all be equal (the same mask everywhere)."""
+
+    step: int = Field(ge=0)
+    target_sparsity: float
+    sparsity: float
+    groups_pruned: int
+    channels_before: int
+    channels_after: int
+    params_before: int
+    params_after: int
+    flops_before: int
+    flops_after: int
+    digest: str  # of the mask
+    local_scores_sha: str  # of this worker's scores before the allreduce
+    allreduce_bytes: int = Field(0, ge=0)  # channel scores reduced, all workers
+    durations: PruneDurations = Field(default_factory=PruneDurations)
+    # the wire keeps the name `frozen` (the HTTP API and report.json are unchanged)
+    kept_whole: list[KeptWholeLayer] = Field(default_factory=list, alias="frozen")
+    approximate: list[str] = Field(default_factory=list)  # paths whose surgery is not exact
+    digest_by_rank: dict[str, str] = Field(default_factory=dict)
+    local_scores_sha_by_rank: dict[str, str] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+
+class WindowReport(WindowMetrics):
+    """One rank's window: its metrics, who sent it, and the prune event applied before it."""
+
+    rank: int
+    step: int
+    time: float  # the worker's wall clock when sent
+    pid: int
+    window_steps: int = 0
+    peak_memory_bytes: int = 0
+    event: PruneEvent | None = None
+    final: bool = False
+    resumed_from: int | None = None  # the checkpoint step a restarted group resumed from
+    weights_sha: str | None = None  # on the final window: to show the replicas ended identical
+
+
+class TimelineEntry(WindowMetrics):
+    """One step of the run: every rank's window of it merged by each metric's `Merge` rule."""
+
+    step: int
+    phase: int  # prune events applied when this window's steps ran
+    elapsed_seconds: float | None = None
+    throughput_gain: Annotated[
+        float | None, Gauge("throughput_gain_ratio", "Samples/s relative to the unpruned phase.")
+    ] = None
+
+    @classmethod
+    def merge(cls, windows: list[WindowReport], **fields: Any) -> TimelineEntry:
+        """The step's entry from its windows (rank order); `fields` gives the rest."""
+        merged = {name: _merge(metadata_of(WindowMetrics, name, Merge), [getattr(w, name) for w in windows])
+                  for name in WindowMetrics.model_fields}  # fmt: skip
+        return cls(step=windows[0].step, **merged, **fields)
+
+
+_MERGES = {
+    Merge.SUM: sum,
+    Merge.MAX: max,
+    Merge.MEAN: lambda values: sum(values) / len(values),
+    Merge.FIRST: lambda values: values[0],
+}
+
+
+def _merge(rule: Merge, values: list[Any]) -> Any:
+    return values[0] if values[0] is None else _MERGES[rule](values)
+
+
+def gauges() -> dict[str, Gauge]:
+    """Every exported window metric: {field name: its gauge}, in declaration order."""
+    return {name: gauge for name in TimelineEntry.model_fields
+            if (gauge := metadata_of(TimelineEntry, name, Gauge)) is not None}  # fmt: skip
