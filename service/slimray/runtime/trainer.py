@@ -23,7 +23,7 @@ from slimray.runtime.data import JobData, load_job_data
 from slimray.runtime.gpu import check_gpu
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, ProgressChannel, StepMerger, WorkerMessage
 from slimray.runtime.report import Timeline
-from slimray.runtime.worker import WorkerConfig, train_loop_per_worker
+from slimray.runtime.worker_config import WorkerConfig, train_loop_per_worker
 
 EventSink = Callable[[str, dict[str, Any]], None]
 ERROR = "error"  # a message the controller's callback sends: worker exceptions

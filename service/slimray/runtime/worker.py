@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from slimray.core.spec import JobSpec
-from slimray.core.storage import apply_umask
 from slimray.runtime.breakdown import PhaseClock
 from slimray.runtime.gpu import require_gpu
 from slimray.runtime.modeling import (
@@ -26,8 +25,9 @@ from slimray.runtime.modeling import (
     evaluate,
     gradient_bytes,
 )
-from slimray.runtime.progress import FINISHED, STARTED, WINDOW, ProgressSender, WorkerMessage
+from slimray.runtime.progress import FINISHED, STARTED, WINDOW, WorkerMessage
 from slimray.runtime.shard_cache import ShardCache
+from slimray.runtime.worker_config import WorkerConfig
 
 # phases that a window's throughput leaves out: they are not training steps or data waits
 _NOT_THROUGHPUT = ("tracing", "prune_events", "checkpoints", "evaluation", "progress")
@@ -44,21 +44,6 @@ def weights_digest(model: Any) -> str:
     for weight in model.weights:
         digest.update(np.ascontiguousarray(np.asarray(weight)).tobytes())
     return digest.hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """Everything the driver hands each worker (Ray pickles it into `train_loop_config`)."""
-
-    spec: dict[str, Any]  # JobSpec as JSON
-    validation: Any  # ObjectRef of (x_val, y_val), or the tuple itself
-    input_shape: tuple[int, ...]
-    num_classes: int
-    steps_per_epoch: int
-    total_steps: int
-    progress: ProgressSender | None = None
-    train_arrays: Any = None  # ObjectRef of (x_train, y_train) when the data is in memory
-    loop: type | None = None  # a WorkerLoop subclass (tests inject faults this way); None: WorkerLoop
 
 
 @dataclass
@@ -396,6 +381,10 @@ class WorkerLoop:
                              checkpoint_upload_mode=CheckpointUploadMode.ASYNC)  # fmt: skip
 
     # -------------------------------------------------------------- main loop
+    def start(self) -> WorkerLoop:
+        """The set-up step that talks to the other workers (a no-op until it is split out)."""
+        return self
+
     def run(self) -> None:
         loop_start = time.perf_counter()
         self.send(STARTED, {"resumed_from": self.resumed_from, "pid": os.getpid()})
@@ -405,11 +394,3 @@ class WorkerLoop:
             self.after_step()
         self.send(FINISHED, {"phases": self.clock.snapshot(),
                              "loop_seconds": time.perf_counter() - loop_start})  # fmt: skip
-
-
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point (runs in every worker process)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    apply_umask()  # checkpoints: a worker on a `ray start` node has that shell's umask otherwise
-    config = config["worker"]
-    (config.loop or WorkerLoop)(config).run()
