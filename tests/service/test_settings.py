@@ -65,3 +65,15 @@ def test_serve_exits_2_with_one_line_on_a_bad_settings_file(settings_file, tmp_p
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "unknown setting(s) ['bogus']" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_the_ray_token_is_ray_token_else_rays_own_variable(monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "from-ray")
+    monkeypatch.delenv("SLIMRAY_RAY_TOKEN", raising=False)
+    assert get_settings().ray_auth_token == "from-ray"
+    assert get_settings(ray_token="explicit").ray_auth_token == "explicit"
+    monkeypatch.setenv("SLIMRAY_RAY_TOKEN", "ours")
+    assert get_settings().ray_auth_token == "ours"
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.delenv("SLIMRAY_RAY_TOKEN")
+    assert get_settings().ray_auth_token is None

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from slimray.core.envvars import RAY_AUTH_TOKEN
 from slimray.core.envvars import SETTINGS_FILE as SETTINGS_FILE_ENV
 
 
@@ -78,6 +79,14 @@ class Settings(BaseSettings):
         64 * 2**20, ge=0, description="Not ready (and no new jobs) below this free disk at db_path."
     )
     limits: JobLimits = Field(default_factory=JobLimits)
+    # Ray's own variable, read when the settings are built: not a field (the chart sets ray_token)
+    _ray_auth_env: str | None = PrivateAttr(default_factory=lambda: os.environ.get(RAY_AUTH_TOKEN) or None)
+
+    @property
+    def ray_auth_token(self) -> str | None:
+        """The token for Ray's job server: `ray_token`, else $RAY_AUTH_TOKEN as the settings were
+        built (what Ray's own clients read), else none."""
+        return self.ray_token.get_secret_value() if self.ray_token else self._ray_auth_env
 
     @classmethod
     def settings_customise_sources(

@@ -161,9 +161,6 @@ class Store:
             )
         return self.get(job_id)
 
-    def update_spec(self, job_id: str, spec: dict[str, Any]) -> None:
-        self._update(job_id, spec=json.dumps(spec))
-
     def transition(self, job_id: str, to: JobState, reason: str = "", error: str | None = None) -> bool:
         """Change state if allowed. Same state: no-op (False). Not allowed: InvalidTransition."""
         with self._writing() as db:
@@ -229,9 +226,6 @@ class Store:
 
     def update_progress(self, job_id: str, progress: dict[str, Any], metrics: dict[str, Any]) -> None:
         self._update(job_id, progress=json.dumps(finite(progress)), metrics=json.dumps(finite(metrics)))
-
-    def set_report(self, job_id: str, report: dict[str, Any]) -> None:
-        self._update(job_id, report=json.dumps(finite(report)))
 
     def add_prune_event(self, job_id: str, event: dict[str, Any]) -> None:
         """Insert or replace by step: a restarted worker group may report an event again."""

@@ -80,7 +80,7 @@ def test_logs_from_a_hung_ray_time_out_as_503(tmp_path):
         settings = _settings(tmp_path, ray_address=address, ray_timeout_seconds=1)
         with TestClient(create_app(settings)) as client:
             job_id = client.post("/v1/jobs", json=_spec(), headers=AUTH).json()["id"]
-            store = client.app.state.store
+            store = client.app.state.context.store
             store.claim_submission(job_id, submission_id(job_id))
             store.mark_submitted(job_id)
             response, took = _timed(lambda: client.get(f"/v1/jobs/{job_id}/logs", headers=AUTH))
@@ -139,7 +139,7 @@ def test_job_series_need_a_token_unless_reads_are_public(api):
 
 def test_a_job_token_posts_only_its_own_jobs_events(api):
     """Regression (item 2): drivers held the admin token and could post for any job."""
-    store = api.app.state.store
+    store = api.app.state.context.store
     ids = [api.post("/v1/jobs", json=_spec(), headers=AUTH).json()["id"] for _ in range(2)]
     for job_id in ids:
         store.claim_submission(job_id, submission_id(job_id))
@@ -151,7 +151,7 @@ def test_a_job_token_posts_only_its_own_jobs_events(api):
     for path in ("/v1/jobs", f"/v1/jobs/{ids[1]}"):
         assert api.get(path, headers=own).status_code == 401
     assert api.delete(f"/v1/jobs/{ids[1]}", headers=own).status_code == 401
-    launch = api.app.state.reconciler.launch_for(store.get(ids[1]))
+    launch = api.app.state.context.reconciler.launch_for(store.get(ids[1]))
     assert launch.event_token == job_event_token(TOKEN, ids[1]) and TOKEN not in repr(launch)
 
 
@@ -204,7 +204,7 @@ def test_a_full_disk_gives_503_with_the_reason_and_unready(tmp_path):
     with TestClient(create_app(_settings(tmp_path, min_free_bytes=2**62))) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["disk"] is False
-        store = client.app.state.store
+        store = client.app.state.context.store
         pages = store._db.execute("PRAGMA page_count").fetchone()[0]
         store._db.execute(f"PRAGMA max_page_count={pages}")  # fault: no room left
         codes = {client.post("/v1/jobs", json={**_spec(), "name": f"j{i}"}, headers=AUTH).status_code

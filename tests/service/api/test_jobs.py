@@ -54,7 +54,7 @@ def api(settings):
 
 def accepted_by_ray(api, job_id: str) -> None:
     """What the reconciler records once Ray accepts the driver (Ray is down in these tests)."""
-    store = api.app.state.store
+    store = api.app.state.context.store
     assert store.claim_submission(job_id, submission_id(job_id)) or store.get(job_id).ray_job_id
     store.mark_submitted(job_id)
 

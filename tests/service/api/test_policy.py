@@ -6,8 +6,9 @@ import os
 
 import pytest
 
+from slimray.core.errors import OutputLocationError
 from slimray.core.spec import parse_spec
-from slimray.service.api.policy import PolicyError, enforce
+from slimray.service.api.policy import PolicyError, enforce, output_location_error, output_problems
 from slimray.service.settings import JobLimits, get_settings
 
 BASE = {"model": {"source": "seed_cnn"}, "data": {"source": "mnist"}, "train": {"steps": 10}}
@@ -147,8 +148,6 @@ def test_runs_on_an_object_store_get_a_uri_per_job(settings):
 
 
 def test_a_local_runs_root_is_refused_on_a_multi_node_cluster(settings):
-    from slimray.service.api.policy import output_problems
-
     spec = parse_spec(BASE)
     with pytest.raises(PolicyError) as err:
         enforce(spec, settings, "job1", cluster_nodes=3)
@@ -160,4 +159,6 @@ def test_a_local_runs_root_is_refused_on_a_multi_node_cluster(settings):
     shared = settings.model_copy(update={"runs_shared": True})
     on_s3 = settings.model_copy(update={"runs_root": "s3://bucket/runs"})
     assert output_problems(shared, 3) == [] and output_problems(on_s3, 3) == []
+    error = output_location_error(settings, 3)  # the type the driver raises for the same condition
+    assert isinstance(error, OutputLocationError) and (error.field, str(error)) == (loc, message)
     assert enforce(spec, on_s3, "job1", cluster_nodes=3).output.dir == "s3://bucket/runs/job1"

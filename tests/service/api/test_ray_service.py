@@ -135,7 +135,7 @@ def test_cancel_right_after_submit_stops_the_driver_on_ray(head, tmp_path):
                       30, "the submission")  # fmt: skip
             assert client.delete(f"/v1/jobs/{job_id}", headers=auth).json()["state"] == "cancelled"
             ids.append(job_id)
-        store = client.app.state.store
+        store = client.app.state.context.store
         _wait(lambda: not store.pending_stops(), 60, "Ray to confirm the stops")
         for job_id in ids:
             job = store.get(job_id)

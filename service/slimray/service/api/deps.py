@@ -1,5 +1,5 @@
-"""Dependencies as `Annotated` aliases: settings, store, executor, and the bearer-token checks
-(admin token for mutations, a job's own token for its driver's events, optional metrics token)."""
+"""Dependencies as `Annotated` aliases: the service context and its parts, and the bearer-token
+checks (admin token for mutations, a job's own token for its driver's events, metrics token)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from slimray.service.api.context import ServiceContext
 from slimray.service.api.credentials import job_event_token, same
 from slimray.service.executor import RayJobExecutor
 from slimray.service.settings import Settings
@@ -17,16 +18,30 @@ _bearer = HTTPBearer(auto_error=False)
 JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A job id.")]
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+def context_of(request: Request) -> ServiceContext:
+    """The app's context, which its lifespan put there: the one reader of `app.state`."""
+    return request.app.state.context
 
 
-def get_store(request: Request) -> Store:
-    return request.app.state.store
+# async, like every dependency of the context: resolved on the event loop, so health checks
+# answer while a hung Ray holds every worker thread
+async def get_context(request: Request) -> ServiceContext:
+    return context_of(request)
 
 
-def get_executor(request: Request) -> RayJobExecutor:
-    return request.app.state.executor
+ContextDep = Annotated[ServiceContext, Depends(get_context)]
+
+
+async def get_settings(context: ContextDep) -> Settings:
+    return context.settings
+
+
+async def get_store(context: ContextDep) -> Store:
+    return context.store
+
+
+async def get_executor(context: ContextDep) -> RayJobExecutor:
+    return context.executor
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

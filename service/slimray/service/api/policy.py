@@ -10,6 +10,7 @@ import os
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
+from slimray.core.errors import OutputLocationError
 from slimray.core.spec import JobSpec, OutputSpec, is_uri
 from slimray.service.settings import JobLimits, Settings
 
@@ -17,9 +18,16 @@ Problem = tuple[tuple[str, ...], str]
 
 
 class PolicyError(ValueError):
+    """Every field of a spec the service will not run, each with the reason (a 422 naming them)."""
+
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         super().__init__("; ".join(f"{'.'.join(loc)}: {msg}" for loc, msg in problems))
+
+
+def problem_of(error: OutputLocationError) -> Problem:
+    """A shared error type as one of the policy's problems: its field and its message."""
+    return error.field, str(error)
 
 
 # ------------------------------------------------------------------ local paths
@@ -183,17 +191,51 @@ def run_location(settings: Settings, job_id: str) -> str:
     return str((Path(root.removeprefix("file://")) / job_id).resolve())
 
 
-def output_problems(settings: Settings, cluster_nodes: int | None) -> list[Problem]:
+def output_location_error(settings: Settings, cluster_nodes: int | None) -> OutputLocationError | None:
     """A local runs_root serves one node, or every node that mounts it (runs_shared): the spec's
     own output rule, applied to where this service puts runs, with the operator's remedy."""
     output = OutputSpec(dir=str(settings.runs_root), shared=settings.runs_shared)
     problem = output.cluster_problem(cluster_nodes)
     if problem is None:
-        return []
-    return [(("output", "dir"), f"this service's runs_root: {problem}. The operator must set "
-             "SLIMRAY_RUNS_ROOT to an object-store URI (e.g. s3://bucket/runs) or, if every node "
-             "mounts it, SLIMRAY_RUNS_SHARED=true (the Helm chart: objectStore.*, or its ReadWriteMany "
-             "runs claim)")]  # fmt: skip
+        return None
+    remedy = ("The operator must set SLIMRAY_RUNS_ROOT to an object-store URI (e.g. s3://bucket/runs) or, "
+              "if every node mounts it, SLIMRAY_RUNS_SHARED=true (the Helm chart: objectStore.*, or its "
+              "ReadWriteMany runs claim)")  # fmt: skip
+    return OutputLocationError(f"this service's runs_root: {problem}. {remedy}")
+
+
+def output_problems(settings: Settings, cluster_nodes: int | None) -> list[Problem]:
+    """The output location's problem (the driver raises the same OutputLocationError), if any."""
+    error = output_location_error(settings, cluster_nodes)
+    return [] if error is None else [problem_of(error)]
+
+
+def _data_source(source: str, settings: Settings) -> tuple[str | None, str | None]:
+    """(the source as the job reads it, None) or (None, why not): a URI under an allowed
+    prefix, or a file under the data roots (resolved)."""
+    try:
+        scheme = urlsplit(source).scheme
+    except ValueError:
+        scheme = "invalid"
+    if scheme not in ("", "file"):
+        reason = _uri_problem(source, settings)
+        return (None, reason) if reason else (source, None)
+    local = urlsplit(source).path if source.startswith("file:") else source
+    return _inside(local, settings.data_roots, "data.source")
+
+
+def _model_source(kind: str, source: str, settings: Settings) -> tuple[str | None, str | None]:
+    """(the source as the job loads it, None) or (None, why not): a URI under an allowed
+    prefix, a .keras file under the model roots (resolved), or an allowed function."""
+    if kind == "file" and is_uri(source):
+        reason = _uri_problem(source, settings)
+    elif kind == "file":
+        return _inside(source, settings.model_roots, "model.source")
+    elif kind == "function":
+        reason = function_problem(source, settings.allowed_model_modules)
+    else:
+        reason = None
+    return (None, reason) if reason else (source, None)
 
 
 def enforce(spec: JobSpec, settings: Settings, job_id: str, cluster_nodes: int | None = None) -> JobSpec:
@@ -202,33 +244,14 @@ def enforce(spec: JobSpec, settings: Settings, job_id: str, cluster_nodes: int |
     problems: list[Problem] = limit_problems(spec, settings.limits) + output_problems(settings, cluster_nodes)
     data, model = spec.data, spec.model
     if data.kind == "file":
-        try:
-            scheme = urlsplit(data.source).scheme
-        except ValueError:
-            scheme = "invalid"
-        if scheme not in ("", "file"):
-            reason = _uri_problem(data.source, settings)
-        else:
-            local = urlsplit(data.source).path if data.source.startswith("file:") else data.source
-            resolved, reason = _inside(local, settings.data_roots, "data.source")
-            if resolved:
-                data = data.model_copy(update={"source": resolved})
+        source, reason = _data_source(data.source, settings)
         if reason:
             problems.append((("data", "source"), reason))
-    if model.kind == "file" and is_uri(model.source):
-        reason = _uri_problem(model.source, settings)
-        if reason:
-            problems.append((("model", "source"), reason))
-    elif model.kind == "file":
-        resolved, reason = _inside(model.source, settings.model_roots, "model.source")
-        if reason:
-            problems.append((("model", "source"), reason))
-        else:
-            model = model.model_copy(update={"source": resolved})
-    elif model.kind == "function":
-        reason = function_problem(model.source, settings.allowed_model_modules)
-        if reason:
-            problems.append((("model", "source"), reason))
+        data = data.model_copy(update={"source": source or data.source})
+    source, reason = _model_source(model.kind, model.source, settings)
+    if reason:
+        problems.append((("model", "source"), reason))
+    model = model.model_copy(update={"source": source or model.source})
     if problems:
         raise PolicyError(problems)
     output = spec.output.model_copy(update={"dir": run_location(settings, job_id),

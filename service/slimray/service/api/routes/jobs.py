@@ -1,16 +1,17 @@
 """/v1/jobs: submit, list, inspect, cancel, logs; plus the driver's event callback. Each route
-only translates HTTP: the rules live in `api.lifecycle` and `api.events`."""
+only translates HTTP: the rules live in `api.lifecycle` and `api.events`, refusals in `api.errors`."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from slimray.core.jobstate import JobState
 from slimray.service.api.deps import (
+    ContextDep,
     DriverAccess,
     ExecutorDep,
     JobId,
@@ -19,8 +20,8 @@ from slimray.service.api.deps import (
     StoreDep,
     WriteAccess,
 )
-from slimray.service.api.events import EventRefused, apply_event
-from slimray.service.api.lifecycle import cancel_job, create_job
+from slimray.service.api.events import apply_event
+from slimray.service.api.lifecycle import cancel_job, submit_job
 from slimray.service.api.schemas import (
     DriverEvent,
     ErrorOut,
@@ -31,7 +32,6 @@ from slimray.service.api.schemas import (
     JobSummary,
     LogsOut,
 )
-from slimray.service.executor import RayUnavailable
 
 _REFUSALS: dict[int | str, dict] = {
     401: {"model": ErrorOut, "description": "Missing or invalid bearer token."},
@@ -44,12 +44,9 @@ MAX_OFFSET = 10**9
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobCreated, dependencies=[WriteAccess])
-def create(spec: JobCreate, request: Request, settings: SettingsDep, store: StoreDep) -> JobCreated:
+def create(spec: JobCreate, context: ContextDep) -> JobCreated:
     """Validate and store a job spec; the reconciler hands it to Ray right away (or when Ray is back)."""
-    reconciler = request.app.state.reconciler
-    request.app.state.backend_checks.enforce(spec)
-    job = create_job(settings, store, spec, reconciler.probe.nodes)
-    reconciler.poke()
+    job = submit_job(context, spec)
     return JobCreated(id=job.id, state=job.state)
 
 
@@ -70,35 +67,29 @@ def get_job(job_id: JobId, store: StoreDep) -> JobPublic:
 
 
 @router.delete("/{job_id}", response_model=JobPublic, dependencies=[WriteAccess])
-def cancel(job_id: JobId, request: Request, store: StoreDep) -> JobPublic:
+def cancel(job_id: JobId, context: ContextDep) -> JobPublic:
     """Cancelled at once; its Ray driver (if any) is stopped in the background (`stop_pending`)."""
-    job = cancel_job(store, job_id)
-    request.app.state.reconciler.poke()
-    return JobPublic.of(job)
+    return JobPublic.of(cancel_job(context, job_id))
 
 
 @router.get("/{job_id}/logs", response_model=LogsOut, dependencies=[ReadAccess])
 def job_logs(job_id: JobId, store: StoreDep, executor: ExecutorDep, settings: SettingsDep) -> LogsOut:
-    """The last `max_log_bytes` of the driver's log."""
+    """The last `max_log_bytes` of the driver's log (RayUnavailable: 503)."""
     job = store.get(job_id)
     if job.submitted_at is None:  # Ray never accepted it: no log anywhere
         return LogsOut(logs="")
-    try:
-        log = executor.logs(job.ray_job_id, settings.max_log_bytes)
-        return LogsOut(logs=log.text, truncated=log.truncated)
-    except RayUnavailable as err:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"logs unavailable: {err}") from err
+    log = executor.logs(job.ray_job_id, settings.max_log_bytes)
+    return LogsOut(logs=log.text, truncated=log.truncated)
 
 
 @router.post("/{job_id}/events", status_code=status.HTTP_202_ACCEPTED, dependencies=[DriverAccess])
 def driver_event(job_id: JobId, event: DriverEvent, store: StoreDep) -> dict[str, str]:
-    """Progress from the job's driver (authenticated with its job's own token)."""
+    """Progress from the job's driver (authenticated with its job's own token); a job whose
+    state refuses the event: EventRefused, 409."""
     try:
         apply_event(store, job_id, event.kind, event.data)
-    except ValidationError as err:
+    except ValidationError as err:  # the event's data, checked for its kind: a field of this body
         raise RequestValidationError(
             [{**e, "loc": ("body", "data", *e["loc"])} for e in err.errors()]
         ) from err
-    except EventRefused as err:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(err)) from err
     return {"status": "accepted"}

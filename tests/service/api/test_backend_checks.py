@@ -69,7 +69,7 @@ def test_a_cluster_without_horovod_refuses_the_backend_at_submission(tmp_path):
             response = client.post("/v1/jobs", json=_spec(tmp_path / "out"), headers=AUTH)
             assert response.status_code == 422, response.text
             text = response.text
-            assert "backend" in text and "'horovod' cannot run on the Ray cluster" in text
+            assert "backend" in text and "backend 'horovod' cannot run on this Ray cluster: " in text
             assert "horovod is not on this image (test)" in text and "make horovod" in text
         assert _probe_jobs(head) == 1  # asked once, then the cached answer
         assert client.get("/v1/jobs", headers=AUTH).json()["total"] == 0  # nothing stored

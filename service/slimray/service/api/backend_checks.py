@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from slimray.core.errors import BackendUnavailableError
 from slimray.core.spec import BUILT_IN_BACKENDS, JobSpec
-from slimray.service.api.policy import PolicyError
 from slimray.service.executor import RayJobExecutor, RayUnavailable
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,12 @@ class BackendChecks:
             return self._answers[backend]
 
     def enforce(self, spec: JobSpec) -> None:
-        """PolicyError naming `backend` if the cluster lacks it. With Ray unreachable the job is
-        accepted: its driver checks again on the cluster and fails it with the same reason."""
+        """BackendUnavailableError (the field `backend`) if the cluster lacks it. With Ray unreachable
+        the job is accepted: its driver checks again on the cluster and fails it with the same words."""
         try:
             problem = self.missing(spec.backend)
         except RayUnavailable as err:
             log.warning("backend %r not checked at submission (the driver checks it): %s", spec.backend, err)
             return
         if problem:
-            raise PolicyError([(("backend",), f"{spec.backend!r} cannot run on the Ray cluster: {problem}")])
+            raise BackendUnavailableError(spec.backend, problem)
