@@ -39,7 +39,7 @@ class ServiceClient:
         except httpx.HTTPError as err:
             raise ServiceError(f"cannot reach the slimray service at {self.server}: {err}") from err
         if response.status_code == 401:
-            raise ServiceError("unauthorized: set SLIMRAY_API_TOKEN to the service's token")
+            raise ServiceError(f"unauthorized: set {API_TOKEN} to the service's token")
         if response.status_code == 404:
             raise ServiceError(response.json().get("detail", "not found"))
         if response.status_code == 422:
