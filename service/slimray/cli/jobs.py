@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from slimray.cli.client import ServiceClient, ServiceError
-from slimray.cli.main import CliError
+from slimray.cli.entry import CliError
 from slimray.cli.render import console, job_line, jobs_table, say
 from slimray.cli.spec import read_spec
 from slimray.core.jobstate import JobState

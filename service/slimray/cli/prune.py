@@ -1,5 +1,5 @@
 """`slimray prune`: one-shot structural pruning of a saved .keras model, with a report.
-Imported only when chosen (slimray.cli.main), so Keras and the pruning engine load at the top."""
+Imported only when chosen (slimray.cli.entry), so Keras and the pruning engine load at the top."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import keras
 
-from slimray.cli.main import CliError
+from slimray.cli.entry import CliError
 from slimray.cli.render import print_prune_report
 from slimray.pruning import Importance, MaskPlanner, Pruner, PruneResult, criteria, get_criterion
 

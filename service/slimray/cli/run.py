@@ -1,11 +1,11 @@
 """`slimray run`: a job spec trained and pruned on Ray from this process (embedded, or --address).
-Imported only when chosen (slimray.cli.main), so the runtime (TensorFlow, Ray) loads at the top."""
+Imported only when chosen (slimray.cli.entry), so the runtime (TensorFlow, Ray) loads at the top."""
 
 from __future__ import annotations
 
 import argparse
 
-from slimray.cli.main import CliError
+from slimray.cli.entry import CliError
 from slimray.cli.render import RunProgress, console, print_run_summary
 from slimray.cli.spec import read_spec
 from slimray.core.jobstate import JobState

@@ -1,5 +1,5 @@
 """`slimray serve`: the job service under uvicorn, with `--local` a Ray head started (or reused) here.
-Imported only when chosen (slimray.cli.main), so uvicorn and the service's app load at the top."""
+Imported only when chosen (slimray.cli.entry), so uvicorn and the service's app load at the top."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import uvicorn
 from pydantic import SecretStr
 
-from slimray.cli.main import CliError
+from slimray.cli.entry import CliError
 from slimray.cli.render import console
 from slimray.core.envvars import API_TOKEN, RAY_GCS_PORT
 from slimray.core.storage import apply_umask

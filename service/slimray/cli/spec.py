@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from slimray.cli.main import CliError
+from slimray.cli.entry import CliError
 from slimray.core.spec import JobSpec, SpecError, json_schema, load_spec
 
 
