@@ -111,6 +111,7 @@ def _run(command: Command, args: argparse.Namespace) -> int:
     """Import the chosen subcommand's module (only now: it may load Keras, Ray or uvicorn) and run it."""
     if command.tensorflow:
         os.environ.setdefault(TF_LOG_LEVEL, "2")
+    # lazy: only the chosen subcommand's module loads, and with it its Keras, Ray or uvicorn
     module = importlib.import_module(f"slimray.cli.{command.module}")
     return getattr(module, command.function)(args)
 
