@@ -1,4 +1,5 @@
-"""A small HTTP client for the job service (used by `slimray submit/status/cancel/logs`)."""
+"""A small HTTP client for the job service (used by `slimray submit/status/cancel/logs`).
+Every refusal becomes one ServiceError phrased for a person: the CLI prints it as one line."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class ServiceError(Exception):
 
 
 def default_token() -> str | None:
+    """SLIMRAY_API_TOKEN, else the token a local `slimray serve` keeps beside its store, else None."""
     token = os.environ.get(API_TOKEN)
     if token:
         return token
@@ -27,6 +29,8 @@ def default_token() -> str | None:
 
 
 class ServiceClient:
+    """The job service's /v1/jobs API: one method a request, JSON in and out."""
+
     def __init__(self, server: str | None = None, token: str | None = None, timeout: float = 30.0):
         self.server = (server or os.environ.get(SERVER) or DEFAULT_SERVER).rstrip("/")
         token = token or default_token()
@@ -34,12 +38,13 @@ class ServiceClient:
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The response to one request; unreachable, 401, 404, 422 and other errors as ServiceError."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as err:
             raise ServiceError(f"cannot reach the slimray service at {self.server}: {err}") from err
         if response.status_code == 401:
-            raise ServiceError("unauthorized: set SLIMRAY_API_TOKEN to the service's token")
+            raise ServiceError(f"unauthorized: set {API_TOKEN} to the service's token")
         if response.status_code == 404:
             raise ServiceError(response.json().get("detail", "not found"))
         if response.status_code == 422:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
+from slimray.cli.jobs import watch
+from slimray.core.jobstate import JobState
 from slimray.service.settings import get_settings
+from tests.cli.helpers import slimray
 from tests.service_helpers import free_port, running_service
 
 TOKEN = "cli-token"
@@ -26,8 +27,7 @@ def _cli(*args, token=TOKEN):
     env = {**os.environ, "SLIMRAY_API_TOKEN": token or ""}
     if token is None:
         env.pop("SLIMRAY_API_TOKEN")
-    return subprocess.run([sys.executable, "-m", "slimray.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=120)  # fmt: skip
+    return slimray(*args, env=env, timeout=120)
 
 
 def test_submit_status_cancel_logs(service):
@@ -57,3 +57,21 @@ def test_client_errors_are_one_clear_line(service, tmp_path):
     assert out.returncode == 2 and "train.epochs" in out.stdout
     down = _cli("status", "--server", f"http://127.0.0.1:{free_port()}")
     assert down.returncode == 2 and "cannot reach the slimray service" in " ".join(down.stdout.split())
+
+
+class _FakeClient:
+    """Answers `get` with the next state in a scripted sequence."""
+
+    def __init__(self, states):
+        self.states = list(states)
+
+    def get(self, job_id):
+        return {"id": job_id, "name": "j", "state": self.states.pop(0)}
+
+
+def test_watch_prints_each_change_once_and_stops_at_a_terminal_state(capsys):
+    client = _FakeClient([JobState.QUEUED, JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED, "never"])
+    job = watch(client, "abc", interval=0)
+    assert job["state"] == JobState.SUCCEEDED and client.states == ["never"]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("  ")[2] for line in lines] == ["queued", "running", "succeeded"]

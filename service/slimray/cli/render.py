@@ -1,0 +1,223 @@
+"""What the CLI prints with rich: the prune report, a run's live progress and summary, job lines.
+Pure functions of the report and job dicts, so they are tested without Keras, Ray or a service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from slimray.runtime.breakdown import PHASES
+
+console = Console()
+
+
+def human(n: float) -> str:
+    """A count in at most four significant digits with a K/M/G/T/P suffix: 1234567 -> 1.235M."""
+    for unit in ("", "K", "M", "G", "T"):
+        if abs(n) < 1000:
+            return f"{n:.4g}{unit}"
+        n /= 1000
+    return f"{n:.4g}P"
+
+
+def say(text: str) -> None:
+    """One line as written: no rich highlighting, long lines kept whole for grep."""
+    console.print(text, highlight=False, soft_wrap=True)
+
+
+# ------------------------------------------------------------------ what a prune leaves behind
+
+
+def kept_whole(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Layers a prune kept whole (a prune report, or a job's prune event), with path and operation.
+    The one place the key is read: the engine is renaming it from "frozen" to "kept_whole"."""
+    return record.get("frozen") or []
+
+
+def approximate_line(record: dict[str, Any]) -> str | None:
+    """The layers whose surgery is not exact (a LayerNormalization over a pruned axis), or None.
+    The one place the key is read: reports and prune events written before it lack it."""
+    paths = record.get("approximate", [])
+    return f"Approximate (statistics change): {', '.join(paths)}" if paths else None
+
+
+def _groups_table(report: dict[str, Any]) -> Table:
+    table = Table(title=f"Channel groups pruned at sparsity {report['sparsity']}")
+    for col in ("group", "layers", "size", "kept", "removed"):
+        table.add_column(col, justify="right" if col in ("size", "kept", "removed") else "left")
+    for g in report["groups"]:
+        kept = len(g["kept"])
+        table.add_row(g["id"], ", ".join(g["layers"]), str(g["size"]), str(kept), str(g["size"] - kept))
+    return table
+
+
+def _cost_table(report: dict[str, Any]) -> Table:
+    totals = Table(title="Model cost (per sample)")
+    for col in ("", "before", "after", "ratio"):
+        totals.add_column(col, justify="right")
+    for key in ("params", "flops"):
+        before, after = report[f"{key}_before"], report[f"{key}_after"]
+        totals.add_row(key, human(before), human(after), f"{after / max(before, 1):.3f}")
+    return totals
+
+
+def _kept_whole_table(blockers: list[dict[str, Any]]) -> Table:
+    table = Table(title="Kept whole: slimray cannot prune through these (--strict refuses them)")
+    for col in ("layer", "operation", "FLOPs held whole"):
+        table.add_column(col, justify="right" if col.startswith("FLOPs") else "left")
+    for b in blockers:
+        table.add_row(b["path"], b["operation"], f"{b['flops_share']:.1%}")
+    return table
+
+
+def print_prune_report(report: dict[str, Any]) -> None:
+    """`slimray prune`'s tables: groups pruned, cost before/after, layers kept whole, approximations."""
+    console.print(_groups_table(report))
+    console.print(_cost_table(report))
+    if blockers := kept_whole(report):
+        console.print(_kept_whole_table(blockers))
+    if line := approximate_line(report):
+        say(line)
+    console.print(f"saved {report['output']}  digest {report['digest'][:16]}")
+
+
+# ------------------------------------------------------------------ a run
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """One prune event as it happens: channels and params before -> after, and its durations."""
+    d = event["durations"]
+    return (
+        f"prune @ step {event['step']}: channels {event['channels_before']} -> "
+        f"{event['channels_after']}, params {human(event['params_before'])} -> "
+        f"{human(event['params_after'])} (score {d.get('score', 0) * 1e3:.0f} ms, "
+        f"allreduce {d.get('allreduce', 0) * 1e3:.1f} ms, surgery "
+        f"{d.get('surgery', 0) * 1e3:.0f} ms, retrace {d.get('retrace', 0) * 1e3:.0f} ms)"
+    )
+
+
+class RunProgress:
+    """Live terminal view of a run (`run_job`'s on_event): step bar, throughput, gain, params,
+    accuracy, and a line per prune event; `quiet` shows nothing."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = Progress(
+            TextColumn("[bold]step"), MofNCompleteColumn(), BarColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+            disable=quiet,
+        )  # fmt: skip
+        self.task = None
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "start":
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=data["total_steps"], info="starting")
+            self._say(f"{data['world']} workers, {data['n_train']} training samples, "
+                      f"{data['total_steps']} steps -> {data['run_dir']}")  # fmt: skip
+        elif kind == "report":
+            self._on_report(data)
+        elif kind == "worker_error":
+            self._say(f"[yellow]worker error[/]: {data}")
+        elif kind == "end":
+            self.bar.stop()
+
+    def _on_report(self, data: dict[str, Any]) -> None:
+        gain = data.get("throughput_gain")
+        acc = data.get("val_accuracy")
+        info = (f"{data['samples_per_second']:,.0f} samples/s"
+                f"{f'  gain {gain:.2f}x' if gain else ''}  params {human(data['params'])}"
+                f"{f'  val acc {acc:.3f}' if acc is not None else ''}")  # fmt: skip
+        self.bar.update(self.task, completed=data["step"], info=info)
+        if data.get("event"):
+            self._say(event_line(data["event"]))
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            self.bar.console.print(text, highlight=False, soft_wrap=True)
+
+
+def _summary_table(report: dict[str, Any]) -> Table:
+    table = Table(title=f"{report['job']}: {report['state']}")
+    table.add_column("")
+    table.add_column("dense", justify="right")
+    table.add_column("final", justify="right")
+    dense, final = report.get("dense_samples_per_second"), report.get("final_samples_per_second")
+    table.add_row("train samples/s", f"{dense:,.0f}" if dense else "-", f"{final:,.0f}" if final else "-")
+    for label, key in (("parameters", "params"), ("FLOPs/sample", "flops_per_sample")):
+        table.add_row(label, human(report[key]["before"] or 0), human(report[key]["after"] or 0))
+    acc = report.get("exported_accuracy")
+    table.add_row("val accuracy (exported model)", "", f"{acc:.4f}" if acc is not None else "-")
+    return table
+
+
+def print_run_summary(report: dict[str, Any]) -> None:
+    """A finished run: dense vs final cost and speed, what its last prune kept whole or left
+    approximate, the throughput gain, and where the wall time went."""
+    console.print(_summary_table(report))
+    events = report.get("prune_events") or []
+    last = events[-1] if events else {}
+    for blocker in kept_whole(last):
+        say(f"kept whole (slimray cannot prune through it): {blocker['path']} "
+            f"({blocker['operation']}), {blocker['flops_share']:.1%} of FLOPs held")  # fmt: skip
+    if line := approximate_line(last):
+        say(line)
+    gain = report.get("throughput_gain")
+    if gain:
+        console.print(f"throughput gain {gain:.2f}x over the unpruned phase; "
+                      f"run directory {report.get('run_dir', '')}")  # fmt: skip
+    print_wall_time(report.get("wall_time"))
+
+
+def print_wall_time(wall: dict[str, float] | None) -> None:
+    """Where every second of the job went (`slimray.runtime.breakdown.PHASES`); nothing if unknown."""
+    if not wall:
+        return
+    total = wall["total"] or 1.0
+    table = Table(title=f"wall time {wall['total']:.1f} s, by phase")
+    for col, justify in (("phase", "left"), ("seconds", "right"), ("share", "right"), ("what", "left")):
+        table.add_column(col, justify=justify)
+    for name, what in PHASES.items():
+        table.add_row(name, f"{wall.get(name, 0.0):.1f}", f"{wall.get(name, 0.0) / total:.0%}", what)
+    console.print(table)
+
+
+# ------------------------------------------------------------------ jobs of the service
+
+
+def job_line(job: dict[str, Any]) -> str:
+    """One job on one line: id, name, state, step, speed, gain, params, accuracy, events, error."""
+    p, m = job.get("progress") or {}, job.get("metrics") or {}
+    parts = [f"{job['id']}  {job['name']}  {job['state']}"]
+    if p.get("step") is not None:
+        parts.append(f"step {p['step']}/{p.get('total_steps')}")
+    if m.get("samples_per_second"):
+        parts.append(f"{m['samples_per_second']:,.0f} samples/s")
+    if m.get("throughput_gain"):
+        parts.append(f"gain {m['throughput_gain']:.2f}x")
+    if m.get("params"):
+        parts.append(f"params {human(m['params'])}")
+    if m.get("val_accuracy") is not None:
+        parts.append(f"val acc {m['val_accuracy']:.3f}")
+    parts.append(f"prune events {len(job.get('prune_events') or [])}")
+    if job.get("error"):
+        parts.append(f"error: {job['error'][:300]}")
+    return "  ".join(parts)
+
+
+def jobs_table(listing: dict[str, Any]) -> Table:
+    """The service's job listing (`GET /v1/jobs`): one row a job, with its step, speed and gain."""
+    table = Table(title=f"{listing['total']} jobs")
+    for col in ("id", "name", "state", "step", "samples/s", "gain", "events"):
+        table.add_column(col)
+    for job in listing["jobs"]:
+        p, m = job["progress"], job["metrics"]
+        gain = m.get("throughput_gain")
+        table.add_row(job["id"], job["name"], job["state"],
+                      f"{p.get('step', '-')}/{p.get('total_steps', '-')}",
+                      f"{m.get('samples_per_second') or 0:,.0f}",
+                      f"{gain:.2f}x" if gain else "-", str(len(job["prune_events"])))  # fmt: skip
+    return table

@@ -1,0 +1,29 @@
+"""`slimray run`: a job spec trained and pruned on Ray from this process (embedded, or --address).
+Imported only when chosen (slimray.cli.entry), so the runtime (TensorFlow, Ray) loads at the top."""
+
+from __future__ import annotations
+
+import argparse
+
+from slimray.cli.entry import CliError
+from slimray.cli.render import RunProgress, console, print_run_summary
+from slimray.cli.spec import read_spec
+from slimray.core.jobstate import JobState
+from slimray.core.storage import StorageError
+from slimray.runtime.trainer import RunDirectoryExists, run_job
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the job with live progress, print its summary; exit 1 if it did not succeed."""
+    spec = read_spec(args.spec)
+    try:
+        result = run_job(spec, address=args.address, overwrite=args.overwrite,
+                         on_event=RunProgress(args.quiet))  # fmt: skip
+    except (RunDirectoryExists, StorageError, ValueError) as err:
+        raise CliError(str(err)) from err
+    result.report["run_dir"] = str(result.run_dir)
+    print_run_summary(result.report)
+    if result.state != JobState.SUCCEEDED:
+        console.print(f"[bold red]job failed:[/] {result.error}", highlight=False)
+        return 1
+    return 0

@@ -1,0 +1,76 @@
+"""What the CLI prints, from report and job dicts alone: no Keras, Ray or service needed."""
+
+from __future__ import annotations
+
+import pytest
+
+from slimray.cli.render import approximate_line, human, job_line, print_prune_report, print_run_summary
+
+LN = ["block1/ln", "block2/ln"]
+
+
+def _prune_report(**extra) -> dict:
+    return {
+        "sparsity": 0.5, "output": "small.keras", "digest": "ab" * 32,
+        "groups": [{"id": "c0", "layers": ["c0", "bn0"], "size": 8, "kept": [0, 2, 5, 7]}],
+        "params_before": 1200, "params_after": 640, "flops_before": 9000, "flops_after": 4100,
+        "frozen": [], **extra,
+    }  # fmt: skip
+
+
+def _run_report(events: list[dict]) -> dict:
+    return {
+        "job": "r", "state": "succeeded", "params": {"before": 100, "after": 60},
+        "flops_per_sample": {"before": 1000, "after": 500}, "prune_events": events,
+    }  # fmt: skip
+
+
+def _printed(capsys) -> str:
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_a_prune_report_names_its_approximate_layers(capsys):
+    print_prune_report(_prune_report(approximate=LN))
+    assert "Approximate (statistics change): block1/ln, block2/ln" in _printed(capsys)
+
+
+@pytest.mark.parametrize("extra", [{}, {"approximate": []}])
+def test_an_exact_prune_prints_no_approximate_line(capsys, extra):
+    print_prune_report(_prune_report(**extra))
+    text = _printed(capsys)
+    assert "Channel groups pruned at sparsity 0.5" in text and "saved small.keras digest abababab" in text
+    assert "Approximate" not in text and "Kept whole" not in text
+
+
+def test_a_prune_report_lists_the_layers_it_kept_whole(capsys):
+    frozen = [{"path": "mix", "operation": "keras.layers.Reshape", "flops_share": 0.25}]
+    print_prune_report(_prune_report(frozen=frozen))
+    text = _printed(capsys)
+    assert "Kept whole" in text and "mix" in text and "25.0%" in text
+
+
+def test_a_run_summary_names_the_last_events_approximate_and_kept_whole_layers(capsys):
+    frozen = [{"path": "mix", "operation": "keras.layers.Reshape", "flops_share": 0.1}]
+    print_run_summary(_run_report([{"approximate": ["old/ln"]}, {"approximate": LN, "frozen": frozen}]))
+    text = _printed(capsys)
+    assert "Approximate (statistics change): block1/ln, block2/ln" in text and "old/ln" not in text
+    assert "kept whole (slimray cannot prune through it): mix (keras.layers.Reshape), 10.0%" in text
+
+
+@pytest.mark.parametrize("events", [[], [{}], [{"approximate": []}]])
+def test_a_run_summary_without_approximations_prints_no_line(capsys, events):
+    print_run_summary(_run_report(events))
+    text = _printed(capsys)
+    assert "r: succeeded" in text and "Approximate" not in text
+
+
+def test_the_approximate_line_reads_the_field_or_its_absence():
+    assert approximate_line({"approximate": ["a"]}) == "Approximate (statistics change): a"
+    assert approximate_line({}) is None
+
+
+def test_a_job_line_and_human_counts():
+    job = {"id": "abc", "name": "j", "state": "running", "progress": {"step": 3, "total_steps": 9},
+           "metrics": {"params": 1_234_567, "throughput_gain": 1.5}, "prune_events": [{}]}  # fmt: skip
+    assert job_line(job) == "abc  j  running  step 3/9  gain 1.50x  params 1.235M  prune events 1"
+    assert human(999) == "999" and human(2_000_000_000) == "2G"
