@@ -217,15 +217,15 @@ def test_the_token_file_is_created_private(tmp_path):
     import os
     import stat
 
-    from slimray.cli import _service_token
+    from slimray.cli.serve import service_token
 
     old = os.umask(0)
     try:
-        settings = _service_token(get_settings(db_path=tmp_path / "state" / "jobs.db"))
+        settings = service_token(get_settings(db_path=tmp_path / "state" / "jobs.db"))
     finally:
         os.umask(old)
     token_file = tmp_path / "state" / "token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert settings.api_token.get_secret_value() == token_file.read_text().strip()
-    again = _service_token(get_settings(db_path=tmp_path / "state" / "jobs.db"))
+    again = service_token(get_settings(db_path=tmp_path / "state" / "jobs.db"))
     assert again.api_token == settings.api_token
