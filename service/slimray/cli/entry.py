@@ -9,11 +9,10 @@ import os
 from typing import Any, NamedTuple
 
 from slimray.cli.render import console
-from slimray.core.envvars import SERVER
+from slimray.core.envvars import SERVER, TF_LOG_LEVEL
 from slimray.core.jobstate import JobState
 
 # TensorFlow's C++ log level (2: errors only); to move into slimray.core.envvars beside the others
-TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
 
 DESCRIPTION = "The `slimray` command line. Each subcommand imports heavy modules (Keras, Ray) only when run."
 

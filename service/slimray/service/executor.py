@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from slimray.core.contract import DRIVER_MODULE, PROBE_MODULE, PROBE_TAG
-from slimray.core.envvars import DriverEnv
+from slimray.core.envvars import QUIET_TF, DriverEnv
 from slimray.core.jobstate import JobState
 
 
@@ -88,7 +88,7 @@ class RayJobExecutor:
     def submit(self, launch: DriverLaunch) -> str:
         """Submit the driver; a submission id Ray already holds is that same job (idempotent)."""
         driver = DriverEnv(launch.job_id, launch.spec, self.service_url, launch.event_token)
-        env = {**driver.to_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {**driver.to_env(), **QUIET_TF}
         body = {
             "entrypoint": f"{shlex.quote(self.driver_python)} -m {DRIVER_MODULE}",
             "submission_id": launch.submission_id,
@@ -140,7 +140,7 @@ class RayJobExecutor:
         probe_id = f"slimray-probe-{backend}-{uuid.uuid4().hex[:8]}"
         command = f"{shlex.quote(self.driver_python)} -m {PROBE_MODULE} {shlex.quote(backend)}"
         body = {"entrypoint": command,
-                "submission_id": probe_id, "runtime_env": {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}},
+                "submission_id": probe_id, "runtime_env": {"env_vars": dict(QUIET_TF)},
                 "metadata": {"slimray_probe": backend}}  # fmt: skip
         # a fresh head's job agent may take longer than one call's timeout to take its first job
         response = self._request(
