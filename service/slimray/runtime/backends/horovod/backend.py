@@ -1,6 +1,5 @@
-"""The optional Horovod backend (0.28.1 over gloo, `make horovod`) as the worker loop sees it.
-Gradients go through `hvd.grouped_allreduce` in a custom step, never `horovod.tensorflow.keras`,
-whose optimizer silently skips averaging under Keras 3."""
+"""The optional Horovod backend (0.28.1 over gloo, `make horovod`) as the worker loop sees it; its
+own step, not `horovod.tensorflow.keras`, whose optimizer silently skips averaging under Keras 3."""
 
 from __future__ import annotations
 

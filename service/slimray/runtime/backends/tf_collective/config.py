@@ -1,9 +1,5 @@
-"""Ray Train set-up of the tf-collective backend: TF_CONFIG for MultiWorkerMirroredStrategy on
-every worker, without TensorFlow in the driver or the Train controller.
-
-Ray's `TensorflowTrainer` does the same, but its package (`ray.train.tensorflow`) imports
-TensorFlow on import: ~6 s in the driver and again in the controller, every job.
-"""
+"""Ray Train set-up of the tf-collective backend: TF_CONFIG for MultiWorkerMirroredStrategy on every
+worker. Not `ray.train.tensorflow`, which imports TensorFlow (~6 s in driver and controller a job)."""
 
 from __future__ import annotations
 
