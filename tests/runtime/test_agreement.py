@@ -7,7 +7,7 @@ import pytest
 
 from slimray.pruning import PrunePlan
 from slimray.runtime.agreement import MaskDisagreementError, check_agreement, group_digests
-from slimray.runtime.collectives import TFCollectiveReducer
+from slimray.runtime.backends.tf_collective.reducer import TFCollectiveReducer
 
 PLAN = PrunePlan({"conv1": (0, 2), "fc": (1, 3, 4)}, {"conv1": 4, "fc": 6})
 
@@ -42,16 +42,3 @@ def test_digests_are_exact_in_float64():
     ids, digests = group_digests(PLAN)
     assert ids == ["conv1", "fc"]
     assert all(float(int(d)) == d and d < 2**28 for d in digests)
-
-
-def test_single_worker_reducer_is_the_identity():
-    r = TFCollectiveReducer(rank=0, world_size=1)
-    v = np.arange(5.0)
-    np.testing.assert_array_equal(r.allreduce(v), v)
-    assert r.bytes_reduced == 40
-
-
-def test_the_tf_collective_reducer_is_a_full_reducer():
-    from slimray.pruning import Reducer
-
-    assert isinstance(TFCollectiveReducer(rank=0, world_size=1), Reducer)

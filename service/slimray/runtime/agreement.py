@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 
-from slimray.pruning import PrunePlan
+from slimray.pruning import PrunePlan, Reducer
 
 
 class MaskDisagreementError(RuntimeError):
@@ -23,7 +23,7 @@ def group_digests(plan: PrunePlan) -> tuple[list[str], np.ndarray]:
     return ids, np.asarray(values, dtype=np.float64)
 
 
-def check_agreement(plan: PrunePlan, reducer, step: int) -> None:
+def check_agreement(plan: PrunePlan, reducer: Reducer, step: int) -> None:
     """Allreduce min and max of every group digest; any difference stops the job, naming it."""
     ids, digests = group_digests(plan)
     low, high = reducer.allmin(digests), reducer.allmax(digests)

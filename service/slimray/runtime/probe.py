@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import sys
 
+import ray
+
 from slimray.core.contract import PROBE_TAG
+from slimray.runtime.backends import backend_missing, get_backend
 
 
 def main(argv: list[str]) -> int:
-    import ray
-
-    from slimray.runtime.backends import backend_missing, get_backend
-
     name = argv[0] if argv else ""
     get_backend(name)  # an unknown name fails here, naming the known ones
     ray.init(log_to_driver=False)

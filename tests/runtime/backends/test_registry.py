@@ -3,14 +3,18 @@ config without importing TensorFlow, and each backend's reducer is a full `Reduc
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
+from slimray.core.errors import BackendUnavailableError
 from slimray.core.spec import BACKENDS as SPEC_BACKENDS
-from slimray.core.spec import SpecError, parse_spec
+from slimray.core.spec import BUILT_IN_BACKENDS, SpecError, parse_spec
 from slimray.pruning import Reducer
-from slimray.runtime.backends import BACKENDS, get_backend
-from slimray.runtime.backends.horovod import HorovodReducer
-from slimray.runtime.collectives import TFCollectiveReducer
+from slimray.runtime.backends import BACKENDS, backend_missing, get_backend
+from slimray.runtime.backends.horovod.reducer import HorovodReducer
+from slimray.runtime.backends.tf_collective.reducer import TFCollectiveReducer
 
 
 def test_the_spec_and_the_registry_name_the_same_backends():
@@ -32,8 +36,12 @@ def test_an_unknown_backend_is_refused_naming_the_field():
                 "backend": "mpi",
             }
         )
-    with pytest.raises(ValueError, match=r"backend: unknown 'mpi'; one of \['horovod', 'tf-collective'\]"):
+    with pytest.raises(
+        BackendUnavailableError,
+        match=r"backend 'mpi' cannot run on this Ray cluster: unknown; one of \['horovod', 'tf-collective'\]",
+    ) as caught:
         get_backend("mpi")
+    assert caught.value.field == ("backend",) and caught.value.backend == "mpi"
 
 
 def test_every_backend_gives_ray_train_a_config_and_a_full_reducer():
@@ -43,11 +51,22 @@ def test_every_backend_gives_ray_train_a_config_and_a_full_reducer():
     assert isinstance(TFCollectiveReducer(rank=0, world_size=1), Reducer)
 
 
-def test_a_single_worker_horovod_reducer_is_the_identity_and_counts_bytes():
-    import numpy as np
+def test_built_in_backends_lack_nothing_and_every_other_one_says_what_it_needs():
+    """`core.spec.BUILT_IN_BACKENDS` is the one list of backends nothing need be asked about."""
+    for name, backend in BACKENDS.items():
+        if name in BUILT_IN_BACKENDS:
+            assert backend_missing(name) is None
+        else:
+            assert "missing" in vars(backend), f"{name} must override WorkerBackend.missing"
 
-    reducer = HorovodReducer(world_size=1)
-    values = np.arange(4.0)
-    np.testing.assert_array_equal(reducer.allreduce(values), values)
-    np.testing.assert_array_equal(reducer.allmax(values), values)
-    assert reducer.bytes_reduced == 64
+
+def test_the_registry_and_the_ray_configs_load_no_tensorflow():
+    """The driver and the Train controller use the registry; TensorFlow costs them ~6 s a job."""
+    code = (
+        "import sys; from slimray.runtime.backends import BACKENDS, backend_missing; "
+        "[b.ray_config() for b in BACKENDS.values()]; backend_missing('tf-collective'); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'horovod'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

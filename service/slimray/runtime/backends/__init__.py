@@ -1,24 +1,23 @@
-"""The allreduce backends a job may choose (`JobSpec.backend`): each gives Ray Train its worker
-set-up and the worker loop its strategy, train step and `Reducer`. Registered by name."""
+"""The registry of allreduce backends a job may choose (`JobSpec.backend`): one package each
+(`tf_collective`, `horovod`), both implementing the ABCs of `base`."""
 
 from __future__ import annotations
 
+from slimray.core.errors import BackendUnavailableError
 from slimray.runtime.backends.base import TrainStep, WorkerBackend
 from slimray.runtime.backends.horovod import HorovodBackend
 from slimray.runtime.backends.tf_collective import TFCollectiveBackend
 
+# in `core.spec.BACKENDS` order (a test keeps the two in step)
 BACKENDS: dict[str, type[WorkerBackend]] = {b.name: b for b in (TFCollectiveBackend, HorovodBackend)}
 
 
-class BackendUnavailableError(ValueError):
-    """The job asks for a backend this cluster cannot run (e.g. Horovod is not installed)."""
-
-
 def get_backend(name: str) -> type[WorkerBackend]:
+    """The backend class named `name`; BackendUnavailableError naming the known ones if none."""
     try:
         return BACKENDS[name]
     except KeyError:
-        raise ValueError(f"backend: unknown {name!r}; one of {sorted(BACKENDS)}") from None
+        raise BackendUnavailableError(name, f"unknown; one of {sorted(BACKENDS)}") from None
 
 
 def backend_missing(name: str) -> str | None:
@@ -27,5 +26,6 @@ def backend_missing(name: str) -> str | None:
     return get_backend(name).missing()
 
 
-__all__ = ["BACKENDS", "BackendUnavailableError", "TrainStep", "WorkerBackend", "backend_missing",
-           "get_backend"]  # fmt: skip
+# BackendUnavailableError: re-exported until runtime/trainer.py imports it from slimray.core.errors
+__all__ = ["BACKENDS", "BackendUnavailableError", "HorovodBackend", "TFCollectiveBackend", "TrainStep",
+           "WorkerBackend", "backend_missing", "get_backend"]  # fmt: skip

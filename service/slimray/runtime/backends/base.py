@@ -1,12 +1,15 @@
-"""What every allreduce backend gives the worker loop: a distribution strategy, the train step
-(local gradients, then the backend's allreduce and the update) and a `Reducer` for pruning."""
+"""The two ABCs every backend package implements: `WorkerBackend` (Ray Train set-up, strategy,
+train step, `Reducer`) and `TrainStep` (local gradients, then the backend's allreduce)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from slimray.core.spec import TrainSpec
+from slimray.core.spec import BUILT_IN_BACKENDS, TrainSpec
+
+if TYPE_CHECKING:  # slimray.pruning loads Keras (TensorFlow): the driver imports this module
+    from slimray.pruning.reducer import Reducer
 
 
 class TrainStep(ABC):
@@ -15,8 +18,9 @@ class TrainStep(ABC):
     returns this worker's share of the global mean loss and its count of correct predictions."""
 
     def __init__(self, model: Any, optimizer: Any, loss_batch: int, train: TrainSpec):
+        # workers only: the registry loads this module in the driver, which must not load TensorFlow
         import keras
-        import tensorflow as tf
+        import tensorflow as tf  # (the same reason)
 
         self.model, self.optimizer, self.loss_batch = model, optimizer, loss_batch
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(
@@ -27,7 +31,7 @@ class TrainStep(ABC):
 
     def local_gradients(self, x: Any, y: Any) -> tuple[Any, Any, list[Any]]:
         """Loss (mean over `loss_batch` samples), correct predictions and gradients, no collective."""
-        import tensorflow as tf
+        import tensorflow as tf  # workers only, as in __init__
 
         with tf.GradientTape() as tape:
             out = self.model(x, training=True)
@@ -59,8 +63,11 @@ class WorkerBackend(ABC):
 
     @classmethod
     def missing(cls) -> str | None:
-        """What this process lacks to run the backend, as a sentence (None: nothing)."""
-        return None
+        """What this process lacks to run the backend, as a sentence (None: nothing). A built-in
+        backend (`core.spec.BUILT_IN_BACKENDS`, the one list) lacks nothing; others override this."""
+        if cls.name in BUILT_IN_BACKENDS:
+            return None
+        raise NotImplementedError(f"backend {cls.name!r} is not built in: it must say what it lacks")
 
     def __init__(self, rank: int, world: int):
         self.rank, self.world = rank, world
@@ -71,7 +78,7 @@ class WorkerBackend(ABC):
         """The tf.distribute strategy whose scope models and optimizers are built in."""
 
     @abstractmethod
-    def reducer(self) -> Any:
+    def reducer(self) -> Reducer:
         """The `Reducer` for channel scores and mask digests."""
 
     @abstractmethod

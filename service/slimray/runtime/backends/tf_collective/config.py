@@ -1,9 +1,5 @@
-"""TF_CONFIG for MultiWorkerMirroredStrategy on each Ray Train worker, set up without importing
-TensorFlow in the driver or the Train controller.
-
-Ray's `TensorflowTrainer` does the same, but its package (`ray.train.tensorflow`) imports
-TensorFlow on import: ~6 s in the driver and again in the controller, every job.
-"""
+"""Ray Train set-up of the tf-collective backend: TF_CONFIG for MultiWorkerMirroredStrategy on every
+worker. Not `ray.train.tensorflow`, which imports TensorFlow (~6 s in driver and controller a job)."""
 
 from __future__ import annotations
 
@@ -12,6 +8,8 @@ import os
 from dataclasses import dataclass
 
 import ray
+from ray._common.network_utils import build_address
+from ray.train._internal.utils import get_address_and_port
 from ray.train.backend import Backend, BackendConfig
 from ray.train.v2._internal.util import TrainingFramework
 
@@ -30,9 +28,7 @@ class TFCollectiveConfig(BackendConfig):
 
 
 def _worker_address() -> str:
-    from ray._common.network_utils import build_address
-    from ray.train._internal.utils import get_address_and_port
-
+    """Runs in a worker: the host:port its TF server will listen on."""
     return build_address(*get_address_and_port())
 
 
@@ -44,6 +40,9 @@ def set_tf_config(worker_addresses: list[str], index: int) -> None:
 
 
 class _TFCollectiveBackend(Backend):
+    """Runs in the Train controller for every new worker group: collects the workers' addresses,
+    then gives each its TF_CONFIG."""
+
     def on_start(self, worker_group, backend_config: TFCollectiveConfig) -> None:
         addresses = worker_group.execute(_worker_address)
         ray.get([

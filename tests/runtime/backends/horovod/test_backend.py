@@ -1,6 +1,7 @@
 """The Horovod backend in real 2-worker Ray Train runs: gradients averaged (a scaled rank changes
 the run but not the agreement of the ranks), one mask across 3 prune events, a perturbed rank
-caught by the agreement check, a killed worker resumed with a new rendezvous."""
+caught by the agreement check, a killed worker resumed with a new rendezvous; and a job refused
+where Horovod is missing."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import sys
 
 import pytest
 
+from slimray.core.errors import BackendUnavailableError, backend_unavailable_message
 from slimray.core.spec import parse_spec
-from slimray.runtime.backends.horovod import _contiguous_node_ranks, _rank_environment
 from tests.conftest import need_horovod
 
 pytestmark = pytest.mark.timeout(900)
@@ -32,25 +33,6 @@ def _spec(out, **failure):
         "failure": {"max_failures": 2, **failure},
         "output": {"dir": str(out)},
     })  # fmt: skip
-
-
-# ------------------------------------------------------------------ rank layout (no Ray)
-
-
-def test_ranks_are_laid_out_per_node_as_horovod_plans_hosts():
-    env = _rank_environment(["a", "a", "b"])
-    assert [e["HOROVOD_RANK"] for e in env] == ["0", "1", "2"]
-    assert [e["HOROVOD_LOCAL_RANK"] for e in env] == ["0", "1", "0"]
-    assert [e["HOROVOD_LOCAL_SIZE"] for e in env] == ["2", "2", "1"]
-    assert [e["HOROVOD_CROSS_RANK"] for e in env] == ["0", "0", "1"]
-    assert [e["HOROVOD_CROSS_SIZE"] for e in env] == ["2", "1", "2"]  # local rank 0 on both nodes
-    assert {e["HOROVOD_SIZE"] for e in env} == {"3"} and env[2]["HOROVOD_HOSTNAME"] == "b"
-
-
-def test_ranks_interleaved_across_nodes_are_refused_naming_them():
-    assert _contiguous_node_ranks(["a", "a", "b"]) == {"a": [0, 1], "b": [2]}
-    with pytest.raises(RuntimeError, match=r"not grouped by node \(\['a', 'b', 'a'\]\)"):
-        _contiguous_node_ranks(["a", "b", "a"])
 
 
 # ------------------------------------------------------------------ real runs
@@ -161,7 +143,17 @@ def test_slimray_run_refuses_horovod_where_it_is_missing_and_keeps_the_old_run(t
                           text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 2, proc.stdout + proc.stderr
     message = proc.stdout + proc.stderr
-    assert "backend: 'horovod' cannot run on this Ray cluster" in message
+    assert backend_unavailable_message("horovod", "") in message  # the one wording
     assert "no horovod on this cluster (test)" in message and "make horovod" in message
     assert "Traceback" not in message
     assert json.loads((out / "report.json").read_text()) == {"state": "succeeded"}
+
+
+def test_a_worker_without_horovod_fails_with_the_one_error_and_message(monkeypatch):
+    """The worker's own check (a cluster whose nodes differ): the driver's error, not a RuntimeError."""
+    from slimray.runtime.backends import HorovodBackend
+
+    monkeypatch.setitem(sys.modules, "horovod", None)  # `import horovod` raises ImportError
+    with pytest.raises(BackendUnavailableError, match=r"backend 'horovod' cannot run on this Ray cluster: "
+                       r"horovod 0\.28\.1 with TensorFlow is not installed .*make horovod"):  # fmt: skip
+        HorovodBackend(rank=0, world=2)

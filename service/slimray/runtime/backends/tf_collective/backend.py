@@ -1,0 +1,51 @@
+"""The default backend as the worker loop sees it: MultiWorkerMirroredStrategy for gradients,
+`CollectiveReduceV2` for scores and digests, TF_CONFIG set up by Ray Train."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from slimray.core.spec import DEFAULT_BACKEND, TrainSpec
+from slimray.runtime.backends.base import TrainStep, WorkerBackend
+from slimray.runtime.backends.tf_collective.config import TFCollectiveConfig
+
+if TYPE_CHECKING:
+    from slimray.runtime.backends.tf_collective.reducer import TFCollectiveReducer
+
+# The methods below run in workers only; each imports TensorFlow (or a module that does) where it
+# needs it, because the driver and the Train controller load this class for its classmethods.
+
+
+class TFCollectiveBackend(WorkerBackend):
+    """TensorFlow's own collectives (gRPC ring allreduce between the workers' TF servers)."""
+
+    name = DEFAULT_BACKEND
+
+    @classmethod
+    def ray_config(cls) -> TFCollectiveConfig:
+        return TFCollectiveConfig()
+
+    def __init__(self, rank: int, world: int):
+        import tensorflow as tf  # worker-only (see the module's note)
+
+        super().__init__(rank, world)
+        self._strategy = tf.distribute.MultiWorkerMirroredStrategy()
+
+    @property
+    def strategy(self) -> Any:
+        return self._strategy
+
+    def reducer(self) -> TFCollectiveReducer:
+        from slimray.runtime.backends.tf_collective.reducer import TFCollectiveReducer  # worker-only
+
+        return TFCollectiveReducer(self.rank, self.world)
+
+    def train_step(self, model: Any, optimizer: Any, batch_size: int, train: TrainSpec) -> TrainStep:
+        from slimray.runtime.backends.tf_collective.step import MirroredTrainStep  # worker-only
+
+        return MirroredTrainStep(model, optimizer, batch_size * self.world, train, self._strategy)
+
+    def allreduce_gradients(self, grads: list[Any]) -> list[Any]:
+        from slimray.runtime.backends.tf_collective.step import sum_gradients  # worker-only
+
+        return sum_gradients(self._strategy, grads)
