@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from slimray.core.jobstate import JobState
 
@@ -51,30 +51,38 @@ def metadata_of(model: type[BaseModel], field: str, kind: type) -> Any:
     return next((m for m in model.model_fields[field].metadata if isinstance(m, kind)), None)
 
 
+# a float that may be NaN (no sample yet): strict JSON writes NaN as null, read back as NaN here
+NaNFloat = Annotated[float, BeforeValidator(lambda value: math.nan if value is None else value)]
+
+
 class WindowMetrics(Record):
     """The metrics every window carries, each with its merge rule across ranks and, if exported,
     its gauge. Adding a window metric = one field here (+ its renderers)."""
 
     samples_per_second: Annotated[
-        float, Merge.SUM, Retain.LATEST, Gauge("train_samples_per_second", "Training samples per second, all workers.")
-    ] = 0.0
+        float, Merge.SUM, Retain.LATEST,
+        Gauge("train_samples_per_second", "Training samples per second, all workers."),
+    ] = 0.0  # fmt: skip
     step_time: Annotated[float, Merge.MAX, Retain.LATEST] = 0.0
-    loss: Annotated[float, Merge.SUM, Retain.LATEST] = math.nan
-    accuracy: Annotated[float, Merge.MEAN, Retain.LATEST] = math.nan
+    loss: Annotated[NaNFloat, Merge.SUM, Retain.LATEST] = math.nan
+    accuracy: Annotated[NaNFloat, Merge.MEAN, Retain.LATEST] = math.nan
     params: Annotated[
-        int, Merge.FIRST, Retain.LATEST, Gauge("model_parameters", "Parameters of the current (pruned) model.")
-    ]
+        int, Merge.FIRST, Retain.LATEST,
+        Gauge("model_parameters", "Parameters of the current (pruned) model."),
+    ]  # fmt: skip
     flops: Annotated[
-        int, Merge.FIRST, Retain.LATEST, Gauge("model_flops_per_sample", "FLOPs per sample of the current model.")
-    ]
+        int, Merge.FIRST, Retain.LATEST,
+        Gauge("model_flops_per_sample", "FLOPs per sample of the current model."),
+    ]  # fmt: skip
     gradient_allreduce_bytes_per_step: Annotated[
         int | None, Merge.FIRST, Retain.LATEST,
         Gauge("gradient_allreduce_bytes_per_step",
               "Bytes of gradients each worker allreduces per step (falls as the model shrinks)."),
     ] = None  # fmt: skip
     sparsity: Annotated[
-        float, Merge.FIRST, Retain.LATEST, Gauge("sparsity_ratio", "Fraction of prunable channels removed (0-1).")
-    ] = 0.0
+        float, Merge.FIRST, Retain.LATEST,
+        Gauge("sparsity_ratio", "Fraction of prunable channels removed (0-1)."),
+    ] = 0.0  # fmt: skip
     val_accuracy: Annotated[float | None, Merge.FIRST, Retain.LAST_KNOWN] = None  # rank 0 evaluates
     allreduce_bytes_total: Annotated[int, Merge.SUM] = 0  # channel-score bytes reduced so far
 
@@ -154,8 +162,9 @@ class TimelineEntry(WindowMetrics):
     phase: int  # prune events applied when this window's steps ran
     elapsed_seconds: float | None = None
     throughput_gain: Annotated[
-        float | None, Retain.LATEST, Gauge("throughput_gain_ratio", "Samples/s relative to the unpruned phase.")
-    ] = None
+        float | None, Retain.LATEST,
+        Gauge("throughput_gain_ratio", "Samples/s relative to the unpruned phase."),
+    ] = None  # fmt: skip
 
     @classmethod
     def merge(cls, windows: list[WindowReport], **fields: Any) -> TimelineEntry:
@@ -195,6 +204,11 @@ class ProgressReport(TimelineEntry):
 
     total_steps: int = Field(ge=0)
     event: PruneEvent | None = None
+
+    @classmethod
+    def of(cls, entry: TimelineEntry, total_steps: int, event: PruneEvent | None) -> ProgressReport:
+        """The report of a step's timeline entry (its JSON form: `model_dump()`, wire names)."""
+        return cls(**dict(entry), total_steps=total_steps, event=event)
 
 
 class BeforeAfter(Record):
