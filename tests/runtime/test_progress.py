@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from slimray.core.records import WindowReport
 from slimray.runtime.progress import WINDOW, ProgressChannel, StepMerger, WorkerMessage
 
 
-def _window(rank, step, attempt=1, **payload):
-    return WorkerMessage(WINDOW, rank, attempt, step, 100.0 + step, {"samples_per_second": 1.0, **payload})
+def _window(rank, step, attempt=1):
+    report = WindowReport(rank=rank, step=step, time=100.0 + step, pid=1, samples_per_second=1.0,
+                          params=10, flops=100)  # fmt: skip
+    return WorkerMessage(WINDOW, rank, attempt, step, 100.0 + step, report)
 
 
 def test_a_step_is_yielded_once_every_rank_sent_it_in_rank_order():
@@ -16,8 +19,8 @@ def test_a_step_is_yielded_once_every_rank_sent_it_in_rank_order():
     assert list(merger.add(_window(1, 10))) == []
     assert list(merger.add(_window(0, 20))) == []
     (joined,) = list(merger.add(_window(0, 10)))
-    assert [r["rank"] for r in joined] == [0, 1] and {r["step"] for r in joined} == {10}
-    assert joined[0]["time"] == 110.0
+    assert [r.rank for r in joined] == [0, 1] and {r.step for r in joined} == {10}
+    assert joined[0].time == 110.0
 
 
 def test_a_new_attempt_drops_the_old_ones_half_joined_steps_and_stragglers():
@@ -27,6 +30,34 @@ def test_a_new_attempt_drops_the_old_ones_half_joined_steps_and_stragglers():
     assert list(merger.add(_window(1, 30, attempt=1))) == []  # a straggler of the dead group
     (joined,) = list(merger.add(_window(1, 30, attempt=2)))
     assert len(joined) == 2
+
+
+def test_a_window_message_must_carry_a_window_report():
+    with pytest.raises(TypeError, match="WindowReport"):
+        list(StepMerger(world=1).add(WorkerMessage(WINDOW, 0, 1, 5, 1.0, {"samples_per_second": 1.0})))
+
+
+def test_the_pump_turns_a_merged_step_into_a_report_event():
+    from slimray.core.records import PruneEvent
+    from slimray.runtime.pump import ProgressPump
+    from slimray.runtime.report import Timeline
+
+    events, reports = [], []
+    pump = ProgressPump(2, 100, lambda kind, data: events.append((kind, data)), Timeline(),
+                        on_report=reports.append)  # fmt: skip
+    event = PruneEvent(step=9, target_sparsity=0.5, sparsity=0.5, groups_pruned=1, channels_before=8,
+                       channels_after=4, params_before=20, params_after=10, flops_before=200,
+                       flops_after=100, digest="d", local_scores_sha="s")  # fmt: skip
+    for rank in (0, 1):
+        window = _window(rank, 10).payload.model_copy(update={"event": event})
+        pump.handle(WorkerMessage(WINDOW, rank, 1, 10, 110.0, window))
+    [(kind, data)] = events
+    assert kind == "report" and reports[0].event.digest_by_rank == {"0": "d", "1": "d"}
+    assert set(data) == {"step", "phase", "samples_per_second", "step_time", "loss", "accuracy", "params",
+                         "flops", "gradient_allreduce_bytes_per_step", "sparsity", "val_accuracy",
+                         "allreduce_bytes_total", "elapsed_seconds", "throughput_gain", "total_steps",
+                         "event"}  # fmt: skip
+    assert data["samples_per_second"] == 2.0 and data["total_steps"] == 100 and "frozen" in data["event"]
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import pytest
 
+from slimray.core.records import PruneEvent, WindowReport
 from slimray.runtime.report import Timeline, build_report, plot_report, write_report
 
 
-def _report(step, sps, rank=0, event=None, resumed=None, params=100):
-    return {"step": step, "rank": rank, "samples_per_second": sps, "step_time": 0.01,
-            "loss": 1.0, "accuracy": 0.5, "params": params, "flops": 10 * params,
-            "sparsity": 0.0, "peak_memory_bytes": 1000 + step, "event": event,
-            "resumed_from": resumed, "allreduce_bytes_total": 8}  # fmt: skip
+def _report(step, sps, rank=0, event=None, resumed=None, params=100, pid=1, **fields):
+    return WindowReport(step=step, rank=rank, time=100.0 + step, pid=pid, samples_per_second=sps,
+                        step_time=0.01, loss=1.0, accuracy=0.5, params=params, flops=10 * params,
+                        sparsity=0.0, peak_memory_bytes=1000 + step, event=event,
+                        resumed_from=resumed, allreduce_bytes_total=8, **fields)  # fmt: skip
 
 
 def _event(step, digest="d", sha="s"):
-    return {"step": step, "digest": digest, "local_scores_sha": sha, "params_before": 100,
-            "flops_before": 1000, "durations": {}}  # fmt: skip
+    return PruneEvent(step=step, digest=digest, local_scores_sha=sha, target_sparsity=0.5, sparsity=0.5,
+                      groups_pruned=1, channels_before=10, channels_after=5, params_before=100,
+                      params_after=50, flops_before=1000, flops_after=500)  # fmt: skip
 
 
 def test_gain_is_measured_against_the_unpruned_phase_without_warmup():
@@ -24,10 +26,10 @@ def test_gain_is_measured_against_the_unpruned_phase_without_warmup():
     t.add([_report(10, 5.0), _report(10, 5.0, rank=1)])  # warm-up window, ignored
     t.add([_report(20, 100.0), _report(20, 100.0, rank=1)])
     t.add([_report(21, 0.0, event=_event(20)), _report(21, 0.0, rank=1, event=_event(20, sha="t"))])
-    entry = t.add([_report(30, 200.0, params=50), _report(30, 200.0, rank=1, params=50)])
+    entry, event = t.add([_report(30, 200.0, params=50), _report(30, 200.0, rank=1, params=50)])
     assert t.dense_throughput == 200.0 and t.final_throughput == 400.0
-    assert entry["throughput_gain"] == pytest.approx(2.0)
-    report = build_report(t, job="j")
+    assert entry.throughput_gain == pytest.approx(2.0) and event is None
+    report = build_report(t, job="j").wire()
     assert report["throughput_gain"] == pytest.approx(2.0)
     assert report["prune_events"][0]["local_scores_sha_by_rank"] == {"0": "s", "1": "t"}
     assert report["peak_memory_bytes_per_worker"] == {"0": 1030, "1": 1030}
@@ -39,12 +41,12 @@ def test_restart_drops_the_windows_it_replays():
     t.add([_report(21, 0.0, event=_event(20))])
     t.add([_report(30, 150.0)])
     t.add([_report(40, 150.0)])
-    t.add([{**_report(30, 140.0, resumed=21), "pid": 7}])  # restarted from the step-21 checkpoint
-    t.add([{**_report(40, 140.0, resumed=21), "pid": 7}])
+    t.add([_report(30, 140.0, resumed=21, pid=7)])  # restarted from the step-21 checkpoint
+    t.add([_report(40, 140.0, resumed=21, pid=7)])
     assert t.restarts == [21]
-    t.add([{**_report(30, 140.0, resumed=21), "pid": 8}])  # a second restart, same checkpoint
+    t.add([_report(30, 140.0, resumed=21, pid=8)])  # a second restart, same checkpoint
     assert t.restarts == [21, 21]
-    assert [e["step"] for e in t.entries] == [10, 21, 30]
+    assert [e.step for e in t.entries] == [10, 21, 30]
     assert len(t.events) == 1
 
 
@@ -52,7 +54,7 @@ def test_report_json_is_strict(tmp_path):
     import json
 
     t = Timeline()
-    t.add([{**_report(10, 100.0), "loss": float("nan")}])
+    t.add([_report(10, 100.0).model_copy(update={"loss": float("nan")})])
     path = write_report(tmp_path, build_report(t, job="j", exported_accuracy=float("nan")))
     data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
     assert data["exported_accuracy"] is None and data["timeline"][0]["loss"] is None
@@ -76,4 +78,34 @@ def test_a_dense_phase_of_one_window_still_gives_a_gain():
     t.add([_report(46, 0.0, event=_event(45))])
     t.add([_report(90, 250.0, params=50)])
     assert t.dense_throughput == 100.0
-    assert build_report(t, job="j")["throughput_gain"] == pytest.approx(2.5)
+    assert build_report(t, job="j").throughput_gain == pytest.approx(2.5)
+
+
+REPORT_KEYS = ["job", "state", "error", "started_at", "total_steps", "workers", "backend", "spec",
+               "exported_accuracy", "exported_params", "dense_samples_per_second",
+               "final_samples_per_second", "throughput_gain", "params", "gradient_allreduce_bytes_per_step",
+               "flops_per_sample", "final_sparsity", "final_val_accuracy", "peak_memory_bytes_per_worker",
+               "restarts_from_steps", "weights_sha_by_rank", "replicas_identical", "prune_events",
+               "timeline", "finished_at", "wall_seconds", "wall_time"]  # fmt: skip
+
+
+def test_report_json_keeps_its_keys_and_the_events_wire_names(tmp_path):
+    import json
+
+    t = Timeline(start_time=100.0)
+    t.add([_report(10, 100.0, gradient_allreduce_bytes_per_step=64)])
+    t.add([_report(11, 0.0, event=_event(10), weights_sha="w")])
+    job = {"job": "j", "state": "succeeded", "error": None, "started_at": "t0", "total_steps": 11,
+           "workers": 1, "backend": "tf-collective", "spec": {"name": "j"}, "exported_accuracy": 0.5,
+           "exported_params": 50}  # fmt: skip
+    report = build_report(t, **job)
+    report.finished_at, report.wall_seconds, report.wall_time = "t1", 2.0, {"total_seconds": 2.0}
+    data = json.loads(write_report(tmp_path, report).read_text())
+    assert list(data) == REPORT_KEYS
+    assert data["params"] == {"before": 100, "after": 100} and data["flops_per_sample"]["before"] == 1000
+    assert data["gradient_allreduce_bytes_per_step"] == {"before": 64, "after": None}
+    [event] = data["prune_events"]
+    assert "frozen" in event and "kept_whole" not in event and event["digest_by_rank"] == {"0": "d"}
+    assert data["timeline"][1]["elapsed_seconds"] == 11.0 and data["replicas_identical"] is True
+    failed = build_report(Timeline(), job="j", state="failed", error="E: x").wire()
+    assert "exported_accuracy" not in failed and "finished_at" not in failed  # unset: left out, as before

@@ -46,3 +46,36 @@ def test_each_job_is_labelled_with_its_backend_for_comparison(tmp_path):
     text = generate_latest(build_registries(store, 10, lambda: None).full).decode()
     assert f'slimray_job_info{{backend="horovod",job="{hvd.id}"}} 1.0' in text
     assert f'slimray_job_info{{backend="tf-collective",job="{old.id}"}} 1.0' in text
+
+
+EXPOSED_HELP = {
+    "slimray_train_samples_per_second": "Training samples per second, all workers.",
+    "slimray_throughput_gain_ratio": "Samples/s relative to the unpruned phase.",
+    "slimray_model_parameters": "Parameters of the current (pruned) model.",
+    "slimray_model_flops_per_sample": "FLOPs per sample of the current model.",
+    "slimray_sparsity_ratio": "Fraction of prunable channels removed (0-1).",
+    "slimray_gradient_allreduce_bytes_per_step":
+        "Bytes of gradients each worker allreduces per step (falls as the model shrinks).",
+    "slimray_prune_events_total": "Prune events applied.",
+    "slimray_score_allreduce_bytes_total": "Bytes of channel scores allreduced.",
+    "slimray_prune_event_duration_seconds": "Duration of each phase of a prune event.",
+    "slimray_job_state": "1 for the job's current state.",
+    "slimray_job_failed_info": "1 for a failed job, by the error's type.",
+    "slimray_last_prune_event_seconds": "Duration of the job's last prune event.",
+    "slimray_job_info": "1 per job, labelled with the backend that allreduces its gradients and scores.",
+    "slimray_jobs": "Jobs in the store, by state.",
+    "slimray_ray_reachable": "1 if Ray's job API answered the last probe.",
+    "slimray_http_request_duration_seconds":
+        "HTTP request latency by route template, method and status class.",
+}  # fmt: skip
+
+
+def test_every_family_keeps_its_name_and_help(tmp_path):
+    """The families are described once as data (`core.metric_families`); the dashboard and the
+    alerts read these names."""
+    store = Store(tmp_path / "j.db")
+    store.create("j", {})
+    text = generate_latest(build_registries(store, 10, lambda: True).full).decode()
+    lines = [line.removeprefix("# HELP ") for line in text.splitlines() if line.startswith("# HELP ")]
+    helps = dict(line.split(" ", 1) for line in lines)
+    assert helps == EXPOSED_HELP

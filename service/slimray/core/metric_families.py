@@ -1,26 +1,68 @@
-"""Metric names, help texts and buckets shared by the service's exposition (`slimray.service.metrics`)
-and the driver's Ray metrics (`slimray.runtime.metrics`): one set of names for both."""
+"""Every `slimray_*` metric family described once, as data: name, kind, help, labels, buckets.
+The service's exposition (`slimray.service.metrics`) and the driver's Ray metrics
+(`slimray.runtime.metrics`) both build theirs from it; the window gauges come from the records."""
 
 from __future__ import annotations
 
-PRUNE_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-PRUNE_PHASES = ("score", "allreduce", "agreement", "surgery", "retrace")
-REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+from dataclasses import dataclass
+from enum import StrEnum
 
-GAUGES = (
-    ("train_samples_per_second", "samples_per_second", "Training samples per second, all workers."),
-    ("throughput_gain_ratio", "throughput_gain", "Samples/s relative to the unpruned phase."),
-    ("model_parameters", "params", "Parameters of the current (pruned) model."),
-    ("model_flops_per_sample", "flops", "FLOPs per sample of the current model."),
-    ("sparsity_ratio", "sparsity", "Fraction of prunable channels removed (0-1)."),
-    (
-        "gradient_allreduce_bytes_per_step",
-        "gradient_allreduce_bytes_per_step",
-        "Bytes of gradients each worker allreduces per step (falls as the model shrinks).",
-    ),
-)
+from slimray.core.records import PRUNE_PHASES, gauges
+
+
+class Kind(StrEnum):
+    GAUGE = "gauge"
+    COUNTER = "counter"  # exposed with the `_total` suffix the name leaves out
+    HISTOGRAM = "histogram"
+
+
+JOB = "job"  # every per-job family's label (Ray's tag `slimray_job`, relabelled to it)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One metric family; `field` names the record field a window gauge reads (else None)."""
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...] = (JOB,)
+    buckets: tuple[float, ...] = ()
+    field: str | None = None
+
+
+WINDOW_GAUGES = tuple(Family(f"slimray_{g.name}", Kind.GAUGE, g.help, field=name)
+                      for name, g in gauges().items())  # fmt: skip
 
 # 1 per job, labelled with its allreduce backend (`tf-collective` or `horovod`): the job metrics
 # join it on `job` (`* on(job) group_left(backend) slimray_job_info`) to compare the two
-JOB_INFO = "slimray_job_info"
-JOB_INFO_DOC = "1 per job, labelled with the backend that allreduces its gradients and scores."
+JOB_INFO = Family("slimray_job_info", Kind.GAUGE,
+                  "1 per job, labelled with the backend that allreduces its gradients and scores.",
+                  (JOB, "backend"))  # fmt: skip
+PRUNE_EVENTS = Family("slimray_prune_events", Kind.COUNTER, "Prune events applied.")
+SCORE_ALLREDUCE_BYTES = Family(
+    "slimray_score_allreduce_bytes", Kind.COUNTER, "Bytes of channel scores allreduced."
+)
+PRUNE_EVENT_DURATION = Family(
+    "slimray_prune_event_duration_seconds", Kind.HISTOGRAM, "Duration of each phase of a prune event.",
+    (JOB, "phase"), buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)  # fmt: skip
+PHASES = PRUNE_PHASES  # the values of PRUNE_EVENT_DURATION's `phase` label
+
+# the service's alone: read from its store
+JOB_STATE = Family("slimray_job_state", Kind.GAUGE, "1 for the job's current state.", (JOB, "state"))
+JOB_FAILED = Family("slimray_job_failed_info", Kind.GAUGE, "1 for a failed job, by the error's type.",
+                    (JOB, "error_type"))  # fmt: skip
+LAST_PRUNE_EVENT = Family(
+    "slimray_last_prune_event_seconds", Kind.GAUGE, "Duration of the job's last prune event."
+)
+JOBS = Family("slimray_jobs", Kind.GAUGE, "Jobs in the store, by state.", ("state",))
+RAY_REACHABLE = Family("slimray_ray_reachable", Kind.GAUGE, "1 if Ray's job API answered the last probe.", ())
+HTTP_REQUEST_DURATION = Family(
+    "slimray_http_request_duration_seconds", Kind.HISTOGRAM,
+    "HTTP request latency by route template, method and status class.", ("route", "method", "status_class"),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)  # fmt: skip
+
+# what a job's driver exports through Ray when no service is in the loop (same names)
+DRIVER_FAMILIES = (*WINDOW_GAUGES, JOB_INFO, PRUNE_EVENTS, SCORE_ALLREDUCE_BYTES, PRUNE_EVENT_DURATION)

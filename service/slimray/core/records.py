@@ -1,6 +1,7 @@
 """Typed records of a run, as they travel worker → driver → service and CLI: one rank's window of
-training, a prune event, a timeline entry. Pure pydantic (no TensorFlow, Ray or HTTP) so every side
-shares them; a window metric is one annotated field of `WindowMetrics`."""
+training, a prune event, a timeline entry, the driver's progress report and the run's report.
+Pure pydantic (no TensorFlow, Ray or HTTP) so every side shares them; a window metric is one
+annotated field of `WindowMetrics`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from slimray.core.jobstate import JobState
 
 
 class Merge(StrEnum):
@@ -19,6 +22,14 @@ class Merge(StrEnum):
     MAX = "max"  # the slowest rank's (step time)
     MEAN = "mean"  # an average over ranks of equal weight (accuracy over each rank's own samples)
     FIRST = "first"  # the same on every rank (model size, sparsity), or rank 0's only (validation)
+
+
+class Retain(StrEnum):
+    """How the service keeps a window metric in a job's `metrics` across its reports (a metric
+    without this rule is not kept there)."""
+
+    LATEST = "latest"  # the last report's value, null included
+    LAST_KNOWN = "last_known"  # the last non-null value (validation runs on some windows only)
 
 
 @dataclass(frozen=True)
@@ -40,31 +51,39 @@ def metadata_of(model: type[BaseModel], field: str, kind: type) -> Any:
     return next((m for m in model.model_fields[field].metadata if isinstance(m, kind)), None)
 
 
+# a float that may be NaN (no sample yet): strict JSON writes NaN as null, read back as NaN here
+NaNFloat = Annotated[float, BeforeValidator(lambda value: math.nan if value is None else value)]
+
+
 class WindowMetrics(Record):
     """The metrics every window carries, each with its merge rule across ranks and, if exported,
     its gauge. Adding a window metric = one field here (+ its renderers)."""
 
     samples_per_second: Annotated[
-        float, Merge.SUM, Gauge("train_samples_per_second", "Training samples per second, all workers.")
-    ] = 0.0
-    step_time: Annotated[float, Merge.MAX] = 0.0
-    loss: Annotated[float, Merge.SUM] = math.nan
-    accuracy: Annotated[float, Merge.MEAN] = math.nan
+        float, Merge.SUM, Retain.LATEST,
+        Gauge("train_samples_per_second", "Training samples per second, all workers."),
+    ] = 0.0  # fmt: skip
+    step_time: Annotated[float, Merge.MAX, Retain.LATEST] = 0.0
+    loss: Annotated[NaNFloat, Merge.SUM, Retain.LATEST] = math.nan
+    accuracy: Annotated[NaNFloat, Merge.MEAN, Retain.LATEST] = math.nan
     params: Annotated[
-        int, Merge.FIRST, Gauge("model_parameters", "Parameters of the current (pruned) model.")
-    ]
+        int, Merge.FIRST, Retain.LATEST,
+        Gauge("model_parameters", "Parameters of the current (pruned) model."),
+    ]  # fmt: skip
     flops: Annotated[
-        int, Merge.FIRST, Gauge("model_flops_per_sample", "FLOPs per sample of the current model.")
-    ]
+        int, Merge.FIRST, Retain.LATEST,
+        Gauge("model_flops_per_sample", "FLOPs per sample of the current model."),
+    ]  # fmt: skip
     gradient_allreduce_bytes_per_step: Annotated[
-        int | None, Merge.FIRST,
+        int | None, Merge.FIRST, Retain.LATEST,
         Gauge("gradient_allreduce_bytes_per_step",
               "Bytes of gradients each worker allreduces per step (falls as the model shrinks)."),
     ] = None  # fmt: skip
     sparsity: Annotated[
-        float, Merge.FIRST, Gauge("sparsity_ratio", "Fraction of prunable channels removed (0-1).")
-    ] = 0.0
-    val_accuracy: Annotated[float | None, Merge.FIRST] = None  # rank 0 evaluates
+        float, Merge.FIRST, Retain.LATEST,
+        Gauge("sparsity_ratio", "Fraction of prunable channels removed (0-1)."),
+    ] = 0.0  # fmt: skip
+    val_accuracy: Annotated[float | None, Merge.FIRST, Retain.LAST_KNOWN] = None  # rank 0 evaluates
     allreduce_bytes_total: Annotated[int, Merge.SUM] = 0  # channel-score bytes reduced so far
 
 
@@ -143,8 +162,9 @@ class TimelineEntry(WindowMetrics):
     phase: int  # prune events applied when this window's steps ran
     elapsed_seconds: float | None = None
     throughput_gain: Annotated[
-        float | None, Gauge("throughput_gain_ratio", "Samples/s relative to the unpruned phase.")
-    ] = None
+        float | None, Retain.LATEST,
+        Gauge("throughput_gain_ratio", "Samples/s relative to the unpruned phase."),
+    ] = None  # fmt: skip
 
     @classmethod
     def merge(cls, windows: list[WindowReport], **fields: Any) -> TimelineEntry:
@@ -170,3 +190,69 @@ def gauges() -> dict[str, Gauge]:
     """Every exported window metric: {field name: its gauge}, in declaration order."""
     return {name: gauge for name in TimelineEntry.model_fields
             if (gauge := metadata_of(TimelineEntry, name, Gauge)) is not None}  # fmt: skip
+
+
+def retained() -> dict[str, Retain]:
+    """Every window metric the service keeps in a job's `metrics`: {field name: its rule}."""
+    return {name: rule for name in TimelineEntry.model_fields
+            if (rule := metadata_of(TimelineEntry, name, Retain)) is not None}  # fmt: skip
+
+
+class ProgressReport(TimelineEntry):
+    """What the driver posts as a "report" event: a step's timeline entry, the job's step count
+    and the prune event applied before the step's window (with every rank's digests)."""
+
+    total_steps: int = Field(ge=0)
+    event: PruneEvent | None = None
+
+    @classmethod
+    def of(cls, entry: TimelineEntry, total_steps: int, event: PruneEvent | None) -> ProgressReport:
+        """The report of a step's timeline entry (its JSON form: `model_dump()`, wire names)."""
+        return cls(**dict(entry), total_steps=total_steps, event=event)
+
+
+class BeforeAfter(Record):
+    """A size before the first prune event and at the end of the run."""
+
+    before: int | None = None
+    after: int | None = None
+
+
+class RunReport(Record):
+    """report.json: the job's fields, the run's measures, its prune events and timeline, its wall
+    time. `wire()` keeps today's keys: a field the driver never set (the export of a failed run,
+    the wall time before the end) is left out, as before."""
+
+    job: str | None = None
+    state: JobState | None = None
+    error: str | None = None
+    started_at: str | None = None
+    total_steps: int | None = None
+    workers: int | None = None
+    backend: str | None = None
+    spec: dict[str, Any] | None = None
+    exported_accuracy: float | None = None  # the final model reloaded and evaluated by rank 0
+    exported_params: int | None = None
+    dense_samples_per_second: float | None = None
+    final_samples_per_second: float | None = None
+    throughput_gain: float | None = None
+    params: BeforeAfter = Field(default_factory=BeforeAfter)
+    gradient_allreduce_bytes_per_step: BeforeAfter = Field(default_factory=BeforeAfter)
+    flops_per_sample: BeforeAfter = Field(default_factory=BeforeAfter)
+    final_sparsity: float | None = None
+    final_val_accuracy: float | None = None
+    peak_memory_bytes_per_worker: dict[str, int] = Field(default_factory=dict)
+    restarts_from_steps: list[int] = Field(default_factory=list)
+    # the replicas' final weights: one digest when every step averaged the same gradients
+    weights_sha_by_rank: dict[str, str] = Field(default_factory=dict)
+    replicas_identical: bool | None = None
+    prune_events: list[PruneEvent] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    finished_at: str | None = None
+    wall_seconds: float | None = None
+    wall_time: dict[str, Any] | None = None  # `breakdown.WallTimeBreakdown.to_dict()`
+
+    def wire(self) -> dict[str, Any]:
+        """report.json's content (NaN kept: `jsonsafe.finite` makes it strict JSON)."""
+        data = self.model_dump(mode="python")
+        return {name: data[name] for name in type(self).model_fields if name in self.model_fields_set}

@@ -1,56 +1,64 @@
 """The driver's training metrics through Ray's own metrics API (`ray.util.metrics`), so a job
 with no service in the loop (`slimray run`, a KubeRay RayJob) reaches Prometheus too: Ray
 exports them as `ray_slimray_*` with a `slimray_job` tag on each node's metrics port, and the
-PodMonitor (k8s/podmonitor.yaml, the chart's) renames them to the service's `slimray_*` names."""
+PodMonitor (k8s/podmonitor.yaml, the chart's) renames them to the service's `slimray_*` names.
+The families are `core.metric_families`'s: one description for the service and for Ray."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from slimray.core.metric_families import GAUGES, JOB_INFO, JOB_INFO_DOC, PRUNE_DURATION_BUCKETS, PRUNE_PHASES
+from ray.util.metrics import Counter, Gauge, Histogram
+
+from slimray.core.metric_families import (
+    DRIVER_FAMILIES,
+    JOB,
+    JOB_INFO,
+    PHASES,
+    PRUNE_EVENT_DURATION,
+    PRUNE_EVENTS,
+    SCORE_ALLREDUCE_BYTES,
+    WINDOW_GAUGES,
+    Family,
+    Kind,
+)
+from slimray.core.records import ProgressReport
 from slimray.core.spec import DEFAULT_BACKEND
 
-EventSink = Callable[[str, dict[str, Any]], None]
-TAG = "slimray_job"
+TAG = "slimray_job"  # Ray's tag for the `job` label (the PodMonitor relabels it back)
 
 
-class RayMetricsSink:
-    """An event sink that records each report as Ray metrics, then passes it on."""
+def ray_metric(family: Family) -> Any:
+    """The Ray metric of one family: same name and help, `job` tagged as `slimray_job`."""
+    tags = tuple(TAG if label == JOB else label for label in family.labels)
+    if family.kind is Kind.HISTOGRAM:
+        return Histogram(family.name, family.help, boundaries=list(family.buckets), tag_keys=tags)
+    return (Counter if family.kind is Kind.COUNTER else Gauge)(family.name, family.help, tag_keys=tags)
 
-    def __init__(self, job: str, inner: EventSink, backend: str = DEFAULT_BACKEND):
-        from ray.util.metrics import Counter, Gauge, Histogram
 
+class RayMetrics:
+    """Records each progress report of one job as Ray metrics."""
+
+    def __init__(self, job: str, backend: str = DEFAULT_BACKEND):
         self.tags = {TAG: job}
-        self.inner = inner
-        # 1 per job, labelled with its allreduce backend: joined on `job` to compare backends
-        self.info = Gauge(JOB_INFO, JOB_INFO_DOC, tag_keys=(TAG, "backend"))
         self.info_tags = {**self.tags, "backend": backend}
-        self.gauges = {key: Gauge(f"slimray_{name}", doc, tag_keys=(TAG,)) for name, key, doc in GAUGES}
-        self.events = Counter("slimray_prune_events", "Prune events applied.", tag_keys=(TAG,))
-        self.allreduce = Counter("slimray_score_allreduce_bytes", "Bytes of channel scores allreduced.",
-                                 tag_keys=(TAG,))  # fmt: skip
-        self.durations = Histogram(
-            "slimray_prune_event_duration_seconds", "Duration of each phase of a prune event.",
-            boundaries=list(PRUNE_DURATION_BUCKETS), tag_keys=(TAG, "phase"),
-        )  # fmt: skip
+        self.metrics = {family.name: ray_metric(family) for family in DRIVER_FAMILIES}
 
-    def __call__(self, kind: str, data: dict[str, Any]) -> None:
-        if kind == "report":
-            self._report(data)
-        self.inner(kind, data)
-
-    def _report(self, data: dict[str, Any]) -> None:
-        self.info.set(1.0, tags=self.info_tags)  # with the other gauges: Ray exports what reports set
-        for key, gauge in self.gauges.items():
-            value = data.get(key)
-            if isinstance(value, int | float):
-                gauge.set(float(value), tags=self.tags)
-        event = data.get("event")
-        if event:
-            self.events.inc(1.0, tags=self.tags)
-            self.allreduce.inc(float(event.get("allreduce_bytes") or 0) or 0.0, tags=self.tags)
-            for phase in PRUNE_PHASES:
-                seconds = (event.get("durations") or {}).get(phase)
-                if isinstance(seconds, int | float):
-                    self.durations.observe(float(seconds), tags={**self.tags, "phase": phase})
+    def on_progress_report(self, report: ProgressReport) -> None:
+        # the job's info with the other gauges: Ray exports what reports set
+        self.metrics[JOB_INFO.name].set(1.0, tags=self.info_tags)
+        for family in WINDOW_GAUGES:
+            value = getattr(report, family.field)
+            if value is not None:
+                self.metrics[family.name].set(float(value), tags=self.tags)
+        event = report.event
+        if event is None:
+            return
+        self.metrics[PRUNE_EVENTS.name].inc(1.0, tags=self.tags)
+        if event.allreduce_bytes:  # Ray's counters refuse an increment of 0 (one worker reduces nothing)
+            self.metrics[SCORE_ALLREDUCE_BYTES.name].inc(float(event.allreduce_bytes), tags=self.tags)
+        durations = self.metrics[PRUNE_EVENT_DURATION.name]
+        for phase in PHASES:
+            seconds = getattr(event.durations, phase)
+            if seconds is not None:
+                durations.observe(float(seconds), tags={**self.tags, "phase": phase})

@@ -11,9 +11,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-WINDOW = "window"  # one rank's metrics for the steps since its last window
-STARTED = "started"  # a rank entered its loop (payload: its set-up phases)
-FINISHED = "finished"  # a rank left its loop (payload: its loop's wall-time phases)
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from slimray.core.records import WindowReport
+
+WINDOW = "window"  # one rank's metrics for the steps since its last window (payload: a WindowReport)
+STARTED = "started"  # a rank entered its loop (payload: a dict of its set-up phases)
+FINISHED = "finished"  # a rank left its loop (payload: a dict of its loop's wall-time phases)
+ERROR = "error"  # the Train controller's callback: worker exceptions (payload: {rank: repr}), rank -1
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,7 @@ class WorkerMessage:
     attempt: int
     step: int
     time: float  # the worker's wall clock (time.time()) when sent
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: WindowReport | dict[str, Any] = field(default_factory=dict)
 
 
 class _Channel:
@@ -47,9 +53,6 @@ class ProgressChannel:
     The actor lives on the driver's node: losing a worker node must not lose the progress."""
 
     def __init__(self) -> None:
-        import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self._actor = (
             ray.remote(num_cpus=0, max_concurrency=1)(_Channel).options(scheduling_strategy=here).remote()
@@ -59,13 +62,9 @@ class ProgressChannel:
         return ProgressSender(self._actor)
 
     def drain(self, timeout: float = 30.0) -> list[WorkerMessage]:
-        import ray
-
         return ray.get(self._actor.drain.remote(), timeout=timeout)
 
     def close(self) -> None:
-        import ray
-
         ray.kill(self._actor)
 
 
@@ -90,20 +89,22 @@ class StepMerger:
     """
 
     world: int
-    _pending: dict[tuple[int, int], dict[int, dict[str, Any]]] = field(default_factory=dict)
+    _pending: dict[tuple[int, int], dict[int, WindowReport]] = field(default_factory=dict)
     _attempts: list[int] = field(default_factory=list)
 
-    def add(self, message: WorkerMessage) -> Iterator[list[dict[str, Any]]]:
+    def add(self, message: WorkerMessage) -> Iterator[list[WindowReport]]:
         """Yields the ranks' windows (rank order) of each step this message completes."""
         if message.attempt not in self._attempts:
             self._attempts.append(message.attempt)
             self._pending = {k: v for k, v in self._pending.items() if k[0] == message.attempt}
         if message.attempt != self._attempts[-1]:
             return  # a straggler of a worker group that has been replaced
-        key = (message.attempt, message.step)
+        window = message.payload
+        if not isinstance(window, WindowReport):
+            raise TypeError(f"a {WINDOW} message carries a WindowReport; received: {type(window).__name__}")
+        key = (message.attempt, window.step)
         ranks = self._pending.setdefault(key, {})
-        ranks[message.rank] = {**message.payload, "rank": message.rank, "step": message.step,
-                               "time": message.time}  # fmt: skip
+        ranks[window.rank] = window
         if len(ranks) == self.world:
             del self._pending[key]
             yield [ranks[r] for r in sorted(ranks)]

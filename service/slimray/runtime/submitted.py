@@ -14,6 +14,8 @@ import httpx
 from slimray.core.envvars import DriverEnv
 from slimray.core.jobstate import JobState
 from slimray.core.jsonsafe import finite
+from slimray.core.spec import parse_spec
+from slimray.runtime.trainer import run_job
 
 
 class EventPoster:
@@ -56,9 +58,7 @@ class EventPoster:
 
 
 def main() -> int:
-    from slimray.core.spec import parse_spec
-    from slimray.runtime.trainer import run_job
-
+    """Run the job the service handed over; its events go back to the service as they happen."""
     driver = DriverEnv.from_env()
     job_id = driver.job_id
     spec = parse_spec(driver.spec, f"job {job_id}")

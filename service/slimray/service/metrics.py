@@ -9,96 +9,99 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from pydantic import ValidationError
 
 from slimray.core.jobstate import JobState
-from slimray.core.metric_families import GAUGES as _GAUGES
 from slimray.core.metric_families import (
+    HTTP_REQUEST_DURATION,
+    JOB_FAILED,
     JOB_INFO,
-    JOB_INFO_DOC,
-    PRUNE_DURATION_BUCKETS,
-    PRUNE_PHASES,
-    REQUEST_BUCKETS,
+    JOB_STATE,
+    JOBS,
+    LAST_PRUNE_EVENT,
+    PHASES,
+    PRUNE_EVENT_DURATION,
+    PRUNE_EVENTS,
+    RAY_REACHABLE,
+    SCORE_ALLREDUCE_BYTES,
+    WINDOW_GAUGES,
+    Family,
+    Kind,
 )
 from slimray.core.spec import DEFAULT_BACKEND
+from slimray.service.api.schemas import PruneEventIn
 from slimray.service.store import Job, Store
+
+_KINDS = {Kind.GAUGE: GaugeMetricFamily, Kind.COUNTER: CounterMetricFamily,
+          Kind.HISTOGRAM: HistogramMetricFamily}  # fmt: skip
+# the per-job families, in the order they are exposed
+JOB_FAMILIES = (*WINDOW_GAUGES, PRUNE_EVENTS, SCORE_ALLREDUCE_BYTES, PRUNE_EVENT_DURATION, JOB_STATE,
+                JOB_FAILED, LAST_PRUNE_EVENT, JOB_INFO)  # fmt: skip
+
+
+def exposed(family: Family, **value: float) -> Metric:
+    """One scrape's family of a description; one without labels takes its `value` here."""
+    return _KINDS[family.kind](family.name, family.help, labels=list(family.labels) or None, **value)
 
 
 @dataclass
 class _JobFamilies:
-    """One scrape's per-job metric families; `add` puts one stored job's series into each."""
+    """One scrape's per-job metric families by name; `add` puts one stored job's series in each."""
 
-    gauges: dict[str, GaugeMetricFamily]
-    events: CounterMetricFamily
-    allreduce: CounterMetricFamily
-    durations: HistogramMetricFamily
-    states: GaugeMetricFamily
-    failed: GaugeMetricFamily
-    last_event: GaugeMetricFamily
-    info: GaugeMetricFamily
+    families: dict[str, Metric]
 
     @classmethod
     def empty(cls) -> _JobFamilies:
-        job = ["job"]
-        return cls(
-            gauges={key: GaugeMetricFamily(f"slimray_{name}", doc, labels=job) for name, key, doc in _GAUGES},
-            events=CounterMetricFamily("slimray_prune_events", "Prune events applied.", labels=job),
-            allreduce=CounterMetricFamily(
-                "slimray_score_allreduce_bytes", "Bytes of channel scores allreduced.", labels=job
-            ),
-            durations=HistogramMetricFamily(
-                "slimray_prune_event_duration_seconds",
-                "Duration of each phase of a prune event.",
-                labels=["job", "phase"],
-                unit="",
-            ),
-            states=GaugeMetricFamily(
-                "slimray_job_state", "1 for the job's current state.", labels=["job", "state"]
-            ),
-            failed=GaugeMetricFamily(
-                "slimray_job_failed_info",
-                "1 for a failed job, by the error's type.",
-                labels=["job", "error_type"],
-            ),
-            last_event=GaugeMetricFamily(
-                "slimray_last_prune_event_seconds", "Duration of the job's last prune event.", labels=job
-            ),
-            info=GaugeMetricFamily(JOB_INFO, JOB_INFO_DOC, labels=["job", "backend"]),
-        )
+        return cls({family.name: exposed(family) for family in JOB_FAMILIES})
 
     def add(self, job: Job) -> None:
-        self.states.add_metric([job.id, job.state.value], 1.0)
-        self.info.add_metric([job.id, str(job.spec.get("backend", DEFAULT_BACKEND))], 1.0)
+        series = self.families
+        series[JOB_STATE.name].add_metric([job.id, job.state.value], 1.0)
+        series[JOB_INFO.name].add_metric([job.id, str(job.spec.get("backend", DEFAULT_BACKEND))], 1.0)
         if job.state == JobState.FAILED:
-            self.failed.add_metric([job.id, error_type(job.error)], 1.0)
-        for key, family in self.gauges.items():
-            value = job.metrics.get(key)
+            series[JOB_FAILED.name].add_metric([job.id, error_type(job.error)], 1.0)
+        for family in WINDOW_GAUGES:
+            value = job.metrics.get(family.field)
             if isinstance(value, (int, float)):
-                family.add_metric([job.id], float(value))
+                series[family.name].add_metric([job.id], float(value))
         self._add_prune_events(job)
 
     def _add_prune_events(self, job: Job) -> None:
         """The job's prune-event count, allreduced bytes, phase histograms and last duration."""
-        events = job.prune_events
-        self.events.add_metric([job.id], float(len(events)))
-        self.allreduce.add_metric([job.id], float(sum(e.get("allreduce_bytes", 0) or 0 for e in events)))
+        events, series = _stored_events(job), self.families
+        series[PRUNE_EVENTS.name].add_metric([job.id], float(len(events)))
+        allreduced = sum(e.allreduce_bytes or 0 for e in events if e is not None)
+        series[SCORE_ALLREDUCE_BYTES.name].add_metric([job.id], float(allreduced))
         if events:
-            last = _numbers(events[-1].get("durations", {}).values())
-            self.last_event.add_metric([job.id], float(sum(last)))
-        for phase in PRUNE_PHASES:
-            values = _numbers(e.get("durations", {}).get(phase) for e in events)
-            buckets = [(str(b), float(sum(1 for v in values if v <= b))) for b in PRUNE_DURATION_BUCKETS]
+            series[LAST_PRUNE_EVENT.name].add_metric([job.id], float(sum(_seconds(events[-1]).values())))
+        measured = [_seconds(e) for e in events]
+        for phase in PHASES:
+            values = [m[phase] for m in measured if phase in m]
+            buckets = [(str(b), float(sum(v <= b for v in values))) for b in PRUNE_EVENT_DURATION.buckets]
             buckets.append(("+Inf", float(len(values))))
-            self.durations.add_metric([job.id, phase], buckets, sum_value=float(sum(values)))
+            histogram = series[PRUNE_EVENT_DURATION.name]
+            histogram.add_metric([job.id, phase], buckets, sum_value=float(sum(values)))
 
     def __iter__(self) -> Iterator[Metric]:
-        yield from self.gauges.values()
-        yield from (self.events, self.allreduce, self.durations, self.states, self.failed)
-        yield from (self.last_event, self.info)
+        yield from self.families.values()
 
 
-def _numbers(values: Iterable[object]) -> list[float]:
-    """The numeric values only: a stored event may lack a phase, or hold null for it."""
-    return [float(v) for v in values if isinstance(v, (int, float))]
+def _stored_events(job: Job) -> list[PruneEventIn | None]:
+    """The job's stored prune events as records (None for a row stored before events were checked
+    that no record accepts: it counts as an event, with no numbers)."""
+    events: list[PruneEventIn | None] = []
+    for event in job.prune_events:
+        try:
+            events.append(PruneEventIn.model_validate(event))
+        except ValidationError:
+            events.append(None)
+    return events
+
+
+def _seconds(event: PruneEventIn | None) -> dict[str, float]:
+    """The phases of a prune event that were measured: {phase: seconds}."""
+    durations = event.durations if event is not None else None
+    return {phase: float(v) for phase in PHASES if (v := getattr(durations, phase, None)) is not None}
 
 
 class JobCollector:
@@ -136,14 +139,13 @@ class StateCollector:
         return []
 
     def collect(self) -> Iterable[Metric]:
-        by_state = GaugeMetricFamily("slimray_jobs", "Jobs in the store, by state.", labels=["state"])
+        by_state = exposed(JOBS)
         for state, n in self.store.counts_by_state().items():
             by_state.add_metric([state.value], float(n))
         yield by_state
         reachable = self.ray_reachable()
         if reachable is not None:
-            yield GaugeMetricFamily("slimray_ray_reachable", "1 if Ray's job API answered the last probe.",
-                                    value=float(reachable))  # fmt: skip
+            yield exposed(RAY_REACHABLE, value=float(reachable))
 
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -166,13 +168,8 @@ class Registries:
 def build_registries(store: Store, job_limit: int,
                      ray_reachable: Callable[[], bool | None] = lambda: None) -> Registries:  # fmt: skip
     """Fresh registries (not the global one); the request histogram is in both."""
-    requests = Histogram(
-        "slimray_http_request_duration_seconds",
-        "HTTP request latency by route template, method and status class.",
-        labelnames=["route", "method", "status_class"],
-        buckets=REQUEST_BUCKETS,
-        registry=None,
-    )
+    http = HTTP_REQUEST_DURATION
+    requests = Histogram(http.name, http.help, labelnames=http.labels, buckets=http.buckets, registry=None)
     full, public = CollectorRegistry(auto_describe=False), CollectorRegistry(auto_describe=False)
     full.register(JobCollector(store, job_limit))
     for registry in (full, public):
@@ -181,4 +178,4 @@ def build_registries(store: Store, job_limit: int,
     return Registries(full, public, requests)
 
 
-__all__ = ["PRUNE_PHASES", "JobCollector", "JobState", "Registries", "build_registries", "method_label"]
+__all__ = ["PHASES", "JobCollector", "JobState", "Registries", "build_registries", "method_label"]

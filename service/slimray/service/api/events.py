@@ -9,11 +9,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from slimray.core.jobstate import JobState
+from slimray.core.records import Retain, retained
 from slimray.service.api.schemas import EndIn, ReportIn, StartIn, WorkerErrorIn
 from slimray.service.store import Job, Store
-
-_REPORT_METRICS = ("samples_per_second", "throughput_gain", "params", "flops", "sparsity", "loss",
-                   "accuracy", "step_time", "gradient_allreduce_bytes_per_step")  # fmt: skip
 
 
 class EventRefused(ValueError):
@@ -38,15 +36,23 @@ def _start(store: Store, job: Job, data: StartIn) -> None:
     store.update_progress(job.id, {"step": 0, "total_steps": data.total_steps}, job.metrics)
 
 
+def kept_metrics(metrics: dict[str, Any], report: ReportIn) -> dict[str, Any]:
+    """A job's metrics after a report: each window metric kept by its `records.Retain` rule."""
+    kept = dict(metrics)
+    for name, rule in retained().items():
+        value = getattr(report, name)
+        if rule is Retain.LATEST or value is not None:
+            kept[name] = value
+    return kept
+
+
 def _report(store: Store, job: Job, data: ReportIn) -> None:
     _running(store, job, "report")
-    values = data.model_dump()
-    metrics = {**job.metrics, **{k: values.get(k) for k in _REPORT_METRICS}}
-    if data.val_accuracy is not None:
-        metrics["val_accuracy"] = data.val_accuracy
-    store.update_progress(job.id, {"step": data.step, "total_steps": data.total_steps}, metrics)
-    if data.event is not None:
-        store.add_prune_event(job.id, data.event.model_dump())
+    progress = {"step": data.step, "total_steps": data.total_steps}
+    store.update_progress(job.id, progress, kept_metrics(job.metrics, data))
+    event = data.stored_event()
+    if event is not None:
+        store.add_prune_event(job.id, event)
 
 
 def _worker_error(store: Store, job: Job, data: WorkerErrorIn) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from functools import cache
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
 
 from slimray.core.jobstate import JobState
+from slimray.core.records import ProgressReport, PruneEvent, Record
 from slimray.core.spec import JobSpec
 from slimray.service.store import Job
 
@@ -62,15 +66,41 @@ class DriverEvent(BaseModel):
 
 
 STEP_MAX = 2**53  # steps beyond this are not a real job (and would overflow SQLite's integers)
+_LENIENT = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
 
 
-class PruneEventIn(BaseModel):
-    """A prune event as the driver reports it (extra fields are kept)."""
+def _lenient_type(annotation: Any) -> Any:
+    """`annotation` with every record in it made lenient (`list[X] | None` included)."""
+    if isinstance(annotation, type) and issubclass(annotation, Record):
+        return lenient(annotation)
+    args = get_args(annotation)
+    if not args:
+        return annotation
+    inner = tuple(_lenient_type(arg) for arg in args)
+    if isinstance(annotation, UnionType) or get_origin(annotation) is Union:
+        return Union[inner]  # noqa: UP007 (a tuple of members)
+    return get_origin(annotation)[inner if len(inner) > 1 else inner[0]]
 
-    model_config = ConfigDict(extra="allow")
+
+def _optional(info: FieldInfo) -> Any:
+    """The field's type, lenient and nullable, with its constraints (`ge=0`: `Ge(0)`)."""
+    annotation = _lenient_type(info.annotation) | None
+    return Annotated[annotation, *info.metadata] if info.metadata else annotation
+
+
+@cache
+def lenient(record: type[Record]) -> type[BaseModel]:
+    """`record` as a driver may post it: each field optional (a driver reports what it has) and
+    checked; unknown fields kept, since a driver newer than the service may send fields it lacks."""
+    fields = {name: (_optional(info), Field(None, alias=info.alias))
+              for name, info in record.model_fields.items()}  # fmt: skip
+    return create_model(f"{record.__name__}In", __config__=_LENIENT, __doc__=record.__doc__, **fields)
+
+
+class PruneEventIn(lenient(PruneEvent)):
+    """A prune event as the driver reports it (`records.PruneEvent`); only its step is required."""
+
     step: int = Field(ge=0, le=STEP_MAX)
-    durations: dict[str, float | None] = Field(default_factory=dict)
-    allreduce_bytes: float = Field(0, ge=0)
 
 
 class StartIn(BaseModel):
@@ -78,22 +108,16 @@ class StartIn(BaseModel):
     total_steps: int | None = Field(None, ge=0, le=STEP_MAX)
 
 
-class ReportIn(BaseModel):
-    """One merged report: progress, metrics and possibly a prune event."""
+class ReportIn(lenient(ProgressReport)):
+    """One merged report (`records.ProgressReport`): progress, metrics and maybe a prune event."""
 
-    model_config = ConfigDict(extra="allow")
     step: int | None = Field(None, ge=0, le=STEP_MAX)
     total_steps: int | None = Field(None, ge=0, le=STEP_MAX)
-    samples_per_second: float | None = None
-    throughput_gain: float | None = None
-    params: float | None = None
-    flops: float | None = None
-    sparsity: float | None = None
-    loss: float | None = None
-    accuracy: float | None = None
-    step_time: float | None = None
-    val_accuracy: float | None = None
     event: PruneEventIn | None = None
+
+    def stored_event(self) -> dict[str, Any] | None:
+        """The event as the store keeps it: what the driver sent, checked (wire names)."""
+        return None if self.event is None else self.event.model_dump(exclude_unset=True)
 
 
 class EndIn(BaseModel):

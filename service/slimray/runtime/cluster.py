@@ -1,0 +1,125 @@
+"""The driver's Ray side: join (or start) Ray, check the cluster can run the job, and build the
+Ray Train V2 trainer whose controller forwards worker exceptions to the progress channel."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import ray
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
+from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+from slimray.core.envvars import RAY_ADDRESS
+from slimray.core.spec import BUILT_IN_BACKENDS, JobSpec
+from slimray.core.storage import RunStore
+from slimray.runtime.backends import BackendUnavailableError, backend_missing, get_backend
+from slimray.runtime.progress import ERROR, ProgressSender, WorkerMessage
+from slimray.runtime.worker_config import WorkerConfig, train_loop_per_worker
+
+# how often the Train controller polls its workers: it drains each worker's one-slot result
+# queue (a checkpoint report waits for it) and notices the loop's end. Ray's default is 2 s.
+# Measured on a 20-step MNIST job, 2 s and 0.5 s alternating twice: the shutdown phase took
+# 3.7 and 3.1 s at 2 s, 1.2 and 1.5 s at 0.5 s.
+HEALTH_CHECK_INTERVAL_S = 0.5
+
+
+def init_ray(address: str | None, spec: JobSpec) -> bool:
+    """Join `address`, or start an embedded Ray sized for the job. True if this call started it.
+
+    Embedded means a new cluster (`address="local"`): never whatever cluster Ray's
+    `ray_current_cluster` file names, which may be someone else's or long dead."""
+    if ray.is_initialized():
+        return False
+    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
+    if os.environ.get(RAY_ADDRESS) and not address:  # a Ray job's driver: its env is set
+        ray.init(log_to_driver=False)
+    elif address:
+        ray.init(address=address, runtime_env=env, log_to_driver=False)
+    else:
+        needed = spec.scaling.num_workers * spec.scaling.cpus_per_worker
+        # Ray Data and the Train controller need a little CPU beside the training workers
+        cpus = max(os.cpu_count() or 1, int(needed) + 2)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, runtime_env=env,
+                 log_to_driver=False)  # fmt: skip
+    return True
+
+
+def check_shared_output(spec: JobSpec) -> None:
+    """The job's output must serve every alive node of the cluster it joined."""
+    problem = spec.output.cluster_problem(len([n for n in ray.nodes() if n.get("Alive")]))
+    if problem:
+        raise ValueError(problem)
+
+
+def check_backend(spec: JobSpec) -> None:
+    """A job's backend must run on the cluster: a tiny Ray task asks a node (before anything of the
+    old run is removed). BackendUnavailableError names the field and the remedy."""
+    if spec.backend in BUILT_IN_BACKENDS:
+        return
+    problem = ray.get(ray.remote(num_cpus=0)(backend_missing).remote(spec.backend))
+    if problem:
+        raise BackendUnavailableError(f"backend: {spec.backend!r} cannot run on this Ray cluster: {problem}")
+
+
+@contextlib.contextmanager
+def controller_env(spec: JobSpec) -> Iterator[None]:
+    """Ray Train reads its controller settings from the driver's environment (and passes them
+    to the controller): the worker-group start timeout (with `controller_failure_limit=0` a
+    group that cannot be placed in time fails the job with Ray's reason instead of waiting
+    forever) and the poll interval (an operator's own RAY_TRAIN_HEALTH_CHECK_INTERVAL_S wins)."""
+    wanted = {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(spec.scaling.start_timeout_seconds)}
+    if "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S" not in os.environ:
+        wanted["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(HEALTH_CHECK_INTERVAL_S)
+    before = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class ErrorForwarder(UserCallback):
+    """Runs in the Train controller: hands worker exceptions to the driver's channel."""
+
+    def __init__(self, sender: ProgressSender):
+        self.sender = sender
+
+    def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
+        errors = {str(k): repr(v) for k, v in worker_exceptions.items()}
+        self.sender.send(WorkerMessage(ERROR, -1, -1, -1, time.time(), errors))
+
+
+def build_trainer(spec: JobSpec, store: RunStore, config: WorkerConfig, dataset: Any,
+                  sender: ProgressSender) -> DataParallelTrainer:  # fmt: skip
+    """The job's Ray Train trainer: its workers, backend, checkpoints and failure policy."""
+    resources = {"CPU": spec.scaling.cpus_per_worker}
+    if spec.scaling.use_gpu and spec.scaling.gpus_per_worker:
+        resources["GPU"] = spec.scaling.gpus_per_worker
+    return DataParallelTrainer(
+        train_loop_per_worker,
+        train_loop_config={"worker": config},
+        backend_config=get_backend(spec.backend).ray_config(),
+        scaling_config=ScalingConfig(
+            num_workers=spec.scaling.num_workers,
+            use_gpu=spec.scaling.use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=spec.scaling.placement_strategy,
+        ),
+        run_config=RunConfig(
+            name="checkpoints",
+            storage_path=store.ray_storage_path,
+            # a worker group that cannot start in time fails the job (not retried forever)
+            failure_config=FailureConfig(max_failures=spec.failure.max_failures, controller_failure_limit=0),
+            checkpoint_config=CheckpointConfig(num_to_keep=3),
+            callbacks=[ErrorForwarder(sender)],
+        ),
+        datasets={"train": dataset} if dataset is not None else None,
+    )

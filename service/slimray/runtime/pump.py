@@ -1,0 +1,76 @@
+"""The driver's progress pump: drains the workers' messages while the trainer runs, merges each
+step's windows into the timeline and turns every merged step into a "report" event."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from slimray.core.records import ProgressReport, WindowReport
+from slimray.runtime.progress import (
+    ERROR,
+    FINISHED,
+    STARTED,
+    WINDOW,
+    ProgressChannel,
+    StepMerger,
+    WorkerMessage,
+)
+from slimray.runtime.report import Timeline
+
+# a driver event's receiver (the CLI's progress, the service poster): its kind and its JSON data
+EventSink = Callable[[str, dict[str, Any]], None]
+POLL_SECONDS = 0.25
+
+
+def _ignore(report: ProgressReport) -> None:
+    """The default `on_report`: nothing beside the events observes the reports."""
+
+
+@dataclass
+class ProgressPump:
+    """Turns worker messages into timeline entries and live events while the trainer runs;
+    `on_report` sees each typed report before it is emitted (the Ray metrics)."""
+
+    world: int
+    total_steps: int
+    emit: EventSink
+    timeline: Timeline
+    on_report: Callable[[ProgressReport], None] = _ignore
+    merger: StepMerger = field(init=False)
+    loop_started_at: float | None = None  # rank 0's first loop start (wall clock)
+    loop_finished_at: float | None = None
+    worker_phases: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.merger = StepMerger(self.world)
+
+    def handle(self, message: WorkerMessage) -> None:
+        if message.kind == WINDOW:
+            for windows in self.merger.add(message):
+                self.report(windows)
+        elif message.kind == ERROR:
+            self.emit("worker_error", message.payload)
+        elif message.rank == 0 and message.kind == STARTED and self.loop_started_at is None:
+            self.loop_started_at = message.time
+        elif message.rank == 0 and message.kind == FINISHED:
+            self.loop_finished_at = message.time
+            self.worker_phases = message.payload["phases"]
+
+    def report(self, windows: list[WindowReport]) -> ProgressReport:
+        """One merged step: into the timeline, then out as a "report" event."""
+        entry, event = self.timeline.add(windows)
+        report = ProgressReport.of(entry, total_steps=self.total_steps, event=event)
+        self.on_report(report)
+        self.emit("report", report.model_dump())
+        return report
+
+    def pump(self, channel: ProgressChannel, running: threading.Thread) -> None:
+        while running.is_alive():
+            running.join(POLL_SECONDS)
+            for message in channel.drain():
+                self.handle(message)
+        for message in channel.drain():  # what arrived after the last poll
+            self.handle(message)
