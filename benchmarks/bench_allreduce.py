@@ -23,7 +23,7 @@ def loop(config):
     import ray.train
     import tensorflow as tf
 
-    from slimray.runtime.collectives import TFCollectiveReducer
+    from slimray.runtime.backends.tf_collective.reducer import TFCollectiveReducer
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()

@@ -80,7 +80,7 @@ def main() -> None:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
-    from slimray.runtime.tf_backend import TFCollectiveConfig
+    from slimray.runtime.backends.tf_collective import TFCollectiveConfig
 
     args = benchlib.parser(__doc__).parse_args()
     repeats = args.repeats or benchlib.pick(args.size, 3, 10, 50)

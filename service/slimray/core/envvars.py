@@ -22,6 +22,9 @@ RAY_AUTH_TOKEN = "RAY_AUTH_TOKEN"  # Ray's own token variable
 RAY_ADDRESS = "RAY_ADDRESS"  # set by Ray in a submitted job's driver
 TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"  # TensorFlow's C++ logging: "2" keeps job logs readable
 QUIET_TF = {TF_LOG_LEVEL: "2"}  # what every process slimray starts that may load TensorFlow gets
+# Ray Train reads these from the driver's environment (the driver sets them for its controller)
+RAY_TRAIN_START_TIMEOUT = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+RAY_TRAIN_POLL_INTERVAL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 
 
 @dataclass(frozen=True)

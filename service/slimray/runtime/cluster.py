@@ -13,10 +13,11 @@ import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
-from slimray.core.envvars import RAY_ADDRESS
+from slimray.core.envvars import QUIET_TF, RAY_ADDRESS, RAY_TRAIN_POLL_INTERVAL, RAY_TRAIN_START_TIMEOUT
+from slimray.core.errors import BackendUnavailableError, OutputLocationError
 from slimray.core.spec import BUILT_IN_BACKENDS, JobSpec
 from slimray.core.storage import RunStore
-from slimray.runtime.backends import BackendUnavailableError, backend_missing, get_backend
+from slimray.runtime.backends import backend_missing, get_backend
 from slimray.runtime.progress import ERROR, ProgressSender, WorkerMessage
 from slimray.runtime.worker_config import WorkerConfig, train_loop_per_worker
 
@@ -34,7 +35,7 @@ def init_ray(address: str | None, spec: JobSpec) -> bool:
     `ray_current_cluster` file names, which may be someone else's or long dead."""
     if ray.is_initialized():
         return False
-    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
+    env = {"env_vars": dict(QUIET_TF)}
     if os.environ.get(RAY_ADDRESS) and not address:  # a Ray job's driver: its env is set
         ray.init(log_to_driver=False)
     elif address:
@@ -52,7 +53,7 @@ def check_shared_output(spec: JobSpec) -> None:
     """The job's output must serve every alive node of the cluster it joined."""
     problem = spec.output.cluster_problem(len([n for n in ray.nodes() if n.get("Alive")]))
     if problem:
-        raise ValueError(problem)
+        raise OutputLocationError(problem)
 
 
 def check_backend(spec: JobSpec) -> None:
@@ -62,7 +63,7 @@ def check_backend(spec: JobSpec) -> None:
         return
     problem = ray.get(ray.remote(num_cpus=0)(backend_missing).remote(spec.backend))
     if problem:
-        raise BackendUnavailableError(f"backend: {spec.backend!r} cannot run on this Ray cluster: {problem}")
+        raise BackendUnavailableError(spec.backend, problem)
 
 
 @contextlib.contextmanager
@@ -71,9 +72,9 @@ def controller_env(spec: JobSpec) -> Iterator[None]:
     to the controller): the worker-group start timeout (with `controller_failure_limit=0` a
     group that cannot be placed in time fails the job with Ray's reason instead of waiting
     forever) and the poll interval (an operator's own RAY_TRAIN_HEALTH_CHECK_INTERVAL_S wins)."""
-    wanted = {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(spec.scaling.start_timeout_seconds)}
-    if "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S" not in os.environ:
-        wanted["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(HEALTH_CHECK_INTERVAL_S)
+    wanted = {RAY_TRAIN_START_TIMEOUT: str(spec.scaling.start_timeout_seconds)}
+    if RAY_TRAIN_POLL_INTERVAL not in os.environ:
+        wanted[RAY_TRAIN_POLL_INTERVAL] = str(HEALTH_CHECK_INTERVAL_S)
     before = {key: os.environ.get(key) for key in wanted}
     os.environ.update(wanted)
     try:

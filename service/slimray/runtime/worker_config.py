@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from slimray.core.envvars import TF_LOG_LEVEL
 from slimray.core.storage import apply_umask
 from slimray.runtime.progress import ProgressSender
 
@@ -28,7 +29,7 @@ class WorkerConfig:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point (runs in every worker process)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault(TF_LOG_LEVEL, "2")
     apply_umask()  # checkpoints: a worker on a `ray start` node has that shell's umask otherwise
     # lazy: the worker loop loads TensorFlow, which the driver importing this module must not
     from slimray.runtime.worker import WorkerLoop

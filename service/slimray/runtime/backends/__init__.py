@@ -26,6 +26,5 @@ def backend_missing(name: str) -> str | None:
     return get_backend(name).missing()
 
 
-# BackendUnavailableError: re-exported until runtime/trainer.py imports it from slimray.core.errors
-__all__ = ["BACKENDS", "BackendUnavailableError", "HorovodBackend", "TFCollectiveBackend", "TrainStep",
+__all__ = ["BACKENDS", "HorovodBackend", "TFCollectiveBackend", "TrainStep",
            "WorkerBackend", "backend_missing", "get_backend"]  # fmt: skip
