@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from slimray.cli.render import approximate_line, human, job_line, print_prune_report, print_run_summary
+from slimray.cli.render import (
+    approximate_line,
+    event_line,
+    human,
+    job_line,
+    print_prune_report,
+    print_run_summary,
+)
+from slimray.core.records import PruneDurations, PruneEvent
 
 LN = ["block1/ln", "block2/ln"]
 
@@ -74,3 +82,14 @@ def test_a_job_line_and_human_counts():
            "metrics": {"params": 1_234_567, "throughput_gain": 1.5}, "prune_events": [{}]}  # fmt: skip
     assert job_line(job) == "abc  j  running  step 3/9  gain 1.50x  params 1.235M  prune events 1"
     assert human(999) == "999" and human(2_000_000_000) == "2G"
+
+
+def test_a_prune_event_line_renders_the_typed_event_with_unmeasured_phases():
+    event = PruneEvent(step=7, target_sparsity=0.5, sparsity=0.5, groups_pruned=2, channels_before=64,
+                       channels_after=32, params_before=421_600, params_after=105_900, flops_before=2,
+                       flops_after=1, digest="d", local_scores_sha="s",
+                       durations=PruneDurations(score=0.012, allreduce=0.0015))  # fmt: skip
+    line = event_line(event)
+    assert "prune @ step 7: channels 64 -> 32" in line
+    assert "score 12 ms" in line and "allreduce 1.5 ms" in line
+    assert "surgery 0 ms" in line and "retrace 0 ms" in line  # not measured yet: None

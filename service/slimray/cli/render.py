@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from slimray.core.records import ProgressReport, PruneEvent
 from slimray.runtime.breakdown import PHASES
 
 console = Console()
@@ -87,15 +88,19 @@ def print_prune_report(report: dict[str, Any]) -> None:
 # ------------------------------------------------------------------ a run
 
 
-def event_line(event: dict[str, Any]) -> str:
+def _ms(seconds: float | None) -> float:
+    return (seconds or 0.0) * 1e3
+
+
+def event_line(event: PruneEvent) -> str:
     """One prune event as it happens: channels and params before -> after, and its durations."""
-    d = event["durations"]
+    d = event.durations
     return (
-        f"prune @ step {event['step']}: channels {event['channels_before']} -> "
-        f"{event['channels_after']}, params {human(event['params_before'])} -> "
-        f"{human(event['params_after'])} (score {d.get('score', 0) * 1e3:.0f} ms, "
-        f"allreduce {d.get('allreduce', 0) * 1e3:.1f} ms, surgery "
-        f"{d.get('surgery', 0) * 1e3:.0f} ms, retrace {d.get('retrace', 0) * 1e3:.0f} ms)"
+        f"prune @ step {event.step}: channels {event.channels_before} -> "
+        f"{event.channels_after}, params {human(event.params_before)} -> "
+        f"{human(event.params_after)} (score {_ms(d.score):.0f} ms, "
+        f"allreduce {_ms(d.allreduce):.1f} ms, surgery "
+        f"{_ms(d.surgery):.0f} ms, retrace {_ms(d.retrace):.0f} ms)"
     )
 
 
@@ -126,14 +131,14 @@ class RunProgress:
             self.bar.stop()
 
     def _on_report(self, data: dict[str, Any]) -> None:
-        gain = data.get("throughput_gain")
-        acc = data.get("val_accuracy")
-        info = (f"{data['samples_per_second']:,.0f} samples/s"
-                f"{f'  gain {gain:.2f}x' if gain else ''}  params {human(data['params'])}"
+        report = ProgressReport.model_validate(data)
+        gain, acc = report.throughput_gain, report.val_accuracy
+        info = (f"{report.samples_per_second:,.0f} samples/s"
+                f"{f'  gain {gain:.2f}x' if gain else ''}  params {human(report.params)}"
                 f"{f'  val acc {acc:.3f}' if acc is not None else ''}")  # fmt: skip
-        self.bar.update(self.task, completed=data["step"], info=info)
-        if data.get("event"):
-            self._say(event_line(data["event"]))
+        self.bar.update(self.task, completed=report.step, info=info)
+        if report.event is not None:
+            self._say(event_line(report.event))
 
     def _say(self, text: str) -> None:
         if not self.quiet:
