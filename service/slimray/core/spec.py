@@ -29,8 +29,9 @@ BUILTIN_DATA = ("mnist", "digits", "synthetic")
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "apoz", "random")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 # what allreduces gradients, scores and mask digests (slimray.runtime.backends registers each)
-BACKENDS = ("tf-collective", "horovod")
 DEFAULT_BACKEND = "tf-collective"
+HOROVOD_BACKEND = "horovod"  # optional: the image has it only when built with HOROVOD=1
+BACKENDS = (DEFAULT_BACKEND, HOROVOD_BACKEND)
 # backends every slimray install can run (TensorFlow itself): nothing to ask a cluster about
 BUILT_IN_BACKENDS = frozenset({DEFAULT_BACKEND})
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from slimray.core.errors import BackendUnavailableError
-from slimray.core.spec import TrainSpec
+from slimray.core.spec import HOROVOD_BACKEND, TrainSpec
 from slimray.runtime.backends.base import TrainStep, WorkerBackend
 from slimray.runtime.backends.horovod.config import HorovodConfig
 
@@ -24,7 +24,7 @@ class HorovodBackend(WorkerBackend):
     """Horovod over gloo under the same Ray Train controller; TensorFlow runs undistributed in
     each worker (its default strategy), so nothing is reduced twice."""
 
-    name = "horovod"
+    name = HOROVOD_BACKEND
 
     @classmethod
     def ray_config(cls) -> HorovodConfig:
