@@ -157,3 +157,10 @@ def test_the_output_location_rule_one_node_a_uri_or_a_declared_shared_mount():
     assert OutputSpec(dir="/runs/job", shared=True).cluster_problem(5) is None
     assert OutputSpec(dir="s3://b/runs/job").cluster_problem(5) is None
     assert OutputSpec(dir="file:///runs/job").cluster_problem(2) is not None
+
+
+def test_the_planner_fields_are_the_planners_config_keys():
+    from slimray.core.spec import PLANNER_FIELDS
+    from slimray.pruning import MaskPlanner
+
+    assert set(PLANNER_FIELDS) == set(MaskPlanner().get_config())

@@ -25,6 +25,7 @@ BUILTIN_MODELS = (
     "autoencoder", "nested", "squeeze_excite", "resnext", "convnext", "transformer", "lstm",
     "bidirectional",
 )  # fmt: skip
+PLANNER_FIELDS = ("scope", "min_channels", "round_to", "normalizer")  # the planner's get_config keys
 BUILTIN_DATA = ("mnist", "digits", "synthetic")
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "apoz", "random")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
@@ -262,12 +263,8 @@ class PruneSpec(_Strict):
         return {"class_name": self.criterion, "config": dict(self.criterion_config)}
 
     def planner_config(self) -> dict[str, Any]:
-        return {
-            "scope": self.scope,
-            "min_channels": self.min_channels,
-            "round_to": self.round_to,
-            "normalizer": self.normalizer,
-        }
+        """The planner's keyword arguments: the fields named as its constructor names them."""
+        return {name: getattr(self, name) for name in PLANNER_FIELDS}
 
 
 class ScalingSpec(_Strict):
