@@ -28,8 +28,8 @@ def every_application() -> list[str]:
     )
 
 
-def check_application(name: str, tmp_path: Path, frozen: frozenset[str] = frozenset()) -> None:
-    """Params and FLOPs fall, the output shape holds, exactly `frozen` (operations) is kept
+def check_application(name: str, tmp_path: Path, kept_whole: frozenset[str] = frozenset()) -> None:
+    """Params and FLOPs fall, the output shape holds, exactly `kept_whole` (operations) is kept
     whole, and the pruned model saves and reloads to the same outputs."""
     side = SMALLEST_SIDE.get(name, 32)
     model = getattr(keras.applications, name)(weights=None, input_shape=(side, side, 3), classes=10)
@@ -41,7 +41,7 @@ def check_application(name: str, tmp_path: Path, frozen: frozenset[str] = frozen
         assert result.after.params < result.before.params, (criterion, scope)
         assert result.after.flops < result.before.flops, (criterion, scope)
         assert result.model.output_shape == model.output_shape == (None, 10)
-        assert {b.operation for b in result.frozen} == frozen
+        assert {b.operation for b in result.kept_whole} == kept_whole
     result.model.save(tmp_path / "small.keras")
     reloaded = keras.models.load_model(tmp_path / "small.keras", compile=False)
     np.testing.assert_allclose(np.asarray(reloaded(x)), np.asarray(result.model(x)), atol=1e-5)

@@ -8,7 +8,6 @@ import pytest
 from keras import layers as L
 
 from slimray.pruning import (
-    LayerHandler,
     MaskPlanner,
     UnsupportedLayerError,
     build_graph,
@@ -16,7 +15,8 @@ from slimray.pruning import (
     register_layer,
     shrink,
 )
-from slimray.pruning.handlers import _HANDLERS, PassThroughHandler
+from slimray.pruning.handlers.base import _HANDLERS
+from slimray.pruning.handlers.core import PassThroughHandler
 from slimray.pruning.surgery import zero_pruned_channels
 
 
@@ -171,7 +171,7 @@ class Scale(L.Layer):
 
 
 class ScaleHandler(PassThroughHandler):
-    def param_axes(self, layer, in_ids, out_ids):
+    def param_axes(self, layer, in_ids, out_ids, *, parts, path):
         return {"factor": {0: in_ids[0]}}
 
 
@@ -183,7 +183,7 @@ def test_user_layer_registered_with_one_call_is_pruned_exactly():
     model = keras.Model(inputs, out)
     with pytest.raises(UnsupportedLayerError, match="Scale"):
         build_graph(model, strict=True)
-    assert [b.path for b in build_graph(model).blockers] == ["scale"]  # partial: kept whole
+    assert [b.path for b in build_graph(model).kept_whole] == ["scale"]  # partial: kept whole
     register_layer(Scale, ScaleHandler())
     try:
         model.get_layer("scale").factor.assign(np.arange(1, 9, dtype="float32"))
@@ -200,7 +200,7 @@ def test_user_layer_registered_with_one_call_is_pruned_exactly():
 
 def test_register_layer_validates_arguments():
     with pytest.raises(TypeError, match="class"):
-        register_layer("Dense", LayerHandler())
+        register_layer("Dense", PassThroughHandler())
     with pytest.raises(TypeError, match="LayerHandler"):
         register_layer(L.Dense, object())
 

@@ -1,6 +1,6 @@
-"""Partial pruning (issue 11): layers and op nodes slimray cannot prune through are frozen, their
-channels kept whole, and everything else is pruned exactly; `strict` refuses such a model and
-names every blocker at once, with its path in nested models and op nodes as the user wrote them."""
+"""Partial pruning (issue 11): layers and op nodes slimray cannot prune through are kept whole,
+their channels fixed, and everything else is pruned exactly; `strict` refuses such a model and
+names every one at once, with its path in nested models and op nodes as the user wrote them."""
 
 from __future__ import annotations
 
@@ -40,16 +40,16 @@ class Mystery(L.Layer):
         return x * self.w + 0.1
 
 
-BLOCKERS = {
+KEPT_WHOLE = {
     "top_mystery": "tests.pruning.test_partial.Mystery",
     "add": "keras.ops.add",
     "block/inner_mystery": "tests.pruning.test_partial.Mystery",
 }
 
 
-def _found(blockers) -> dict[str, str]:
+def _found(kept_whole) -> dict[str, str]:
     """path -> operation; op nodes' auto-names lose Keras's per-session suffix (add_3 -> add)."""
-    return {re.sub(r"_\d+$", "", b.path): b.operation for b in blockers}
+    return {re.sub(r"_\d+$", "", b.path): b.operation for b in kept_whole}
 
 
 def _model() -> keras.Model:
@@ -73,21 +73,21 @@ def _x(n=4, seed=1) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, 8, 8, 3)).astype("float32")
 
 
-def test_strict_refuses_naming_every_blocker_with_its_path():
+def test_strict_refuses_naming_every_layer_kept_whole_with_its_path():
     with pytest.raises(BlockedModelError) as err:
         build_graph(_model(), strict=True)
-    assert _found(err.value.blockers) == BLOCKERS
+    assert _found(err.value.kept_whole) == KEPT_WHOLE
     message = str(err.value)
     assert message.startswith("3 layer(s) cannot be pruned through")
-    for blocker in err.value.blockers:
-        assert f"'{blocker.path}' ({blocker.operation})" in message
+    for kept in err.value.kept_whole:
+        assert f"'{kept.path}' ({kept.operation})" in message
 
 
 def test_without_strict_the_rest_is_pruned_exactly():
     model = _model()
     graph = build_graph(model)
-    assert _found(graph.blockers) == BLOCKERS
-    assert [g.id for g in graph.groups] == ["c3"]  # c1, c2 and inner_conv reach a blocker
+    assert _found(graph.kept_whole) == KEPT_WHOLE
+    assert [g.id for g in graph.groups] == ["c3"]  # c1, c2 and inner_conv reach a layer kept whole
     plan = MaskPlanner().plan(graph, get_criterion("l1")(graph), 0.5)
     small = check_dead_channels(model, graph, plan, _x())
     assert small.get_layer("c3").filters == 6 and small.get_layer("c1").filters == 16
@@ -98,11 +98,11 @@ def test_without_strict_the_rest_is_pruned_exactly():
 def test_a_partially_pruned_model_saves_reloads_and_keeps_training_like_the_big_one(tmp_path):
     optimizer = keras.optimizers.SGD(learning_rate=0.05, momentum=0.9)
     result = check_carry_over(_model(), optimizer, _x(8, seed=2), _x(8, seed=3), tmp_path)
-    frozen = result.summary()["frozen"]
-    assert {re.sub(r"_\d+$", "", b["path"]): b["operation"] for b in frozen} == BLOCKERS
+    kept_whole = result.summary()["kept_whole"]
+    assert {re.sub(r"_\d+$", "", b["path"]): b["operation"] for b in kept_whole} == KEPT_WHOLE
 
 
-def test_the_cli_reports_frozen_layers_and_strict_refuses_them(tmp_path):
+def test_the_cli_reports_layers_kept_whole_and_strict_refuses_them(tmp_path):
     inputs = keras.Input((8, 8, 3))
     x = L.Conv2D(8, 1, name="c0")(inputs)
     x = L.Conv2D(8, 3, name="c1")(x)
@@ -115,7 +115,7 @@ def test_the_cli_reports_frozen_layers_and_strict_refuses_them(tmp_path):
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
-    assert [(b["path"], b["operation"]) for b in report["frozen"]] == [("mix", "keras.layers.Reshape")]
+    assert [(b["path"], b["operation"]) for b in report["kept_whole"]] == [("mix", "keras.layers.Reshape")]
     assert [g["id"] for g in report["groups"]] == ["c0"] and report["params_after"] < report["params_before"]
     assert "Kept whole" in proc.stdout
     strict = subprocess.run([*args, "--strict"], capture_output=True, text=True, env=env, timeout=300)
@@ -140,7 +140,7 @@ class TinyNet(keras.Model):
         return {**super().get_config(), "units": self.units}
 
 
-def test_a_nested_subclassed_model_is_frozen_and_the_rest_pruned():
+def test_a_nested_subclassed_model_is_kept_whole_and_the_rest_pruned():
     inputs = keras.Input((8,))
     x = L.Dense(12, activation="relu", name="d1")(inputs)
     x = L.Dense(10, activation="relu", name="d2")(x)
@@ -148,8 +148,10 @@ def test_a_nested_subclassed_model_is_frozen_and_the_rest_pruned():
     model = keras.Model(inputs, L.Dense(3, name="head")(L.ReLU()(L.Dense(9, name="d3")(x))))
     randomize(model, seed=0)
     graph = build_graph(model)
-    assert [(b.path, b.operation) for b in graph.blockers] == [("tiny", "tests.pruning.test_partial.TinyNet")]
-    assert {g.id for g in graph.groups} == {"d1", "d3"}  # d2 feeds the frozen model
+    assert [(b.path, b.operation) for b in graph.kept_whole] == [
+        ("tiny", "tests.pruning.test_partial.TinyNet")
+    ]
+    assert {g.id for g in graph.groups} == {"d1", "d3"}  # d2 feeds the model kept whole
     plan = MaskPlanner().plan(graph, get_criterion("l1")(graph), 0.5)
     small = shrink(model, graph, plan).model
     x = np.random.default_rng(1).normal(size=(4, 8)).astype("float32")
@@ -157,7 +159,7 @@ def test_a_nested_subclassed_model_is_frozen_and_the_rest_pruned():
     np.testing.assert_allclose(np.asarray(small(x)), np.asarray(model(x)), atol=1e-5)
 
 
-def test_each_blocker_reports_the_share_of_flops_it_holds_whole():
+def test_each_layer_kept_whole_reports_the_share_of_flops_it_holds_whole():
     """Mystery holds c1's outputs (and the ReLU between) and c2's inputs: their whole cost, and
     nothing of c3 or the head, whose output channels the model output holds anyway."""
     inputs = keras.Input((8, 8, 3))
@@ -166,22 +168,22 @@ def test_each_blocker_reports_the_share_of_flops_it_holds_whole():
     x = L.Conv2D(10, 1, name="c3")(x)
     model = keras.Model(inputs, L.Dense(10, name="head")(L.GlobalAveragePooling2D()(x)))
     graph = build_graph(model)
-    [blocker] = graph.blockers
+    [kept] = graph.kept_whole
     cost = {layer.path: layer.flops for layer in count_model(model, graph).layers}
     held = cost["c1"] + cost["relu"] + cost["c2"]
-    assert 0 < blocker.flops_share < 1
-    assert blocker.flops_share == pytest.approx(held / sum(cost.values()), abs=1e-6)
+    assert 0 < kept.flops_share < 1
+    assert kept.flops_share == pytest.approx(held / sum(cost.values()), abs=1e-6)
     summary = Pruner("l1").prune(model, 0.5).summary()
-    assert summary["frozen"][0]["flops_share"] == blocker.flops_share
+    assert summary["kept_whole"][0]["flops_share"] == kept.flops_share
 
 
-def test_the_strict_refusal_survives_pickling_with_every_blocker():
+def test_the_strict_refusal_survives_pickling_with_every_layer_kept_whole():
     """Regression: Ray pickles a worker's error; unpickling rebuilt it from its message and
-    failed (`'str' object has no attribute 'describe'`), hiding the blockers."""
+    failed (`'str' object has no attribute 'describe'`), hiding the layers kept whole."""
     import pickle
 
     with pytest.raises(BlockedModelError) as caught:
         build_graph(_model(), strict=True)
     copy = pickle.loads(pickle.dumps(caught.value))
     assert str(copy) == str(caught.value)
-    assert copy.blockers == caught.value.blockers and len(copy.blockers) == 3
+    assert copy.kept_whole == caught.value.kept_whole and len(copy.kept_whole) == 3

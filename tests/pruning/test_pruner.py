@@ -1,11 +1,11 @@
-"""Pruner.plan returns one result (the plan, this worker's local scores, the seconds it took)
+"""Pruner.decide returns one result (the plan, this worker's local scores, the seconds it took)
 instead of side attributes; every reduction the engine and runtime call is in `Reducer`."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from slimray.pruning import IdentityReducer, Pruner, Reducer, ScoredPlan, build_graph, get_criterion
+from slimray.pruning import IdentityReducer, PruneDecision, Pruner, Reducer, build_graph, get_criterion
 from tests.pruning.zoo import ZOO, randomize
 
 
@@ -18,18 +18,20 @@ class _DoublingReducer(IdentityReducer):
         return 2 * self._local(values)
 
 
-def test_plan_returns_the_local_scores_and_durations():
+def test_decide_returns_the_local_scores_and_durations():
     model = next(e for e in ZOO if e.name == "seed_cnn").build()
     randomize(model)
     graph = build_graph(model)
     reducer = _DoublingReducer()
-    scored = Pruner("l1", reducer=reducer).plan(model, 0.5, graph=graph)
-    assert isinstance(scored, ScoredPlan)
+    decision = Pruner("l1", reducer=reducer).decide(model, 0.5, graph=graph)
+    assert isinstance(decision, PruneDecision)
     local = np.concatenate(get_criterion("l1")(graph))
-    np.testing.assert_allclose(scored.local_scores, local)
-    assert scored.allreduce_bytes == reducer.bytes_reduced == 8 * sum(g.size for g in graph.groups)
-    assert set(scored.durations) == {"score", "allreduce"} and all(v >= 0 for v in scored.durations.values())
-    assert scored.plan.removed > 0
+    np.testing.assert_allclose(decision.local_scores, local)
+    assert decision.allreduce_bytes == reducer.bytes_reduced == 8 * sum(g.size for g in graph.groups)
+    assert set(decision.durations) == {"score", "allreduce"} and all(
+        v >= 0 for v in decision.durations.values()
+    )
+    assert decision.plan.removed > 0
 
 
 def test_the_reducers_declare_everything_the_runtime_calls():

@@ -3,10 +3,10 @@
 Pure Keras + numpy; the cross-worker allreduce arrives as a `Reducer`.
 """
 
-from slimray.pruning import attention, recurrent  # noqa: F401  (register their layers)
 from slimray.pruning.counting import LayerCost, ModelCost, count_model
-from slimray.pruning.graph import BlockedModelError, Blocker, DependencyGraph, Group, build_graph
-from slimray.pruning.handlers import LayerHandler, UnsupportedLayerError, register_layer, register_scale_layer
+from slimray.pruning.errors import BlockedModelError, UnsupportedLayerError
+from slimray.pruning.graph import DependencyGraph, Group, KeptWhole, build_graph
+from slimray.pruning.handlers import LayerHandler, register_layer, register_scale_layer
 from slimray.pruning.importance import (
     Importance,
     ScoringBatch,
@@ -16,28 +16,28 @@ from slimray.pruning.importance import (
 )
 from slimray.pruning.optimizer import carry_optimizer, register_optimizer_slots
 from slimray.pruning.planner import MaskPlanner, PrunePlan
-from slimray.pruning.pruner import Pruner, PruneResult, ScoredPlan
+from slimray.pruning.pruner import PruneDecision, Pruner, PruneResult
 from slimray.pruning.reducer import IdentityReducer, Reducer
 from slimray.pruning.schedules import PruningSchedule, get_schedule, schedules
 from slimray.pruning.surgery import ShrinkResult, shrink, zero_pruned_channels
 
 __all__ = [
     "BlockedModelError",
-    "Blocker",
     "DependencyGraph",
     "Group",
     "IdentityReducer",
     "Importance",
+    "KeptWhole",
     "LayerCost",
     "LayerHandler",
     "MaskPlanner",
     "ModelCost",
+    "PruneDecision",
     "PrunePlan",
     "PruneResult",
     "Pruner",
     "PruningSchedule",
     "Reducer",
-    "ScoredPlan",
     "ScoringBatch",
     "ShrinkResult",
     "UnsupportedLayerError",

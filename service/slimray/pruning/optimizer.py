@@ -8,25 +8,12 @@ from typing import Any
 
 import keras
 
+from slimray.pruning import keras_internals
 from slimray.pruning.surgery import VariableMove
 
-# Lists of per-variable slots, aligned with the optimizer's trainable variables.
-_SLOTS: dict[type, tuple[str, ...]] = {
-    keras.optimizers.Optimizer: ("_accumulated_gradients", "_model_variables_moving_average"),
-    keras.optimizers.SGD: ("momentums",),
-    keras.optimizers.Adam: ("_momentums", "_velocities", "_velocity_hats"),
-    keras.optimizers.AdamW: ("_momentums", "_velocities", "_velocity_hats"),
-    keras.optimizers.RMSprop: ("_velocities", "_momentums", "_average_gradients"),
-    keras.optimizers.Nadam: ("_momentums", "_velocities"),
-    keras.optimizers.Lamb: ("_momentums", "_velocities"),
-    keras.optimizers.Lion: ("_momentums",),
-    keras.optimizers.Adamax: ("_m", "_u"),
-    keras.optimizers.Adagrad: ("_accumulators",),
-    keras.optimizers.Adadelta: ("_accumulated_grads", "_accumulated_delta_vars"),
-    keras.optimizers.Ftrl: ("_accumulators", "_linears"),
-}
-# Not registered on purpose: Adafactor keeps factored (row/column) slots whose shapes differ
-# from the variable's, so slicing them like the weight would be wrong.
+# Lists of per-variable slots, aligned with the optimizer's variables (Keras's own in
+# keras_internals; a user's added with register_optimizer_slots).
+_SLOTS: dict[type, tuple[str, ...]] = dict(keras_internals.OPTIMIZER_SLOTS)
 
 
 def register_optimizer_slots(optimizer_class: type, attributes: Sequence[str]) -> None:
@@ -55,8 +42,9 @@ def carry_optimizer(optimizer: Any, moves: Sequence[VariableMove], new_model: An
     if not optimizer.built:
         return new
     new.iterations.assign(optimizer.iterations)
-    old_index = {id(v): i for i, v in enumerate(optimizer._trainable_variables)}
-    new_index = {id(v): i for i, v in enumerate(new._trainable_variables)}
+    old_variables = keras_internals.optimizer_variables(optimizer)
+    old_index = {id(v): i for i, v in enumerate(old_variables)}
+    new_index = {id(v): i for i, v in enumerate(keras_internals.optimizer_variables(new))}
     for move in moves:
         i, j = old_index.get(id(move.old)), new_index.get(id(move.new))
         if i is None or j is None:
@@ -64,7 +52,7 @@ def carry_optimizer(optimizer: Any, moves: Sequence[VariableMove], new_model: An
         for attribute in attributes:
             old_slots = getattr(optimizer, attribute, None) or []
             new_slots = getattr(new, attribute, None) or []
-            if len(old_slots) != len(optimizer._trainable_variables) or not new_slots:
+            if len(old_slots) != len(old_variables) or not new_slots:
                 continue
             if old_slots[i] is None or new_slots[j] is None:
                 continue

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from slimray.pruning.counting import ModelCost, count_model
-from slimray.pruning.graph import Blocker, DependencyGraph, build_graph
+from slimray.pruning.graph import DependencyGraph, KeptWhole, build_graph
 from slimray.pruning.importance import Importance, ScoringBatch, criteria, get_criterion, reduce_scores
 from slimray.pruning.optimizer import carry_optimizer
 from slimray.pruning.planner import MaskPlanner, PrunePlan
@@ -23,7 +23,10 @@ from slimray.pruning.surgery import shrink
 
 @dataclass
 class PruneResult:
-    """The smaller model (and optimizer), the plan applied and what it saved."""
+    """The smaller model (and optimizer), the plan applied and what it saved. `kept_whole`: the
+    layers pruning could not go through (partial pruning); `approximate`: the paths, in model
+    order, of the layers whose function the pruning changed (LayerNormalization over a pruned
+    axis), so the smaller model matches the original only approximately."""
 
     model: Any
     optimizer: Any
@@ -32,7 +35,8 @@ class PruneResult:
     before: ModelCost
     after: ModelCost
     durations: dict[str, float] = field(default_factory=dict)
-    frozen: list[Blocker] = field(default_factory=list)  # layers kept whole (partial pruning)
+    kept_whole: list[KeptWhole] = field(default_factory=list)
+    approximate: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -45,14 +49,16 @@ class PruneResult:
             "flops_before": self.before.flops,
             "flops_after": self.after.flops,
             "durations": dict(self.durations),
-            "frozen": [b.to_dict() for b in self.frozen],
+            "kept_whole": [k.to_dict() for k in self.kept_whole],
+            "approximate": list(self.approximate),
         }
 
 
 @dataclass(frozen=True)
-class ScoredPlan:
-    """One worker's plan with what it took: its local scores (before the allreduce, for the
-    event record) and the seconds spent scoring and allreducing."""
+class PruneDecision:
+    """What one worker decided at a prune event: the plan (the same on every worker), with
+    what it took to reach it: its local scores (before the allreduce, for the event record) and
+    the seconds spent scoring and allreducing."""
 
     plan: PrunePlan
     local_scores: np.ndarray
@@ -97,14 +103,14 @@ class Pruner:
         strict = config.get("strict", False)
         return cls(criterion=config["criterion"], planner=config["planner"], strict=strict)
 
-    def plan(
+    def decide(
         self,
         model: Any,
         sparsity: float,
         batch: ScoringBatch | None = None,
         baseline_sizes: Mapping[str, int] | None = None,
         graph: DependencyGraph | None = None,
-    ) -> ScoredPlan:
+    ) -> PruneDecision:
         """Score locally, allreduce, and plan: the same plan on every worker."""
         graph = graph or build_graph(model, self.strict)
         start = time.perf_counter()
@@ -114,7 +120,7 @@ class Pruner:
         reduced = time.perf_counter()
         plan = self.planner.plan(graph, scores, sparsity, baseline_sizes)
         flat = np.concatenate(local).astype(np.float64) if local else np.zeros(0)
-        return ScoredPlan(plan, flat, {"score": scored - start, "allreduce": reduced - scored})
+        return PruneDecision(plan, flat, {"score": scored - start, "allreduce": reduced - scored})
 
     def apply(
         self,
@@ -138,7 +144,7 @@ class Pruner:
             for g in graph.groups
         ]
         return PruneResult(shrunk.model, new_optimizer, plan, groups, before, after, durations,
-                           frozen=list(graph.blockers))  # fmt: skip
+                           kept_whole=list(graph.kept_whole), approximate=shrunk.approximate)  # fmt: skip
 
     def prune(
         self,
@@ -149,5 +155,5 @@ class Pruner:
         baseline_sizes: Mapping[str, int] | None = None,
     ) -> PruneResult:
         graph = build_graph(model, self.strict)
-        scored = self.plan(model, sparsity, batch, baseline_sizes, graph)
-        return self.apply(model, scored.plan, optimizer, graph, dict(scored.durations))
+        decision = self.decide(model, sparsity, batch, baseline_sizes, graph)
+        return self.apply(model, decision.plan, optimizer, graph, dict(decision.durations))

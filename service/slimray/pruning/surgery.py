@@ -7,12 +7,13 @@ and loads with plain Keras.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
 import numpy as np
 
+from slimray.pruning import keras_internals
 from slimray.pruning.graph import DependencyGraph, LayerRecord
 from slimray.pruning.handlers import registered_classes, weight_key
 from slimray.pruning.planner import PrunePlan
@@ -36,8 +37,12 @@ class VariableMove:
 
 @dataclass
 class ShrinkResult:
+    """The pruned model, where each surviving variable went, and the paths (in model order) of
+    the layers whose function the pruning changed (`LayerHandler.is_exact`)."""
+
     model: Any
     moves: list[VariableMove]
+    approximate: list[str] = field(default_factory=list)
 
 
 def _layer_index(record: LayerRecord, graph: DependencyGraph, masks) -> dict[str, tuple]:
@@ -69,10 +74,24 @@ class _Editor:
     def keep(self, ids) -> np.ndarray:
         return self.graph.keep_positions(ids, self.masks)
 
+    def keep_masks(self, record: LayerRecord) -> dict[str, Any]:
+        """The record's keep masks as its handler's hooks take them."""
+        return {
+            "in_keep": [self.keep(ids) for ids in record.in_ids],
+            "out_keep": [self.keep(ids) for ids in record.out_ids],
+            "parts": {k: self.keep(ids) for k, ids in record.parts.items()},
+            "path": record.path,
+        }
+
+    def approximate(self) -> list[str]:
+        """Paths, in model order, of the layers this pruning does not keep exact."""
+        return [r.path for r in self.graph.layer_records()
+                if not r.handler.is_exact(r.layer, **self.keep_masks(r))]  # fmt: skip
+
     def edit_model(self, model: Any, config: dict) -> dict:
         config = copy.deepcopy(config)
         inner = getattr(model, "_functional", None) or model
-        input_layers = {t._keras_history.operation.name: t for t in inner.inputs}
+        input_names = [keras_internals.input_layer_name(t) for t in inner.inputs]
         nested_in = self.graph.nested_inputs.get(id(model))
         operations = {op.name: op for op in getattr(inner, "operations", model.layers)}
         for entry in config["layers"]:
@@ -80,8 +99,8 @@ class _Editor:
             layer_cfg = entry["config"]
             name = layer_cfg.get("name", entry.get("name"))
             if entry["class_name"] == "InputLayer":
-                if nested_in is not None and name in input_layers:
-                    pos = [t._keras_history.operation.name for t in inner.inputs].index(name)
+                if nested_in is not None and name in input_names:
+                    pos = input_names.index(name)
                     shape = list(layer_cfg["batch_shape"])
                     shape[-1] = int(np.count_nonzero(self.keep(nested_in[pos])))
                     layer_cfg["batch_shape"] = shape
@@ -93,10 +112,7 @@ class _Editor:
             record = self.by_layer.get(id(layer))
             if record is None:
                 continue
-            in_keep = [self.keep(ids) for ids in record.in_ids]
-            out_keep = [self.keep(ids) for ids in record.out_ids]
-            extra = {"parts": {k: self.keep(ids) for k, ids in record.parts.items()}} if record.parts else {}
-            entry["config"] = record.handler.resize(layer_cfg, in_keep, out_keep, **extra)
+            entry["config"] = record.handler.resize(layer_cfg, **self.keep_masks(record))
         if isinstance(model, keras.Sequential) and nested_in is not None:
             config.pop("build_input_shape", None)
         return config
@@ -120,7 +136,8 @@ def _user_classes(graph: DependencyGraph) -> dict[str, type]:
 def shrink(model: Any, graph: DependencyGraph, plan: PrunePlan) -> ShrinkResult:
     """Build the pruned model described by `plan` and copy the surviving weights into it."""
     masks = plan.masks(graph)
-    config = _Editor(graph, masks).edit_model(model, model.get_config())
+    editor = _Editor(graph, masks)
+    config = editor.edit_model(model, model.get_config())
     with keras.saving.custom_object_scope(_user_classes(graph)):
         new_model = type(model).from_config(config)
     moves: list[VariableMove] = []
@@ -146,7 +163,7 @@ def shrink(model: Any, graph: DependencyGraph, plan: PrunePlan) -> ShrinkResult:
             moves.append(move)
         if callable(finalize := getattr(new_layer, "finalize_state", None)):
             finalize()  # state derived from the variables (Normalization's mean and variance)
-    return ShrinkResult(new_model, moves)
+    return ShrinkResult(new_model, moves, editor.approximate())
 
 
 def zero_pruned_channels(model: Any, graph: DependencyGraph, plan: PrunePlan) -> None:

@@ -11,7 +11,7 @@ from keras import layers as L
 from keras.src.applications.convnext import LayerScale
 
 from slimray.pruning import MaskPlanner, build_graph, get_criterion, register_scale_layer, shrink
-from slimray.pruning.handlers import _HANDLERS
+from slimray.pruning.handlers.base import _HANDLERS
 from slimray.pruning.surgery import zero_pruned_channels
 from tests.pruning.carry_over import check_carry_over, check_dead_channels
 from tests.pruning.zoo import randomize
@@ -80,7 +80,7 @@ def test_per_channel_layers_are_sliced_exactly(user_layer_registered):
 def test_optimizer_state_carries_over(user_layer_registered, tmp_path):
     optimizer = keras.optimizers.Adam(learning_rate=0.01)
     result = check_carry_over(_model(), optimizer, _x(8, seed=2), _x(8, seed=3), tmp_path)
-    assert result.frozen == []
+    assert result.kept_whole == []
 
 
 def test_inception_resnets_scaled_residual_sum_ties_both_branches():

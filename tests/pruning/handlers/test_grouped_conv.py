@@ -42,7 +42,7 @@ def test_depthwise_style_grouped_convolutions_prune_with_their_inputs():
 def test_optimizer_state_carries_over(tmp_path):
     optimizer = keras.optimizers.SGD(learning_rate=0.05, momentum=0.9)
     result = check_carry_over(_model(), optimizer, _x(8, seed=2), _x(8, seed=3), tmp_path)
-    assert result.frozen == []
+    assert result.kept_whole == []
 
 
 def _resnext() -> keras.Model:
@@ -72,4 +72,4 @@ def test_groups_of_several_channels_are_pruned_whole():
 def test_whole_group_pruning_carries_optimizer_state(tmp_path):
     optimizer = keras.optimizers.Adam(learning_rate=0.01)
     result = check_carry_over(_resnext(), optimizer, _x(8, seed=2), _x(8, seed=3), tmp_path)
-    assert result.frozen == [] and result.model.get_layer("grouped").groups == 2
+    assert result.kept_whole == [] and result.model.get_layer("grouped").groups == 2

@@ -46,7 +46,7 @@ def _x(n=4, seed=1) -> np.ndarray:
 
 def test_op_nodes_reshape_and_permute_are_pruned_through_exactly():
     model = _model()
-    graph = build_graph(model, strict=True)  # nothing is frozen
+    graph = build_graph(model, strict=True)  # nothing is kept whole
     assert {g.id for g in graph.groups} == {"c1+se_expand", "se_reduce", "c2"}
     plan = MaskPlanner().plan(graph, get_criterion("l1")(graph), 0.5)
     small = check_dead_channels(model, graph, plan, _x())
@@ -59,7 +59,7 @@ def test_op_nodes_reshape_and_permute_are_pruned_through_exactly():
 def test_optimizer_state_carries_over_through_op_nodes(tmp_path):
     optimizer = keras.optimizers.Adam(learning_rate=0.01)
     result = check_carry_over(_model(), optimizer, _x(8, seed=2), _x(8, seed=3), tmp_path)
-    assert result.frozen == []
+    assert result.kept_whole == []
 
 
 @pytest.mark.parametrize(("make", "reason"), [
@@ -67,12 +67,12 @@ def test_optimizer_state_carries_over_through_op_nodes(tmp_path):
     (lambda x: L.Reshape((8, 128), name="mix")(x), "mixes the channel axis"),
     (lambda x: L.Permute((3, 1, 2), name="chw")(x), "moves the channel axis"),
 ])  # fmt: skip
-def test_what_would_mix_or_slice_channels_is_frozen_with_the_reason(make, reason):
+def test_what_would_mix_or_slice_channels_is_kept_whole_with_the_reason(make, reason):
     inputs = keras.Input((8, 8, 3))
     x = make(L.Conv2D(16, 1, name="c1")(inputs))
     x = L.Conv2D(4, 1, name="c2")(x) if x.shape[-1] == 16 else x
     out = L.Dense(3)(L.Flatten()(x))
     graph = build_graph(keras.Model(inputs, out))
-    [blocker] = graph.blockers
-    assert reason in blocker.reason
-    assert "c1" not in {g.id for g in graph.groups}  # its channels reach the blocker: kept whole
+    [kept] = graph.kept_whole
+    assert reason in kept.reason
+    assert "c1" not in {g.id for g in graph.groups}  # its channels reach the layer kept whole

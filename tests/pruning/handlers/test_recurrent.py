@@ -49,7 +49,7 @@ def test_units_prune_exactly(kind):
 def test_optimizer_state_carries_over(kind, tmp_path):
     optimizer = keras.optimizers.Adam(learning_rate=0.01)
     result = check_carry_over(_stacked(kind), optimizer, _tokens(8, 2), _tokens(8, 3), tmp_path)
-    assert result.frozen == []
+    assert result.kept_whole == []
 
 
 def _bidirectional(merge_mode: str | None) -> keras.Model:
@@ -98,9 +98,9 @@ def test_states_passed_on_are_the_same_units():
     check_dead_channels(model, graph, plan, _tokens())
 
 
-def test_stateful_layer_is_frozen_with_the_reason():
+def test_stateful_layer_is_kept_whole_with_the_reason():
     inputs = keras.Input(batch_shape=(2, STEPS, 3))
     x = L.LSTM(4, stateful=True, name="stateful")(inputs)
     graph = build_graph(keras.Model(inputs, L.Dense(2)(x)))
-    [blocker] = graph.blockers
-    assert blocker.path == "stateful" and "stateful" in blocker.reason
+    [kept] = graph.kept_whole
+    assert kept.path == "stateful" and "stateful" in kept.reason

@@ -70,12 +70,12 @@ def test_cross_attention_with_gate_mask_and_output_shape():
     assert small.get_layer("attn").num_heads == 2 and small.get_layer("attn")._output_shape == (4,)
 
 
-def test_returned_scores_freeze_the_layer():
+def test_returned_scores_keep_the_layer_whole():
     inputs = keras.Input((STEPS, 8))
     out, scores = L.MultiHeadAttention(2, 4, name="attn")(inputs, inputs, return_attention_scores=True)
     model = keras.Model(inputs, [L.Dense(3)(out), scores])
-    [blocker] = build_graph(model).blockers
-    assert blocker.path == "attn" and "attention scores" in blocker.reason
+    [kept] = build_graph(model).kept_whole
+    assert kept.path == "attn" and "attention scores" in kept.reason
 
 
 def test_taylor_scores_heads_on_their_weights_and_apoz_names_them():

@@ -9,26 +9,19 @@ from typing import Any
 import keras
 import numpy as np
 
-from slimray.pruning.handlers import (
-    Ids,
-    LayerHandler,
-    UnsupportedLayerError,
-    _keep_count,
-    register_layer,
-    weight_key,
-)
+from slimray.pruning.handlers.base import Ids, LayerHandler, keep_count, refuse, register_layer, weight_key
 
 GATES: dict[type, int] = {keras.layers.LSTM: 4, keras.layers.GRU: 3, keras.layers.SimpleRNN: 1}
 
 
-def _gates(rnn: Any, path: str) -> int:
+def require_supported_rnn(layer: Any, rnn: Any, path: str) -> int:
+    """The gate count of `rnn` (the layer itself, or a direction of a Bidirectional `layer`);
+    refuses a recurrent layer it cannot prune by units."""
     gates = GATES.get(type(rnn))
     if gates is None:
-        raise UnsupportedLayerError(
-            f"Layer '{path}' wraps {type(rnn).__name__}; only LSTM, GRU and SimpleRNN"
-        )
+        raise refuse(layer, path, f"wraps {type(rnn).__name__}; only LSTM, GRU and SimpleRNN are supported")
     if rnn.stateful:
-        raise UnsupportedLayerError(f"Layer '{path}' is stateful: its carried states would keep every unit")
+        raise refuse(layer, path, "is stateful (stateful=True): its carried states would keep every unit")
     return gates
 
 
@@ -57,21 +50,21 @@ class RecurrentHandler(LayerHandler):
     mixes_channels = True
 
     def trace(self, layer, inputs, call, graph):
-        _gates(layer, layer.name)
+        require_supported_rnn(layer, layer, call.path)
         units = graph.fresh(layer, layer.units)
         roles = call.roles or ("sequences",) + ("initial_state",) * (len(inputs) - 1)
         for role, ids in zip(roles[1:], inputs[1:], strict=True):
             if role == "initial_state":
-                graph.union(units, ids, where=layer.name)
+                graph.union(units, ids, where=call.path)
             else:  # a mask: (batch, time), no channels
                 graph.fix(ids)
         return [units] * len(call.out_shapes)  # the output, then any returned states
 
-    def param_axes(self, layer, in_ids, out_ids):
+    def param_axes(self, layer, in_ids, out_ids, *, parts, path):
         return unit_axes(layer, layer, in_ids[0], out_ids[0])
 
-    def resize(self, config, in_keep, out_keep):
-        return {**config, "units": _keep_count(out_keep[0])}
+    def resize(self, config, in_keep, out_keep, *, parts, path):
+        return {**config, "units": keep_count(out_keep[0])}
 
     def flops(self, layer, call):
         return unit_flops(layer, call.in_shapes[0], layer.units)
@@ -86,31 +79,34 @@ class BidirectionalHandler(LayerHandler):
 
     def trace(self, layer, inputs, call, graph):
         for rnn in (layer.forward_layer, layer.backward_layer):
-            _gates(rnn, layer.name)
+            require_supported_rnn(layer, rnn, call.path)
         if len(inputs) > 1 or layer.return_state:
-            raise UnsupportedLayerError(
-                f"Bidirectional '{layer.name}' takes initial states or returns them: not supported"
+            raise refuse(
+                layer,
+                call.path,
+                f"takes initial states or returns them ({len(inputs)} inputs, "
+                f"return_state={layer.return_state}): not supported",
             )
         forward = graph.fresh(layer, layer.forward_layer.units, part="forward")
         backward = graph.fresh(layer, layer.backward_layer.units, part="backward")
         if layer.merge_mode == "concat":
             return [np.concatenate([forward, backward])]
         if layer.merge_mode in self.TIED:
-            graph.union(forward, backward, where=layer.name)
+            graph.union(forward, backward, where=call.path)
             return [forward]
         return [forward, backward]  # merge_mode=None: one output per direction
 
-    def param_axes(self, layer, in_ids, out_ids, parts=None):
+    def param_axes(self, layer, in_ids, out_ids, *, parts, path):
         return {
             **unit_axes(layer, layer.forward_layer, in_ids[0], parts["forward"]),
             **unit_axes(layer, layer.backward_layer, in_ids[0], parts["backward"]),
         }
 
-    def resize(self, config, in_keep, out_keep, parts=None):
+    def resize(self, config, in_keep, out_keep, *, parts, path):
         config = dict(config)
         for key, part in (("layer", "forward"), ("backward_layer", "backward")):
             inner = {k: v for k, v in config[key].items() if k != "build_config"}  # old shapes
-            inner["config"] = {**inner["config"], "units": _keep_count(parts[part])}
+            inner["config"] = {**inner["config"], "units": keep_count(parts[part])}
             config[key] = inner
         return config
 
