@@ -58,7 +58,7 @@ def _prune_event(backend, pruner, model, optimizer, train, x, y, baseline) -> tu
     start = time.perf_counter()
     graph = build_graph(model)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=train.from_logits)
-    scored = pruner.plan(model, SPARSITY, ScoringBatch(x, y, loss), baseline, graph)
+    scored = pruner.decide(model, SPARSITY, ScoringBatch(x, y, loss), baseline, graph)
     check_agreement(scored.plan, pruner.reducer, step=0)
     with backend.strategy.scope():
         result = pruner.apply(model, scored.plan, optimizer, graph)

@@ -37,7 +37,7 @@ def one_event(mult: int, batch: int) -> dict:
     durations["graph"] = time.perf_counter() - start
     pruner = Pruner("taylor", {"scope": "local", "round_to": 4})
     loss = keras.losses.SparseCategoricalCrossentropy()
-    scored = pruner.plan(model, 0.5, ScoringBatch(x, y, loss), None, graph)
+    scored = pruner.decide(model, 0.5, ScoringBatch(x, y, loss), None, graph)
     durations.update(scored.durations)
     result = pruner.apply(model, scored.plan, optimizer, graph, durations)
     new_step = make_step(result.model, result.optimizer, jit=False)

@@ -12,7 +12,7 @@ from slimray.cli.render import (
     print_prune_report,
     print_run_summary,
 )
-from slimray.core.records import PruneDurations, PruneEvent
+from slimray.core.records import KeptWholeLayer, PruneDurations, PruneEvent
 
 LN = ["block1/ln", "block2/ln"]
 
@@ -22,8 +22,15 @@ def _prune_report(**extra) -> dict:
         "sparsity": 0.5, "output": "small.keras", "digest": "ab" * 32,
         "groups": [{"id": "c0", "layers": ["c0", "bn0"], "size": 8, "kept": [0, 2, 5, 7]}],
         "params_before": 1200, "params_after": 640, "flops_before": 9000, "flops_after": 4100,
-        "frozen": [], **extra,
+        "kept_whole": [], "approximate": [], **extra,
     }  # fmt: skip
+
+
+def _event(**extra) -> dict:
+    """A prune event as report.json holds it (wire names)."""
+    return PruneEvent(step=4, target_sparsity=0.5, sparsity=0.5, groups_pruned=1, channels_before=8,
+                      channels_after=4, params_before=100, params_after=60, flops_before=1000,
+                      flops_after=500, digest="d", local_scores_sha="s", **extra).model_dump()  # fmt: skip
 
 
 def _run_report(events: list[dict]) -> dict:
@@ -42,39 +49,38 @@ def test_a_prune_report_names_its_approximate_layers(capsys):
     assert "Approximate (statistics change): block1/ln, block2/ln" in _printed(capsys)
 
 
-@pytest.mark.parametrize("extra", [{}, {"approximate": []}])
-def test_an_exact_prune_prints_no_approximate_line(capsys, extra):
-    print_prune_report(_prune_report(**extra))
+def test_an_exact_prune_prints_no_approximate_line(capsys):
+    print_prune_report(_prune_report())
     text = _printed(capsys)
     assert "Channel groups pruned at sparsity 0.5" in text and "saved small.keras digest abababab" in text
     assert "Approximate" not in text and "Kept whole" not in text
 
 
 def test_a_prune_report_lists_the_layers_it_kept_whole(capsys):
-    frozen = [{"path": "mix", "operation": "keras.layers.Reshape", "flops_share": 0.25}]
-    print_prune_report(_prune_report(frozen=frozen))
+    kept = [{"path": "mix", "operation": "keras.layers.Reshape", "flops_share": 0.25}]
+    print_prune_report(_prune_report(kept_whole=kept))
     text = _printed(capsys)
     assert "Kept whole" in text and "mix" in text and "25.0%" in text
 
 
 def test_a_run_summary_names_the_last_events_approximate_and_kept_whole_layers(capsys):
-    frozen = [{"path": "mix", "operation": "keras.layers.Reshape", "flops_share": 0.1}]
-    print_run_summary(_run_report([{"approximate": ["old/ln"]}, {"approximate": LN, "frozen": frozen}]))
+    kept = [KeptWholeLayer(path="mix", operation="keras.layers.Reshape", reason="r", flops_share=0.1)]
+    print_run_summary(_run_report([_event(approximate=["old/ln"]), _event(approximate=LN, kept_whole=kept)]))
     text = _printed(capsys)
     assert "Approximate (statistics change): block1/ln, block2/ln" in text and "old/ln" not in text
     assert "kept whole (slimray cannot prune through it): mix (keras.layers.Reshape), 10.0%" in text
 
 
-@pytest.mark.parametrize("events", [[], [{}], [{"approximate": []}]])
+@pytest.mark.parametrize("events", [[], [_event()]])
 def test_a_run_summary_without_approximations_prints_no_line(capsys, events):
     print_run_summary(_run_report(events))
     text = _printed(capsys)
     assert "r: succeeded" in text and "Approximate" not in text
 
 
-def test_the_approximate_line_reads_the_field_or_its_absence():
-    assert approximate_line({"approximate": ["a"]}) == "Approximate (statistics change): a"
-    assert approximate_line({}) is None
+def test_the_approximate_line_names_the_paths_or_is_absent():
+    assert approximate_line(["a"]) == "Approximate (statistics change): a"
+    assert approximate_line([]) is None
 
 
 def test_a_job_line_and_human_counts():

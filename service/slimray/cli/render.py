@@ -32,16 +32,8 @@ def say(text: str) -> None:
 # ------------------------------------------------------------------ what a prune leaves behind
 
 
-def kept_whole(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """Layers a prune kept whole (a prune report, or a job's prune event), with path and operation.
-    The one place the key is read: the engine is renaming it from "frozen" to "kept_whole"."""
-    return record.get("frozen") or []
-
-
-def approximate_line(record: dict[str, Any]) -> str | None:
-    """The layers whose surgery is not exact (a LayerNormalization over a pruned axis), or None.
-    The one place the key is read: reports and prune events written before it lack it."""
-    paths = record.get("approximate", [])
+def approximate_line(paths: list[str]) -> str | None:
+    """The layers whose surgery is not exact (a LayerNormalization over a pruned axis), or None."""
     return f"Approximate (statistics change): {', '.join(paths)}" if paths else None
 
 
@@ -78,9 +70,9 @@ def print_prune_report(report: dict[str, Any]) -> None:
     """`slimray prune`'s tables: groups pruned, cost before/after, layers kept whole, approximations."""
     console.print(_groups_table(report))
     console.print(_cost_table(report))
-    if blockers := kept_whole(report):
+    if blockers := report["kept_whole"]:
         console.print(_kept_whole_table(blockers))
-    if line := approximate_line(report):
+    if line := approximate_line(report["approximate"]):
         say(line)
     console.print(f"saved {report['output']}  digest {report['digest'][:16]}")
 
@@ -164,17 +156,22 @@ def print_run_summary(report: dict[str, Any]) -> None:
     approximate, the throughput gain, and where the wall time went."""
     console.print(_summary_table(report))
     events = report.get("prune_events") or []
-    last = events[-1] if events else {}
-    for blocker in kept_whole(last):
-        say(f"kept whole (slimray cannot prune through it): {blocker['path']} "
-            f"({blocker['operation']}), {blocker['flops_share']:.1%} of FLOPs held")  # fmt: skip
-    if line := approximate_line(last):
-        say(line)
+    if events:
+        _print_last_event(PruneEvent.model_validate(events[-1]))
     gain = report.get("throughput_gain")
     if gain:
         console.print(f"throughput gain {gain:.2f}x over the unpruned phase; "
                       f"run directory {report.get('run_dir', '')}")  # fmt: skip
     print_wall_time(report.get("wall_time"))
+
+
+def _print_last_event(event: PruneEvent) -> None:
+    """What the run's last prune event kept whole, and where its surgery was approximate."""
+    for layer in event.kept_whole:
+        say(f"kept whole (slimray cannot prune through it): {layer.path} "
+            f"({layer.operation}), {layer.flops_share:.1%} of FLOPs held")  # fmt: skip
+    if line := approximate_line(event.approximate):
+        say(line)
 
 
 def print_wall_time(wall: dict[str, float] | None) -> None:
