@@ -16,15 +16,17 @@ import tensorflow as tf
 
 from slimray.core.records import PruneEvent, WindowReport
 from slimray.core.spec import JobSpec, ModelSpec, TrainSpec
-from slimray.pruning import IdentityReducer
+from slimray.pruning import IdentityReducer, Pruner, build_graph
 from slimray.runtime.backends import WorkerBackend
 from slimray.runtime.backends.tf_collective import MirroredTrainStep
 from slimray.runtime.checkpoints import EXPORT_FILE, STATE_FILE, TrainState
 from slimray.runtime.modeling import build_job_model, build_optimizer, evaluate
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW
+from slimray.runtime.prune_step import prune_event_record, sparsity_after, with_retrace
 from slimray.runtime.worker import WorkerLoop
 from slimray.runtime.worker_config import WorkerConfig
 from slimray.zoo.datasets import synthetic
+from tests.runtime import custom_models
 
 
 def test_builtin_model_gets_the_data_shape_and_classes():
@@ -188,3 +190,18 @@ def test_windows_are_typed_reports_and_the_checkpointed_event_carries_its_retrac
         state = TrainState.from_json((directory / STATE_FILE).read_text())
         assert state.events == [event]  # recorded complete: its retrace included
     assert json.loads((final / EXPORT_FILE).read_text())["exported_params"] == windows[-1].payload.params
+
+
+def test_a_prune_event_record_is_complete_only_with_its_retrace():
+    model = custom_models.partly_supported(input_shape=(4, 4, 1), classes=3)
+    graph = build_graph(model)
+    pruner = Pruner("l1")
+    scored = pruner.plan(model, 0.5, graph=graph)
+    result = pruner.apply(model, scored.plan, graph=graph, durations=dict(scored.durations))
+    baseline = {g.id: g.size for g in graph.groups}
+    event = prune_event_record(7, 0.5, sparsity_after(result.groups, baseline), scored, result, world=2)
+    assert event.allreduce_bytes == 2 * scored.local_scores.nbytes and event.sparsity > 0
+    assert [k.path for k in event.kept_whole] == ["unit_norm"] and event.durations.retrace is None
+    done = with_retrace(event, 0.25)
+    assert done.durations.retrace == 0.25 and event.durations.retrace is None  # a new record
+    assert done.durations.surgery == event.durations.surgery > 0

@@ -98,6 +98,8 @@ class WorkerLoop:
         return self.backend.train_step(self.model, self.optimizer, train.batch_size, train)
 
     def _restore_or_build(self) -> None:
+        """The model, optimizer and train state of the group's last checkpoint (a restarted
+        group resumes where it was, shrunk architecture included), else fresh ones."""
         checkpoint = ray.train.get_checkpoint()
         with self.strategy.scope():
             if checkpoint is None:
@@ -133,6 +135,8 @@ class WorkerLoop:
 
     # -------------------------------------------------------------- pruning
     def maybe_prune(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Apply a prune event when the schedule asks for more sparsity than the model has; the
+        batch about to be trained on scores the channels."""
         if self.schedule is None:
             return
         due, sparsity = self.schedule(self.state.step)
@@ -211,6 +215,8 @@ class WorkerLoop:
         )  # fmt: skip
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> None:
+        """One step on this batch; a model's first step traces it, which is timed apart (and is
+        a prune event's retrace) so that windows measure training alone."""
         start = time.perf_counter()
         loss, correct = self.step_fn(tf.constant(x), tf.constant(y))
         took = time.perf_counter() - start
@@ -248,10 +254,12 @@ class WorkerLoop:
             self.config.progress.send(message)
 
     def evaluate(self) -> float:
+        """Validation accuracy of the current model (rank 0 only: it is local, no collectives)."""
         with self.clock.phase("evaluation"):
             return evaluate(self.model, self.x_val, self.y_val)
 
     def send_window(self, final: bool, val_accuracy: float | None) -> None:
+        """Send this rank's window report and open the next window."""
         with self.clock.phase("progress"):
             phases, now = self.clock.snapshot(), time.time()
             self.send(WINDOW, self.window_report(phases, now, final, val_accuracy), now)
@@ -298,6 +306,8 @@ class WorkerLoop:
 
     # -------------------------------------------------------------- main loop
     def run(self) -> None:
+        """Train to the last step (call `start()` first); STARTED and FINISHED frame the loop
+        so the driver can time it."""
         loop_start = time.perf_counter()
         self.send(STARTED, {"resumed_from": self.resumed_from, "pid": os.getpid()})
         for x, y in self.batches():
