@@ -3,11 +3,15 @@ production `WorkerLoop` has no fault hooks; these subclasses override one step e
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
 from pathlib import Path
 
+import tensorflow as tf
+
+from slimray.pruning import PrunePlan
 from slimray.runtime.worker import WorkerLoop
 
 KILL_MARKER_ENV = "SLIMRAY_TEST_KILL_MARKER"
@@ -16,12 +20,8 @@ KILL_MARKER_ENV = "SLIMRAY_TEST_KILL_MARKER"
 class PerturbedMaskLoop(WorkerLoop):
     """Rank 1 flips one channel of its mask at the first prune event: the ranks disagree."""
 
-    def plan(self, sparsity, batch, graph):
-        import dataclasses
-
-        from slimray.pruning import PrunePlan
-
-        scored = super().plan(sparsity, batch, graph)
+    def choose_mask(self, sparsity, batch, graph):
+        scored = super().choose_mask(sparsity, batch, graph)
         plan = scored.plan
         if self.rank != 1 or self.state.events:
             return scored
@@ -66,8 +66,6 @@ class ScaledGradientsLoop(WorkerLoop):
     FACTOR = 3.0
 
     def make_step(self):
-        import tensorflow as tf
-
         step = super().make_step()
         if self.rank != 1:
             return step

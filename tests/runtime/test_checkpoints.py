@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from slimray.core.records import KeptWholeLayer, PruneDurations, PruneEvent
 from slimray.pruning import Pruner
 from slimray.runtime.checkpoints import STATE_FILE, TrainState, read_checkpoint, write_checkpoint
 from slimray.zoo.models import build_model
@@ -21,16 +24,28 @@ def _trained(model, optimizer):
     optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
 
 
+def _event(step: int) -> PruneEvent:
+    return PruneEvent(
+        step=step, target_sparsity=0.5, sparsity=0.5, groups_pruned=1, channels_before=8,
+        channels_after=4, params_before=100, params_after=50, flops_before=200, flops_after=100,
+        digest="abc", local_scores_sha="def", durations=PruneDurations(score=0.1, retrace=0.2),
+        kept_whole=[KeptWholeLayer(path="lstm", operation="keras.layers.LSTM", reason="mixes")],
+    )  # fmt: skip
+
+
 def test_round_trip_of_a_pruned_model_and_its_optimizer(tmp_path):
     model = build_model("seed_cnn", input_shape=(12, 12, 1), conv1=8, conv2=8, fc=16)
     optimizer = keras.optimizers.Adam(0.01)
     _trained(model, optimizer)
     result = Pruner("l1").prune(model, 0.5, optimizer=optimizer)
     state = TrainState(step=31, sparsity=0.5, baseline_sizes={"conv1": 8},
-                       events=[{"step": 30, "digest": "abc"}])  # fmt: skip
+                       events=[_event(30)])  # fmt: skip
     path = write_checkpoint(tmp_path / "ckpt", result.model, result.optimizer, state)
     model2, optimizer2, state2 = read_checkpoint(path)
     assert state2.step == 31 and state2.events == state.events
+    assert state2.events[0].durations.retrace == 0.2
+    stored = json.loads((path / STATE_FILE).read_text())["events"][0]
+    assert stored["frozen"][0]["path"] == "lstm"  # the wire name: report.json is unchanged
     assert state2.baseline_sizes == {"conv1": 8}
     assert model2.get_layer("conv1").filters == 4
     for a, b in zip(result.model.weights, model2.weights, strict=True):

@@ -1,12 +1,32 @@
-"""Worker building blocks: the job's model from every kind of source, optimizers, evaluation."""
+"""The worker: its building blocks (the job's model from every kind of source, optimizers,
+evaluation) and its loop, run in this process on a one-worker backend without collectives."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
+import ray
+import ray.train
+import tensorflow as tf
 
-from slimray.core.spec import ModelSpec, TrainSpec
+from slimray.core.records import PruneEvent, WindowReport
+from slimray.core.spec import JobSpec, ModelSpec, TrainSpec
+from slimray.pruning import IdentityReducer, Pruner, build_graph
+from slimray.runtime.backends import WorkerBackend
+from slimray.runtime.backends.tf_collective import MirroredTrainStep
+from slimray.runtime.checkpoints import EXPORT_FILE, STATE_FILE, TrainState
 from slimray.runtime.modeling import build_job_model, build_optimizer, evaluate
+from slimray.runtime.progress import FINISHED, STARTED, WINDOW
+from slimray.runtime.prune_step import prune_event_record, sparsity_after, with_retrace
+from slimray.runtime.worker import WorkerLoop
+from slimray.runtime.worker_config import WorkerConfig
+from slimray.zoo.datasets import synthetic
+from tests.runtime import custom_models
 
 
 def test_builtin_model_gets_the_data_shape_and_classes():
@@ -54,3 +74,134 @@ def test_evaluate_counts_top1_hits():
     y = predicted.copy()
     y[:10] = (y[:10] + 1) % 4
     assert evaluate(model, x, y, batch=16) == pytest.approx(0.8)
+
+
+# ------------------------------------------------------------------ the loop, in this process
+class _Context:
+    def get_world_rank(self) -> int:
+        return 0
+
+    def get_world_size(self) -> int:
+        return 1
+
+
+class _Sender:
+    def __init__(self):
+        self.messages = []
+
+    def send(self, message):
+        self.messages.append(message)
+
+
+class _LocalBackend(WorkerBackend):
+    """One worker, no collectives: the default strategy and an identity reducer."""
+
+    name = "local"
+
+    @classmethod
+    def ray_config(cls):
+        return None
+
+    @property
+    def strategy(self):
+        return tf.distribute.get_strategy()
+
+    def reducer(self):
+        return IdentityReducer()
+
+    def train_step(self, model, optimizer, batch_size, train):
+        return MirroredTrainStep(model, optimizer, batch_size, train, self.strategy)
+
+    def allreduce_gradients(self, grads):
+        return grads
+
+
+class _LocalLoop(WorkerLoop):
+    """The production loop on `_LocalBackend`; records which set-up hooks ran."""
+
+    def __init__(self, config):
+        self.calls = []
+        super().__init__(config)
+
+    def make_backend(self):
+        self.calls.append("make_backend")
+        return _LocalBackend(self.rank, self.world)
+
+    def make_reducer(self):
+        self.calls.append("make_reducer")
+        return super().make_reducer()
+
+
+def _config(sender, steps=6):
+    spec = JobSpec.model_validate({
+        "model": {"source": "seed_cnn", "kwargs": {"conv1": 4, "conv2": 8, "fc": 8}},
+        "data": {"source": "synthetic"},
+        "train": {"steps": steps, "batch_size": 8, "report_every": 2, "checkpoint_every": 100},
+        "prune": {"sparsity": 0.5, "schedule": {"kind": "one_shot", "step": 2}},
+        "scaling": {"num_workers": 1},
+    })  # fmt: skip
+    x, y = synthetic(96, (8, 8, 1), 3, seed=0)
+    return WorkerConfig(spec=spec.model_dump(mode="json"), validation=(x[:16], y[:16]), input_shape=(8, 8, 1),
+                        num_classes=3, steps_per_epoch=10, total_steps=steps, progress=sender,
+                        train_arrays=(x[16:], y[16:]))  # fmt: skip
+
+
+@pytest.fixture
+def ray_train(monkeypatch):
+    """Ray Train's worker calls, answered locally; yields the checkpoint directories reported.
+    (This process's TensorFlow is already running: its thread pools can no longer be sized.)"""
+    reported = []
+
+    def report(metrics, checkpoint=None, **_):
+        if checkpoint is not None:
+            reported.append(Path(checkpoint.path))
+
+    monkeypatch.setattr(ray.train, "get_context", _Context)
+    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(ray.train, "report", report)
+    monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads", lambda n: None)
+    monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads", lambda n: None)
+    yield reported
+    for directory in reported:  # Ray Train's upload would have removed them
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_constructing_the_loop_talks_to_no_other_worker(ray_train):
+    loop = _LocalLoop(_config(_Sender()))
+    assert loop.calls == [] and not hasattr(loop, "model")
+    assert loop.start() is loop and loop.calls == ["make_backend", "make_reducer"]
+
+
+def test_windows_are_typed_reports_and_the_checkpointed_event_carries_its_retrace(ray_train):
+    sender = _Sender()
+    _LocalLoop(_config(sender)).start().run()
+    kinds = [m.kind for m in sender.messages]
+    assert kinds[0] == STARTED and kinds[-1] == FINISHED
+    windows = [m for m in sender.messages if m.kind == WINDOW]
+    assert all(isinstance(m.payload, WindowReport) for m in windows)
+    assert [(w.payload.rank, w.payload.step) for w in windows] == [(0, 2), (0, 3), (0, 4), (0, 6)]
+    assert all(w.payload.time == w.time and w.payload.pid == os.getpid() for w in windows)
+    [event] = [w.payload.event for w in windows if w.payload.event is not None]
+    assert isinstance(event, PruneEvent) and event.step == 2 and event.durations.retrace > 0
+    assert windows[-1].payload.final and windows[-1].payload.weights_sha
+    assert windows[-1].payload.params < windows[0].payload.params
+    after_event, final = ray_train  # checkpoint_every 100: the event forces one, the end another
+    for directory in (after_event, final):
+        state = TrainState.from_json((directory / STATE_FILE).read_text())
+        assert state.events == [event]  # recorded complete: its retrace included
+    assert json.loads((final / EXPORT_FILE).read_text())["exported_params"] == windows[-1].payload.params
+
+
+def test_a_prune_event_record_is_complete_only_with_its_retrace():
+    model = custom_models.partly_supported(input_shape=(4, 4, 1), classes=3)
+    graph = build_graph(model)
+    pruner = Pruner("l1")
+    scored = pruner.plan(model, 0.5, graph=graph)
+    result = pruner.apply(model, scored.plan, graph=graph, durations=dict(scored.durations))
+    baseline = {g.id: g.size for g in graph.groups}
+    event = prune_event_record(7, 0.5, sparsity_after(result.groups, baseline), scored, result, world=2)
+    assert event.allreduce_bytes == 2 * scored.local_scores.nbytes and event.sparsity > 0
+    assert [k.path for k in event.kept_whole] == ["unit_norm"] and event.durations.retrace is None
+    done = with_retrace(event, 0.25)
+    assert done.durations.retrace == 0.25 and event.durations.retrace is None  # a new record
+    assert done.durations.surgery == event.durations.surgery > 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ class RunStore:
 
     @classmethod
     def of(cls, location: str) -> RunStore:
+        # lazy: pyarrow.fs costs ~1 s; the CLI and the service import this module for errors and umask
         import pyarrow.fs as pafs
 
         if not is_uri(location):
@@ -95,6 +97,7 @@ class RunStore:
             raise store_error("output.dir", self.location, what, err) from None
 
     def holds_a_run(self) -> bool:
+        # lazy: pyarrow.fs costs ~1 s; the CLI and the service import this module for errors and umask
         import pyarrow.fs as pafs
 
         selector = pafs.FileSelector(self.path, allow_not_found=True)
@@ -102,11 +105,10 @@ class RunStore:
 
     def clear(self) -> None:
         """Remove an old run (only once the new job has been checked and can start)."""
+        # lazy: pyarrow.fs costs ~1 s; the CLI and the service import this module for errors and umask
         import pyarrow.fs as pafs
 
         if self.local:
-            import shutil
-
             shutil.rmtree(self.path, ignore_errors=True)
             Path(self.path).mkdir(parents=True, exist_ok=True)
             return
@@ -125,8 +127,7 @@ class RunStore:
         no-op for a local run). If an upload fails the copy stays, and the error says where."""
         if self.local:
             return
-        import shutil
-
+        # lazy: pyarrow.fs costs ~1 s; the CLI and the service import this module for errors and umask
         import pyarrow.fs as pafs
 
         local = pafs.LocalFileSystem()
@@ -156,6 +157,7 @@ class RunStore:
 def check_readable(location: str, field: str) -> None:
     """Fail early, with the store's name and reason, if a URI cannot be read (before Ray Data
     starts reading it, whose own failures come wrapped in task errors and thread noise)."""
+    # lazy: pyarrow.fs costs ~1 s; the CLI and the service import this module for errors and umask
     import pyarrow.fs as pafs
 
     try:
@@ -174,6 +176,7 @@ def local_copy(location: str, field: str) -> Iterator[Path]:
     if not is_uri(location):
         yield Path(location.removeprefix("file://"))
         return
+    # lazy: pyarrow.fs costs ~1 s; the CLI and the service import this module for errors and umask
     import pyarrow.fs as pafs
 
     with tempfile.TemporaryDirectory(prefix="slimray-fetch-") as tmp:

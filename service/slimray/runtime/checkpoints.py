@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from slimray.core.records import PruneEvent
+
 MODEL_FILE = "model.keras"
 OPTIMIZER_FILE = "optimizer.npz"
 STATE_FILE = "state.json"  # written last: its presence marks a complete checkpoint
@@ -27,15 +29,18 @@ class TrainState:
     step: int = 0
     sparsity: float = 0.0
     baseline_sizes: dict[str, int] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[PruneEvent] = field(default_factory=list)  # complete: retrace included
     optimizer: dict[str, Any] = field(default_factory=dict)  # {"class_name", "config"}
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        fields = {**asdict(self), "events": [e.model_dump(mode="json") for e in self.events]}
+        return json.dumps(fields)
 
     @classmethod
     def from_json(cls, text: str) -> TrainState:
-        return cls(**json.loads(text))
+        fields = json.loads(text)
+        events = [PruneEvent.model_validate(e) for e in fields.pop("events", [])]
+        return cls(**fields, events=events)
 
 
 def _previous(directory: Path) -> Path:
@@ -67,6 +72,7 @@ def complete_checkpoint(directory: Path) -> Path:
 def write_checkpoint(directory: Path, model: Any, optimizer: Any, state: TrainState) -> Path:
     """Write into a sibling temp dir, then swap it in: readers never see partial files, and a
     kill at any point leaves the old or the new checkpoint (`complete_checkpoint`)."""
+    # lazy: the driver imports this module for its file names and must not load TensorFlow
     import keras
 
     directory = Path(directory)
@@ -90,6 +96,7 @@ def read_checkpoint(directory: Path) -> tuple[Any, Any, TrainState]:
 
     Call inside the strategy scope so variables are created distributed.
     """
+    # lazy: the driver imports this module for its file names and must not load TensorFlow
     import keras
 
     directory = complete_checkpoint(directory)

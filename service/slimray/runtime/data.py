@@ -53,6 +53,8 @@ def _normalize(batch: dict[str, np.ndarray], spec: DataSpec) -> dict[str, np.nda
 
 
 def _read_files(spec: DataSpec):
+    """The files as a Ray Dataset of normalized x (float32) and y (int32) batches."""
+    # lazy: the CLI imports the driver, hence this module, for commands that never start Ray
     import ray.data
 
     if spec.file_format == "parquet":

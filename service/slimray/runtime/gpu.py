@@ -18,6 +18,7 @@ class GpuUnavailableError(ValueError):
 def gpu_missing() -> str | None:
     """What keeps this process's TensorFlow off a GPU, as a sentence (None: nothing). Runs in a
     Train worker, and as a tiny Ray task holding a GPU before the driver starts the workers."""
+    # lazy: the driver imports this module (`check_gpu`) and must never load TensorFlow
     import tensorflow as tf
 
     where = f"TensorFlow {tf.__version__} on {socket.gethostname()}"
@@ -37,6 +38,7 @@ def check_gpu(scaling: ScalingSpec, can_grow: bool) -> None:
     """Driver side, before anything of the old run is removed: a task holding one worker's GPUs
     asks its node. A cluster that cannot grow (embedded) without GPUs fails at once; one that can
     (an autoscaler) fails when none is offered within start_timeout_seconds."""
+    # lazy: the CLI imports the driver, hence this module, for commands that never start Ray
     import ray
 
     if not scaling.use_gpu:

@@ -1,30 +1,31 @@
-"""The job's model, optimizer, distributed train step and evaluation: shared by the worker loop
-and the driver's export, with no Ray in them."""
+"""The job's model, its optimizer, evaluation and the final export: the worker loop's Keras
+pieces, with no Ray in them (so they are tested without a cluster)."""
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import json
+from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 
 from slimray.core.spec import ModelSpec, TrainSpec
+from slimray.core.storage import local_copy
+from slimray.runtime.checkpoints import EXPORT_FILE, MODEL_FILE, SAVED_MODEL_DIR
+from slimray.zoo.models import build_model
 
 
 def build_job_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> Any:
     """The job's model from a built-in name, `module:function` or a `.keras` file (a local path
     or a URI such as s3://bucket/model.keras)."""
-    import keras
-
-    from slimray.zoo.models import build_model
-
     if spec.kind == "builtin":
         model = build_model(spec.source, input_shape=input_shape, num_classes=num_classes, **spec.kwargs)
     elif spec.kind == "function":
         model = _model_function(spec.source)(**spec.kwargs)
     else:
-        from slimray.core.storage import local_copy
-
         with local_copy(spec.source, "model.source") as path:  # a path, or a URI fetched here
             model = keras.models.load_model(path, compile=False)
     if not isinstance(model, keras.Model):
@@ -38,8 +39,6 @@ def build_job_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: 
 def _model_function(source: str) -> Any:
     """The public function `module:function` names, defined in that module (not one it imported,
     such as `subprocess.run`): nothing else is ever called with a spec's kwargs."""
-    import inspect
-
     module_name, _, attr = source.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr)
@@ -55,8 +54,7 @@ def _model_function(source: str) -> Any:
 
 
 def build_optimizer(train: TrainSpec) -> Any:
-    import keras
-
+    """The spec's optimizer at its learning rate (momentum where it has one)."""
     lr = train.learning_rate
     factories = {
         "adam": lambda: keras.optimizers.Adam(lr),
@@ -82,3 +80,13 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
         out = np.asarray(model(x[i : i + batch], training=False))
         correct += int((out.argmax(-1) == y[i : i + batch]).sum())
     return correct / len(x)
+
+
+def export_model(directory: Path, model: Any, x_val: np.ndarray, y_val: np.ndarray) -> None:
+    """Beside a checkpoint's `model.keras`: the SavedModel, and the accuracy and size of the
+    model reloaded from that file (what a user loading it gets), for the driver to copy."""
+    model.export(str(directory / SAVED_MODEL_DIR), verbose=False)
+    reloaded = keras.models.load_model(directory / MODEL_FILE, compile=False)
+    exported = {"exported_accuracy": evaluate(reloaded, x_val, y_val),
+                "exported_params": reloaded.count_params()}  # fmt: skip
+    (directory / EXPORT_FILE).write_text(json.dumps(exported))

@@ -1,134 +1,105 @@
 """The per-worker loop: the job's backend's train step (TF collectives or Horovod), and at
-scheduled steps score -> allreduce -> plan -> agree -> shrink, then keep training smaller."""
+scheduled steps score -> allreduce -> choose a mask -> agree -> shrink, then train smaller.
+
+Only Train workers import this module (the driver imports `worker_config`): TensorFlow, Keras and
+Ray load at its top.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
-import resource
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+import ray
+import ray.train
+import tensorflow as tf
+from ray.train import Checkpoint, CheckpointUploadMode
 
+from slimray.core.records import PruneEvent, WindowReport
 from slimray.core.spec import JobSpec
+from slimray.pruning import Pruner, ScoringBatch, build_graph, count_model, get_schedule
+from slimray.runtime.agreement import check_agreement
+from slimray.runtime.backends import WorkerBackend, get_backend
 from slimray.runtime.breakdown import PhaseClock
+from slimray.runtime.checkpoints import TrainState, read_checkpoint, write_checkpoint
+from slimray.runtime.data import worker_shard
 from slimray.runtime.gpu import require_gpu
-from slimray.runtime.modeling import (
-    build_job_model,
-    build_optimizer,
-    evaluate,
-    gradient_bytes,
-)
+from slimray.runtime.modeling import build_job_model, build_optimizer, evaluate, export_model, gradient_bytes
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, WorkerMessage
+from slimray.runtime.prune_step import prune_event_record, sparsity_after, with_retrace
 from slimray.runtime.shard_cache import ShardCache
+from slimray.runtime.window import Window, peak_memory_bytes, weights_digest
 from slimray.runtime.worker_config import WorkerConfig
 
-# phases that a window's throughput leaves out: they are not training steps or data waits
-_NOT_THROUGHPUT = ("tracing", "prune_events", "checkpoints", "evaluation", "progress")
 
-
-def peak_memory_bytes() -> int:
-    """Peak resident set size of this process (Linux reports kilobytes)."""
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
-def weights_digest(model: Any) -> str:
-    """A short digest of every weight's bytes: equal on all ranks when gradients were averaged."""
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(np.asarray(weight)).tobytes())
-    return digest.hexdigest()[:16]
-
-
-@dataclass
-class Window:
-    """One worker's training progress since its last window message."""
-
-    phases_at_start: dict[str, float]
-    start: float = field(default_factory=time.perf_counter)
-    samples: int = 0
-    steps: int = 0
-    compute: float = 0.0
-    losses: list[Any] = field(default_factory=list)  # tensors: no host sync per step
-    corrects: list[Any] = field(default_factory=list)
-
-    def add(self, samples: int, seconds: float, loss: Any, correct: Any) -> None:
-        self.samples += samples
-        self.steps += 1
-        self.compute += seconds
-        self.losses.append(loss)
-        self.corrects.append(correct)
-
-    def metrics(self, phases_now: dict[str, float]) -> dict[str, float]:
-        excluded = sum(phases_now.get(p, 0.0) - self.phases_at_start.get(p, 0.0) for p in _NOT_THROUGHPUT)
-        wall = time.perf_counter() - self.start - excluded
-        if not self.steps:
-            return {"samples_per_second": 0.0, "step_time": 0.0, "loss": float("nan"),
-                    "accuracy": float("nan"), "window_steps": 0}  # fmt: skip
-        return {
-            "samples_per_second": self.samples / wall if wall > 0 else 0.0,
-            "step_time": self.compute / self.steps,
-            "loss": float(np.sum([float(v) for v in self.losses])) / self.steps,
-            "accuracy": float(np.sum([float(v) for v in self.corrects])) / self.samples,
-            "window_steps": self.steps,
-        }
+def _local(value: Any) -> Any:
+    """`value` itself, or what it refers to when the driver passed it through the object store."""
+    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
 
 
 class WorkerLoop:
-    """State and helpers of one worker's run (kept together so events can swap the model).
-    Each step of the run is one method, so a test can subclass it to inject a fault."""
+    """One worker's run. `__init__` keeps the config and local state, `start()` joins the other
+    workers, `run()` trains; each step is one method, so a test subclass can inject a fault."""
 
     def __init__(self, config: WorkerConfig):
-        import keras
-        import ray
-        import ray.train
-        import tensorflow as tf
-
-        from slimray.pruning import Pruner, get_schedule
-        from slimray.runtime.backends import get_backend
-
+        self.config = config
         self.spec = JobSpec.model_validate(config.spec)
         require_gpu(self.spec.scaling)
-        self.config = config
-        self.clock = PhaseClock()
-        ctx = ray.train.get_context()
+        ctx = ray.train.get_context()  # local: the rank Ray Train assigned this process
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.clock = PhaseClock()
         threads = max(1, int(self.spec.scaling.cpus_per_worker))
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         keras.utils.set_random_seed(self.spec.train.seed)
-        self.backend = get_backend(self.spec.backend)(self.rank, self.world)
+        prune = self.spec.prune
+        self.schedule = get_schedule(prune.schedule_config()) if prune else None
+        self.pending_event: PruneEvent | None = None  # applied; recorded once its retrace is known
+
+    # -------------------------------------------------------------- set-up with the other workers
+    def start(self) -> WorkerLoop:
+        """The set-up that talks to the other workers: the backend's group, the model (restored or
+        built, then rank 0's weights everywhere), the strict check, the attempt id."""
+        self.backend = self.make_backend()
         self.strategy = self.backend.strategy
         self.reducer = self.make_reducer()
         prune = self.spec.prune
-        self.schedule = get_schedule(prune.schedule_config()) if prune else None
         self.pruner = (
             Pruner(prune.criterion_identifier(), prune.planner_config(), self.reducer, strict=prune.strict)
             if prune
             else None
         )
-        validation = config.validation
-        if isinstance(validation, ray.ObjectRef):
-            validation = ray.get(validation)
-        self.x_val, self.y_val = validation
+        self.x_val, self.y_val = _local(self.config.validation)
         self._restore_or_build()
         self.backend.broadcast_weights(self.model, self.optimizer)
         self._refuse_if_strict()
         self.attempt = self._agree_on_attempt()
-        self.pending_event: dict[str, Any] | None = None
         self.window = Window(self.clock.snapshot())
+        return self
+
+    def make_backend(self) -> WorkerBackend:
+        """The job's allreduce backend; building it joins the worker group (a collective)."""
+        return get_backend(self.spec.backend)(self.rank, self.world)
+
+    def make_reducer(self) -> Any:
+        """The backend's `Reducer` for scores and digests (a test may wrap it to inject a fault)."""
+        return self.backend.reducer()
+
+    def make_step(self) -> Any:
+        """The backend's train step for the current model (rebuilt after every prune event)."""
+        train = self.spec.train
+        return self.backend.train_step(self.model, self.optimizer, train.batch_size, train)
 
     def _restore_or_build(self) -> None:
-        import ray.train
-
-        from slimray.runtime.checkpoints import TrainState, read_checkpoint
-
+        """The model, optimizer and train state of the group's last checkpoint (a restarted
+        group resumes where it was, shrunk architecture included), else fresh ones."""
         checkpoint = ray.train.get_checkpoint()
         with self.strategy.scope():
             if checkpoint is None:
@@ -144,21 +115,10 @@ class WorkerLoop:
         self.resumed_from = self.state.step if checkpoint is not None else None
         self._new_model_costs()
 
-    def make_reducer(self) -> Any:
-        """The backend's `Reducer` for scores and digests (a test may wrap it to inject a fault)."""
-        return self.backend.reducer()
-
-    def make_step(self) -> Any:
-        """The backend's train step for the current model (rebuilt after every prune event)."""
-        train = self.spec.train
-        return self.backend.train_step(self.model, self.optimizer, train.batch_size, train)
-
     def _refuse_if_strict(self) -> None:
         """With `prune.strict`, a model slimray cannot prune all through fails the job before
         training (BlockedModelError names every blocker), not at its first prune event."""
         if self.pruner is not None and self.pruner.strict:
-            from slimray.pruning import build_graph
-
             build_graph(self.model, strict=True)
 
     def _agree_on_attempt(self) -> int:
@@ -168,33 +128,31 @@ class WorkerLoop:
 
     def _new_model_costs(self) -> None:
         """Counts and the step function: they change only when the model does."""
-        from slimray.pruning import count_model
-
         self.cost = count_model(self.model)
         self.grad_bytes = gradient_bytes(self.model)
         self.step_fn = self.make_step()
         self.fresh_trace = True
 
-    # -------------------------------------------------------------- messages
-    def send(self, kind: str, payload: dict[str, Any]) -> None:
-        if self.config.progress is not None:
-            self.config.progress.send(
-                WorkerMessage(kind, self.rank, self.attempt, self.state.step, time.time(), payload)
-            )
-
     # -------------------------------------------------------------- pruning
-    def prune_event(self, sparsity: float, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        import keras
+    def maybe_prune(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Apply a prune event when the schedule asks for more sparsity than the model has; the
+        batch about to be trained on scores the channels."""
+        if self.schedule is None:
+            return
+        due, sparsity = self.schedule(self.state.step)
+        if due and sparsity > self.state.sparsity + 1e-9:
+            with self.clock.phase("prune_events"):
+                self.pending_event = self.prune_event(sparsity, x, y)
 
-        from slimray.pruning import ScoringBatch, build_graph
-        from slimray.runtime.agreement import check_agreement
-
+    def prune_event(self, sparsity: float, x: np.ndarray, y: np.ndarray) -> PruneEvent:
+        """Choose a mask, prove every rank holds it, shrink model and optimizer; the event's
+        record, whose retrace the next step fills in."""
         step = self.state.step
         graph = build_graph(self.model, strict=self.pruner.strict)
         if not self.state.baseline_sizes:
             self.state.baseline_sizes = {g.id: g.size for g in graph.groups}
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=self.spec.train.from_logits)
-        scored = self.plan(sparsity, ScoringBatch(x, y, loss), graph)
+        scored = self.choose_mask(sparsity, ScoringBatch(x, y, loss), graph)
         durations = dict(scored.durations)
         start = time.perf_counter()
         check_agreement(scored.plan, self.reducer, step)
@@ -203,27 +161,12 @@ class WorkerLoop:
             result = self.pruner.apply(self.model, scored.plan, self.optimizer, graph, durations)
         self.model, self.optimizer = result.model, result.optimizer
         self._new_model_costs()
-        summary = result.summary()
-        kept = sum(len(g["kept"]) for g in summary["groups"])
-        self.state.sparsity = 1.0 - kept / sum(self.state.baseline_sizes.values())
-        event = {
-            "step": step,
-            "local_scores_sha": hashlib.sha256(scored.local_scores.tobytes()).hexdigest()[:16],
-            "target_sparsity": sparsity,
-            "sparsity": self.state.sparsity,
-            "groups_pruned": sum(1 for g in summary["groups"] if len(g["kept"]) < g["size"]),
-            "allreduce_bytes": scored.allreduce_bytes * self.world,
-            **{k: summary[k] for k in ("channels_before", "channels_after", "params_before",
-                                       "params_after", "flops_before", "flops_after", "digest")},
-            "durations": durations,
-            "frozen": summary["frozen"],  # layers kept whole, with the FLOPs share they hold
-        }  # fmt: skip
-        self.state.events.append(event)
-        return event
+        self.state.sparsity = sparsity_after(result.groups, self.state.baseline_sizes)
+        return prune_event_record(step, sparsity, self.state.sparsity, scored, result, self.world)
 
-    def plan(self, sparsity: float, batch: Any, graph: Any) -> Any:
-        """This worker's mask (a `ScoredPlan`): score, allreduce the scores, plan; all ranks must
-        agree on it."""
+    def choose_mask(self, sparsity: float, batch: Any, graph: Any) -> Any:
+        """This worker's mask (a `ScoredPlan`): score locally, allreduce the scores, select the
+        channels to keep; every rank must arrive at the same one (checked next)."""
         return self.pruner.plan(self.model, sparsity, batch, self.state.baseline_sizes, graph)
 
     # -------------------------------------------------------------- one step
@@ -252,18 +195,13 @@ class WorkerLoop:
     def _batch_sources(self) -> tuple[ShardCache, Any]:
         """The worker's batch cache, and its Ray Data shard (None when the driver passed the
         arrays, which are then sharded here and cached whole)."""
-        import ray
-        import ray.train
-
-        from slimray.runtime.data import worker_shard
-
         train, steps_per_epoch = self.spec.train, self.config.steps_per_epoch
         if self.config.train_arrays is None:
             # every worker decides alike: equal shards, same epochs, whole-group restarts
             cache = ShardCache(train.cache_mb * 2**20, train.batch_size, steps_per_epoch, train.seed)
             return cache, ray.train.get_dataset_shard("train")
         with self.clock.phase("data"):
-            x, y = worker_shard(*ray.get(self.config.train_arrays), self.rank, self.world,
+            x, y = worker_shard(*_local(self.config.train_arrays), self.rank, self.world,
                                 steps_per_epoch * train.batch_size)  # fmt: skip
         return ShardCache.from_arrays(x, y, train.batch_size, steps_per_epoch, train.seed), None
 
@@ -276,24 +214,16 @@ class WorkerLoop:
             local_shuffle_seed=train.seed * 1000 + epoch,
         )  # fmt: skip
 
-    def maybe_prune(self, x: np.ndarray, y: np.ndarray) -> None:
-        if self.schedule is None:
-            return
-        due, sparsity = self.schedule(self.state.step)
-        if due and sparsity > self.state.sparsity + 1e-9:
-            with self.clock.phase("prune_events"):
-                self.pending_event = self.prune_event(sparsity, x, y)
-
     def train_step(self, x: np.ndarray, y: np.ndarray) -> None:
-        import tensorflow as tf
-
+        """One step on this batch; a model's first step traces it, which is timed apart (and is
+        a prune event's retrace) so that windows measure training alone."""
         start = time.perf_counter()
         loss, correct = self.step_fn(tf.constant(x), tf.constant(y))
         took = time.perf_counter() - start
         if self.fresh_trace:  # the first step of each model traces its tf.function
             self.clock.add("tracing", took)
             if self.pending_event is not None:
-                self.pending_event["durations"]["retrace"] = took
+                self.pending_event = with_retrace(self.pending_event, took)
             self.fresh_trace = False
         else:
             self.clock.add("training", took)
@@ -301,8 +231,11 @@ class WorkerLoop:
         self.state.step += 1
 
     def after_step(self) -> None:
-        """Evaluate, send a window and checkpoint when due (events and the end force all three)."""
+        """Record a completed prune event; evaluate, send a window and checkpoint when due
+        (events and the end force all three)."""
         train, step = self.spec.train, self.state.step
+        if self.pending_event is not None:  # complete: this step ran its retrace
+            self.state.events.append(self.pending_event)
         final = step >= self.config.total_steps
         forced = self.pending_event is not None or final
         eval_due = forced or bool(train.eval_every and step % train.eval_every == 0)
@@ -313,79 +246,68 @@ class WorkerLoop:
         self.pending_event = None
 
     # -------------------------------------------------------------- reporting
+    def send(self, kind: str, payload: Any, when: float | None = None) -> None:
+        """Push a message to the driver (not awaited); `when` defaults to now."""
+        if self.config.progress is not None:
+            when = time.time() if when is None else when
+            message = WorkerMessage(kind, self.rank, self.attempt, self.state.step, when, payload)
+            self.config.progress.send(message)
+
     def evaluate(self) -> float:
+        """Validation accuracy of the current model (rank 0 only: it is local, no collectives)."""
         with self.clock.phase("evaluation"):
             return evaluate(self.model, self.x_val, self.y_val)
 
     def send_window(self, final: bool, val_accuracy: float | None) -> None:
+        """Send this rank's window report and open the next window."""
         with self.clock.phase("progress"):
-            self._send_window(final, val_accuracy)
+            phases, now = self.clock.snapshot(), time.time()
+            self.send(WINDOW, self.window_report(phases, now, final, val_accuracy), now)
+            self.window = Window(phases)
 
-    def _send_window(self, final: bool, val_accuracy: float | None) -> None:
-        phases = self.clock.snapshot()
-        payload = {
-            "pid": os.getpid(),
+    def window_report(self, phases: dict[str, float], now: float, final: bool,
+                      val_accuracy: float | None) -> WindowReport:  # fmt: skip
+        """This rank's window since the last one, with the prune event applied before it."""
+        return WindowReport(
+            rank=self.rank, step=self.state.step, time=now, pid=os.getpid(),
             **self.window.metrics(phases),
-            "params": self.cost.params,
-            "flops": self.cost.flops,
-            "gradient_allreduce_bytes_per_step": self.grad_bytes,
-            "sparsity": self.state.sparsity,
-            "peak_memory_bytes": peak_memory_bytes(),
-            "allreduce_bytes_total": self.reducer.bytes_reduced,
-            "event": self.pending_event,
-            "final": final,
-            "resumed_from": self.resumed_from,
-            "val_accuracy": val_accuracy,
-        }
-        if final:  # every rank's weights, to show the replicas ended identical
-            payload["weights_sha"] = weights_digest(self.model)
-        self.send(WINDOW, payload)
-        self.window = Window(phases)
-
-    def export(self, directory: Path) -> None:
-        """The final checkpoint also carries the SavedModel and the reloaded model's accuracy, so
-        the driver only copies files (it never imports TensorFlow)."""
-        import json
-
-        import keras
-
-        from slimray.runtime.checkpoints import EXPORT_FILE, MODEL_FILE, SAVED_MODEL_DIR
-
-        with self.clock.phase("export"):
-            self.model.export(str(directory / SAVED_MODEL_DIR), verbose=False)
-            reloaded = keras.models.load_model(directory / MODEL_FILE, compile=False)
-            exported = {"exported_accuracy": evaluate(reloaded, self.x_val, self.y_val),
-                        "exported_params": reloaded.count_params()}  # fmt: skip
-            (directory / EXPORT_FILE).write_text(json.dumps(exported))
+            params=self.cost.params, flops=self.cost.flops,
+            gradient_allreduce_bytes_per_step=self.grad_bytes, sparsity=self.state.sparsity,
+            peak_memory_bytes=peak_memory_bytes(), allreduce_bytes_total=self.reducer.bytes_reduced,
+            event=self.pending_event, final=final, resumed_from=self.resumed_from,
+            val_accuracy=val_accuracy,
+            weights_sha=weights_digest(self.model) if final else None,  # replicas ended identical?
+        )  # fmt: skip
 
     def checkpoint(self, final: bool) -> None:
         """Every rank calls `ray.train.report` (it is collective); rank 0 attaches the checkpoint.
 
         The upload runs in Ray Train's background thread (ASYNC), which also deletes the local copy.
         """
-        import ray.train
-        from ray.train import Checkpoint, CheckpointUploadMode
-
-        from slimray.runtime.checkpoints import write_checkpoint
-
-        checkpoint = None
-        if self.rank == 0:
-            with self.clock.phase("checkpoints"):
-                local = Path(tempfile.mkdtemp(prefix="slimray-ckpt-"))
-                write_checkpoint(local, self.model, self.optimizer, self.state)
-            if final:
-                self.export(local)  # its own phase: never inside another (phases add up)
-            checkpoint = Checkpoint.from_directory(str(local))
+        checkpoint = self._write_checkpoint(final) if self.rank == 0 else None
         with self.clock.phase("checkpoints"):
             ray.train.report({"step": self.state.step}, checkpoint=checkpoint,
                              checkpoint_upload_mode=CheckpointUploadMode.ASYNC)  # fmt: skip
 
-    # -------------------------------------------------------------- main loop
-    def start(self) -> WorkerLoop:
-        """The set-up step that talks to the other workers (a no-op until it is split out)."""
-        return self
+    def _write_checkpoint(self, final: bool) -> Checkpoint:
+        """Rank 0's checkpoint in a local directory; the final one also carries the SavedModel
+        and the reloaded model's accuracy, so the driver only copies files (no TensorFlow)."""
+        with self.clock.phase("checkpoints"):
+            local = Path(tempfile.mkdtemp(prefix="slimray-ckpt-"))
+            write_checkpoint(local, self.model, self.optimizer, self.state)
+        if final:
+            self.export(local)  # its own phase: never inside another (phases add up)
+        return Checkpoint.from_directory(str(local))
 
+    def export(self, directory: Path) -> None:
+        """The SavedModel and the reloaded model's accuracy, beside the final checkpoint."""
+        with self.clock.phase("export"):
+            export_model(directory, self.model, self.x_val, self.y_val)
+
+    # -------------------------------------------------------------- main loop
     def run(self) -> None:
+        """Train to the last step (call `start()` first); STARTED and FINISHED frame the loop
+        so the driver can time it."""
         loop_start = time.perf_counter()
         self.send(STARTED, {"resumed_from": self.resumed_from, "pid": os.getpid()})
         for x, y in self.batches():

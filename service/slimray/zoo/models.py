@@ -11,6 +11,7 @@ from typing import Any
 
 import keras
 from keras import layers as L
+from keras.src.applications.convnext import LayerScale
 
 ModelBuilder = Callable[..., keras.Model]
 BUILTIN_MODELS: dict[str, ModelBuilder] = {}
@@ -326,8 +327,6 @@ def convnext(
 ) -> keras.Model:
     """A ConvNeXt block: depthwise 7x7 written as `Conv2D(groups=dim)`, an inverted bottleneck of
     Dense layers, a per-channel `LayerScale` and a residual add."""
-    from keras.src.applications.convnext import LayerScale
-
     inputs = keras.Input(tuple(input_shape), name="image")
     stem = L.Conv2D(dim, 4, strides=4, name="stem")(inputs)
     x = L.Conv2D(dim, 7, padding="same", groups=dim, name="dw")(stem)
