@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import ray
@@ -18,7 +19,7 @@ from slimray.core.records import PruneEvent, WindowReport
 from slimray.core.spec import JobSpec, ModelSpec, TrainSpec
 from slimray.pruning import IdentityReducer, Pruner, build_graph
 from slimray.runtime.backends import WorkerBackend
-from slimray.runtime.backends.tf_collective import MirroredTrainStep
+from slimray.runtime.backends.tf_collective.step import MirroredTrainStep
 from slimray.runtime.checkpoints import EXPORT_FILE, STATE_FILE, TrainState
 from slimray.runtime.modeling import build_job_model, build_optimizer, evaluate
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW
@@ -196,7 +197,7 @@ def test_a_prune_event_record_is_complete_only_with_its_retrace():
     model = custom_models.partly_supported(input_shape=(4, 4, 1), classes=3)
     graph = build_graph(model)
     pruner = Pruner("l1")
-    scored = pruner.plan(model, 0.5, graph=graph)
+    scored = pruner.decide(model, 0.5, graph=graph)
     result = pruner.apply(model, scored.plan, graph=graph, durations=dict(scored.durations))
     baseline = {g.id: g.size for g in graph.groups}
     event = prune_event_record(7, 0.5, sparsity_after(result.groups, baseline), scored, result, world=2)
@@ -205,3 +206,17 @@ def test_a_prune_event_record_is_complete_only_with_its_retrace():
     done = with_retrace(event, 0.25)
     assert done.durations.retrace == 0.25 and event.durations.retrace is None  # a new record
     assert done.durations.surgery == event.durations.surgery > 0
+
+
+def test_a_prune_event_names_the_layers_its_surgery_left_approximate():
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, name="fc")(inputs)
+    outputs = keras.layers.Dense(3, name="head")(keras.layers.LayerNormalization(name="ln")(hidden))
+    model = keras.Model(inputs, outputs)
+    graph = build_graph(model)
+    pruner = Pruner("l1")
+    scored = pruner.decide(model, 0.5, graph=graph)
+    result = pruner.apply(model, scored.plan, graph=graph, durations=dict(scored.durations))
+    event = prune_event_record(1, 0.5, 0.5, scored, result, world=1)
+    assert event.approximate == ["ln"] and event.channels_after < event.channels_before
+    assert PruneEvent.model_validate(event.model_dump()).approximate == ["ln"]  # on the wire too

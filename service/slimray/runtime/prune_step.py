@@ -19,7 +19,7 @@ def sparsity_after(groups: list[dict[str, Any]], baseline_sizes: Mapping[str, in
 def prune_event_record(
     step: int, target: float, sparsity: float, scored: Any, result: Any, world: int
 ) -> PruneEvent:
-    """The event as this worker applied it (`scored`: a `ScoredPlan`, `result`: a `PruneResult`);
+    """The event as this worker applied it (`scored`: a `PruneDecision`, `result`: a `PruneResult`);
     its retrace is still None: the next step fills it (`with_retrace`)."""
     summary = result.summary()
     return PruneEvent(
@@ -32,8 +32,8 @@ def prune_event_record(
         local_scores_sha=hashlib.sha256(scored.local_scores.tobytes()).hexdigest()[:16],
         allreduce_bytes=scored.allreduce_bytes * world,  # every worker contributed as many
         durations=PruneDurations(**summary["durations"]),
-        kept_whole=[KeptWholeLayer(**layer) for layer in summary["frozen"]],
-        approximate=[],
+        kept_whole=[KeptWholeLayer(**layer) for layer in summary["kept_whole"]],
+        approximate=summary["approximate"],
     )  # fmt: skip
 
 

@@ -165,9 +165,9 @@ class WorkerLoop:
         return prune_event_record(step, sparsity, self.state.sparsity, scored, result, self.world)
 
     def choose_mask(self, sparsity: float, batch: Any, graph: Any) -> Any:
-        """This worker's mask (a `ScoredPlan`): score locally, allreduce the scores, select the
+        """This worker's mask (a `PruneDecision`): score locally, allreduce the scores, select the
         channels to keep; every rank must arrive at the same one (checked next)."""
-        return self.pruner.plan(self.model, sparsity, batch, self.state.baseline_sizes, graph)
+        return self.pruner.decide(self.model, sparsity, batch, self.state.baseline_sizes, graph)
 
     # -------------------------------------------------------------- one step
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
