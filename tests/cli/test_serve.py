@@ -14,6 +14,7 @@ from slimray.service.settings import get_settings
 
 
 def test_the_token_file_is_created_private_and_reused(tmp_path):
+    """Regression (item 6 of the security review): the file was created world-readable, then chmod'ed."""
     old = os.umask(0)
     try:
         settings = service_token(get_settings(db_path=tmp_path / "state" / "jobs.db"))

@@ -210,22 +210,3 @@ def test_a_full_disk_gives_503_with_the_reason_and_unready(tmp_path):
         codes = {client.post("/v1/jobs", json={**_spec(), "name": f"j{i}"}, headers=AUTH).status_code
                  for i in range(60)}  # fmt: skip
         assert 503 in codes and not any(c >= 500 and c != 503 for c in codes), codes
-
-
-def test_the_token_file_is_created_private(tmp_path):
-    """Regression (item 6): the token file was created world-readable, then chmod'ed."""
-    import os
-    import stat
-
-    from slimray.cli.serve import service_token
-
-    old = os.umask(0)
-    try:
-        settings = service_token(get_settings(db_path=tmp_path / "state" / "jobs.db"))
-    finally:
-        os.umask(old)
-    token_file = tmp_path / "state" / "token"
-    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-    assert settings.api_token.get_secret_value() == token_file.read_text().strip()
-    again = service_token(get_settings(db_path=tmp_path / "state" / "jobs.db"))
-    assert again.api_token == settings.api_token
