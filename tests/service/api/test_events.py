@@ -84,3 +84,11 @@ def test_out_of_range_steps_are_validation_errors(store, data):
     job_id = _submitted(store)
     with pytest.raises(ValidationError):
         apply_event(store, job_id, "report", data)
+
+
+@pytest.mark.parametrize("state", ["running", "queued", "cancelled"])
+def test_a_driver_may_end_its_job_only_succeeded_or_failed(store, state):
+    job_id = _submitted(store)
+    with pytest.raises(ValidationError, match=f"ends its job 'succeeded' or 'failed'. Received: '{state}'"):
+        apply_event(store, job_id, "end", {"state": state})
+    assert store.get(job_id).state == JobState.QUEUED  # nothing changed

@@ -66,8 +66,7 @@ def stored_report(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _end(store: Store, job: Job, data: EndIn) -> None:
-    final = JobState.SUCCEEDED if data.state == JobState.SUCCEEDED else JobState.FAILED
-    store.finish(job.id, final, stored_report(data.model_dump()), reason="driver end", error=data.error)
+    store.finish(job.id, data.state, stored_report(data.model_dump()), reason="driver end", error=data.error)
 
 
 _HANDLERS: dict[str, tuple[type[BaseModel], Callable[[Store, Job, Any], None]]] = {

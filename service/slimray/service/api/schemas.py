@@ -6,7 +6,7 @@ from functools import cache
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic.fields import FieldInfo
 
 from slimray.core.jobstate import JobState
@@ -120,10 +120,23 @@ class ReportIn(lenient(ProgressReport)):
         return None if self.event is None else self.event.model_dump(exclude_unset=True)
 
 
+DRIVER_END_STATES = (JobState.SUCCEEDED, JobState.FAILED)  # how a driver may end its job
+
+
 class EndIn(BaseModel):
+    """A driver's last word: how its job ended, the error if it failed, and the run's report."""
+
     model_config = ConfigDict(extra="allow")
-    state: Literal["succeeded", "failed"]
+    state: JobState
     error: str | None = None
+
+    @field_validator("state")
+    @classmethod
+    def _an_end_state(cls, state: JobState) -> JobState:
+        if state not in DRIVER_END_STATES:
+            ends = " or ".join(repr(s.value) for s in DRIVER_END_STATES)
+            raise ValueError(f"a driver ends its job {ends}. Received: {state.value!r}")
+        return state
 
 
 class WorkerErrorIn(BaseModel):
