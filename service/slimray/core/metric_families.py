@@ -34,7 +34,7 @@ class Family:
 WINDOW_GAUGES = tuple(Family(f"slimray_{g.name}", Kind.GAUGE, g.help, field=name)
                       for name, g in gauges().items())  # fmt: skip
 
-# 1 per job, labelled with its allreduce backend (`tf-collective` or `horovod`): the job metrics
+# 1 per job, labelled with its allreduce backend (`core.spec.BACKENDS`): the job metrics
 # join it on `job` (`* on(job) group_left(backend) slimray_job_info`) to compare the two
 JOB_INFO = Family("slimray_job_info", Kind.GAUGE,
                   "1 per job, labelled with the backend that allreduces its gradients and scores.",
