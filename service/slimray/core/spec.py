@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from slimray.core.jsonsafe import deeper_than
+
 BUILTIN_MODELS = (
     "seed_cnn", "mlp", "vgg", "resnet", "mobilenet", "inception", "text_cnn", "conv3d",
     "autoencoder", "nested", "squeeze_excite", "resnext", "convnext", "transformer", "lstm",
@@ -47,20 +49,9 @@ def _no_nul(text: str) -> str:
     return text
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether containers nest more than `limit` levels (iterative: safe for any depth)."""
-    level = [value]
-    for _ in range(limit + 1):
-        level = [c for v in level for c in (v.values() if isinstance(v, dict) else v)
-                 if isinstance(c, dict | list | tuple)] if level else []  # fmt: skip
-        if not level:
-            return False
-    return True
-
-
 def _plain_options(value: dict[str, Any]) -> dict[str, Any]:
     """Keyword options nested at most MAX_NESTING deep and at most MAX_OPTIONS_BYTES as JSON."""
-    if _deeper_than(value, MAX_NESTING):
+    if deeper_than(value, MAX_NESTING):
         raise ValueError(f"nested more than {MAX_NESTING} levels deep")
     size = len(json.dumps(value, default=str))
     if size > MAX_OPTIONS_BYTES:
