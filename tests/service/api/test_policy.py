@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 
 import pytest
+from fastapi.testclient import TestClient
 
 from slimray.core.errors import OutputLocationError
 from slimray.core.spec import parse_spec
+from slimray.service.api.main import create_app
 from slimray.service.api.policy import PolicyError, enforce, output_location_error, output_problems
 from slimray.service.settings import JobLimits, get_settings
+from tests.core.test_spec import CARRIED
+from tests.service_helpers import free_port
 
 BASE = {"model": {"source": "seed_cnn"}, "data": {"source": "mnist"}, "train": {"steps": 10}}
 
@@ -162,3 +166,32 @@ def test_a_local_runs_root_is_refused_on_a_multi_node_cluster(settings):
     error = output_location_error(settings, 3)  # the type the driver raises for the same condition
     assert isinstance(error, OutputLocationError) and (error.field, str(error)) == (loc, message)
     assert enforce(spec, on_s3, "job1", cluster_nodes=3).output.dir == "s3://bucket/runs/job1"
+
+
+@pytest.mark.parametrize("part", list(CARRIED))
+@pytest.mark.parametrize("field", ["data", "model"])
+def test_allowed_uris_carrying_a_query_fragment_userinfo_or_port_get_422(settings, field, part):
+    """Regression (issue 23 M1): `s3://allowed/x.parquet?endpoint_override=host:port&scheme=http`
+    passed the allowlist (201), and the driver sent signed requests to that host."""
+    uri, named = CARRIED[part]
+    if field == "model":
+        uri = uri.replace("x.parquet", "m") + ("&region=a.keras" if part == "query" else ".keras")
+    spec = {**BASE, field: {"source": uri}}
+    served = settings.model_copy(update={"ray_address": f"http://127.0.0.1:{free_port()}"})
+    with TestClient(create_app(served)) as api:
+        response = api.post("/v1/jobs", json=spec, headers={"Authorization": "Bearer t"})
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"][0]
+        assert detail["loc"] == ["body", field, "source"] and named in detail["msg"] and uri in detail["msg"]
+        assert api.get("/v1/jobs", headers={"Authorization": "Bearer t"}).json()["total"] == 0
+
+
+@pytest.mark.parametrize("part", list(CARRIED))
+def test_the_allowlist_itself_never_admits_a_uri_carrying_more_than_bucket_and_path(settings, part):
+    """The policy refuses these too, for a spec built without `parse_spec` (model_construct)."""
+    uri, named = CARRIED[part]
+    spec = parse_spec(BASE)
+    spec = spec.model_copy(update={"data": spec.data.model_copy(update={"source": uri})})
+    with pytest.raises(PolicyError) as err:
+        enforce(spec, settings, "job1")
+    assert err.value.problems[0][0] == ("data", "source") and named in err.value.problems[0][1]

@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from slimray.core.errors import OutputLocationError
 from slimray.core.spec import JobSpec, OutputSpec, is_uri
+from slimray.core.uris import uri_parts_problem
 from slimray.service.settings import JobLimits, Settings
 
 Problem = tuple[tuple[str, ...], str]
@@ -93,6 +94,9 @@ def _uri_problem(uri: str, settings: Settings) -> str | None:
         return f"not a valid URI ({err}): {uri!r}"
     if _segments(parts.path) is None:
         return f"'.' and '..' segments are not allowed in URIs (got {uri!r})"
+    carried = uri_parts_problem(uri)  # the spec refuses these too; an allowlist never admits them
+    if carried:
+        return carried
     if any(_under(uri, p) for p in settings.allowed_uri_prefixes):
         return None
     return f"URI {uri!r} is not under an allowed prefix ({settings.allowed_uri_prefixes or 'none'})"
