@@ -30,6 +30,17 @@ class JobLimits(BaseModel):
     max_sample_elements: int = Field(4 * 2**20, ge=1, description="Elements of one sample's shape.")
     max_classes: int = Field(100_000, ge=2, description="Synthetic data classes at most.")
     max_synthetic_samples: int = Field(1_000_000, ge=16, description="Synthetic data samples at most.")
+    max_synthetic_bytes: int = Field(
+        4 * 2**30, ge=1,
+        description="Synthetic data's float32 arrays at most: (samples + classes) x sample elements x 4.",
+    )  # fmt: skip
+    max_batch_bytes: int = Field(
+        2**30, ge=1, description="One batch's features at most: train.batch_size x sample elements x 4."
+    )
+    max_failures: int = Field(
+        10, ge=-1,
+        description="failure.max_failures at most; a spec's -1 (unlimited restarts) only if this is -1.",
+    )  # fmt: skip
 
 
 class Settings(BaseSettings):
