@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from slimray.core.envvars import RAY_AUTH_TOKEN
 from slimray.core.envvars import SETTINGS_FILE as SETTINGS_FILE_ENV
+from slimray.core.uris import uri_parts_problem
 
 
 class JobLimits(BaseModel):
@@ -71,6 +72,16 @@ class Settings(BaseSettings):
     runs_shared: bool = Field(
         False, description="A local runs_root is a mount every Ray node shares (multi-node clusters)."
     )
+
+    @field_validator("runs_root")
+    @classmethod
+    def _plain_runs_root(cls, root: str | Path) -> str | Path:
+        """A URI root is scheme://bucket/path, as a spec's output.dir must be (issue 23 M1)."""
+        problem = uri_parts_problem(str(root))
+        if problem:
+            raise ValueError(problem)
+        return root
+
     data_roots: list[Path] = Field(default_factory=list, description="Where specs may read data.")
     model_roots: list[Path] = Field(default_factory=list, description="Where .keras models may be.")
     allowed_uri_prefixes: list[str] = Field(
