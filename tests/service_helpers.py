@@ -12,6 +12,7 @@ import httpx
 import uvicorn
 
 from slimray.service.api.main import create_app
+from slimray.service.executor import RayJobExecutor
 from slimray.service.settings import Settings
 
 
@@ -33,11 +34,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_service(settings: Settings, port: int | None = None) -> Iterator[str]:
-    """The service on `port` (a free one if None; give one when settings.service_url needs it)."""
+def running_service(settings: Settings, port: int | None = None,
+                    executor: RayJobExecutor | None = None) -> Iterator[str]:  # fmt: skip
+    """The service on `port` (a free one if None; give one when settings.service_url needs it);
+    `executor` replaces the one the settings describe (e.g. a fake whose calls hang)."""
     port = port or free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error")
+        uvicorn.Config(create_app(settings, executor), host="127.0.0.1", port=port, log_level="error")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

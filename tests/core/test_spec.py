@@ -164,3 +164,33 @@ def test_the_planner_fields_are_the_planners_config_keys():
     from slimray.pruning import MaskPlanner
 
     assert set(PLANNER_FIELDS) == set(MaskPlanner().get_config())
+
+
+CARRIED = {  # what a URI may not carry (issue 23 M1), each as the attacker used it
+    "query": ("s3://bucket/train/x.parquet?endpoint_override=127.0.0.1:9&scheme=http", "a query"),
+    "fragment": ("s3://bucket/train/x.parquet#frag", "a fragment"),
+    "userinfo": ("s3://key:secret@bucket/train/x.parquet", "userinfo"),
+    "port": ("s3://bucket:9000/train/x.parquet", "a port"),
+}
+
+
+@pytest.mark.parametrize("part", list(CARRIED))
+@pytest.mark.parametrize("field", ["data.source", "model.source", "output.dir"])
+def test_uris_carrying_a_query_fragment_userinfo_or_port_are_refused(part, field):
+    """Regression (issue 23 M1): pyarrow honours `?endpoint_override=`, and the spec let it through."""
+    uri, named = CARRIED[part]
+    if field == "model.source":
+        uri = uri.replace("x.parquet", "m") + ("&region=a.keras" if part == "query" else ".keras")
+    section, key = field.split(".")
+    spec = {**GOOD, section: {**GOOD.get(section, {}), key: uri}}
+    with pytest.raises(SpecError) as err:
+        parse_spec(spec)
+    assert f"{field}: " in str(err.value) and uri in str(err.value) and named in str(err.value)
+
+
+@pytest.mark.parametrize("location", ["s3://bucket/train/x.parquet", "data/a#1.parquet",
+                                      "file:///data/x.npz", "my_pkg.nets:build"])  # fmt: skip
+def test_plain_uris_and_local_paths_with_any_character_are_accepted(location):
+    field = ("model", "source") if location.endswith(":build") else ("data", "source")
+    spec = parse_spec({**GOOD, field[0]: {field[1]: location}})
+    assert getattr(getattr(spec, field[0]), field[1]) == location

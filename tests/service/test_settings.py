@@ -77,3 +77,17 @@ def test_the_ray_token_is_ray_token_else_rays_own_variable(monkeypatch):
     monkeypatch.delenv("RAY_AUTH_TOKEN")
     monkeypatch.delenv("SLIMRAY_RAY_TOKEN")
     assert get_settings().ray_auth_token is None
+
+
+@pytest.mark.parametrize("root", ["s3://b/runs?endpoint_override=127.0.0.1:9", "s3://b:9/runs",
+                                  "s3://key@b/runs", "s3://b/runs#x"])  # fmt: skip
+def test_a_runs_root_uri_carrying_more_than_bucket_and_path_is_refused_at_start(root):
+    """Regression (issue 23 M1): the spec refuses such an output.dir; the operator's root (each
+    job's output.dir) answered every POST with a 500 instead of failing at start-up."""
+    with pytest.raises(ValueError, match=r"runs_root") as err:
+        get_settings(api_token="t", runs_root=root)
+    assert root in str(err.value)
+
+
+def test_local_runs_roots_keep_any_character(tmp_path):
+    assert get_settings(api_token="t", runs_root=tmp_path / "a#b?c").runs_root == tmp_path / "a#b?c"

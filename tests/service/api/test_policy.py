@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 
 import pytest
+from fastapi.testclient import TestClient
 
 from slimray.core.errors import OutputLocationError
 from slimray.core.spec import parse_spec
+from slimray.service.api.main import create_app
 from slimray.service.api.policy import PolicyError, enforce, output_location_error, output_problems
 from slimray.service.settings import JobLimits, get_settings
+from tests.core.test_spec import CARRIED
+from tests.service_helpers import free_port
 
 BASE = {"model": {"source": "seed_cnn"}, "data": {"source": "mnist"}, "train": {"steps": 10}}
 
@@ -139,6 +143,39 @@ def test_specs_beyond_the_service_limits_are_refused_naming_the_field(settings, 
     assert problems[0][0] == loc and "exceeds this service's limit" in problems[0][1]
 
 
+def test_data_bytes_are_bounded_as_products_not_only_field_by_field(settings):
+    """Regression (issue 23 M5): every factor within its limit, the product 16 TiB."""
+    limits = JobLimits(max_synthetic_bytes=10_000_000, max_batch_bytes=1_000_000)
+    bounded = settings.model_copy(update={"limits": limits})
+    synthetic = {"source": "synthetic", "synthetic": {"samples": 10_000, "shape": [256], "num_classes": 10}}
+    problems = _problems(bounded, data=synthetic)  # (10000 + 10) x 256 x 4 = 10,250,240
+    assert problems == [(("data", "synthetic"), "(samples 10000 + num_classes 10) x 256 elements "
+                         "(shape [256]) x 4 bytes = 10250240 bytes exceeds this service's limit of 10000000"
+                         " (max_synthetic_bytes)")]  # fmt: skip
+    assert _accepted(bounded, data={**synthetic, "synthetic": {"samples": 9_000, "shape": [256]}})
+    problems = _problems(bounded, data={"source": "mnist", "shape": [28, 28, 1]},
+                         train={"steps": 10, "batch_size": 512})  # fmt: skip
+    assert problems[0][0] == ("train", "batch_size") and "512 x 784" in problems[0][1]
+    assert "1605632 bytes per batch" in problems[0][1] and "limit of 1000000" in problems[0][1]
+    assert _accepted(bounded, data={"source": "mnist", "shape": [28, 28, 1]},
+                     train={"steps": 10, "batch_size": 10**6 // 784 // 4})  # fmt: skip
+
+
+@pytest.mark.parametrize(("limit", "asked", "refused"), [
+    (10, -1, True), (10, 11, True), (10, 10**9, True), (10, 10, False), (10, 0, False),
+    (-1, -1, False), (-1, 10**9, False), (0, 1, True),
+])  # fmt: skip
+def test_restarts_are_bounded_and_unlimited_only_if_the_operator_allows(settings, limit, asked, refused):
+    """Regression (issue 23 L7): -1 and 10^9 restarts were accepted; nothing bounded a crash loop."""
+    bounded = settings.model_copy(update={"limits": JobLimits(max_failures=limit)})
+    if refused:
+        problems = _problems(bounded, failure={"max_failures": asked})
+        assert problems[0][0] == ("failure", "max_failures") and f"limit of {limit}" in problems[0][1]
+        assert str(asked) in problems[0][1]
+    else:
+        assert _accepted(bounded, failure={"max_failures": asked}).failure.max_failures == asked
+
+
 def test_runs_on_an_object_store_get_a_uri_per_job(settings):
     on_s3 = settings.model_copy(update={"runs_root": "s3://ml-runs/slimray/", "runs_shared": False})
     assert _accepted(on_s3).output.dir == "s3://ml-runs/slimray/job1"
@@ -162,3 +199,32 @@ def test_a_local_runs_root_is_refused_on_a_multi_node_cluster(settings):
     error = output_location_error(settings, 3)  # the type the driver raises for the same condition
     assert isinstance(error, OutputLocationError) and (error.field, str(error)) == (loc, message)
     assert enforce(spec, on_s3, "job1", cluster_nodes=3).output.dir == "s3://bucket/runs/job1"
+
+
+@pytest.mark.parametrize("part", list(CARRIED))
+@pytest.mark.parametrize("field", ["data", "model"])
+def test_allowed_uris_carrying_a_query_fragment_userinfo_or_port_get_422(settings, field, part):
+    """Regression (issue 23 M1): `s3://allowed/x.parquet?endpoint_override=host:port&scheme=http`
+    passed the allowlist (201), and the driver sent signed requests to that host."""
+    uri, named = CARRIED[part]
+    if field == "model":
+        uri = uri.replace("x.parquet", "m") + ("&region=a.keras" if part == "query" else ".keras")
+    spec = {**BASE, field: {"source": uri}}
+    served = settings.model_copy(update={"ray_address": f"http://127.0.0.1:{free_port()}"})
+    with TestClient(create_app(served)) as api:
+        response = api.post("/v1/jobs", json=spec, headers={"Authorization": "Bearer t"})
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"][0]
+        assert detail["loc"] == ["body", field, "source"] and named in detail["msg"] and uri in detail["msg"]
+        assert api.get("/v1/jobs", headers={"Authorization": "Bearer t"}).json()["total"] == 0
+
+
+@pytest.mark.parametrize("part", list(CARRIED))
+def test_the_allowlist_itself_never_admits_a_uri_carrying_more_than_bucket_and_path(settings, part):
+    """The policy refuses these too, for a spec built without `parse_spec` (model_construct)."""
+    uri, named = CARRIED[part]
+    spec = parse_spec(BASE)
+    spec = spec.model_copy(update={"data": spec.data.model_copy(update={"source": uri})})
+    with pytest.raises(PolicyError) as err:
+        enforce(spec, settings, "job1")
+    assert err.value.problems[0][0] == ("data", "source") and named in err.value.problems[0][1]

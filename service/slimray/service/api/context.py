@@ -58,7 +58,8 @@ def build_context(settings: Settings, executor: RayJobExecutor) -> ServiceContex
     reconciler = Reconciler(store, executor, launcher(settings),
                             settings.reconcile_seconds, settings.schedule_timeout_seconds)  # fmt: skip
     registries = build_registries(store, settings.metrics_job_limit, lambda: reconciler.probe.reachable)
-    return ServiceContext(settings, store, executor, BackendChecks(executor), reconciler, registries)
+    checks = BackendChecks(executor, settings.ray_timeout_seconds)
+    return ServiceContext(settings, store, executor, checks, reconciler, registries)
 
 
 @contextlib.contextmanager

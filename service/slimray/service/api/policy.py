@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from slimray.core.errors import OutputLocationError
 from slimray.core.spec import JobSpec, OutputSpec, is_uri
+from slimray.core.uris import uri_parts_problem
 from slimray.service.settings import JobLimits, Settings
 
 Problem = tuple[tuple[str, ...], str]
@@ -93,6 +94,9 @@ def _uri_problem(uri: str, settings: Settings) -> str | None:
         return f"not a valid URI ({err}): {uri!r}"
     if _segments(parts.path) is None:
         return f"'.' and '..' segments are not allowed in URIs (got {uri!r})"
+    carried = uri_parts_problem(uri)  # the spec refuses these too; an allowlist never admits them
+    if carried:
+        return carried
     if any(_under(uri, p) for p in settings.allowed_uri_prefixes):
         return None
     return f"URI {uri!r} is not under an allowed prefix ({settings.allowed_uri_prefixes or 'none'})"
@@ -156,8 +160,19 @@ def function_problem(source: str, allowed_modules: list[str]) -> str | None:
 # ------------------------------------------------------------------ limits
 
 
-def limit_problems(spec: JobSpec, limits: JobLimits) -> list[Problem]:
-    checks = [
+FLOAT32_BYTES = 4
+
+
+def _elements(shape: tuple[int, ...] | None) -> int:
+    elements = 1
+    for dim in shape or ():
+        elements *= dim
+    return elements
+
+
+def _field_checks(spec: JobSpec, limits: JobLimits) -> list[tuple[tuple[str, ...], int | float, int | float]]:
+    """(field, value, limit) of each field with a limit of its own."""
+    return [
         (("scaling", "num_workers"), spec.scaling.num_workers, limits.max_workers),
         (("scaling", "cpus_per_worker"), spec.scaling.cpus_per_worker, limits.max_cpus_per_worker),
         (("scaling", "gpus_per_worker"), spec.scaling.gpus_per_worker, limits.max_gpus_per_worker),
@@ -166,18 +181,67 @@ def limit_problems(spec: JobSpec, limits: JobLimits) -> list[Problem]:
         (("train", "batch_size"), spec.train.batch_size, limits.max_batch_size),
         (("data", "synthetic", "num_classes"), spec.data.synthetic.num_classes, limits.max_classes),
         (("data", "synthetic", "samples"), spec.data.synthetic.samples, limits.max_synthetic_samples),
+        (("data", "shape"), _elements(spec.data.shape), limits.max_sample_elements),
+        (("data", "synthetic", "shape"), _elements(spec.data.synthetic.shape), limits.max_sample_elements),
     ]
-    for loc, shape in ((("data", "shape"), spec.data.shape), (("data", "synthetic", "shape"),
-                                                               spec.data.synthetic.shape)):  # fmt: skip
-        elements = 1
-        for dim in shape or ():
-            elements *= dim
-        checks.append((loc, elements, limits.max_sample_elements))
-    return [
+
+
+def _sample_elements(spec: JobSpec) -> int | None:
+    """Elements of one sample as the spec declares them (None: a built-in or a file's own shape)."""
+    if spec.data.shape:
+        return _elements(spec.data.shape)
+    if spec.data.source == "synthetic":
+        return _elements(spec.data.synthetic.shape)
+    return None
+
+
+def _synthetic_bytes_problem(spec: JobSpec, limits: JobLimits) -> str | None:
+    synthetic = spec.data.synthetic
+    rows = synthetic.samples + synthetic.num_classes  # the samples and one pattern per class
+    elements = _elements(synthetic.shape)
+    size = rows * elements * FLOAT32_BYTES
+    if spec.data.source != "synthetic" or size <= limits.max_synthetic_bytes:
+        return None
+    return (f"(samples {synthetic.samples} + num_classes {synthetic.num_classes}) x {elements} elements "
+            f"(shape {list(synthetic.shape)}) x 4 bytes = {size} bytes exceeds this service's limit of "
+            f"{limits.max_synthetic_bytes} (max_synthetic_bytes)")  # fmt: skip
+
+
+def _batch_bytes_problem(spec: JobSpec, limits: JobLimits) -> str | None:
+    elements = _sample_elements(spec)
+    size = spec.train.batch_size * (elements or 0) * FLOAT32_BYTES
+    if size <= limits.max_batch_bytes:
+        return None
+    return (f"batch_size {spec.train.batch_size} x {elements} elements per sample x 4 bytes = "
+            f"{size} bytes per batch exceeds this service's limit of {limits.max_batch_bytes} "
+            "(max_batch_bytes)")  # fmt: skip
+
+
+def _byte_problems(spec: JobSpec, limits: JobLimits) -> list[Problem]:
+    """Products the single-field limits miss (issue 23 M5): 1,000,000 samples of 1024x1024x4
+    passed every field's limit and asked the driver for 16 TiB."""
+    found = [(("data", "synthetic"), _synthetic_bytes_problem(spec, limits)),
+             (("train", "batch_size"), _batch_bytes_problem(spec, limits))]  # fmt: skip
+    return [(loc, problem) for loc, problem in found if problem]
+
+
+def _restart_problems(spec: JobSpec, limits: JobLimits) -> list[Problem]:
+    """Restarts are bounded unless the operator allows unlimited ones (max_failures -1)."""
+    asked, limit = spec.failure.max_failures, limits.max_failures
+    if limit == -1 or 0 <= asked <= limit:
+        return []
+    shown = "-1 (unlimited restarts)" if asked == -1 else str(asked)
+    return [(("failure", "max_failures"), f"{shown} exceeds this service's limit of {limit} (max_failures)")]
+
+
+def limit_problems(spec: JobSpec, limits: JobLimits) -> list[Problem]:
+    """Every field beyond this service's `JobLimits`, each with its value and the limit."""
+    problems = [
         (loc, f"{value} exceeds this service's limit of {limit}")
-        for loc, value, limit in checks
+        for loc, value, limit in _field_checks(spec, limits)
         if value > limit
     ]
+    return problems + _byte_problems(spec, limits) + _restart_problems(spec, limits)
 
 
 # ------------------------------------------------------------------ the whole spec

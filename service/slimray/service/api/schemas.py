@@ -6,10 +6,11 @@ from functools import cache
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic.fields import FieldInfo
 
 from slimray.core.jobstate import JobState
+from slimray.core.jsonsafe import deeper_than
 from slimray.core.records import ProgressReport, PruneEvent, Record
 from slimray.core.spec import JobSpec
 from slimray.service.store import Job
@@ -58,11 +59,22 @@ class JobCreated(BaseModel):
     state: JobState
 
 
+MAX_EVENT_NESTING = 32  # a driver's records nest a few levels; JSON responses allow ~250
+
+
+def _shallow(data: dict[str, Any]) -> dict[str, Any]:
+    """Event data nested at most MAX_EVENT_NESTING deep: deeper data was stored but could not be
+    serialized back (every GET of the job answered 500, issue 23 L2)."""
+    if deeper_than(data, MAX_EVENT_NESTING):
+        raise ValueError(f"nested more than {MAX_EVENT_NESTING} levels deep")
+    return data
+
+
 class DriverEvent(BaseModel):
     """What a running job's driver posts back: start, report, worker_error or end."""
 
     kind: Literal["start", "report", "worker_error", "end"]
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: Annotated[dict[str, Any], AfterValidator(_shallow)] = Field(default_factory=dict)
 
 
 STEP_MAX = 2**53  # steps beyond this are not a real job (and would overflow SQLite's integers)
