@@ -13,6 +13,7 @@ import uvicorn
 
 from slimray.service.api.main import create_app
 from slimray.service.executor import RayJobExecutor
+from slimray.service.server import uvicorn_config
 from slimray.service.settings import Settings
 
 
@@ -39,9 +40,8 @@ def running_service(settings: Settings, port: int | None = None,
     """The service on `port` (a free one if None; give one when settings.service_url needs it);
     `executor` replaces the one the settings describe (e.g. a fake whose calls hang)."""
     port = port or free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, executor), host="127.0.0.1", port=port, log_level="error")
-    )
+    app = create_app(settings, executor)
+    server = uvicorn.Server(uvicorn_config(app, settings, "127.0.0.1", port, "error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -18,6 +18,7 @@ from slimray.core.envvars import API_TOKEN, RAY_GCS_PORT
 from slimray.core.storage import apply_umask
 from slimray.service.api.main import create_app
 from slimray.service.localray import LocalRay, LocalRayError, answers, private_secret
+from slimray.service.server import uvicorn_config
 from slimray.service.settings import Settings, get_settings
 
 DEFAULT_GCS_PORT = 6380
@@ -89,7 +90,8 @@ def serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         console.print(f"slimray service on http://{args.host}:{args.port} (docs at /docs)")
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+        config = uvicorn_config(create_app(settings), settings, args.host, args.port, args.log_level)
+        uvicorn.Server(config).run()
     finally:
         if head is not None:
             console.print("stopping the local Ray head")

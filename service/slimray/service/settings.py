@@ -100,6 +100,16 @@ class Settings(BaseSettings):
     min_free_bytes: int = Field(
         64 * 2**20, ge=0, description="Not ready (and no new jobs) below this free disk at db_path."
     )
+    keep_alive_seconds: int = Field(
+        75, ge=1, le=3600,
+        description="Idle keep-alive connections close after this long: above clients' and ingresses' own.",
+    )  # fmt: skip
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=600, description="A connection must send a whole request head within this long."
+    )
+    limit_concurrency: int = Field(
+        256, ge=2, description="Open connections and requests at most; beyond it requests get 503."
+    )
     limits: JobLimits = Field(default_factory=JobLimits)
     # Ray's own variable, read when the settings are built: not a field (the chart sets ray_token)
     _ray_auth_env: str | None = PrivateAttr(default_factory=lambda: os.environ.get(RAY_AUTH_TOKEN) or None)
