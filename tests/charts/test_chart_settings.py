@@ -86,7 +86,7 @@ def test_the_service_starts_and_a_job_passes_the_policy_on_the_charts_cluster(ch
     token = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
     with running_service(settings) as url:
         assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
-        ready = httpx.get(f"{url}/readyz", timeout=10)
+        ready = httpx.get(f"{url}/readyz", headers=token, timeout=10)
         assert ready.status_code == 200 and ready.json()["store"] is True, ready.text
         body = spec.model_dump(mode="json")
         created = httpx.post(f"{url}/v1/jobs", json=body, headers=token, timeout=30)

@@ -225,7 +225,8 @@ def _until(check, timeout: float, what: str, describe=lambda: ""):
 def test_the_service_refuses_a_local_runs_root_on_the_cluster(cluster, tmp_path):
     nodes, _ = cluster
     with _service(nodes, tmp_path, str(tmp_path / "runs")) as url:
-        _until(lambda: httpx.get(f"{url}/readyz", timeout=5).json()["ray_nodes"] == 3, 60, "the node count")
+        _until(lambda: httpx.get(f"{url}/readyz", headers=AUTH, timeout=5).json()["ray_nodes"] == 3,
+               60, "the node count")  # fmt: skip
         spec = _spec("ignored").model_dump(mode="json")
         response = httpx.post(f"{url}/v1/jobs", json=spec, headers=AUTH, timeout=30)
         assert response.status_code == 422, response.text

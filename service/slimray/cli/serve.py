@@ -89,7 +89,8 @@ def serve(args: argparse.Namespace) -> int:
         # uvicorn re-raises SIGTERM after its graceful shutdown: exit through `finally` instead
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
-        console.print(f"slimray service on http://{args.host}:{args.port} (docs at /docs)")
+        docs = " (docs at /docs)" if settings.api_docs else ""
+        console.print(f"slimray service on http://{args.host}:{args.port}{docs}")
         config = uvicorn_config(create_app(settings), settings, args.host, args.port, args.log_level)
         uvicorn.Server(config).run()
     finally:

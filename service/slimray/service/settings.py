@@ -55,6 +55,7 @@ class Settings(BaseSettings):
         None, description="Bearer token that may read per-job series at /metrics (or use api_token)."
     )
     public_reads: bool = Field(False, description="Serve GET /v1/jobs* and job metrics without a token.")
+    api_docs: bool = Field(False, description="Serve /docs, /redoc and /openapi.json (without a token).")
     db_path: Path = Field(Path("slimray-state/jobs.db"), description="SQLite job store (WAL).")
     ray_address: str = Field("http://127.0.0.1:8265", description="Ray job submission address.")
     ray_token: SecretStr | None = Field(

@@ -29,7 +29,7 @@ def _fuzz(operation) -> None:
 def test_no_5xx_and_documented_responses_conform(tmp_path):
     settings_ = get_settings(api_token=TOKEN, db_path=tmp_path / "jobs.db", runs_root=tmp_path / "runs",
                              data_roots=[tmp_path], ray_address=f"http://127.0.0.1:{free_port()}",
-                             reconcile_seconds=0.5)  # fmt: skip
+                             reconcile_seconds=0.5, api_docs=True)  # fmt: skip
     with running_service(settings_) as url:
         schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
         operations = [result.ok() for result in schema.get_all_operations()]

@@ -100,15 +100,15 @@ def test_readyz_reports_ray_gone_once_it_is(tmp_path):
     thread.start()
     with TestClient(create_app(_settings(tmp_path, ray_address=f"http://127.0.0.1:{port}"))) as client:
         deadline = time.time() + 10
-        while client.get("/readyz").json()["ray"] is not True and time.time() < deadline:
+        while client.get("/readyz", headers=AUTH).json()["ray"] is not True and time.time() < deadline:
             time.sleep(0.1)
-        assert client.get("/readyz").json()["ray"] is True
+        assert client.get("/readyz", headers=AUTH).json()["ray"] is True
         server.should_exit = True
         thread.join(10)
         deadline = time.time() + 10
-        while client.get("/readyz").json()["ray"] is not False and time.time() < deadline:
+        while client.get("/readyz", headers=AUTH).json()["ray"] is not False and time.time() < deadline:
             time.sleep(0.1)
-        assert client.get("/readyz").json()["ray"] is False
+        assert client.get("/readyz", headers=AUTH).json()["ray"] is False
 
 
 @pytest.fixture
@@ -215,13 +215,13 @@ def test_a_deleted_store_makes_writes_and_readiness_fail_loudly(api, tmp_path):
     (tmp_path / "jobs.db").unlink()
     response = api.post("/v1/jobs", json=_spec(), headers=AUTH)
     assert response.status_code == 503 and "gone" in response.json()["detail"]
-    ready = api.get("/readyz")
+    ready = api.get("/readyz", headers=AUTH)
     assert ready.status_code == 503 and ready.json()["store"] is False
 
 
 def test_a_full_disk_gives_503_with_the_reason_and_unready(tmp_path):
     with TestClient(create_app(_settings(tmp_path, min_free_bytes=2**62))) as client:
-        ready = client.get("/readyz")
+        ready = client.get("/readyz", headers=AUTH)
         assert ready.status_code == 503 and ready.json()["disk"] is False
         store = client.app.state.context.store
         pages = store._db.execute("PRAGMA page_count").fetchone()[0]
@@ -229,3 +229,26 @@ def test_a_full_disk_gives_503_with_the_reason_and_unready(tmp_path):
         codes = {client.post("/v1/jobs", json={**_spec(), "name": f"j{i}"}, headers=AUTH).status_code
                  for i in range(60)}  # fmt: skip
         assert 503 in codes and not any(c >= 500 and c != 503 for c in codes), codes
+
+
+def test_readyz_detail_needs_the_admin_token_and_the_status_code_does_not(tmp_path):
+    """Regression (issue 23 L6): /readyz showed free bytes, node count and store errors to anyone."""
+    with TestClient(create_app(_settings(tmp_path))) as client:
+        anonymous, admin = client.get("/readyz"), client.get("/readyz", headers=AUTH)
+        wrong = client.get("/readyz", headers={"Authorization": "Bearer nope"})
+        assert anonymous.status_code == admin.status_code == wrong.status_code == 200
+        assert anonymous.json() == wrong.json() == {"status": "ready"}
+        assert admin.json()["status"] == "ready" and "disk_free_bytes" in admin.json()
+    with TestClient(create_app(_settings(tmp_path, min_free_bytes=2**62))) as client:
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/readyz").json() == {"status": "unready"}
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+def test_api_docs_are_served_only_when_the_setting_says_so(tmp_path, path):
+    """Regression (issue 23 L6): the docs and the OpenAPI were open to anyone, always."""
+    with TestClient(create_app(_settings(tmp_path))) as client:
+        assert client.get(path).status_code == 404
+        assert client.get(path, headers=AUTH).status_code == 404
+    with TestClient(create_app(_settings(tmp_path, api_docs=True))) as client:
+        assert client.get(path).status_code == 200

@@ -85,6 +85,11 @@ def require_job_driver(job_id: JobId, settings: SettingsDep, credentials: Creden
         raise _refuse()
 
 
+def is_admin(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> bool:
+    """The admin token was given (e.g. for /readyz's detail)."""
+    return same(_given(credentials), _secret(settings.api_token))
+
+
 def job_metrics_allowed(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> bool:
     """Per-job series only for public reads, the admin token or the metrics token."""
     given = _given(credentials)

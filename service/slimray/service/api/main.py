@@ -46,8 +46,10 @@ async def _observe(request: Request, call_next):
 def create_app(settings: Settings | None = None, executor: RayJobExecutor | None = None) -> FastAPI:
     """The service's app; `executor` replaces the one the settings describe (the caller closes it)."""
     settings = settings or get_settings()
+    docs = settings.api_docs  # off by default: the API's map is not handed to anyone who asks
     app = FastAPI(title="slimray", version=__version__, lifespan=_lifespan(settings, executor),
-                  max_body_size=settings.max_body_bytes)  # fmt: skip
+                  max_body_size=settings.max_body_bytes, openapi_url="/openapi.json" if docs else None,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)  # fmt: skip
     app.include_router(jobs.router)
     app.include_router(health.router)
     app.middleware("http")(_observe)

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from slimray.service.api.deps import ContextDep, Credentials, job_metrics_allowed
+from slimray.service.api.context import ServiceContext
+from slimray.service.api.deps import ContextDep, Credentials, is_admin, job_metrics_allowed
 
 router = APIRouter(tags=["health"])
 
@@ -20,9 +21,20 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "The store is unavailable or its disk is full."}})
-async def readyz(context: ContextDep) -> Response:
-    """Ready when the store answers and its disk has room; Ray's last probe is reported (jobs
-    wait for Ray while it is down, so that alone is not unready)."""
+async def readyz(context: ContextDep, credentials: Credentials) -> Response:
+    """Ready when the store answers and its disk has room. Anyone gets `{"status": ...}`; the admin
+    token also gets the detail: free bytes, Ray's last probe (jobs wait for Ray while it is down, so
+    that alone is not unready), node count and the store's error (issue 23 L6)."""
+    body = _readiness(context)
+    ready = body["store"] and body["disk"]
+    body["status"] = "ready" if ready else "unready"
+    if not is_admin(context.settings, credentials):
+        body = {"status": body["status"]}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def _readiness(context: ServiceContext) -> dict:
+    """The store, its disk and Ray's last probe, in detail."""
     try:
         store_ok, store_error = context.store.ping(), None
     except Exception as err:  # StoreUnavailable, or anything SQLite raises
@@ -34,7 +46,7 @@ async def readyz(context: ContextDep) -> Response:
             "ray_checked_at": probe.checked_at, "ray_nodes": probe.nodes}  # fmt: skip
     if store_error:
         body["store_error"] = store_error
-    return JSONResponse(body, status_code=200 if store_ok and disk_ok else 503)
+    return body
 
 
 @router.get("/metrics", response_class=PlainTextResponse,
