@@ -231,3 +231,18 @@ def test_every_value_is_documented_and_typed():
                     yield from untyped(item, node["properties"][key], f"{path}.{key}")
 
     assert list(untyped(values, schema, "")) == []
+
+
+def test_an_ingress_without_tls_is_refused_unless_explicitly_waived():
+    """Regression (issue 23 L9): ingress.enabled without TLS rendered a plain-HTTP Ingress."""
+    helm = need_tool("helm")
+    proc = subprocess.run([helm, "template", "r", str(CHART), "--set", "ingress.enabled=true"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode != 0, proc.stdout
+    assert "ingress.tlsSecret" in proc.stderr and "allowPlainHttp" in proc.stderr, proc.stderr
+    assert 'tlsSecret=""' in proc.stderr, proc.stderr  # the value received
+    waived = helm_template(sets=("ingress.enabled=true", "ingress.allowPlainHttp=true"))
+    assert "tls" not in next(d for d in waived if d["kind"] == "Ingress")["spec"]
+    secured = helm_template(sets=("ingress.enabled=true", "ingress.tlsSecret=slimray-tls"))
+    [tls] = next(d for d in secured if d["kind"] == "Ingress")["spec"]["tls"]
+    assert tls["secretName"] == "slimray-tls"
