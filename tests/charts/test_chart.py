@@ -12,6 +12,7 @@ import yaml
 
 from tests.charts.k8s_checks import (
     CHART,
+    INSTALLER,
     crd_problems,
     helm_template,
     is_custom,
@@ -24,7 +25,7 @@ from tests.conftest import need_tool
 ALL_ON = CHART / "ci" / "all-on-values.yaml"
 EXISTING = CHART / "ci" / "existing-cluster-values.yaml"
 OBJECT_STORE = CHART / "ci" / "object-store-values.yaml"
-VALUES = {"default": (), "all-on": (ALL_ON,), "existing-cluster": (EXISTING,),
+VALUES = {"default": (INSTALLER,), "all-on": (ALL_ON,), "existing-cluster": (EXISTING,),
           "object-store": (OBJECT_STORE,)}  # fmt: skip
 
 
@@ -141,7 +142,9 @@ def test_the_object_store_replaces_the_runs_volume_everywhere():
 def test_broken_values_are_refused_naming_the_field(setting, field):
     helm = need_tool("helm")
     proc = subprocess.run(
-        [helm, "template", "r", str(CHART), "--set", setting], capture_output=True, text=True
+        [helm, "template", "r", str(CHART), "-f", str(INSTALLER), "--set", setting],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode != 0 and field in proc.stderr, proc.stderr
 
@@ -236,8 +239,8 @@ def test_every_value_is_documented_and_typed():
 def test_an_ingress_without_tls_is_refused_unless_explicitly_waived():
     """Regression (issue 23 L9): ingress.enabled without TLS rendered a plain-HTTP Ingress."""
     helm = need_tool("helm")
-    proc = subprocess.run([helm, "template", "r", str(CHART), "--set", "ingress.enabled=true"],
-                          capture_output=True, text=True)  # fmt: skip
+    args = [helm, "template", "r", str(CHART), "-f", str(INSTALLER), "--set", "ingress.enabled=true"]
+    proc = subprocess.run(args, capture_output=True, text=True)
     assert proc.returncode != 0, proc.stdout
     assert "ingress.tlsSecret" in proc.stderr and "allowPlainHttp" in proc.stderr, proc.stderr
     assert 'tlsSecret=""' in proc.stderr, proc.stderr  # the value received

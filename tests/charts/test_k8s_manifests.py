@@ -23,7 +23,8 @@ DOCS = [d for path in MANIFESTS for d in yaml.safe_load_all(path.read_text()) if
 
 
 def test_the_manifests_are_there():
-    assert {p.name for p in MANIFESTS} >= {"raycluster.yaml", "rayjob.yaml", "podmonitor.yaml"}
+    expected = {"raycluster.yaml", "rayjob.yaml", "podmonitor.yaml", "networkpolicy.yaml"}
+    assert {p.name for p in MANIFESTS} >= expected
 
 
 @pytest.mark.parametrize("doc", [d for d in DOCS if is_custom(d)], ids=lambda d: d["kind"])

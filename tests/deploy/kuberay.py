@@ -13,6 +13,9 @@ Read from KubeRay v1.7.0 (`ray-operator/controllers/ray/`; /work/shared/kuberay-
   `log-color`, `include-dashboard`, `include-log-monitor`). `setContainerEnvVars` and
   `SetContainerTokenAuthEnvVars` add the env below; a `/dev/shm` emptyDir (medium Memory, sized
   from the memory limit); Ray >= 2.53: readiness `httpGet /api/healthz` on the agent port.
+  `labelPod`: `ray.io/is-ray-node`, `ray.io/cluster`, `ray.io/node-type`, `ray.io/group`,
+  `ray.io/identifier`, `app.kubernetes.io/name: kuberay`, `app.kubernetes.io/created-by`; the
+  template's labels override them, except cluster, node type and group.
 - Token auth (`authOptions.mode: token`): `RAY_AUTH_MODE=token` and `RAY_AUTH_TOKEN` from the Secret
   `authOptions.secretName`, else one the operator generates named after the RayCluster (key
   `auth_token`).
@@ -381,13 +384,8 @@ def _ray_pod(
     fqdn: str,
     token_secret: str | None,
 ) -> PodPlan:
-    labels = {
-        "ray.io/cluster": cluster,
-        "ray.io/node-type": "head" if head else "worker",
-        "ray.io/group": group_name,
-        "ray.io/is-ray-node": "yes",
-    }
-    pod = _pod(name, group["template"], "head" if head else "worker", labels)
+    pod = _pod(name, group["template"], "head" if head else "worker")
+    pod.labels = ray_pod_labels(pod.labels, cluster, head, group_name)
     pod.cluster = cluster
     c = pod.container
     params = dict(group.get("rayStartParams") or {})
@@ -409,6 +407,24 @@ def _ray_pod(
     pod.spec.setdefault("volumes", []).append({"name": "shared-mem", "emptyDir": {"medium": "Memory"}})
     c.setdefault("volumeMounts", []).append({"name": "shared-mem", "mountPath": "/dev/shm"})
     return pod
+
+
+FIXED_LABELS = ("ray.io/node-type", "ray.io/group", "ray.io/cluster")  # a template cannot override them
+
+
+def ray_pod_labels(template: dict[str, str], cluster: str, head: bool, group: str) -> dict[str, str]:
+    """labelPod (pod.go): KubeRay's labels, the template's over them but for FIXED_LABELS."""
+    node_type = "head" if head else "worker"
+    labels = {
+        "ray.io/is-ray-node": "yes",
+        "ray.io/cluster": cluster,
+        "ray.io/node-type": node_type,
+        "ray.io/group": group,
+        "ray.io/identifier": f"{cluster}-{node_type}"[:63].rstrip("-_."),
+        "app.kubernetes.io/name": "kuberay",
+        "app.kubernetes.io/created-by": "kuberay-operator",
+    }
+    return {**labels, **{k: v for k, v in template.items() if k not in FIXED_LABELS}}
 
 
 def _complete_params(params: dict[str, str], head: bool, address: str) -> None:

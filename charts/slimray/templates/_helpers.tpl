@@ -30,16 +30,32 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: api
 {{- end -}}
 
+{{/* An image reference: repository@digest when a digest pins it, else repository:tag.
+     Args: dict "repository" "tag" "digest". */}}
+{{- define "slimray.imageRef" -}}
+{{- if .digest }}{{ .repository }}@{{ .digest }}{{ else }}{{ .repository }}:{{ .tag }}{{ end -}}
+{{- end -}}
+
+{{/* The image of the service, the Ray head, CPU worker groups and the test pod. */}}
 {{- define "slimray.image" -}}
-{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- $v := .Values.image }}
+{{- include "slimray.imageRef" (dict "repository" $v.repository "tag" (default .Chart.AppVersion $v.tag) "digest" $v.digest) -}}
 {{- end -}}
 
 {{/* A worker group's image: its own `image`, else the chart's, with "-gpu" (the CUDA build) on
-     the tag when the group has GPUs. Args: dict "root" $ "group" <group>. */}}
+     the tag when the group has GPUs (pinned by image.gpuDigest). With image.digest set, a GPU
+     group on the derived CUDA image needs image.gpuDigest: no half-pinned release.
+     Args: dict "root" $ "group" <group>. */}}
 {{- define "slimray.groupImage" -}}
 {{- $g := .group }}{{- $v := .root.Values.image }}
-{{- if $g.image }}{{ $g.image.repository | default $v.repository }}:{{ $g.image.tag }}
-{{- else }}{{ $v.repository }}:{{ default .root.Chart.AppVersion $v.tag }}{{ if gt (int $g.gpus) 0 }}-gpu{{ end }}
+{{- if $g.image }}
+{{- include "slimray.imageRef" (dict "repository" ($g.image.repository | default $v.repository) "tag" $g.image.tag "digest" $g.image.digest) }}
+{{- else if gt (int $g.gpus) 0 }}
+{{- if and $v.digest (not $v.gpuDigest) }}
+{{- fail (printf "image.gpuDigest: image.digest pins the CPU image, but worker group %q runs the CUDA image %s:%s-gpu by tag; set image.gpuDigest to that image's digest, give the group its own image with a digest, or remove the group" $g.name $v.repository (default .root.Chart.AppVersion $v.tag)) }}
+{{- end }}
+{{- include "slimray.imageRef" (dict "repository" $v.repository "tag" (printf "%s-gpu" (default .root.Chart.AppVersion $v.tag)) "digest" $v.gpuDigest) }}
+{{- else }}{{ include "slimray.image" .root }}
 {{- end }}
 {{- end -}}
 
@@ -59,8 +75,18 @@ app.kubernetes.io/component: api
 {{- printf "%s-ray" (include "slimray.fullname" .) | trunc 40 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The Secret holding the Ray token (key auth_token): ray.tokenSecret when named (an existing
+     cluster's, or one the operator manages for the chart's cluster), else the one the chart makes. */}}
 {{- define "slimray.rayTokenSecret" -}}
-{{- if .Values.ray.address -}}{{ .Values.ray.tokenSecret }}{{- else -}}{{ printf "%s-token" (include "slimray.rayCluster" .) }}{{- end -}}
+{{- if or .Values.ray.address .Values.ray.tokenSecret -}}{{ .Values.ray.tokenSecret }}{{- else -}}{{ printf "%s-token" (include "slimray.rayCluster" .) }}{{- end -}}
+{{- end -}}
+
+{{/* The pods of the chart's RayCluster, head and workers: the label KubeRay puts on them (it does not
+     let a template override it) and the labels their templates carry. */}}
+{{- define "slimray.rayPodSelector" -}}
+ray.io/cluster: {{ include "slimray.rayCluster" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: ray
 {{- end -}}
 
 {{- define "slimray.rayAddress" -}}
@@ -141,7 +167,7 @@ volumeMounts:
     claimName: {{ include "slimray.runsClaim" . }}
 {{- end }}
 - name: tmp
-  emptyDir: {}
+  emptyDir: {sizeLimit: {{ .Values.ray.cluster.tmpSizeLimit | quote }}}
 {{- end }}
 
 {{/* Ray exports a driver's ray.util.metrics as ray_slimray_* with a `slimray_job` tag: keep
