@@ -64,7 +64,8 @@ def test_explicit_tokens_are_rendered_as_given():
     decoded = {
         name: {k: base64.b64decode(v).decode() for k, v in data.items()} for name, data in secrets.items()
     }
-    assert decoded["r-slimray-auth"] == {"api-token": given["auth"]["apiToken"]}
+    auth = given["auth"]
+    assert decoded["r-slimray-auth"] == {"api-token": auth["apiToken"], "metrics-token": auth["metricsToken"]}
     assert decoded["r-slimray-ray-token"] == {"auth_token": given["ray"]["cluster"]["token"]}
 
 
