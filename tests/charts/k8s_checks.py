@@ -25,15 +25,11 @@ KUBERNETES_VERSION = "1.35.0"
 CUSTOM_GROUPS = ("ray.io", "monitoring.coreos.com")
 
 
-# the tokens an installer gives (the chart never invents them); a values file's own auth wins
-INSTALLER = Path(__file__).parent / "installer-values.yaml"
-
-
 def helm_template(*values: Path, sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """`helm template` of the chart over INSTALLER and `values`, parsed."""
+    """`helm template` of the chart with `values` files and `sets`, parsed."""
     helm = need_tool("helm")
     args = [helm, "template", "r", str(CHART), "--namespace", "ml"]
-    for v in (INSTALLER, *values):
+    for v in values:
         args += ["-f", str(v)]
     for s in sets:
         args += ["--set", s]

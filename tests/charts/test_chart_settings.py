@@ -10,6 +10,7 @@ import httpx
 import pytest
 import yaml
 
+from slimray.cli.serve import service_token
 from slimray.core.spec import parse_spec
 from slimray.service.api.policy import enforce
 from slimray.service.settings import get_settings
@@ -73,7 +74,9 @@ def test_settings_load_every_value_as_the_values_give_it(chart_settings, request
     assert type(settings.limits.max_steps) is int and settings.limits.max_steps == 1_000_000
     # runs_shared follows the chart's storage: the runs claim is mounted on every pod
     assert settings.runs_shared is (not values["objectStore"]["enabled"])
-    assert settings.api_token is not None and settings.ray_token is not None
+    assert settings.ray_token is not None
+    # the admin token from a Secret when one is given, else the service keeps its own (below)
+    assert (settings.api_token is not None) is ("SLIMRAY_API_TOKEN" in view.env)
 
 
 @pytest.mark.parametrize("chart_settings", list(VALUES), indirect=True)
@@ -83,6 +86,7 @@ def test_the_service_starts_and_a_job_passes_the_policy_on_the_charts_cluster(ch
     for nodes in cluster_shapes(docs):
         job = enforce(spec, settings, "job-1", cluster_nodes=nodes)
         assert job.output.dir.endswith("/job-1") and job.output.shared is settings.runs_shared
+    settings = service_token(settings)  # as `slimray serve` does: SLIMRAY_API_TOKEN, else its own
     token = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
     with running_service(settings) as url:
         assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200

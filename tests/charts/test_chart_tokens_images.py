@@ -1,77 +1,149 @@
-"""Issue 23 L8: the chart never invents tokens (two `helm template` runs are equal; without
-tokens the render fails naming the value; existing Secrets mean no rendered Secret), every image
-it renders can be pinned by digest, and every emptyDir has a size limit (chart and k8s/)."""
+"""Issue 23 L8: the chart never invents tokens (two `helm template` runs are equal; the default
+values and each ci/ file render alone: without token values the chart renders no Secret, KubeRay
+generates the Ray token and the service keeps its own admin token, which the notes say how to
+read; existing Secrets and explicit values are used as given), every image it renders can be
+pinned by digest, and every emptyDir has a size limit (chart and k8s/)."""
 
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
+from pathlib import PurePosixPath
 
 import pytest
 import yaml
 
-from tests.charts.k8s_checks import CHART, INSTALLER, ROOT, helm_template, pod_specs
+from tests.charts.k8s_checks import CHART, ROOT, helm_template, pod_specs
 from tests.charts.test_chart import VALUES
 from tests.conftest import need_tool
 
 DIGEST, GPU_DIGEST = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+# what an installer may give instead of Secrets it manages (16 characters at least)
+EXPLICIT = {"auth.apiToken": "an-installers-admin-token", "auth.metricsToken": "an-installers-metrics-token",
+            "ray.cluster.token": "an-installers-ray-token-for-tests"}  # fmt: skip
+EXPLICIT_SETS = tuple(f"{k}={v}" for k, v in EXPLICIT.items())
+GIVEN_SECRETS = ("auth.existingSecret=slimray-auth", "ray.tokenSecret=slimray-ray-token")
 
 
-def _helm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([need_tool("helm"), "template", "r", str(CHART), "--namespace", "ml", *args],
+def _helm(*args: str, command: tuple[str, ...] = ("template",)) -> subprocess.CompletedProcess:
+    return subprocess.run([need_tool("helm"), *command, "r", str(CHART), "--namespace", "ml", *args],
                           capture_output=True, text=True)  # fmt: skip
 
 
-@pytest.mark.parametrize("values", list(VALUES))
+def _sets(sets: tuple[str, ...]) -> list[str]:
+    return [a for s in sets for a in ("--set", s)]
+
+
+def _api(docs: list[dict]) -> tuple[dict, dict]:
+    """The api container's env (by name) and the test pod's."""
+    pods = dict(p for d in docs for p in pod_specs(d))
+    (api,) = [p for where, p in pods.items() if where.startswith("Deployment/")]
+    (test,) = [p for where, p in pods.items() if where.startswith("Pod/")]
+    return ({e["name"]: e for e in api["containers"][0]["env"]},
+            {e["name"]: e for e in test["containers"][0]["env"]})  # fmt: skip
+
+
+@pytest.mark.parametrize("values", [*VALUES, "explicit"])
 def test_two_renders_are_identical(values):
     """Regression: `lookup` finds nothing under `helm template`, and the chart made new random
-    tokens at every render (GitOps: every sync changed the Secrets, running jobs' tokens broke)."""
-    args = [a for v in VALUES[values] for a in ("-f", str(v))]
+    tokens at every render (GitOps: every sync changed the Secrets, running jobs' tokens broke).
+    The default values and each ci/ file render alone (no token values added)."""
+    files = [a for v in VALUES.get(values, ()) for a in ("-f", str(v))]
+    args = _sets(EXPLICIT_SETS) if values == "explicit" else files
     first, second = _helm(*args), _helm(*args)
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout
 
 
+def test_without_token_values_kuberay_and_the_service_keep_the_tokens():
+    """Regression: the default values failed to render (no admin token). Now no Secret, no
+    SLIMRAY_API_TOKEN (the service keeps its own); the Ray token is the one KubeRay generates."""
+    docs = helm_template()
+    assert not [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"]
+    env, test_env = _api(docs)
+    assert not {"SLIMRAY_API_TOKEN", "SLIMRAY_METRICS_TOKEN"} & set(env)
+    assert "SLIMRAY_API_TOKEN" not in test_env  # helm test: /readyz and an anonymous call refused
+    cluster = next(d for d in docs if d["kind"] == "RayCluster")
+    assert cluster["spec"]["authOptions"] == {"mode": "token"}  # KubeRay: a Secret named after it
+    assert env["SLIMRAY_RAY_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": cluster["metadata"]["name"],
+                                                                    "key": "auth_token"}  # fmt: skip
+
+
+def _notes(*sets: str) -> str:
+    proc = _helm(*_sets(sets), command=("install", "--dry-run=client"))
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout[proc.stdout.index("NOTES:") :]
+
+
+def test_the_notes_say_where_the_admin_token_is():
+    """Without a token the notes read the service's own one with `kubectl exec` (the file the
+    service keeps next to its store) and point GitOps to existingSecret; with one, its Secret."""
+    docs = helm_template()
+    env, _ = _api(docs)
+    token_file = PurePosixPath(env["SLIMRAY_DB_PATH"]["value"]).parent / "token"  # slimray serve's
+    deployment = next(d for d in docs if d["kind"] == "Deployment")["metadata"]["name"]
+    notes = _notes()
+    assert f"kubectl -n ml exec deploy/{deployment} -c api -- cat {token_file}" in notes, notes
+    assert "auth.existingSecret" in notes and "GitOps" in notes
+    notes = _notes("auth.existingSecret=mine")
+    assert "get secret mine -o jsonpath='{.data.api-token}'" in notes and "exec" not in notes, notes
+
+
 @pytest.mark.parametrize(("sets", "named"), [
-    ((), ("auth.apiToken", "auth.existingSecret")),
-    (("auth.apiToken=an-admin-token-0123",), ("ray.cluster.token", "ray.tokenSecret")),
-    (("auth.existingSecret=mine",), ("ray.cluster.token", "ray.tokenSecret")),
-    (("auth.apiToken=an-admin-token-0123", "ray.cluster.token=a-ray-token-012345",
-      "monitoring.serviceMonitor.enabled=true"), ("auth.metricsToken",)),
+    (("monitoring.serviceMonitor.enabled=true",), ("auth.metricsToken", "auth.existingSecret")),
+    (("monitoring.serviceMonitor.enabled=true", "auth.apiToken=an-admin-token-0123"), ("auth.metricsToken",)),
 ])  # fmt: skip
-def test_without_tokens_the_render_fails_naming_the_values(sets, named):
-    proc = _helm(*[a for s in sets for a in ("--set", s)])
+def test_a_service_monitor_without_a_metrics_token_fails_naming_the_values(sets, named):
+    proc = _helm(*_sets(sets))
     assert proc.returncode != 0, proc.stdout
     assert all(name in proc.stderr for name in named), proc.stderr
 
 
 def test_existing_secrets_mean_no_rendered_secret_and_are_used_everywhere():
-    docs = helm_template(*VALUES["object-store"])  # auth.existingSecret, ray.tokenSecret (over INSTALLER)
+    sets = (*GIVEN_SECRETS, "monitoring.serviceMonitor.enabled=true")
+    docs = helm_template(sets=sets)
     assert not [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"]
-    deployment = next(d for d in docs if d["kind"] == "Deployment")
-    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["SLIMRAY_API_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "slimray-auth"
+    env, test_env = _api(docs)
+    auth = {"name": "slimray-auth", "key": "api-token"}
+    assert env["SLIMRAY_API_TOKEN"]["valueFrom"]["secretKeyRef"] == auth
+    assert test_env["SLIMRAY_API_TOKEN"]["valueFrom"]["secretKeyRef"] == auth
     assert env["SLIMRAY_RAY_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "slimray-ray-token",
                                                                     "key": "auth_token"}  # fmt: skip
     cluster = next(d for d in docs if d["kind"] == "RayCluster")
     assert cluster["spec"]["authOptions"]["secretName"] == "slimray-ray-token"
+    (endpoint,) = next(d for d in docs if d["kind"] == "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["authorization"]["credentials"] == {"name": "slimray-auth", "key": "metrics-token"}
 
 
 def test_explicit_tokens_are_rendered_as_given():
-    docs = helm_template(INSTALLER)
-    given = yaml.safe_load(INSTALLER.read_text())
+    docs = helm_template(sets=EXPLICIT_SETS)
     secrets = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "Secret"}
     decoded = {
         name: {k: base64.b64decode(v).decode() for k, v in data.items()} for name, data in secrets.items()
     }
-    auth = given["auth"]
-    assert decoded["r-slimray-auth"] == {"api-token": auth["apiToken"], "metrics-token": auth["metricsToken"]}
-    assert decoded["r-slimray-ray-token"] == {"auth_token": given["ray"]["cluster"]["token"]}
+    assert decoded["r-slimray-auth"] == {"api-token": EXPLICIT["auth.apiToken"],
+                                         "metrics-token": EXPLICIT["auth.metricsToken"]}  # fmt: skip
+    assert decoded["r-slimray-ray-token"] == {"auth_token": EXPLICIT["ray.cluster.token"]}
+    env, _ = _api(docs)
+    assert env["SLIMRAY_API_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "r-slimray-auth"
+    cluster = next(d for d in docs if d["kind"] == "RayCluster")
+    assert cluster["spec"]["authOptions"]["secretName"] == "r-slimray-ray-token"
+    assert env["SLIMRAY_RAY_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "r-slimray-ray-token"
 
 
-def test_a_short_token_is_refused_naming_the_field():
-    proc = _helm("-f", str(INSTALLER), "--set", "auth.apiToken=short")
-    assert proc.returncode != 0 and "/auth/apiToken" in proc.stderr, proc.stderr
+def test_a_metrics_token_alone_leaves_the_admin_token_to_the_service():
+    docs = helm_template(sets=("auth.metricsToken=" + EXPLICIT["auth.metricsToken"],))
+    (secret,) = [d for d in docs if d["kind"] == "Secret"]
+    assert set(secret["data"]) == {"metrics-token"}
+    env, _ = _api(docs)
+    assert "SLIMRAY_API_TOKEN" not in env and "SLIMRAY_METRICS_TOKEN" in env
+
+
+@pytest.mark.parametrize("field", ["auth.apiToken", "auth.metricsToken", "ray.cluster.token"])
+def test_a_short_token_is_refused_naming_the_field(field):
+    proc = _helm("--set", f"{field}=short")
+    assert proc.returncode != 0 and "/" + re.sub(r"\.", "/", field) in proc.stderr, proc.stderr
 
 
 def _images(docs: list[dict]) -> dict[str, str]:
@@ -90,9 +162,9 @@ def test_digests_pin_every_image_the_chart_renders():
 
 
 def test_a_digest_without_the_gpu_images_digest_or_in_a_bad_format_is_refused():
-    proc = _helm("-f", str(INSTALLER), "--set", f"image.digest={DIGEST}")
+    proc = _helm("--set", f"image.digest={DIGEST}")
     assert proc.returncode != 0 and "image.gpuDigest" in proc.stderr and '"gpu"' in proc.stderr, proc.stderr
-    proc = _helm("-f", str(INSTALLER), "--set", "image.digest=sha256:1234")
+    proc = _helm("--set", "image.digest=sha256:1234")
     assert proc.returncode != 0 and "/image/digest" in proc.stderr, proc.stderr
     # a group with an image of its own pins it with its own digest
     own = ("ray.cluster.workerGroups[0].name=big", "ray.cluster.workerGroups[0].replicas=1",

@@ -6,12 +6,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
 
-from tests.deploy.kuberay import SERVE_PORT, Manifests, Workload
+from tests.deploy.kuberay import SERVE_PORT, Manifests, PodPlan, Workload
 from tests.deploy.machine import LOOPBACK, Machine, PodFailed, machine
 from tests.service_helpers import wait_for
 
@@ -37,8 +37,8 @@ class Stack:
         self.cluster = m.work.cluster()
         port = m.host_port(self.api, self.api.container_port("http") or SERVE_PORT)
         self.url = f"http://{LOOPBACK}:{port}"
-        # the admin token as the api container gets it: its SLIMRAY_API_TOKEN (the rendered Secret)
-        self.auth = {"Authorization": f"Bearer {m.env(self.api)['SLIMRAY_API_TOKEN']}"}
+        self.token = admin_token(m, self.api)
+        self.auth = {"Authorization": f"Bearer {self.token}"}
 
     def fail(self, message: str) -> str:
         return f"{message}\n{self.m.logs()}"
@@ -67,6 +67,15 @@ class Stack:
 
     def failed(self, job: dict[str, Any]) -> str:
         return self.fail(f"job {job['id']} {job['state']}: {job.get('error')}\ndriver log:\n{job['_logs']}")
+
+
+def admin_token(m: Machine, api: PodPlan) -> str:
+    """The admin token as the api container has it: its SLIMRAY_API_TOKEN (from a Secret), else the
+    one the service keeps next to its store, read as the chart's notes say (`kubectl exec ... cat`)."""
+    env = m.env(api)
+    if "SLIMRAY_API_TOKEN" in env:
+        return env["SLIMRAY_API_TOKEN"]
+    return m.exec(api, "cat", str(PurePosixPath(env["SLIMRAY_DB_PATH"]).parent / "token")).strip()
 
 
 @contextlib.contextmanager

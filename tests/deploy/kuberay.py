@@ -244,6 +244,7 @@ class RayClusterPlan:
     head: PodPlan
     workers: list[PodPlan]
     token_secret: str | None  # the Secret holding `auth_token` (token auth), or None
+    token_generated: bool = False  # authOptions name no Secret: the operator generates token_secret
 
     @property
     def head_service(self) -> str:
@@ -370,7 +371,8 @@ def ray_cluster(name: str, spec: dict[str, Any], namespace: str) -> RayClusterPl
         for group in spec.get("workerGroupSpecs") or []
         for _ in range(group.get("replicas", 1) * group.get("numOfHosts", 1))
     ]
-    return RayClusterPlan(name, head, workers, token_secret)
+    generated = bool(token_secret) and not auth.get("secretName")
+    return RayClusterPlan(name, head, workers, token_secret, generated)
 
 
 def _ray_pod(

@@ -30,6 +30,8 @@ Adaptations for one machine, host network, loopback only (each generic, none nam
   instead of the host's outward address (workers reach it through 127.0.0.1 and take it too);
   `nodes()` checks every node's IP. `RAY_PORT` follows the head's GCS port.
 - The autoscaler sidecar is left out (no API server to scale through); no restarts.
+- The operator's part: a RayCluster in token mode whose authOptions name no Secret gets one named
+  after it (`auth_token`, random), as KubeRay generates it; a named Secret must exist.
 - Not adapted, and visible in the Ray pods' logs here: KubeRay's `ulimit -n 65536` fails when the
   Docker daemon's own open-files limit is lower (20000 on the test machine; Docker refuses to
   raise it), and bash goes on to `ray start` as it would on such a node.
@@ -110,7 +112,7 @@ class Machine:
         self.started: dict[str, Started] = {}
         self.routes = {h: s for s in workload.services for h in self._names(s.name)}
         for cluster in workload.clusters:  # the operator generates a token Secret unless one is named
-            if cluster.token_secret and not self._has_secret(cluster.token_secret):
+            if cluster.token_generated and not self._has_secret(cluster.token_secret):
                 workload.manifests.given_secrets[cluster.token_secret] = {"auth_token": secrets.token_hex(32)}
         for pod in workload.all_pods:
             if pod.ray is not None:
@@ -388,6 +390,13 @@ class Machine:
                 == 0
             )
         return self.running(pod)
+
+    def exec(self, pod: PodPlan, *argv: str) -> str:
+        """`kubectl exec <pod> -- argv`: its stdout (PodFailed if it fails)."""
+        proc = docker("exec", self.started[pod.name].name, *argv, timeout=60)
+        if proc.returncode != 0:
+            raise PodFailed(f"exec {' '.join(argv)} in {pod.name}: {proc.stderr}")
+        return proc.stdout
 
     def wait_ready(self, pod: PodPlan, timeout: float = 180) -> None:
         deadline = time.time() + timeout

@@ -1,9 +1,11 @@
 """The chart as it renders with default values, started as Kubernetes and KubeRay would start it:
-the service's Deployment and the RayCluster's head and one worker (tests/deploy/machine.py). The
-service answers its probes, takes a job with the token from the rendered Secret and runs it on
-the chart's Ray cluster to `succeeded`; the run's files on the shared runs volume are group 0
-and group-writable; a Prometheus scraping with the chart's ServiceMonitor and PodMonitor gets
-`slimray_*` series from the service and from the Ray head."""
+the service's Deployment and the RayCluster's head and one worker (tests/deploy/machine.py). No
+token is given, so the chart renders no Secret: KubeRay generates the Ray token (the service reads
+it from that Secret), and the service keeps its admin token in its state directory, where the
+test reads it as the install notes say. The service answers its probes, takes a job with that
+token and runs it on the chart's Ray cluster to `succeeded`; the run's files on the shared runs
+volume are group 0 and group-writable; a Prometheus scraping with the chart's ServiceMonitor and
+PodMonitor gets `slimray_*` series from the service and from the Ray head."""
 
 from __future__ import annotations
 
@@ -18,20 +20,25 @@ from tests.deploy.monitoring import scrape_configs
 from tests.prom_helpers import prometheus, query
 
 pytestmark = pytest.mark.timeout(900)
-MONITORS = ("monitoring.serviceMonitor.enabled=true", "monitoring.podMonitor.enabled=true")
+# the ServiceMonitor needs a metrics token: here from a Secret the operator would manage
+SCRAPE_SECRET = "prometheus-scrape"
+MONITORS = ("monitoring.serviceMonitor.enabled=true", "monitoring.podMonitor.enabled=true",
+            f"auth.existingSecret={SCRAPE_SECRET}")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def stack(image, tmp_path_factory):
-    """The chart with default values; a Prometheus with the monitors the chart renders when on."""
+    """The chart with default values; a Prometheus with the monitors the chart renders when on
+    (their Secret holds the admin token, which reads /metrics too: the service has no other)."""
     monitors = [d for d in helm_template(sets=MONITORS) if d["kind"] in ("ServiceMonitor", "PodMonitor")]
     workdir = tmp_path_factory.mktemp("chart")
-    with (
-        chart_stack(helm_template(), workdir) as stack,
-        prometheus(workdir, scrape_configs(stack.m, monitors)) as prom_url,
-    ):
-        stack.prom = prom_url
-        yield stack
+    docs = helm_template()
+    assert not [d for d in docs if d["kind"] == "Secret"]  # no token given: the chart invents none
+    with chart_stack(docs, workdir) as stack:
+        stack.m.work.manifests.given_secrets[SCRAPE_SECRET] = {"metrics-token": stack.token}
+        with prometheus(workdir, scrape_configs(stack.m, monitors)) as prom_url:
+            stack.prom = prom_url
+            yield stack
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +51,23 @@ def test_the_service_answers_its_probes(stack):
     for path in ("/healthz", "/readyz"):
         response = httpx.get(f"{stack.url}{path}", timeout=10)
         assert response.status_code == 200, stack.fail(f"{path}: {response.status_code} {response.text}")
+
+
+def test_the_tokens_are_the_ones_kept_in_the_pod_and_generated_by_the_operator(stack):
+    """Without token values: SLIMRAY_API_TOKEN unset (the service's own token, 0600 in its state
+    directory, is the one it checks), the Ray token from the Secret KubeRay generates."""
+    env = stack.m.env(stack.api)
+    assert "SLIMRAY_API_TOKEN" not in env and len(stack.token) >= 16
+    mode = stack.m.exec(stack.api, "stat", "-c", "%a", str(Path(env["SLIMRAY_DB_PATH"]).parent / "token"))
+    assert mode.strip() == "600"
+    assert httpx.get(f"{stack.url}/v1/jobs", timeout=10).status_code == 401
+    assert httpx.get(f"{stack.url}/v1/jobs", headers=stack.auth, timeout=10).status_code == 200
+    assert stack.cluster.token_generated and stack.cluster.token_secret == stack.cluster.name
+    assert (
+        env["SLIMRAY_RAY_TOKEN"]
+        == stack.m.ray_token(stack.cluster)
+        == stack.m.env(stack.cluster.head)["RAY_AUTH_TOKEN"]
+    )
 
 
 def test_a_job_submitted_to_the_service_succeeds_on_the_ray_pods(stack, finished_job):

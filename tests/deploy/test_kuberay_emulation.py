@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.deploy.kuberay import Manifests, Workload, ray_cluster, submit_command
 from tests.deploy.machine import Machine
 
@@ -157,7 +159,8 @@ def test_the_submitter_script_as_kuberay_builds_it():
 
 def test_the_chart_on_one_machine_only_moves_ports_and_binds(tmp_path):
     """The adaptations: free ports, loopback binds, the head's RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0;
-    the cluster's token from the Secret the chart names in authOptions.secretName."""
+    the operator's part: the chart names no token Secret, so one named after the cluster is made
+    and the Ray pods and the service read the same token from it."""
     from tests.charts.k8s_checks import helm_template
 
     work = Workload.of(Manifests(helm_template(), namespace="ml"))
@@ -176,15 +179,30 @@ def test_the_chart_on_one_machine_only_moves_ports_and_binds(tmp_path):
         and "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in worker_env
     )
     assert head_env["RAY_ADDRESS"] == f"127.0.0.1:{gcs}" and worker_env["RAY_PORT"] == str(gcs)
-    rendered = next(d for d in work.manifests.docs if d["kind"] == "RayCluster")["spec"]["authOptions"][
-        "secretName"
-    ]
+    assert cluster.token_generated and cluster.token_secret == cluster.name
+    api = work.pod("pod", container="api")
     assert (
         head_env["RAY_AUTH_TOKEN"]
-        == work.manifests.secret(rendered)["auth_token"]
+        == work.manifests.secret(cluster.name)["auth_token"]
         == worker_env["RAY_AUTH_TOKEN"]
+        == m.env(api)["SLIMRAY_RAY_TOKEN"]
     )
-    api = work.pod("pod", container="api")
     argv, _ = m.docker_run(api)
     assert "0.0.0.0" not in " ".join(argv) and "--read-only" in argv and "no-new-privileges" in argv
     assert argv[argv.index("--user") + 1] == "10001:0" and argv[argv.index("--cap-drop") + 1] == "ALL"
+
+
+def test_the_operator_generates_a_token_secret_only_for_a_cluster_that_names_none(tmp_path):
+    """KubeRay makes `<cluster>` (auth_token) when authOptions name no Secret; a named one must exist."""
+    clusters = [
+        ray_cluster(name, {"headGroupSpec": _group({}, {"cpu": "1"}), "authOptions": auth}, "ml")
+        for name, auth in (("own", {"mode": "token"}), ("named", {"mode": "token", "secretName": "mine"}))
+    ]
+    work = Workload(Manifests([], namespace="ml"), clusters=clusters)
+    m = Machine(work, tmp_path)
+    assert len(m.ray_token(clusters[0])) >= 32 and m.env(clusters[0].head)["RAY_AUTH_TOKEN"] == m.ray_token(
+        clusters[0]
+    )
+    assert "mine" not in work.manifests.given_secrets
+    with pytest.raises(KeyError, match="'mine'"):  # the kubelet: CreateContainerConfigError
+        m.env(clusters[1].head)

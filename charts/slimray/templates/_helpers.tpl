@@ -67,18 +67,81 @@ app.kubernetes.io/component: api
 {{- end -}}
 {{- end -}}
 
-{{- define "slimray.authSecret" -}}
-{{- default (printf "%s-auth" (include "slimray.fullname" .)) .Values.auth.existingSecret -}}
+{{/* The service's tokens: auth.existingSecret (a Secret the operator manages: api-token, and
+     metrics-token for the ServiceMonitor), else the chart's own Secret holding what authData gives,
+     else none: the service then keeps an admin token of its own in its state directory. */}}
+{{- define "slimray.ownAuthSecret" -}}
+{{- printf "%s-auth" (include "slimray.fullname" .) -}}
 {{- end -}}
+
+{{/* The tokens the chart's own Secret holds (base64, as JSON): explicit values, else those the
+     Secret already holds (lookup: install/upgrade on a live cluster). Never generated: `helm
+     template` finds nothing, so two renders are equal. */}}
+{{- define "slimray.authData" -}}
+{{- $old := (lookup "v1" "Secret" .Release.Namespace (include "slimray.ownAuthSecret" .)).data | default dict }}
+{{- $out := dict }}
+{{- with .Values.auth.apiToken | b64enc | default (get $old "api-token") }}{{ $_ := set $out "api-token" . }}{{ end }}
+{{- with .Values.auth.metricsToken | b64enc | default (get $old "metrics-token") }}{{ $_ := set $out "metrics-token" . }}{{ end }}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* The Secret the service's tokens come from, or empty when none is given or kept. */}}
+{{- define "slimray.authSecret" -}}
+{{- if .Values.auth.existingSecret -}}{{ .Values.auth.existingSecret }}
+{{- else if include "slimray.authData" . | fromJson -}}{{ include "slimray.ownAuthSecret" . }}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the admin token (api-token), or empty: SLIMRAY_API_TOKEN unset, the
+     service keeps its own in slimray.tokenFile. */}}
+{{- define "slimray.apiTokenSecret" -}}
+{{- if or .Values.auth.existingSecret (hasKey (include "slimray.authData" . | fromJson) "api-token") -}}
+{{- include "slimray.authSecret" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the metrics token (metrics-token), or empty. */}}
+{{- define "slimray.metricsTokenSecret" -}}
+{{- if or .Values.auth.existingSecret (hasKey (include "slimray.authData" . | fromJson) "metrics-token") -}}
+{{- include "slimray.authSecret" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The service's state directory on the store claim: the job store (jobs.db) and, without
+     SLIMRAY_API_TOKEN, the admin token it keeps (`token`, mode 0600; slimray serve). */}}
+{{- define "slimray.stateDir" -}}/var/lib/slimray/store{{- end -}}
+{{- define "slimray.tokenFile" -}}{{ include "slimray.stateDir" . }}/token{{- end -}}
 
 {{- define "slimray.rayCluster" -}}
 {{- printf "%s-ray" (include "slimray.fullname" .) | trunc 40 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* The Secret holding the Ray token (key auth_token): ray.tokenSecret when named (an existing
-     cluster's, or one the operator manages for the chart's cluster), else the one the chart makes. */}}
+{{/* The chart's own Secret for its RayCluster's token, and the token it holds (base64): ray.cluster.token,
+     else what that Secret already holds (lookup, live clusters only), else empty. Never generated. */}}
+{{- define "slimray.ownRayTokenSecret" -}}
+{{- printf "%s-token" (include "slimray.rayCluster" .) -}}
+{{- end -}}
+{{- define "slimray.ownRayToken" -}}
+{{- if and .Values.ray.cluster.enabled (not .Values.ray.address) (not .Values.ray.tokenSecret) -}}
+{{- $old := (lookup "v1" "Secret" .Release.Namespace (include "slimray.ownRayTokenSecret" .)).data | default dict }}
+{{- .Values.ray.cluster.token | b64enc | default (get $old "auth_token") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret the RayCluster's authOptions name: ray.tokenSecret, else the chart's own when it
+     has a token for it, else empty (KubeRay then generates one named after the RayCluster). */}}
+{{- define "slimray.rayTokenSecretNamed" -}}
+{{- if .Values.ray.tokenSecret -}}{{ .Values.ray.tokenSecret }}
+{{- else if include "slimray.ownRayToken" . -}}{{ include "slimray.ownRayTokenSecret" . }}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the Ray token (key auth_token) the service reads: with ray.address, that
+     cluster's (ray.tokenSecret); else the one the RayCluster names, or KubeRay's own. */}}
 {{- define "slimray.rayTokenSecret" -}}
-{{- if or .Values.ray.address .Values.ray.tokenSecret -}}{{ .Values.ray.tokenSecret }}{{- else -}}{{ printf "%s-token" (include "slimray.rayCluster" .) }}{{- end -}}
+{{- if .Values.ray.address -}}{{ .Values.ray.tokenSecret }}
+{{- else if .Values.ray.cluster.enabled -}}{{ include "slimray.rayTokenSecretNamed" . | default (include "slimray.rayCluster" .) }}
+{{- end -}}
 {{- end -}}
 
 {{/* The pods of the chart's RayCluster, head and workers: the label KubeRay puts on them (it does not
@@ -209,7 +272,7 @@ metricRelabelings:
      its claim, the run directories (runs_shared: the runs claim is one ReadWriteMany volume mounted
      on the service and every Ray pod), the Ray job API and this service's own address. */}}
 {{- define "slimray.decidedEnv" -}}
-- {name: SLIMRAY_DB_PATH, value: /var/lib/slimray/store/jobs.db}
+- {name: SLIMRAY_DB_PATH, value: {{ include "slimray.stateDir" . }}/jobs.db}
 - {name: SLIMRAY_RUNS_ROOT, value: {{ include "slimray.runsRoot" . | quote }}}
 - {name: SLIMRAY_RUNS_SHARED, value: {{ include "slimray.runsVolume" . | eq "true" | quote }}}
 - {name: SLIMRAY_RAY_ADDRESS, value: {{ include "slimray.rayAddress" . | quote }}}
