@@ -69,7 +69,8 @@ class Job:
     report: dict[str, Any] | None = None
     submitted_at: float | None = None  # when Ray accepted the driver
     stop_pending: bool = False  # cancelled here; Ray has not yet confirmed the stop
-    prune_events: list[dict[str, Any]] = field(default_factory=list)
+    prune_events: list[dict[str, Any]] = field(default_factory=list)  # read only when asked for
+    prune_event_count: int = 0
     transitions: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -227,14 +228,20 @@ class Store:
     def update_progress(self, job_id: str, progress: dict[str, Any], metrics: dict[str, Any]) -> None:
         self._update(job_id, progress=json.dumps(finite(progress)), metrics=json.dumps(finite(metrics)))
 
-    def add_prune_event(self, job_id: str, event: dict[str, Any]) -> None:
-        """Insert or replace by step: a restarted worker group may report an event again."""
+    def add_prune_event(self, job_id: str, step: int, event: dict[str, Any], limit: int) -> bool:
+        """Insert or replace by step: a restarted worker group may report an event again. A new
+        step when the job already has `limit` events is refused (False), nothing stored."""
         with self._writing() as db:
             self._require(job_id)
-            db.execute(
-                "INSERT OR REPLACE INTO prune_events VALUES (?,?,?)",
-                (job_id, int(event["step"]), json.dumps(finite(event))),
-            )
+            known = db.execute("SELECT 1 FROM prune_events WHERE job_id=? AND step=?", (job_id, step))
+            if known.fetchone() is None and self._event_count(job_id) >= limit:
+                return False
+            db.execute("INSERT OR REPLACE INTO prune_events VALUES (?,?,?)",
+                       (job_id, step, json.dumps(finite(event))))  # fmt: skip
+            return True
+
+    def _event_count(self, job_id: str) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM prune_events WHERE job_id=?", (job_id,)).fetchone()[0]
 
     def _update(self, job_id: str, **columns: Any) -> None:
         sets = ", ".join(f"{k}=?" for k in columns)
@@ -251,7 +258,9 @@ class Store:
             raise UnknownJob(job_id)
 
     # ---------------------------------------------------------------- reads
-    def _job(self, row: sqlite3.Row, detail: bool) -> Job:
+    def _job(self, row: sqlite3.Row, detail: bool, events: bool | None = None) -> Job:
+        """A stored job; `detail` adds its transitions, `events` (default: `detail`) its prune
+        events' bodies: list pages carry only their count (issue 23 M3)."""
         job = Job(
             id=row["id"],
             name=row["name"],
@@ -267,12 +276,10 @@ class Store:
             submitted_at=row["submitted_at"],
             stop_pending=bool(row["stop_pending"]),
         )
-        job.prune_events = [
-            json.loads(r["event"])
-            for r in self._db.execute(
-                "SELECT event FROM prune_events WHERE job_id=? ORDER BY step", (job.id,)
-            )
-        ]
+        job.prune_event_count = self._event_count(job.id)
+        if detail if events is None else events:
+            job.prune_events = [json.loads(r["event"]) for r in self._db.execute(
+                "SELECT event FROM prune_events WHERE job_id=? ORDER BY step", (job.id,))]  # fmt: skip
         if detail:
             job.transitions = [
                 dict(r)
@@ -316,7 +323,12 @@ class Store:
             return [self._job(r, detail=False) for r in rows]
 
     def recent(self, limit: int) -> list[Job]:
-        return self.list(limit=limit)[0]
+        """The `limit` newest jobs with their prune events (what /metrics exports)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs ORDER BY created_at DESC, id LIMIT ?", (limit,)
+            ).fetchall()
+            return [self._job(r, detail=False, events=True) for r in rows]
 
     def counts_by_state(self) -> dict[JobState, int]:
         with self._lock:

@@ -1,5 +1,6 @@
-"""Liveness, readiness and Prometheus exposition. All async and free of Ray calls: they answer
-even when every worker thread waits on a hung Ray (the reconciler probes Ray, these read it)."""
+"""Liveness, readiness and Prometheus exposition, free of Ray calls (the reconciler probes Ray,
+these read it). The probes are async: they answer while every worker thread waits on a hung Ray;
+/metrics parses stored events, so it runs in a worker thread, off the event loop (issue 23 M3)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def _readiness(context: ServiceContext) -> dict:
 
 @router.get("/metrics", response_class=PlainTextResponse,
             responses={200: {"description": "Prometheus text exposition format."}})  # fmt: skip
-async def metrics(context: ContextDep, credentials: Credentials) -> Response:
+def metrics(context: ContextDep, credentials: Credentials) -> Response:
     """Service series for anyone; per-job series only to public reads or a valid token."""
     registries = context.registries
     registry = registries.full if job_metrics_allowed(context.settings, credentials) else registries.public
