@@ -11,6 +11,7 @@ from prometheus_client import Histogram
 
 from slimray.service.api.backend_checks import BackendChecks
 from slimray.service.api.credentials import job_event_token
+from slimray.service.api.pool import PoolWatch, wedged_bound
 from slimray.service.api.reconcile import LaunchFor, Reconciler
 from slimray.service.executor import DriverLaunch, RayJobExecutor
 from slimray.service.metrics import Registries, build_registries
@@ -28,6 +29,7 @@ class ServiceContext:
     backend_checks: BackendChecks
     reconciler: Reconciler
     registries: Registries
+    pool: PoolWatch  # whether sync routes' worker threads still make progress (/healthz)
 
     @property
     def requests(self) -> Histogram:
@@ -59,7 +61,8 @@ def build_context(settings: Settings, executor: RayJobExecutor) -> ServiceContex
                             settings.reconcile_seconds, settings.schedule_timeout_seconds)  # fmt: skip
     registries = build_registries(store, settings.metrics_job_limit, lambda: reconciler.probe.reachable)
     checks = BackendChecks(executor, settings.ray_timeout_seconds)
-    return ServiceContext(settings, store, executor, checks, reconciler, registries)
+    pool = PoolWatch(wedged_bound(settings.ray_timeout_seconds))
+    return ServiceContext(settings, store, executor, checks, reconciler, registries, pool)
 
 
 @contextlib.contextmanager

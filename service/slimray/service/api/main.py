@@ -20,13 +20,14 @@ from slimray.service.settings import Settings, get_settings
 
 def _lifespan(settings: Settings, executor: RayJobExecutor | None):
     """The app's life: the context is opened (store, executor, metrics, reconciler running) and
-    put on `app.state.context` once; closed on shutdown."""
+    put on `app.state.context` once, the worker pool's heartbeat started; closed on shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         with serving(settings, executor) as context:
             app.state.context = context
-            yield
+            async with context.pool.running():
+                yield
 
     return lifespan
 

@@ -16,9 +16,15 @@ from slimray.service.api.deps import ContextDep, Credentials, is_admin, job_metr
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get("/healthz", responses={503: {"description": "No worker thread was free for too long."}})
+async def healthz(context: ContextDep) -> Response:
+    """Alive unless the worker pool that runs sync routes is wedged (issue 23 H1): then 503, and
+    the liveness probe restarts the pod."""
+    pool = context.pool
+    if pool.wedged():
+        detail = f"no worker thread free for {pool.stalled_seconds():.0f} s (bound {pool.bound:.0f} s)"
+        return JSONResponse({"status": "wedged", "detail": detail}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 @router.get("/readyz", responses={503: {"description": "The store is unavailable or its disk is full."}})
