@@ -41,15 +41,17 @@ class RayJobStatus:
 
 @dataclass(frozen=True)
 class DriverLaunch:
-    """What a job's driver is started with: its id, spec, where to report and its credential."""
+    """What a job's driver is started with: its id, spec, the claim of its event token (the
+    token itself is not put where Ray's job list shows it), and its Ray submission id."""
 
     job_id: str
     spec: dict[str, Any]
-    event_token: str
+    event_claim: str
+    ray_job_id: str | None = None  # None: the job's first, `submission_id(job_id)`
 
     @property
     def submission_id(self) -> str:
-        return submission_id(self.job_id)
+        return self.ray_job_id or submission_id(self.job_id)
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class RayJobExecutor:
 
     def submit(self, launch: DriverLaunch) -> str:
         """Submit the driver; a submission id Ray already holds is that same job (idempotent)."""
-        driver = DriverEnv(launch.job_id, launch.spec, self.service_url, launch.event_token)
+        driver = DriverEnv(launch.job_id, launch.spec, self.service_url, launch.event_claim or None)
         env = {**driver.to_env(), **QUIET_TF}
         body = {
             "entrypoint": f"{shlex.quote(self.driver_python)} -m {DRIVER_MODULE}",

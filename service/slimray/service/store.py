@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     metrics TEXT NOT NULL DEFAULT '{}',
     report TEXT,
     submitted_at REAL,
-    stop_pending INTEGER NOT NULL DEFAULT 0
+    stop_pending INTEGER NOT NULL DEFAULT 0,
+    claimed TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_stop ON jobs(stop_pending);
@@ -82,7 +83,7 @@ class StoreUnavailable(RuntimeError):
     """The store cannot be written or read (disk full, file removed): the request is not done."""
 
 
-_COLUMNS_ADDED = {"submitted_at": "REAL", "stop_pending": "INTEGER NOT NULL DEFAULT 0"}
+_COLUMNS_ADDED = {"submitted_at": "REAL", "stop_pending": "INTEGER NOT NULL DEFAULT 0", "claimed": "TEXT"}
 
 
 def _private_file(path: Path) -> None:
@@ -218,6 +219,25 @@ class Store:
         with self._writing() as db:
             db.execute("UPDATE jobs SET submitted_at=COALESCE(submitted_at, ?), error=NULL WHERE id=?",
                        (time.time(), job_id))  # fmt: skip
+
+    def spend_claim(self, job_id: str, ray_job_id: str) -> bool:
+        """Mark the event-token claim of submission `ray_job_id` spent; False if it already was
+        (or the job's submission is another one)."""
+        with self._writing() as db:
+            cur = db.execute("UPDATE jobs SET claimed=? WHERE id=? AND ray_job_id=? AND claimed IS NOT ?",
+                             (ray_job_id, job_id, ray_job_id, ray_job_id))  # fmt: skip
+            return cur.rowcount == 1
+
+    def note(self, job_id: str, reason: str) -> None:
+        """A line in the job's history (its transitions) that does not change its state."""
+        with self._writing() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                raise UnknownJob(job_id)
+            seq = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM transitions WHERE job_id=?",
+                             (job_id,)).fetchone()[0]  # fmt: skip
+            db.execute("INSERT INTO transitions VALUES (?,?,?,?,?,?)",
+                       (job_id, seq, row["state"], row["state"], time.time(), reason))  # fmt: skip
 
     def stop_confirmed(self, job_id: str) -> None:
         self._update(job_id, stop_pending=0)

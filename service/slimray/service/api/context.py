@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from prometheus_client import Histogram
 
 from slimray.service.api.backend_checks import BackendChecks
-from slimray.service.api.credentials import job_event_token
+from slimray.service.api.credentials import submission_claim
 from slimray.service.api.pool import PoolWatch, wedged_bound
 from slimray.service.api.reconcile import LaunchFor, Reconciler
-from slimray.service.executor import DriverLaunch, RayJobExecutor
+from slimray.service.executor import DriverLaunch, RayJobExecutor, submission_id
 from slimray.service.metrics import Registries, build_registries
 from slimray.service.settings import Settings
 from slimray.service.store import Job, Store
@@ -44,12 +44,14 @@ def executor_for(settings: Settings) -> RayJobExecutor:
 
 
 def launcher(settings: Settings) -> LaunchFor:
-    """How each job's driver is launched: its spec and a credential for its own events only."""
+    """How each job's driver is launched: its spec, its Ray submission id and the one-time claim
+    of a credential for its own events only (issue 23 L5)."""
     secret = settings.api_token.get_secret_value() if settings.api_token else ""
 
     def launch_for(job: Job) -> DriverLaunch:
-        token = job_event_token(secret, job.id) if secret else ""
-        return DriverLaunch(job.id, job.spec, token)
+        ray_job_id = job.ray_job_id or submission_id(job.id)
+        claim = submission_claim(secret, ray_job_id) if secret else ""
+        return DriverLaunch(job.id, job.spec, claim, ray_job_id)
 
     return launch_for
 

@@ -171,6 +171,12 @@ class WorkerErrorIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class EventTokenOut(BaseModel):
+    """What a driver's claim is exchanged for: the bearer token for its job's events."""
+
+    event_token: str
+
+
 class ErrorOut(BaseModel):
     """Every refusal other than a validation error: what was wrong, in words."""
 
