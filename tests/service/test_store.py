@@ -41,8 +41,8 @@ def test_everything_survives_a_reopen(tmp_path):
     job = first.create("a", {"x": 1})
     first.transition(job.id, JobState.RUNNING)
     first.update_progress(job.id, {"step": 5}, {"samples_per_second": 10.0, "loss": math.nan})
-    first.add_prune_event(job.id, {"step": 3, "durations": {"score": 0.1}})
-    first.add_prune_event(job.id, {"step": 3, "durations": {"score": 0.2}})  # replayed after restart
+    first.add_prune_event(job.id, 3, {"step": 3, "durations": {"score": 0.1}}, limit=1)
+    first.add_prune_event(job.id, 3, {"step": 3, "durations": {"score": 0.2}}, limit=1)  # replayed
     first.close()
     again = Store(path)
     got = again.get(job.id)
@@ -71,7 +71,7 @@ def test_unknown_jobs(store):
     with pytest.raises(UnknownJob):
         store.transition("nope", JobState.RUNNING)
     with pytest.raises(UnknownJob):
-        store.add_prune_event("nope", {"step": 1})
+        store.add_prune_event("nope", 1, {"step": 1}, limit=1)
 
 
 def test_the_store_and_its_journal_are_private_to_the_service_user(tmp_path):

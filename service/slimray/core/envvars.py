@@ -35,24 +35,25 @@ class DriverEnv:
     job_id: str
     spec: dict[str, Any]
     service_url: str
-    event_token: str | None = None
+    # spent once for the job's event token (POST /v1/jobs/{id}/claim): Ray's job list shows this
+    event_claim: str | None = None
 
     JOB_ID = "SLIMRAY_JOB_ID"
     JOB_SPEC = "SLIMRAY_JOB_SPEC"
     SERVICE_URL = "SLIMRAY_SERVICE_URL"
-    EVENT_TOKEN = "SLIMRAY_EVENT_TOKEN"
+    EVENT_CLAIM = "SLIMRAY_EVENT_CLAIM"
 
     def to_env(self) -> dict[str, str]:
         env = {self.JOB_ID: self.job_id, self.JOB_SPEC: json.dumps(self.spec),
                self.SERVICE_URL: self.service_url}  # fmt: skip
-        if self.event_token is not None:
-            env[self.EVENT_TOKEN] = self.event_token
+        if self.event_claim is not None:
+            env[self.EVENT_CLAIM] = self.event_claim
         return env
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> DriverEnv:
         return cls(env[cls.JOB_ID], json.loads(env[cls.JOB_SPEC]), env[cls.SERVICE_URL],
-                   env.get(cls.EVENT_TOKEN))  # fmt: skip
+                   env.get(cls.EVENT_CLAIM))  # fmt: skip
 
     @classmethod
     def job_label(cls, default: str) -> str:

@@ -1,5 +1,6 @@
-"""Entry point of a job driver submitted by the service: runs the job on the cluster and posts
-progress back to the service, buffering and retrying while the service is unreachable."""
+"""Entry point of a job driver submitted by the service: spends its one-time claim for its
+event token, runs the job on the cluster and posts progress back to the service, buffering and
+retrying while the service is unreachable."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from slimray.core.envvars import DriverEnv
 from slimray.core.jobstate import JobState
 from slimray.core.jsonsafe import finite
 from slimray.core.spec import parse_spec
-from slimray.runtime.trainer import run_job
 
 
 class EventPoster:
@@ -57,13 +57,43 @@ class EventPoster:
         return not self._thread.is_alive()
 
 
+class ClaimRefused(RuntimeError):
+    """The service refused this driver's claim: spent already (someone else read it) or not ours."""
+
+
+def claim_event_token(driver: DriverEnv, patience: float = 600.0, retry_seconds: float = 1.0) -> str | None:
+    """The job's event token for the driver's claim (`POST /v1/jobs/{id}/claim`), retried while
+    the service is unreachable for up to `patience` s; None if the service handed no claim."""
+    if not driver.event_claim:
+        return None
+    url = f"{driver.service_url.rstrip('/')}/v1/jobs/{driver.job_id}/claim"
+    headers = {"Authorization": f"Bearer {driver.event_claim}"}
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            response = httpx.post(url, headers=headers, timeout=10.0)
+            if response.status_code == 200:
+                return response.json()["event_token"]
+            if response.status_code < 500 and response.status_code != 429:
+                raise ClaimRefused(f"the service refused job {driver.job_id}'s claim: {response.text[:300]}")
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise ClaimRefused(f"the service at {driver.service_url} did not answer the claim in {patience:.0f} s")
+        time.sleep(retry_seconds)
+
+
 def main() -> int:
-    """Run the job the service handed over; its events go back to the service as they happen."""
+    """Spend the claim, then run the job the service handed over; its events go back to the
+    service as they happen."""
     driver = DriverEnv.from_env()
+    token = claim_event_token(driver)  # first: the claim is worth something until it is spent
+    # imported after the claim: loading TensorFlow takes seconds, a window for a claim's thief
+    from slimray.runtime.trainer import run_job
+
     job_id = driver.job_id
     spec = parse_spec(driver.spec, f"job {job_id}")
-    # a credential for this job's events only (never the service's admin token)
-    poster = EventPoster(driver.service_url, job_id, driver.event_token)
+    poster = EventPoster(driver.service_url, job_id, token)  # this job's events only
     try:
         result = run_job(spec, overwrite=True, on_event=poster)
     except Exception as err:

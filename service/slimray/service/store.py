@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     metrics TEXT NOT NULL DEFAULT '{}',
     report TEXT,
     submitted_at REAL,
-    stop_pending INTEGER NOT NULL DEFAULT 0
+    stop_pending INTEGER NOT NULL DEFAULT 0,
+    claimed TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_stop ON jobs(stop_pending);
@@ -69,7 +70,8 @@ class Job:
     report: dict[str, Any] | None = None
     submitted_at: float | None = None  # when Ray accepted the driver
     stop_pending: bool = False  # cancelled here; Ray has not yet confirmed the stop
-    prune_events: list[dict[str, Any]] = field(default_factory=list)
+    prune_events: list[dict[str, Any]] = field(default_factory=list)  # read only when asked for
+    prune_event_count: int = 0
     transitions: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -81,7 +83,7 @@ class StoreUnavailable(RuntimeError):
     """The store cannot be written or read (disk full, file removed): the request is not done."""
 
 
-_COLUMNS_ADDED = {"submitted_at": "REAL", "stop_pending": "INTEGER NOT NULL DEFAULT 0"}
+_COLUMNS_ADDED = {"submitted_at": "REAL", "stop_pending": "INTEGER NOT NULL DEFAULT 0", "claimed": "TEXT"}
 
 
 def _private_file(path: Path) -> None:
@@ -218,6 +220,25 @@ class Store:
             db.execute("UPDATE jobs SET submitted_at=COALESCE(submitted_at, ?), error=NULL WHERE id=?",
                        (time.time(), job_id))  # fmt: skip
 
+    def spend_claim(self, job_id: str, ray_job_id: str) -> bool:
+        """Mark the event-token claim of submission `ray_job_id` spent; False if it already was
+        (or the job's submission is another one)."""
+        with self._writing() as db:
+            cur = db.execute("UPDATE jobs SET claimed=? WHERE id=? AND ray_job_id=? AND claimed IS NOT ?",
+                             (ray_job_id, job_id, ray_job_id, ray_job_id))  # fmt: skip
+            return cur.rowcount == 1
+
+    def note(self, job_id: str, reason: str) -> None:
+        """A line in the job's history (its transitions) that does not change its state."""
+        with self._writing() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                raise UnknownJob(job_id)
+            seq = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM transitions WHERE job_id=?",
+                             (job_id,)).fetchone()[0]  # fmt: skip
+            db.execute("INSERT INTO transitions VALUES (?,?,?,?,?,?)",
+                       (job_id, seq, row["state"], row["state"], time.time(), reason))  # fmt: skip
+
     def stop_confirmed(self, job_id: str) -> None:
         self._update(job_id, stop_pending=0)
 
@@ -227,14 +248,20 @@ class Store:
     def update_progress(self, job_id: str, progress: dict[str, Any], metrics: dict[str, Any]) -> None:
         self._update(job_id, progress=json.dumps(finite(progress)), metrics=json.dumps(finite(metrics)))
 
-    def add_prune_event(self, job_id: str, event: dict[str, Any]) -> None:
-        """Insert or replace by step: a restarted worker group may report an event again."""
+    def add_prune_event(self, job_id: str, step: int, event: dict[str, Any], limit: int) -> bool:
+        """Insert or replace by step: a restarted worker group may report an event again. A new
+        step when the job already has `limit` events is refused (False), nothing stored."""
         with self._writing() as db:
             self._require(job_id)
-            db.execute(
-                "INSERT OR REPLACE INTO prune_events VALUES (?,?,?)",
-                (job_id, int(event["step"]), json.dumps(finite(event))),
-            )
+            known = db.execute("SELECT 1 FROM prune_events WHERE job_id=? AND step=?", (job_id, step))
+            if known.fetchone() is None and self._event_count(job_id) >= limit:
+                return False
+            db.execute("INSERT OR REPLACE INTO prune_events VALUES (?,?,?)",
+                       (job_id, step, json.dumps(finite(event))))  # fmt: skip
+            return True
+
+    def _event_count(self, job_id: str) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM prune_events WHERE job_id=?", (job_id,)).fetchone()[0]
 
     def _update(self, job_id: str, **columns: Any) -> None:
         sets = ", ".join(f"{k}=?" for k in columns)
@@ -251,7 +278,9 @@ class Store:
             raise UnknownJob(job_id)
 
     # ---------------------------------------------------------------- reads
-    def _job(self, row: sqlite3.Row, detail: bool) -> Job:
+    def _job(self, row: sqlite3.Row, detail: bool, events: bool | None = None) -> Job:
+        """A stored job; `detail` adds its transitions, `events` (default: `detail`) its prune
+        events' bodies: list pages carry only their count (issue 23 M3)."""
         job = Job(
             id=row["id"],
             name=row["name"],
@@ -267,12 +296,10 @@ class Store:
             submitted_at=row["submitted_at"],
             stop_pending=bool(row["stop_pending"]),
         )
-        job.prune_events = [
-            json.loads(r["event"])
-            for r in self._db.execute(
-                "SELECT event FROM prune_events WHERE job_id=? ORDER BY step", (job.id,)
-            )
-        ]
+        job.prune_event_count = self._event_count(job.id)
+        if detail if events is None else events:
+            job.prune_events = [json.loads(r["event"]) for r in self._db.execute(
+                "SELECT event FROM prune_events WHERE job_id=? ORDER BY step", (job.id,))]  # fmt: skip
         if detail:
             job.transitions = [
                 dict(r)
@@ -316,7 +343,12 @@ class Store:
             return [self._job(r, detail=False) for r in rows]
 
     def recent(self, limit: int) -> list[Job]:
-        return self.list(limit=limit)[0]
+        """The `limit` newest jobs with their prune events (what /metrics exports)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs ORDER BY created_at DESC, id LIMIT ?", (limit,)
+            ).fetchall()
+            return [self._job(r, detail=False, events=True) for r in rows]
 
     def counts_by_state(self) -> dict[JobState, int]:
         with self._lock:

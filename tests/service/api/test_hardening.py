@@ -152,7 +152,13 @@ def test_a_job_token_posts_only_its_own_jobs_events(api):
         assert api.get(path, headers=own).status_code == 401
     assert api.delete(f"/v1/jobs/{ids[1]}", headers=own).status_code == 401
     launch = api.app.state.context.reconciler.launch_for(store.get(ids[1]))
-    assert launch.event_token == job_event_token(TOKEN, ids[1]) and TOKEN not in repr(launch)
+    token = job_event_token(TOKEN, ids[1])
+    assert token not in repr(launch) and TOKEN not in repr(launch)  # only its claim (issue 23 L5)
+    claim = {"Authorization": f"Bearer {launch.event_claim}"}
+    assert api.post(f"/v1/jobs/{ids[0]}/claim", headers=claim).status_code == 401  # another job's
+    assert api.post(f"/v1/jobs/{ids[1]}/claim", headers=claim).json() == {"event_token": token}
+    assert api.post(f"/v1/jobs/{ids[1]}/claim", headers=claim).status_code == 409  # spent
+    assert api.post("/v1/jobs/nope/claim", headers=AUTH).status_code == 401  # 401 before 404
 
 
 def test_bodies_beyond_the_limit_are_refused_and_not_stored(tmp_path):

@@ -68,7 +68,7 @@ def _create(api, **overrides) -> str:
 def test_submit_and_read_a_job(api, settings):
     job_id = _create(api)
     job = api.get(f"/v1/jobs/{job_id}", headers=AUTH).json()
-    assert set(job) >= {"id", "state", "spec", "progress", "metrics", "prune_events"}
+    assert set(job) >= {"id", "state", "spec", "progress", "metrics", "prune_events", "transitions"}
     assert job["id"] == job_id and job["state"] == "queued"
     assert job["spec"]["output"]["dir"] == str((Path(settings.runs_root) / job_id).resolve())
     listing = api.get("/v1/jobs", headers=AUTH).json()

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from prometheus_client import Histogram
 
 from slimray.service.api.backend_checks import BackendChecks
-from slimray.service.api.credentials import job_event_token
+from slimray.service.api.credentials import submission_claim
+from slimray.service.api.pool import PoolWatch, wedged_bound
 from slimray.service.api.reconcile import LaunchFor, Reconciler
-from slimray.service.executor import DriverLaunch, RayJobExecutor
+from slimray.service.executor import DriverLaunch, RayJobExecutor, submission_id
 from slimray.service.metrics import Registries, build_registries
 from slimray.service.settings import Settings
 from slimray.service.store import Job, Store
@@ -28,6 +29,7 @@ class ServiceContext:
     backend_checks: BackendChecks
     reconciler: Reconciler
     registries: Registries
+    pool: PoolWatch  # whether sync routes' worker threads still make progress (/healthz)
 
     @property
     def requests(self) -> Histogram:
@@ -42,12 +44,14 @@ def executor_for(settings: Settings) -> RayJobExecutor:
 
 
 def launcher(settings: Settings) -> LaunchFor:
-    """How each job's driver is launched: its spec and a credential for its own events only."""
+    """How each job's driver is launched: its spec, its Ray submission id and the one-time claim
+    of a credential for its own events only (issue 23 L5)."""
     secret = settings.api_token.get_secret_value() if settings.api_token else ""
 
     def launch_for(job: Job) -> DriverLaunch:
-        token = job_event_token(secret, job.id) if secret else ""
-        return DriverLaunch(job.id, job.spec, token)
+        ray_job_id = job.ray_job_id or submission_id(job.id)
+        claim = submission_claim(secret, ray_job_id) if secret else ""
+        return DriverLaunch(job.id, job.spec, claim, ray_job_id)
 
     return launch_for
 
@@ -59,7 +63,8 @@ def build_context(settings: Settings, executor: RayJobExecutor) -> ServiceContex
                             settings.reconcile_seconds, settings.schedule_timeout_seconds)  # fmt: skip
     registries = build_registries(store, settings.metrics_job_limit, lambda: reconciler.probe.reachable)
     checks = BackendChecks(executor, settings.ray_timeout_seconds)
-    return ServiceContext(settings, store, executor, checks, reconciler, registries)
+    pool = PoolWatch(wedged_bound(settings.ray_timeout_seconds))
+    return ServiceContext(settings, store, executor, checks, reconciler, registries, pool)
 
 
 @contextlib.contextmanager

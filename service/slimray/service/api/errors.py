@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 from slimray.core.errors import BackendUnavailableError
 from slimray.core.jobstate import InvalidTransition
 from slimray.core.jsonsafe import finite
-from slimray.service.api.events import EventRefused
+from slimray.service.api.claims import ClaimInvalid, ClaimSpent
+from slimray.service.api.events import EventLimitReached, EventRefused
 from slimray.service.api.policy import PolicyError, Problem
 from slimray.service.executor import RayUnavailable
 from slimray.service.store import StoreUnavailable, UnknownJob
@@ -44,6 +45,9 @@ HANDLERS: dict[type[Exception], tuple[int, Render]] = {
     UnknownJob: (status.HTTP_404_NOT_FOUND, lambda err: f"no job {err.args[0]!r}"),
     InvalidTransition: (status.HTTP_409_CONFLICT, str),
     EventRefused: (status.HTTP_409_CONFLICT, str),
+    EventLimitReached: (status.HTTP_422_UNPROCESSABLE_CONTENT, lambda err: field_errors([(err.field, str(err))])),
+    ClaimInvalid: (status.HTTP_401_UNAUTHORIZED, str),
+    ClaimSpent: (status.HTTP_409_CONFLICT, str),
     StoreUnavailable: (status.HTTP_503_SERVICE_UNAVAILABLE, str),
     sqlite3.Error: (status.HTTP_503_SERVICE_UNAVAILABLE, lambda err: f"the job store failed: {err}"),
     RayUnavailable: (status.HTTP_503_SERVICE_UNAVAILABLE, lambda err: f"Ray is unavailable: {err}"),

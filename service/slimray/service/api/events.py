@@ -6,16 +6,44 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from slimray.core.jobstate import JobState
 from slimray.core.records import Retain, retained
+from slimray.core.spec import IterativeSpec, JobSpec, OneShotSpec, PolynomialSpec
 from slimray.service.api.schemas import EndIn, ReportIn, StartIn, WorkerErrorIn
 from slimray.service.store import Job, Store
 
 
 class EventRefused(ValueError):
     """An event the job's state does not allow (the route answers 409 with this message)."""
+
+
+class EventLimitReached(ValueError):
+    """A prune event at a new step for a job that has all the events it may store (a 422)."""
+
+    field = ("data", "event", "step")  # in the request body
+
+
+EVENT_SLACK = 8  # prune events a job may store beyond its schedule's (a driver newer than the service)
+# how many events each schedule kind makes (the steps of `slimray.pruning.schedules`' `events()`)
+SCHEDULE_EVENTS: dict[type, Callable[[Any], int]] = {
+    OneShotSpec: lambda s: 1,
+    IterativeSpec: lambda s: (s.end - s.start) // s.every + 1,
+    PolynomialSpec: lambda s: (s.end_step - s.begin_step) // s.frequency + 1
+    + bool((s.end_step - s.begin_step) % s.frequency),
+}
+
+
+def event_limit(spec: dict[str, Any]) -> int:
+    """The prune events a job may store: its schedule's plus EVENT_SLACK (a spec no longer valid
+    under this version's rules: the slack only)."""
+    try:
+        prune = JobSpec.model_validate(spec).prune
+    except ValidationError:
+        return EVENT_SLACK
+    planned = 0 if prune is None else SCHEDULE_EVENTS[type(prune.schedule)](prune.schedule)
+    return planned + EVENT_SLACK
 
 
 def _check(job: Job, kind: str) -> None:
@@ -51,8 +79,14 @@ def _report(store: Store, job: Job, data: ReportIn) -> None:
     progress = {"step": data.step, "total_steps": data.total_steps}
     store.update_progress(job.id, progress, kept_metrics(job.metrics, data))
     event = data.stored_event()
-    if event is not None:
-        store.add_prune_event(job.id, event)
+    if event is None:
+        return
+    limit = event_limit(job.spec)
+    if not store.add_prune_event(job.id, data.event.step, event, limit):
+        raise EventLimitReached(
+            f"job {job.id} has its {limit} prune events (its schedule's plus {EVENT_SLACK}): "
+            f"a new step is refused (a stored step may be reported again). Received: step={data.event.step}"
+        )
 
 
 def _worker_error(store: Store, job: Job, data: WorkerErrorIn) -> None:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from slimray import __version__
+from slimray.service.api.body_limit import BodyLimit
 from slimray.service.api.context import serving
 from slimray.service.api.deps import context_of
 from slimray.service.api.errors import install_error_handlers
@@ -20,13 +21,14 @@ from slimray.service.settings import Settings, get_settings
 
 def _lifespan(settings: Settings, executor: RayJobExecutor | None):
     """The app's life: the context is opened (store, executor, metrics, reconciler running) and
-    put on `app.state.context` once; closed on shutdown."""
+    put on `app.state.context` once, the worker pool's heartbeat started; closed on shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         with serving(settings, executor) as context:
             app.state.context = context
-            yield
+            async with context.pool.running():
+                yield
 
     return lifespan
 
@@ -48,10 +50,12 @@ def create_app(settings: Settings | None = None, executor: RayJobExecutor | None
     settings = settings or get_settings()
     docs = settings.api_docs  # off by default: the API's map is not handed to anyone who asks
     app = FastAPI(title="slimray", version=__version__, lifespan=_lifespan(settings, executor),
-                  max_body_size=settings.max_body_bytes, openapi_url="/openapi.json" if docs else None,
+                  openapi_url="/openapi.json" if docs else None,
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)  # fmt: skip
     app.include_router(jobs.router)
     app.include_router(health.router)
+    # inside the timer: an exception from a receive the timer wraps would reach routes as a group
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.middleware("http")(_observe)
     install_error_handlers(app)
     return app

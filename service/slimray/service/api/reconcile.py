@@ -38,7 +38,7 @@ def submit(store: Store, executor: RayJobExecutor, job: Job, launch_for: LaunchF
     if job.ray_job_id is None and not store.claim_submission(job.id, ray_job_id):
         return  # cancelled (or claimed) since it was read
     try:
-        executor.submit(launch_for(job))
+        executor.submit(launch_for(store.get(job.id)))  # with its submission id, as claimed
     except RayUnavailable as err:
         store.set_error(job.id, f"waiting for Ray: {err}")
         return

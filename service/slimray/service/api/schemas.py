@@ -19,7 +19,8 @@ JobCreate = JobSpec
 
 
 class JobSummary(BaseModel):
-    """A job as listed: state, progress and metrics (the full report only in `JobPublic`)."""
+    """A job as listed: state, progress, metrics and how many prune events it has (their bodies,
+    the transitions and the report only in `JobPublic`: a list page stays small, issue 23 M3)."""
 
     id: str
     name: str
@@ -27,14 +28,13 @@ class JobSummary(BaseModel):
     spec: dict[str, Any]
     progress: dict[str, Any]
     metrics: dict[str, Any]
-    prune_events: list[dict[str, Any]]
+    prune_event_count: int = 0
     created_at: float
     updated_at: float
     error: str | None = None
     ray_job_id: str | None = None
     submitted_at: float | None = None
     stop_pending: bool = False
-    transitions: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod
     def of(cls, job: Job):
@@ -42,8 +42,10 @@ class JobSummary(BaseModel):
 
 
 class JobPublic(JobSummary):
-    """One job, with the report its driver published (report.json of its run directory)."""
+    """One job whole: its prune events, state transitions and the report its driver published."""
 
+    prune_events: list[dict[str, Any]]
+    transitions: list[dict[str, Any]] = Field(default_factory=list)
     report: dict[str, Any] | None = None
 
 
@@ -120,12 +122,24 @@ class StartIn(BaseModel):
     total_steps: int | None = Field(None, ge=0, le=STEP_MAX)
 
 
+MAX_EVENT_BYTES = 64 * 1024  # a real event is a few KB (its kept-whole layers, a digest a rank)
+
+
 class ReportIn(lenient(ProgressReport)):
     """One merged report (`records.ProgressReport`): progress, metrics and maybe a prune event."""
 
     step: int | None = Field(None, ge=0, le=STEP_MAX)
     total_steps: int | None = Field(None, ge=0, le=STEP_MAX)
     event: PruneEventIn | None = None
+
+    @field_validator("event")
+    @classmethod
+    def _small(cls, event: PruneEventIn | None) -> PruneEventIn | None:
+        """A stored event's unknown fields may not grow it without bound (issue 23 M3)."""
+        size = 0 if event is None else len(event.model_dump_json(exclude_unset=True))
+        if size > MAX_EVENT_BYTES:
+            raise ValueError(f"a prune event is at most {MAX_EVENT_BYTES} bytes of JSON. Received: {size}")
+        return event
 
     def stored_event(self) -> dict[str, Any] | None:
         """The event as the store keeps it: what the driver sent, checked (wire names)."""
@@ -155,6 +169,12 @@ class WorkerErrorIn(BaseModel):
     """Exceptions by worker rank, as text."""
 
     model_config = ConfigDict(extra="allow")
+
+
+class EventTokenOut(BaseModel):
+    """What a driver's claim is exchanged for: the bearer token for its job's events."""
+
+    event_token: str
 
 
 class ErrorOut(BaseModel):

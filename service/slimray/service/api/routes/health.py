@@ -1,5 +1,6 @@
-"""Liveness, readiness and Prometheus exposition. All async and free of Ray calls: they answer
-even when every worker thread waits on a hung Ray (the reconciler probes Ray, these read it)."""
+"""Liveness, readiness and Prometheus exposition, free of Ray calls (the reconciler probes Ray,
+these read it). The probes are async: they answer while every worker thread waits on a hung Ray;
+/metrics parses stored events, so it runs in a worker thread, off the event loop (issue 23 M3)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,15 @@ from slimray.service.api.deps import ContextDep, Credentials, is_admin, job_metr
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get("/healthz", responses={503: {"description": "No worker thread was free for too long."}})
+async def healthz(context: ContextDep) -> Response:
+    """Alive unless the worker pool that runs sync routes is wedged (issue 23 H1): then 503, and
+    the liveness probe restarts the pod."""
+    pool = context.pool
+    if pool.wedged():
+        detail = f"no worker thread free for {pool.stalled_seconds():.0f} s (bound {pool.bound:.0f} s)"
+        return JSONResponse({"status": "wedged", "detail": detail}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 @router.get("/readyz", responses={503: {"description": "The store is unavailable or its disk is full."}})
@@ -51,7 +58,7 @@ def _readiness(context: ServiceContext) -> dict:
 
 @router.get("/metrics", response_class=PlainTextResponse,
             responses={200: {"description": "Prometheus text exposition format."}})  # fmt: skip
-async def metrics(context: ContextDep, credentials: Credentials) -> Response:
+def metrics(context: ContextDep, credentials: Credentials) -> Response:
     """Service series for anyone; per-job series only to public reads or a valid token."""
     registries = context.registries
     registry = registries.full if job_metrics_allowed(context.settings, credentials) else registries.public

@@ -10,8 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from slimray.core.jobstate import JobState
+from slimray.service.api.claims import exchange_claim
 from slimray.service.api.deps import (
     ContextDep,
+    Credentials,
     DriverAccess,
     ExecutorDep,
     JobId,
@@ -25,6 +27,7 @@ from slimray.service.api.lifecycle import cancel_job, submit_job
 from slimray.service.api.schemas import (
     DriverEvent,
     ErrorOut,
+    EventTokenOut,
     JobCreate,
     JobCreated,
     JobPublic,
@@ -93,3 +96,13 @@ def driver_event(job_id: JobId, event: DriverEvent, store: StoreDep) -> dict[str
             [{**e, "loc": ("body", "data", *e["loc"])} for e in err.errors()]
         ) from err
     return {"status": "accepted"}
+
+
+@router.post("/{job_id}/claim", response_model=EventTokenOut)
+def claim_event_token(job_id: JobId, store: StoreDep, settings: SettingsDep,
+                      credentials: Credentials) -> EventTokenOut:  # fmt: skip
+    """The driver's one-time exchange (its claim as bearer token) for its job's event token: Ray's
+    job list shows the claim, and a claim is good once (ClaimInvalid 401, ClaimSpent 409)."""
+    secret = settings.api_token.get_secret_value() if settings.api_token else None
+    given = credentials.credentials if credentials else ""
+    return EventTokenOut(event_token=exchange_claim(store, secret, job_id, given))
