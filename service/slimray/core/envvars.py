@@ -37,23 +37,27 @@ class DriverEnv:
     service_url: str
     # spent once for the job's event token (POST /v1/jobs/{id}/claim): Ray's job list shows this
     event_claim: str | None = None
+    resume: bool = False  # a resubmission after the driver was lost: go on from the last checkpoint
 
     JOB_ID = "SLIMRAY_JOB_ID"
     JOB_SPEC = "SLIMRAY_JOB_SPEC"
     SERVICE_URL = "SLIMRAY_SERVICE_URL"
     EVENT_CLAIM = "SLIMRAY_EVENT_CLAIM"
+    RESUME = "SLIMRAY_RESUME"  # "1": resume
 
     def to_env(self) -> dict[str, str]:
         env = {self.JOB_ID: self.job_id, self.JOB_SPEC: json.dumps(self.spec),
                self.SERVICE_URL: self.service_url}  # fmt: skip
         if self.event_claim is not None:
             env[self.EVENT_CLAIM] = self.event_claim
+        if self.resume:
+            env[self.RESUME] = "1"
         return env
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> DriverEnv:
         return cls(env[cls.JOB_ID], json.loads(env[cls.JOB_SPEC]), env[cls.SERVICE_URL],
-                   env.get(cls.EVENT_CLAIM))  # fmt: skip
+                   env.get(cls.EVENT_CLAIM), env.get(cls.RESUME) == "1")  # fmt: skip
 
     @classmethod
     def job_label(cls, default: str) -> str:

@@ -37,6 +37,28 @@ class RayJobStatus:
     state: JobState | None  # None: Ray has no record of the job
     message: str = ""
     pending: bool = False  # Ray accepted it but has not started its driver
+    lost: str | None = None  # failed for a reason outside the training code: the cause
+
+
+# how Ray 2.60 reports a driver lost for reasons outside its code: the job's error_type, and the
+# exit code of an entrypoint killed by a signal (-N from Python's subprocess, 128+N from a shell)
+LOST_ERROR_TYPES = {
+    "JOB_SUPERVISOR_ACTOR_DIED": "the driver's supervisor died (its node was lost)",
+    "JOB_SUPERVISOR_ACTOR_UNKNOWN_FAILURE": "Ray lost track of the driver's supervisor",
+}
+KILLED_EXIT_CODES = {-9: "SIGKILL", 137: "SIGKILL", -15: "SIGTERM", 143: "SIGTERM"}
+
+
+def lost_cause(info: dict[str, Any]) -> str | None:
+    """Why Ray's failed job lost its driver outside the training code, or None (its own failure)."""
+    if info.get("status") != "FAILED":
+        return None
+    error_type, code = info.get("error_type"), info.get("driver_exit_code")
+    if error_type in LOST_ERROR_TYPES:
+        return f"{LOST_ERROR_TYPES[error_type]} ({error_type})"
+    if error_type == "JOB_ENTRYPOINT_COMMAND_ERROR" and code in KILLED_EXIT_CODES:
+        return f"the driver process was killed from outside ({KILLED_EXIT_CODES[code]}, exit code {code})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -48,6 +70,7 @@ class DriverLaunch:
     spec: dict[str, Any]
     event_claim: str
     ray_job_id: str | None = None  # None: the job's first, `submission_id(job_id)`
+    resume: bool = False  # a resubmission: the driver goes on from the run's last checkpoint
 
     @property
     def submission_id(self) -> str:
@@ -83,9 +106,10 @@ def _tail(chunks: Iterator[bytes], max_bytes: int, lines: int) -> DriverLog:
     return DriverLog(bytes(kept[-max_bytes:]).decode(errors="replace"), truncated)
 
 
-def submission_id(job_id: str) -> str:
-    """Ray's submission id for a job: deterministic, so a resubmission finds the first one."""
-    return f"slimray-{job_id}"
+def submission_id(job_id: str, resubmission: int = 0) -> str:
+    """Ray's submission id for a job: deterministic, so a submission retried after a crash finds
+    the first one; a resubmission after a lost driver is `-r<n>`."""
+    return f"slimray-{job_id}" + (f"-r{resubmission}" if resubmission else "")
 
 
 class RayJobExecutor:
@@ -113,7 +137,8 @@ class RayJobExecutor:
 
     def submit(self, launch: DriverLaunch) -> str:
         """Submit the driver; a submission id Ray already holds is that same job (idempotent)."""
-        driver = DriverEnv(launch.job_id, launch.spec, self.service_url, launch.event_claim or None)
+        driver = DriverEnv(launch.job_id, launch.spec, self.service_url, launch.event_claim or None,
+                           launch.resume)  # fmt: skip
         env = {**driver.to_env(), **QUIET_TF}
         body = {
             "entrypoint": f"{shlex.quote(self.driver_python)} -m {DRIVER_MODULE}",
@@ -143,7 +168,8 @@ class RayJobExecutor:
         if info is None:
             return RayJobStatus(None, "Ray has no record of this job")
         status = str(info.get("status", ""))
-        return RayJobStatus(_STATUS.get(status), info.get("message") or "", pending=status == "PENDING")
+        return RayJobStatus(_STATUS.get(status), info.get("message") or "", pending=status == "PENDING",
+                            lost=lost_cause(info))  # fmt: skip
 
     def stop(self, ray_job_id: str) -> bool:
         """True once Ray stops it (or has no record of it); False if it was already finished."""

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     report TEXT,
     submitted_at REAL,
     stop_pending INTEGER NOT NULL DEFAULT 0,
-    claimed TEXT
+    claimed TEXT,
+    resubmits INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_stop ON jobs(stop_pending);
@@ -70,6 +71,7 @@ class Job:
     report: dict[str, Any] | None = None
     submitted_at: float | None = None  # when Ray accepted the driver
     stop_pending: bool = False  # cancelled here; Ray has not yet confirmed the stop
+    resubmits: int = 0  # drivers lost and submitted again
     prune_events: list[dict[str, Any]] = field(default_factory=list)  # read only when asked for
     prune_event_count: int = 0
     transitions: list[dict[str, Any]] = field(default_factory=list)
@@ -83,7 +85,8 @@ class StoreUnavailable(RuntimeError):
     """The store cannot be written or read (disk full, file removed): the request is not done."""
 
 
-_COLUMNS_ADDED = {"submitted_at": "REAL", "stop_pending": "INTEGER NOT NULL DEFAULT 0", "claimed": "TEXT"}
+_COLUMNS_ADDED = {"submitted_at": "REAL", "stop_pending": "INTEGER NOT NULL DEFAULT 0", "claimed": "TEXT",
+                  "resubmits": "INTEGER NOT NULL DEFAULT 0"}  # fmt: skip
 
 
 def _private_file(path: Path) -> None:
@@ -231,13 +234,29 @@ class Store:
     def note(self, job_id: str, reason: str) -> None:
         """A line in the job's history (its transitions) that does not change its state."""
         with self._writing() as db:
-            row = db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
-            if row is None:
-                raise UnknownJob(job_id)
-            seq = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM transitions WHERE job_id=?",
-                             (job_id,)).fetchone()[0]  # fmt: skip
-            db.execute("INSERT INTO transitions VALUES (?,?,?,?,?,?)",
-                       (job_id, seq, row["state"], row["state"], time.time(), reason))  # fmt: skip
+            self._note(db, job_id, reason)
+
+    def _note(self, db, job_id: str, reason: str) -> None:
+        row = db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise UnknownJob(job_id)
+        seq = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM transitions WHERE job_id=?",
+                         (job_id,)).fetchone()[0]  # fmt: skip
+        db.execute("INSERT INTO transitions VALUES (?,?,?,?,?,?)",
+                   (job_id, seq, row["state"], row["state"], time.time(), reason))  # fmt: skip
+
+    def resubmit(self, job_id: str, lost: str, new: str, reason: str) -> bool:
+        """Point an active job at a new Ray submission after its driver (submission `lost`) was
+        lost, with `reason` in its history; False if the job moved on meanwhile."""
+        with self._writing() as db:
+            cur = db.execute(
+                "UPDATE jobs SET ray_job_id=?, resubmits=resubmits+1, submitted_at=NULL, updated_at=? "
+                "WHERE id=? AND ray_job_id=? AND state IN (?, ?)",
+                (new, time.time(), job_id, lost, JobState.QUEUED.value, JobState.RUNNING.value),
+            )
+            if cur.rowcount == 1:
+                self._note(db, job_id, reason)
+            return cur.rowcount == 1
 
     def stop_confirmed(self, job_id: str) -> None:
         self._update(job_id, stop_pending=0)
@@ -295,6 +314,7 @@ class Store:
             report=json.loads(row["report"]) if row["report"] else None,
             submitted_at=row["submitted_at"],
             stop_pending=bool(row["stop_pending"]),
+            resubmits=row["resubmits"],
         )
         job.prune_event_count = self._event_count(job.id)
         if detail if events is None else events:

@@ -7,10 +7,13 @@ from __future__ import annotations
 import time
 
 import pytest
+import yaml
 
 from slimray.core.jobstate import JobState
 from slimray.service.api.reconcile import reconcile_all
-from slimray.service.executor import DriverLaunch, RayJobStatus, RayUnavailable, submission_id
+from slimray.service.api.context import launcher
+from slimray.service.executor import DriverLaunch, RayJobStatus, RayUnavailable, lost_cause, submission_id
+from slimray.service.settings import get_settings
 from slimray.service.store import Store
 
 
@@ -144,3 +147,53 @@ def test_a_finished_job_whose_end_event_never_came_gets_the_published_report(sto
     assert finished.report == {"state": "failed", "error": "ValueError: boom"}  # the timeline stays there
     assert finished.error == "ValueError: boom"  # the report's reason, not Ray's exit status
     assert store.get(never.id).state == JobState.SUCCEEDED and store.get(never.id).report is None
+
+
+def _mnist_spec(max_failures: int) -> dict:
+    with open("examples/mnist.yaml") as f:
+        spec = yaml.safe_load(f)
+    spec["failure"] = {"max_failures": max_failures}
+    return spec
+
+
+launch_for = launcher(get_settings(api_token="admin"))
+
+
+def test_a_lost_driver_is_resubmitted_up_to_max_failures_then_fails(store):
+    """Issue 23 point 6: each lost driver is submitted again (`-r<n>`, resuming) while the spec's
+    failure.max_failures allows; the next loss fails the job; each cause is in its history."""
+    job = store.create("lost", _mnist_spec(max_failures=1))
+    store.claim_submission(job.id, submission_id(job.id))
+    store.mark_submitted(job.id)
+    store.transition(job.id, JobState.RUNNING)
+    lost = RayJobStatus(JobState.FAILED, "Job supervisor actor died", lost="its node was lost")
+    ray = _Ray({submission_id(job.id): lost, submission_id(job.id, 1): lost})
+    reconcile_all(store, ray, launch_for)
+    again = store.get(job.id)
+    assert (again.state, again.ray_job_id, again.resubmits) == (JobState.RUNNING, submission_id(job.id, 1), 1)
+    assert ray.submitted == [job.id] and again.submitted_at is not None
+    assert "driver lost: its node was lost; resubmitted as" in again.transitions[-1]["reason"]
+    reconcile_all(store, ray, launch_for)
+    assert store.get(job.id).state == JobState.FAILED and ray.submitted == [job.id]
+
+
+def test_a_driver_that_failed_on_its_own_is_not_resubmitted(store):
+    job = store.create("own", _mnist_spec(max_failures=3))
+    store.claim_submission(job.id, submission_id(job.id))
+    store.mark_submitted(job.id)
+    ray = _Ray({submission_id(job.id): RayJobStatus(JobState.FAILED, "exit code 1")})
+    reconcile_all(store, ray, launch_for)
+    assert store.get(job.id).state == JobState.FAILED and ray.submitted == []
+
+
+@pytest.mark.parametrize(("info", "cause"), [
+    ({"status": "FAILED", "error_type": "JOB_ENTRYPOINT_COMMAND_ERROR", "driver_exit_code": -9}, "SIGKILL"),
+    ({"status": "FAILED", "error_type": "JOB_ENTRYPOINT_COMMAND_ERROR", "driver_exit_code": 137}, "SIGKILL"),
+    ({"status": "FAILED", "error_type": "JOB_SUPERVISOR_ACTOR_DIED"}, "node was lost"),
+    ({"status": "FAILED", "error_type": "JOB_ENTRYPOINT_COMMAND_ERROR", "driver_exit_code": 1}, None),
+    ({"status": "FAILED", "error_type": "RUNTIME_ENV_SETUP_FAILURE"}, None),
+    ({"status": "STOPPED", "driver_exit_code": -9}, None),
+])  # fmt: skip
+def test_which_failures_ray_reports_count_as_a_lost_driver(info, cause):
+    found = lost_cause(info)
+    assert (found is None) if cause is None else (cause in found)

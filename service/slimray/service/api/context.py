@@ -51,7 +51,7 @@ def launcher(settings: Settings) -> LaunchFor:
     def launch_for(job: Job) -> DriverLaunch:
         ray_job_id = job.ray_job_id or submission_id(job.id)
         claim = submission_claim(secret, ray_job_id) if secret else ""
-        return DriverLaunch(job.id, job.spec, claim, ray_job_id)
+        return DriverLaunch(job.id, job.spec, claim, ray_job_id, resume=job.resubmits > 0)
 
     return launch_for
 

@@ -13,7 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from slimray.core.jobstate import InvalidTransition, JobState
+from slimray.core.spec import JobSpec
 from slimray.core.storage import REPORT_FILE, RunStore, StorageError
 from slimray.service.api.events import stored_report
 from slimray.service.executor import DriverLaunch, RayJobExecutor, RayUnavailable, submission_id
@@ -37,12 +40,41 @@ def submit(store: Store, executor: RayJobExecutor, job: Job, launch_for: LaunchF
     ray_job_id = job.ray_job_id or submission_id(job.id)
     if job.ray_job_id is None and not store.claim_submission(job.id, ray_job_id):
         return  # cancelled (or claimed) since it was read
+    launch(store, executor, job, launch_for)
+
+
+def launch(store: Store, executor: RayJobExecutor, job: Job, launch_for: LaunchFor) -> None:
+    """Submit the job's current Ray submission; if Ray is unreachable, retried next cycle."""
     try:
         executor.submit(launch_for(store.get(job.id)))  # with its submission id, as claimed
     except RayUnavailable as err:
         store.set_error(job.id, f"waiting for Ray: {err}")
         return
     store.mark_submitted(job.id)
+
+
+def resubmissions_allowed(job: Job) -> int | None:
+    """How many lost drivers the job's spec allows resubmitting (`failure.max_failures`; None:
+    unlimited, for -1)."""
+    try:
+        allowed = JobSpec.model_validate(job.spec).failure.max_failures
+    except ValidationError:
+        return 0
+    return None if allowed == -1 else allowed
+
+
+def resubmit(store: Store, executor: RayJobExecutor, job: Job, launch_for: LaunchFor, cause: str) -> bool:
+    """Submit a job whose driver was lost again, as `<submission>-r<n>` resuming from its last
+    checkpoint, if its spec allows one more (the cause and the new id in its history)."""
+    allowed = resubmissions_allowed(job)
+    if allowed is not None and job.resubmits >= allowed:
+        return False
+    new = submission_id(job.id, job.resubmits + 1)
+    of = "unlimited" if allowed is None else allowed
+    reason = f"driver lost: {cause}; resubmitted as {new} (resubmission {job.resubmits + 1} of {of})"
+    if store.resubmit(job.id, job.ray_job_id, new, reason):
+        launch(store, executor, job, launch_for)
+    return True
 
 
 def stop(store: Store, executor: RayJobExecutor, job: Job) -> None:
@@ -62,11 +94,15 @@ def _fail(store: Store, job: Job, reason: str, error: str) -> None:
         store.finish(job.id, JobState.FAILED, None, reason=reason, error=error)
 
 
-def follow(store: Store, executor: RayJobExecutor, job: Job, schedule_timeout: float) -> None:
-    """Move a submitted job to the state Ray reports; fail it if Ray lost it or never starts it."""
+def follow(store: Store, executor: RayJobExecutor, job: Job, launch_for: LaunchFor,
+           schedule_timeout: float) -> None:  # fmt: skip
+    """Move a submitted job to the state Ray reports; resubmit it if its driver was lost outside
+    its code; fail it if Ray lost it or never starts it."""
     status = executor.status(job.ray_job_id)
     if status.state is None:
         _fail(store, job, "reconcile: lost", f"Ray has no record of job {job.ray_job_id}")
+        return
+    if status.lost and resubmit(store, executor, job, launch_for, status.lost):
         return
     waited = time.time() - (job.submitted_at or time.time())
     if status.pending and waited > schedule_timeout:
@@ -108,8 +144,11 @@ def reconcile_job(store: Store, executor: RayJobExecutor, job: Job, launch_for: 
         return
     if job.ray_job_id is None:
         return
+    if job.submitted_at is None:  # a resubmission Ray did not take yet
+        launch(store, executor, job, launch_for)
+        return
     try:
-        follow(store, executor, job, schedule_timeout)
+        follow(store, executor, job, launch_for, schedule_timeout)
     except RayUnavailable as err:
         log.warning("cannot reconcile job %s: %s", job.id, err)
 
