@@ -28,4 +28,4 @@ def test_no_slimray_variable_is_named_outside_envvars_and_settings():
 def test_the_drivers_environment_round_trips():
     driver = DriverEnv("abc123", {"name": "job", "train": {"steps": 3}}, "http://svc:8000", "tok")
     assert DriverEnv.from_env(driver.to_env()) == driver
-    assert DriverEnv.EVENT_TOKEN not in DriverEnv("a", {}, "http://s").to_env()
+    assert DriverEnv.EVENT_CLAIM not in DriverEnv("a", {}, "http://s").to_env()

@@ -221,5 +221,5 @@ def jobs_table(listing: dict[str, Any]) -> Table:
         table.add_row(job["id"], job["name"], job["state"],
                       f"{p.get('step', '-')}/{p.get('total_steps', '-')}",
                       f"{m.get('samples_per_second') or 0:,.0f}",
-                      f"{gain:.2f}x" if gain else "-", str(len(job["prune_events"])))  # fmt: skip
+                      f"{gain:.2f}x" if gain else "-", str(job["prune_event_count"]))  # fmt: skip
     return table
