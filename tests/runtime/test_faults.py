@@ -1,0 +1,94 @@
+"""Faults a shared cluster brings, one fast case each on a tiny 2-worker job: a frozen worker, a
+worker lost while the group starts, a driver lost mid-run (resumed), a corrupt newest checkpoint."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from slimray.core.spec import parse_spec
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _spec(out, **failure):
+    return parse_spec({
+        "name": "faults",
+        "model": {"source": "tests.runtime.custom_models:tiny"},
+        "data": {"source": "synthetic", "synthetic": {"samples": 512, "shape": [16], "num_classes": 4}},
+        "train": {"steps": 16, "batch_size": 16, "report_every": 4, "checkpoint_every": 5},
+        "scaling": {"num_workers": 2},
+        "failure": {"max_failures": 2, **failure},
+        "output": {"dir": str(out)},
+    })  # fmt: skip
+
+
+def test_a_frozen_worker_is_named_and_the_group_resumes_from_its_checkpoint(ray_local, tmp_path):
+    from slimray.runtime.trainer import run_job
+    from tests.runtime.faulty_loops import FrozenWorkerLoop
+
+    result = run_job(_spec(tmp_path / "frozen", collective_timeout_seconds=4), loop=FrozenWorkerLoop)
+    assert result.state == "succeeded", result.error
+    [restart] = result.report["restarts"]
+    assert restart["reason"] == "worker_hung" and "rank 1 did not answer" in restart["cause"]
+    assert restart["step"] == 10 and restart["from_checkpoint"] is True
+    assert result.report["restarts_from_steps"] == [10]
+    assert result.report["timeline"][-1]["restarts"] == 1
+
+
+def test_a_worker_lost_while_the_group_starts_is_retried_and_recorded(ray_local, tmp_path):
+    from slimray.runtime.trainer import run_job
+    from tests.runtime.faulty_loops import LoseWorkerAtStartup
+
+    marker = ray_local.with_name("lost_at_startup")
+    result = run_job(_spec(tmp_path / "startup"), callbacks=(LoseWorkerAtStartup(str(marker)),))
+    assert marker.is_file(), "the fault was not injected"
+    assert result.state == "succeeded", result.error
+    [restart] = result.report["restarts"]
+    assert restart["reason"] == "startup_failed" and "while the group started" in restart["cause"]
+    assert restart["step"] == 0 and restart["from_checkpoint"] is False  # from scratch, still recorded
+    assert result.report["restarts_from_steps"] == [0]
+
+
+@pytest.fixture(scope="module")
+def crashed(ray_local, tmp_path_factory):
+    """A run that died at step 12 with its checkpoints of steps 5 and 10 in place."""
+    from slimray.runtime.trainer import run_job
+    from tests.runtime.faulty_loops import CrashingLoop
+
+    out = tmp_path_factory.mktemp("crashed") / "run"
+    result = run_job(_spec(out, max_failures=0), loop=CrashingLoop)
+    assert result.state == "failed" and "injected crash" in result.error
+    return out
+
+
+def _checkpoints(run_dir):
+    return sorted(p for p in (run_dir / "checkpoints").glob("checkpoint_*") if p.is_dir())
+
+
+def test_a_resumed_driver_continues_from_the_newest_checkpoint(crashed, tmp_path):
+    from slimray.runtime.trainer import run_job
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(crashed, run_dir)
+    result = run_job(_spec(run_dir), overwrite=True, resume=True)
+    assert result.state == "succeeded", result.error
+    [restart] = result.report["restarts"]
+    assert (restart["reason"], restart["cause"], restart["step"]) == ("driver_resumed", "driver resumed", 10)
+    assert result.report["timeline"][0]["step"] > 10  # it did not train from step 0
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(crashed, tmp_path):
+    from slimray.runtime.trainer import run_job
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(crashed, run_dir)
+    newest = _checkpoints(run_dir)[-1]
+    model = newest / "model.keras"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])  # a truncated upload
+    result = run_job(_spec(run_dir), overwrite=True, resume=True)
+    assert result.state == "succeeded", result.error
+    assert [r["step"] for r in result.report["restarts"]] == [5]
+    [warning] = result.report["warnings"]
+    assert newest.name in warning and "model.keras" in warning and "manifest" in warning
