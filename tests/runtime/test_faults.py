@@ -12,13 +12,13 @@ from slimray.core.spec import parse_spec
 pytestmark = pytest.mark.timeout(600)
 
 
-def _spec(out, **failure):
+def _spec(out, workers=2, **failure):
     return parse_spec({
         "name": "faults",
         "model": {"source": "tests.runtime.custom_models:tiny"},
         "data": {"source": "synthetic", "synthetic": {"samples": 512, "shape": [16], "num_classes": 4}},
         "train": {"steps": 16, "batch_size": 16, "report_every": 4, "checkpoint_every": 5},
-        "scaling": {"num_workers": 2},
+        "scaling": {"num_workers": workers},
         "failure": {"max_failures": 2, **failure},
         "output": {"dir": str(out)},
     })  # fmt: skip
@@ -53,12 +53,12 @@ def test_a_worker_lost_while_the_group_starts_is_retried_and_recorded(ray_local,
 
 @pytest.fixture(scope="module")
 def crashed(ray_local, tmp_path_factory):
-    """A run that died at step 12 with its checkpoints of steps 5 and 10 in place."""
+    """A one-worker run that died at step 12 with its checkpoints of steps 5 and 10 in place."""
     from slimray.runtime.trainer import run_job
     from tests.runtime.faulty_loops import CrashingLoop
 
     out = tmp_path_factory.mktemp("crashed") / "run"
-    result = run_job(_spec(out, max_failures=0), loop=CrashingLoop)
+    result = run_job(_spec(out, workers=1, max_failures=0), loop=CrashingLoop)
     assert result.state == "failed" and "injected crash" in result.error
     return out
 
@@ -72,7 +72,7 @@ def test_a_resumed_driver_continues_from_the_newest_checkpoint(crashed, tmp_path
 
     run_dir = tmp_path / "run"
     shutil.copytree(crashed, run_dir)
-    result = run_job(_spec(run_dir), overwrite=True, resume=True)
+    result = run_job(_spec(run_dir, workers=1), overwrite=True, resume=True)
     assert result.state == "succeeded", result.error
     [restart] = result.report["restarts"]
     assert (restart["reason"], restart["cause"], restart["step"]) == ("driver_resumed", "driver resumed", 10)
@@ -87,7 +87,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(crashed, tmp_p
     newest = _checkpoints(run_dir)[-1]
     model = newest / "model.keras"
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])  # a truncated upload
-    result = run_job(_spec(run_dir), overwrite=True, resume=True)
+    result = run_job(_spec(run_dir, workers=1), overwrite=True, resume=True)
     assert result.state == "succeeded", result.error
     assert [r["step"] for r in result.report["restarts"]] == [5]
     [warning] = result.report["warnings"]
