@@ -21,7 +21,8 @@ JOB = "job"  # every per-job family's label (Ray's tag `slimray_job`, relabelled
 
 @dataclass(frozen=True)
 class Family:
-    """One metric family; `field` names the record field a window gauge reads (else None)."""
+    """One metric family; `field` names the record field a window gauge (or the restart counter)
+    reads from the job's latest report (else None)."""
 
     name: str
     kind: Kind

@@ -81,7 +81,9 @@ def prepare_run_dir(store: RunStore, resume: bool = False) -> Path:
     resumes from its checkpoints; the local directory the driver writes the run into."""
     if not resume:
         store.clear()
-    return store.staging()
+    staging = store.staging()
+    staging.mkdir(parents=True, exist_ok=True)  # a resumed run may never have been written
+    return staging
 
 
 def budget_steps(spec: JobSpec, n_train: int) -> StepBudget:
