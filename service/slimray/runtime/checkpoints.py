@@ -67,6 +67,10 @@ class CorruptCheckpointError(ValueError):
     """A checkpoint file differs from its manifest (a truncated upload, a full disk, bit rot)."""
 
 
+class CheckpointDisagreementError(RuntimeError):
+    """The ranks of one worker group restored different checkpoints."""
+
+
 def _digest(path: Path) -> str:
     sha = hashlib.sha256()
     with path.open("rb") as f:

@@ -30,7 +30,13 @@ from slimray.pruning import Pruner, ScoringBatch, build_graph, count_model, get_
 from slimray.runtime.agreement import check_agreement
 from slimray.runtime.backends import WorkerBackend, get_backend
 from slimray.runtime.breakdown import PhaseClock
-from slimray.runtime.checkpoints import CorruptCheckpointError, TrainState, read_checkpoint, write_checkpoint
+from slimray.runtime.checkpoints import (
+    CheckpointDisagreementError,
+    CorruptCheckpointError,
+    TrainState,
+    read_checkpoint,
+    write_checkpoint,
+)
 from slimray.runtime.data import worker_shard
 from slimray.runtime.failures import CollectiveTimeoutError
 from slimray.runtime.gpu import require_gpu
@@ -95,6 +101,7 @@ class WorkerLoop:
         )
         self.x_val, self.y_val = _local(self.config.validation)
         self._restore_or_build()
+        self._agree_on_restored_step()
         self.backend.broadcast_weights(self.model, self.optimizer)
         self._refuse_if_strict()
         self.attempt = self._agree_on_attempt()
@@ -143,6 +150,17 @@ class WorkerLoop:
             except (CorruptCheckpointError, FileNotFoundError) as err:
                 self.warnings.append(f"checkpoint {candidate.path} skipped as unreadable: {err}")
         return False
+
+    def _agree_on_restored_step(self) -> None:
+        """Every rank restored the same step: each reads the checkpoint itself and may skip one it
+        cannot read, and a group split across checkpoints would train diverging models."""
+        step = np.asarray([float(self.state.step)])
+        low, high = int(self.reducer.allmin(step)[0]), int(self.reducer.allmax(step)[0])
+        if low != high:
+            raise CheckpointDisagreementError(
+                f"rank {self.rank} restored step {self.state.step}, but the ranks restored steps {low} "
+                f"to {high} (a checkpoint one rank could not read: see the report's warnings)"
+            )
 
     def _refuse_if_strict(self) -> None:
         """With `prune.strict`, a model slimray cannot prune all through fails the job before
