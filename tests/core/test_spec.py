@@ -53,6 +53,7 @@ def test_json_and_yaml_files_load(tmp_path):
         ({"scaling": {"num_workers": 0}}, "scaling.num_workers"),
         ({"scaling": {"gpus_per_worker": 1}}, "scaling"),
         ({"failure": {"max_failures": -2}}, "failure.max_failures"),
+        ({"failure": {"collective_timeout_seconds": 0.5}}, "failure.collective_timeout_seconds"),
         ({"name": "bad name!"}, "name"),
         ({"surprise": 1}, "surprise"),
     ],

@@ -100,3 +100,17 @@ def test_a_kill_while_replacing_leaves_a_complete_checkpoint(tmp_path, monkeypat
         write_checkpoint(tmp_path / "c", model, optimizer, TrainState(step=2))
     monkeypatch.undo()
     assert read_checkpoint(tmp_path / "c")[2].step == 1
+
+
+def test_a_file_that_differs_from_the_manifest_is_refused_naming_it(tmp_path):
+    from slimray.runtime.checkpoints import MANIFEST_FILE, MODEL_FILE, CorruptCheckpointError
+
+    model = build_model("mlp", input_shape=(4,), hidden1=4, hidden2=4)
+    optimizer = keras.optimizers.SGD()
+    optimizer.build(model.trainable_variables)
+    path = write_checkpoint(tmp_path / "c", model, optimizer, TrainState(step=3))
+    assert set(json.loads((path / MANIFEST_FILE).read_text())) >= {MODEL_FILE, STATE_FILE}
+    data = (path / MODEL_FILE).read_bytes()
+    (path / MODEL_FILE).write_bytes(data[: len(data) // 2])  # a truncated upload
+    with pytest.raises(CorruptCheckpointError, match=f"{MODEL_FILE} is {len(data) // 2} bytes"):
+        read_checkpoint(path)

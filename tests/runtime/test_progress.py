@@ -56,7 +56,7 @@ def test_the_pump_turns_a_merged_step_into_a_report_event():
     assert set(data) == {"step", "phase", "samples_per_second", "step_time", "loss", "accuracy", "params",
                          "flops", "gradient_allreduce_bytes_per_step", "sparsity", "val_accuracy",
                          "allreduce_bytes_total", "elapsed_seconds", "throughput_gain", "total_steps",
-                         "event"}  # fmt: skip
+                         "event", "restarts"}  # fmt: skip
     assert data["samples_per_second"] == 2.0 and data["total_steps"] == 100 and "frozen" in data["event"]
 
 
@@ -89,3 +89,20 @@ def test_messages_sent_from_a_remote_worker_arrive_in_order(ray_local):
     assert [m.step for m in received] == list(range(200))
     assert channel.drain() == []  # drained means gone
     channel.close()
+
+
+def test_the_pump_records_and_counts_every_restart_with_its_cause():
+    from slimray.runtime.progress import RESTART, STARTED
+    from slimray.runtime.pump import ProgressPump
+    from slimray.runtime.report import Timeline
+
+    counted = []
+    pump = ProgressPump(2, 100, lambda kind, data: None, Timeline(), on_restart=counted.append)
+    pump.handle(WorkerMessage(STARTED, 0, 1, 0, 100.0, {"resumed_from": None}))
+    hung = {"reason": "worker_hung", "cause": "rank 1 did not answer (hung)"}
+    pump.handle(WorkerMessage(RESTART, -1, -1, -1, 101.0, hung))
+    pump.handle(WorkerMessage(STARTED, 0, 2, 0, 102.0, {"resumed_from": 20, "warnings": ["w"]}))
+    pump.handle(WorkerMessage(STARTED, 0, 3, 0, 103.0, {"resumed_from": 20}))  # no cause reported
+    assert [(r.reason, r.step) for r in counted] == [("worker_hung", 20), ("worker_failed", 20)]
+    assert pump.timeline.restarts == counted and pump.timeline.warnings == ["w"]
+    assert pump.loop_started_at == 100.0

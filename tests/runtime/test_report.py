@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slimray.core.records import PruneEvent, WindowReport
+from slimray.core.records import PruneEvent, RestartReason, WindowReport
 from slimray.runtime.report import Timeline, build_report, plot_report, write_report
 
 
@@ -37,17 +37,39 @@ def test_gain_is_measured_against_the_unpruned_phase_without_warmup():
 
 def test_restart_drops_the_windows_it_replays():
     t = Timeline()
+    t.group_started(1, None, [])
     t.add([_report(10, 100.0)])
     t.add([_report(21, 0.0, event=_event(20))])
     t.add([_report(30, 150.0)])
     t.add([_report(40, 150.0)])
-    t.add([_report(30, 140.0, resumed=21, pid=7)])  # restarted from the step-21 checkpoint
-    t.add([_report(40, 140.0, resumed=21, pid=7)])
-    assert t.restarts == [21]
-    t.add([_report(30, 140.0, resumed=21, pid=8)])  # a second restart, same checkpoint
-    assert t.restarts == [21, 21]
+    t.restart(RestartReason.WORKER_FAILED, "rank 1: RayActorError", 140.0)
+    t.group_started(2, 21, [])  # restarted from the step-21 checkpoint
+    t.add([_report(30, 140.0, resumed=21, pid=7)])
+    entry, _ = t.add([_report(40, 140.0, resumed=21, pid=7)])
+    assert [r.step for r in t.restarts] == [21] and entry.restarts == 1
+    t.restart(RestartReason.WORKER_HUNG, "rank 1 did not answer (hung)", 150.0)
+    t.group_started(3, 21, [])  # a second restart, same checkpoint
+    t.add([_report(30, 140.0, resumed=21, pid=8)])
+    assert [r.step for r in t.restarts] == [21, 21]
     assert [e.step for e in t.entries] == [10, 21, 30]
     assert len(t.events) == 1
+
+
+def test_a_restart_without_a_checkpoint_is_recorded_and_replays_from_step_0():
+    """Regression: a group that restarted from scratch (no checkpoint yet) was recorded nowhere."""
+    t = Timeline(start_time=100.0)
+    t.group_started(1, None, [])
+    t.add([_report(10, 100.0)])
+    t.restart(RestartReason.STARTUP_FAILED, "a worker was lost while the group started", 112.0)
+    t.restart(RestartReason.WORKER_FAILED, "rank 0: RayActorError", 115.0)  # twice before a group ran
+    t.group_started(2, None, [])
+    entry, _ = t.add([_report(10, 90.0, pid=9)])
+    restarts = [(r.step, r.from_checkpoint, r.elapsed_seconds) for r in t.restarts]
+    assert restarts == [(0, False, 12.0), (0, False, 15.0)]
+    assert [e.step for e in t.entries] == [10] and entry.restarts == 2
+    assert t.group_started(3, 10, ["checkpoint x skipped"]).cause.startswith("a new worker group")
+    report = build_report(t, job="j").wire()
+    assert report["restarts_from_steps"] == [0, 0, 10] and report["warnings"] == ["checkpoint x skipped"]
 
 
 def test_report_json_is_strict(tmp_path):
@@ -85,8 +107,8 @@ REPORT_KEYS = ["job", "state", "error", "started_at", "total_steps", "workers", 
                "exported_accuracy", "exported_params", "dense_samples_per_second",
                "final_samples_per_second", "throughput_gain", "params", "gradient_allreduce_bytes_per_step",
                "flops_per_sample", "final_sparsity", "final_val_accuracy", "peak_memory_bytes_per_worker",
-               "restarts_from_steps", "weights_sha_by_rank", "replicas_identical", "prune_events",
-               "timeline", "finished_at", "wall_seconds", "wall_time"]  # fmt: skip
+               "restarts_from_steps", "restarts", "warnings", "weights_sha_by_rank", "replicas_identical",
+               "prune_events", "timeline", "finished_at", "wall_seconds", "wall_time"]  # fmt: skip
 
 
 def test_report_json_keeps_its_keys_and_the_events_wire_names(tmp_path):

@@ -220,3 +220,23 @@ def test_a_prune_event_names_the_layers_its_surgery_left_approximate():
     event = prune_event_record(1, 0.5, 0.5, scored, result, world=1)
     assert event.approximate == ["ln"] and event.channels_after < event.channels_before
     assert PruneEvent.model_validate(event.model_dump()).approximate == ["ln"]  # on the wire too
+
+
+class _SplitReducer(IdentityReducer):
+    """As if another rank had restored a checkpoint 5 steps older (it could not read the newest)."""
+
+    def allmin(self, values):
+        return super().allmin(values) - 5
+
+
+class _SplitLoop(_LocalLoop):
+    def make_reducer(self):
+        return _SplitReducer()
+
+
+def test_ranks_that_restored_different_checkpoints_refuse_to_train(ray_train):
+    from slimray.runtime.checkpoints import CheckpointDisagreementError
+
+    expected = "restored step 0, but the ranks restored steps -5 to 0"
+    with pytest.raises(CheckpointDisagreementError, match=expected):
+        _SplitLoop(_config(_Sender())).start()

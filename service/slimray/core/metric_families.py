@@ -21,7 +21,8 @@ JOB = "job"  # every per-job family's label (Ray's tag `slimray_job`, relabelled
 
 @dataclass(frozen=True)
 class Family:
-    """One metric family; `field` names the record field a window gauge reads (else None)."""
+    """One metric family; `field` names the record field a window gauge (or the restart counter)
+    reads from the job's latest report (else None)."""
 
     name: str
     kind: Kind
@@ -47,6 +48,9 @@ PRUNE_EVENT_DURATION = Family(
     "slimray_prune_event_duration_seconds", Kind.HISTOGRAM, "Duration of each phase of a prune event.",
     (JOB, "phase"), buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )  # fmt: skip
+RESTARTS = Family("slimray_restarts", Kind.COUNTER,
+                  "Worker groups replaced (from a checkpoint or from step 0), driver resumes included.",
+                  field="restarts")  # fmt: skip
 PHASES = PRUNE_PHASES  # the values of PRUNE_EVENT_DURATION's `phase` label
 
 # the service's alone: read from its store
@@ -65,4 +69,5 @@ HTTP_REQUEST_DURATION = Family(
 )  # fmt: skip
 
 # what a job's driver exports through Ray when no service is in the loop (same names)
-DRIVER_FAMILIES = (*WINDOW_GAUGES, JOB_INFO, PRUNE_EVENTS, SCORE_ALLREDUCE_BYTES, PRUNE_EVENT_DURATION)
+DRIVER_FAMILIES = (*WINDOW_GAUGES, JOB_INFO, PRUNE_EVENTS, SCORE_ALLREDUCE_BYTES, PRUNE_EVENT_DURATION,
+                   RESTARTS)  # fmt: skip

@@ -155,12 +155,34 @@ class WindowReport(WindowMetrics):
     weights_sha: str | None = None  # on the final window: to show the replicas ended identical
 
 
+class RestartReason(StrEnum):
+    """Why a worker group was replaced (the few values a restart's metrics and report group by)."""
+
+    WORKER_FAILED = "worker_failed"  # a worker raised, or its process died
+    WORKER_HUNG = "worker_hung"  # a worker stopped answering (failure.collective_timeout_seconds)
+    STARTUP_FAILED = "startup_failed"  # a worker was lost while the group started
+    PREEMPTED = "preempted"  # Ray reported the node preempted
+    DRIVER_RESUMED = "driver_resumed"  # a new driver continued the run directory's job
+
+
+class Restart(Record):
+    """One new worker group after the first: the checkpoint step it resumed from (0: from scratch,
+    None: no group started after it) and why, as Ray Train's failure policy saw it."""
+
+    step: int | None = None
+    from_checkpoint: bool = False
+    reason: RestartReason
+    cause: str  # the failure, naming the ranks (e.g. "rank 1 did not answer for 5 s")
+    elapsed_seconds: float | None = None  # when it was decided, since the job's start
+
+
 class TimelineEntry(WindowMetrics):
     """One step of the run: every rank's window of it merged by each metric's `Merge` rule."""
 
     step: int
     phase: int  # prune events applied when this window's steps ran
     elapsed_seconds: float | None = None
+    restarts: Annotated[int, Retain.LATEST] = 0  # worker groups replaced so far (a counter)
     throughput_gain: Annotated[
         float | None, Retain.LATEST,
         Gauge("throughput_gain_ratio", "Samples/s relative to the unpruned phase."),
@@ -242,7 +264,9 @@ class RunReport(Record):
     final_sparsity: float | None = None
     final_val_accuracy: float | None = None
     peak_memory_bytes_per_worker: dict[str, int] = Field(default_factory=dict)
-    restarts_from_steps: list[int] = Field(default_factory=list)
+    restarts_from_steps: list[int] = Field(default_factory=list)  # `restarts`' steps (0: from scratch)
+    restarts: list[Restart] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)  # e.g. a corrupt checkpoint skipped
     # the replicas' final weights: one digest when every step averaged the same gradients
     weights_sha_by_rank: dict[str, str] = Field(default_factory=dict)
     replicas_identical: bool | None = None

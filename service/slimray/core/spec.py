@@ -282,6 +282,18 @@ class ScalingSpec(_Strict):
 
 class FailureSpec(_Strict):
     max_failures: int = Field(2, ge=-1, description="Worker-group restarts; -1 = unlimited.")
+    collective_timeout_seconds: float = Field(
+        600.0, ge=1, le=86400,
+        description="How long a worker may go unanswered (a frozen process, a collective a peer never "
+        "joins) before the group fails naming the rank and restarts from its last checkpoint. "
+        "Above the slowest step, prune event or checkpoint upload of the job.",
+    )  # fmt: skip
+
+    @property
+    def collective_deadline_seconds(self) -> float:
+        """How long a collective itself waits: twice the health check's limit, so that a frozen
+        rank is named by Ray's health check first; a live peer that never joins fails it then."""
+        return 2 * self.collective_timeout_seconds
 
 
 def is_uri(location: str) -> bool:

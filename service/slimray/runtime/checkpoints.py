@@ -1,8 +1,10 @@
 """Checkpoints that hold the *current* (shrunk) architecture, its weights, the optimizer state
-and the pruning scheduler state; written so a half-written one is never read."""
+and the pruning scheduler state; written so a half-written one is never read, and read only after
+their manifest (sizes and digests, written last) proves every file whole."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,7 +19,8 @@ from slimray.core.records import PruneEvent
 
 MODEL_FILE = "model.keras"
 OPTIMIZER_FILE = "optimizer.npz"
-STATE_FILE = "state.json"  # written last: its presence marks a complete checkpoint
+STATE_FILE = "state.json"
+MANIFEST_FILE = "manifest.json"  # written last: {file: [bytes, sha256]}; its presence marks a complete one
 SAVED_MODEL_DIR = "saved_model"  # the final checkpoint only: the exported SavedModel
 EXPORT_FILE = "export.json"  # the final checkpoint only: the reloaded model's accuracy
 
@@ -60,13 +63,53 @@ def _swap_in(tmp: Path, directory: Path) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file differs from its manifest (a truncated upload, a full disk, bit rot)."""
+
+
+class CheckpointDisagreementError(RuntimeError):
+    """The ranks of one worker group restored different checkpoints."""
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def write_manifest(directory: Path) -> None:
+    """Every file's size and digest, written last (atomically): the checkpoint is complete."""
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+    manifest = {p.relative_to(directory).as_posix(): [p.stat().st_size, _digest(p)] for p in files}
+    tmp = directory / f".{MANIFEST_FILE}.tmp"
+    tmp.write_text(json.dumps(manifest))
+    os.replace(tmp, directory / MANIFEST_FILE)
+
+
+def verify_checkpoint(directory: Path) -> None:
+    """FileNotFoundError if a listed file is gone, CorruptCheckpointError if one differs from the
+    manifest (files added after it, such as the final checkpoint's export, are not checked)."""
+    manifest = json.loads((directory / MANIFEST_FILE).read_text())
+    for name, (size, digest) in manifest.items():
+        path = directory / name
+        if not path.is_file():
+            raise FileNotFoundError(f"incomplete checkpoint (no {name}): {directory}")
+        if path.stat().st_size != size or _digest(path) != digest:
+            raise CorruptCheckpointError(
+                f"checkpoint {directory}: {name} is {path.stat().st_size} bytes and does not match its "
+                f"manifest ({size} bytes, sha256 {digest[:12]}...)"
+            )
+
+
 def complete_checkpoint(directory: Path) -> Path:
     """`directory` if it holds a complete checkpoint, else the one it was replacing."""
     directory = Path(directory)
     for candidate in (directory, _previous(directory)):
-        if (candidate / STATE_FILE).is_file():
+        if (candidate / MANIFEST_FILE).is_file():
             return candidate
-    raise FileNotFoundError(f"incomplete checkpoint (no {STATE_FILE}): {directory}")
+    raise FileNotFoundError(f"incomplete checkpoint (no {MANIFEST_FILE}): {directory}")
 
 
 def write_checkpoint(directory: Path, model: Any, optimizer: Any, state: TrainState) -> Path:
@@ -84,6 +127,7 @@ def write_checkpoint(directory: Path, model: Any, optimizer: Any, state: TrainSt
         np.savez(tmp / OPTIMIZER_FILE, **values)
         state.optimizer = keras.optimizers.serialize(optimizer)
         (tmp / STATE_FILE).write_text(state.to_json())
+        write_manifest(tmp)
         _swap_in(tmp, directory)
     finally:
         if tmp.exists():
@@ -100,6 +144,7 @@ def read_checkpoint(directory: Path) -> tuple[Any, Any, TrainState]:
     import keras
 
     directory = complete_checkpoint(directory)
+    verify_checkpoint(directory)
     state = TrainState.from_json((directory / STATE_FILE).read_text())
     model = keras.models.load_model(directory / MODEL_FILE, compile=False)
     optimizer = keras.optimizers.deserialize(state.optimizer)

@@ -11,13 +11,17 @@ from typing import Any
 
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
-from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+from ray.train.v2._internal.constants import (
+    COLLECTIVE_TIMEOUT_S_ENV_VAR,
+    WORKER_HEALTH_CHECK_TIMEOUT_S_ENV_VAR,
+)
 
 from slimray.core.envvars import QUIET_TF, RAY_ADDRESS, RAY_TRAIN_POLL_INTERVAL, RAY_TRAIN_START_TIMEOUT
 from slimray.core.errors import BackendUnavailableError, OutputLocationError
 from slimray.core.spec import BUILT_IN_BACKENDS, JobSpec
 from slimray.core.storage import RunStore
 from slimray.runtime.backends import backend_missing, get_backend
+from slimray.runtime.failures import RestartPolicy, SlimrayTrainer
 from slimray.runtime.progress import ERROR, ProgressSender, WorkerMessage
 from slimray.runtime.worker_config import WorkerConfig, train_loop_per_worker
 
@@ -71,8 +75,14 @@ def controller_env(spec: JobSpec) -> Iterator[None]:
     """Ray Train reads its controller settings from the driver's environment (and passes them
     to the controller): the worker-group start timeout (with `controller_failure_limit=0` a
     group that cannot be placed in time fails the job with Ray's reason instead of waiting
-    forever) and the poll interval (an operator's own RAY_TRAIN_HEALTH_CHECK_INTERVAL_S wins)."""
-    wanted = {RAY_TRAIN_START_TIMEOUT: str(spec.scaling.start_timeout_seconds)}
+    forever), the hang limits (a worker whose process stops answering for
+    `failure.collective_timeout_seconds` fails the group, named; Ray Train's own report barrier
+    waits as long as the workers' collectives) and the poll interval (an operator's own
+    RAY_TRAIN_HEALTH_CHECK_INTERVAL_S wins)."""
+    failure = spec.failure
+    wanted = {RAY_TRAIN_START_TIMEOUT: str(spec.scaling.start_timeout_seconds),
+              WORKER_HEALTH_CHECK_TIMEOUT_S_ENV_VAR: str(failure.collective_timeout_seconds),
+              COLLECTIVE_TIMEOUT_S_ENV_VAR: str(failure.collective_deadline_seconds)}  # fmt: skip
     if RAY_TRAIN_POLL_INTERVAL not in os.environ:
         wanted[RAY_TRAIN_POLL_INTERVAL] = str(HEALTH_CHECK_INTERVAL_S)
     before = {key: os.environ.get(key) for key in wanted}
@@ -99,12 +109,16 @@ class ErrorForwarder(UserCallback):
 
 
 def build_trainer(spec: JobSpec, store: RunStore, config: WorkerConfig, dataset: Any,
-                  sender: ProgressSender) -> DataParallelTrainer:  # fmt: skip
-    """The job's Ray Train trainer: its workers, backend, checkpoints and failure policy."""
+                  sender: ProgressSender, callbacks: tuple[Any, ...] = ()) -> SlimrayTrainer:  # fmt: skip
+    """The job's Ray Train trainer: its workers, backend, checkpoints and failure policy
+    (`callbacks`: more Ray Train callbacks, which tests use to inject faults)."""
     resources = {"CPU": spec.scaling.cpus_per_worker}
     if spec.scaling.use_gpu and spec.scaling.gpus_per_worker:
         resources["GPU"] = spec.scaling.gpus_per_worker
-    return DataParallelTrainer(
+    # a group that cannot be placed in time fails the job (controller failures are not retried);
+    # RestartPolicy retries a worker lost at start-up within max_failures, like any other
+    failure = FailureConfig(max_failures=spec.failure.max_failures, controller_failure_limit=0)
+    return SlimrayTrainer(
         train_loop_per_worker,
         train_loop_config={"worker": config},
         backend_config=get_backend(spec.backend).ray_config(),
@@ -117,10 +131,10 @@ def build_trainer(spec: JobSpec, store: RunStore, config: WorkerConfig, dataset:
         run_config=RunConfig(
             name="checkpoints",
             storage_path=store.ray_storage_path,
-            # a worker group that cannot start in time fails the job (not retried forever)
-            failure_config=FailureConfig(max_failures=spec.failure.max_failures, controller_failure_limit=0),
+            failure_config=failure,
             checkpoint_config=CheckpointConfig(num_to_keep=3),
-            callbacks=[ErrorForwarder(sender)],
+            callbacks=[ErrorForwarder(sender), *callbacks],
         ),
         datasets={"train": dataset} if dataset is not None else None,
+        failure_policy=RestartPolicy(failure, sender, spec.scaling.num_workers),
     )

@@ -17,12 +17,13 @@ from slimray.core.metric_families import (
     PHASES,
     PRUNE_EVENT_DURATION,
     PRUNE_EVENTS,
+    RESTARTS,
     SCORE_ALLREDUCE_BYTES,
     WINDOW_GAUGES,
     Family,
     Kind,
 )
-from slimray.core.records import ProgressReport
+from slimray.core.records import ProgressReport, Restart
 from slimray.core.spec import DEFAULT_BACKEND
 
 TAG = "slimray_job"  # Ray's tag for the `job` label (the PodMonitor relabels it back)
@@ -62,3 +63,7 @@ class RayMetrics:
             seconds = getattr(event.durations, phase)
             if seconds is not None:
                 durations.observe(float(seconds), tags={**self.tags, "phase": phase})
+
+    def on_restart(self, restart: Restart) -> None:
+        """One more worker group (or a driver resume): the restart counter."""
+        self.metrics[RESTARTS.name].inc(1.0, tags=self.tags)

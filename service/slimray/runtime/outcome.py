@@ -50,7 +50,8 @@ def export_final(run_dir: Path, checkpoint: Any) -> dict[str, Any]:
     with checkpoint.as_directory() as directory:
         directory = Path(directory)
         shutil.copyfile(directory / MODEL_FILE, run_dir / "model.keras")
-        shutil.copytree(directory / SAVED_MODEL_DIR, run_dir / "saved_model")
+        # a resumed run's directory may hold what an earlier driver exported before it was lost
+        shutil.copytree(directory / SAVED_MODEL_DIR, run_dir / "saved_model", dirs_exist_ok=True)
         return json.loads((directory / EXPORT_FILE).read_text())
 
 

@@ -20,6 +20,7 @@ WINDOW = "window"  # one rank's metrics for the steps since its last window (pay
 STARTED = "started"  # a rank entered its loop (payload: a dict of its set-up phases)
 FINISHED = "finished"  # a rank left its loop (payload: a dict of its loop's wall-time phases)
 ERROR = "error"  # the Train controller's callback: worker exceptions (payload: {rank: repr}), rank -1
+RESTART = "restart"  # the controller's failure policy retries (payload: {"reason", "cause"}), rank -1
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from slimray.core.records import ProgressReport, WindowReport
+from slimray.core.records import ProgressReport, Restart, RestartReason, WindowReport
 from slimray.runtime.progress import (
     ERROR,
     FINISHED,
+    RESTART,
     STARTED,
     WINDOW,
     ProgressChannel,
@@ -25,8 +26,8 @@ EventSink = Callable[[str, dict[str, Any]], None]
 POLL_SECONDS = 0.25
 
 
-def _ignore(report: ProgressReport) -> None:
-    """The default `on_report`: nothing beside the events observes the reports."""
+def _ignore(record: ProgressReport | Restart) -> None:
+    """The default `on_report` and `on_restart`: nothing beside the events observes them."""
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ProgressPump:
     emit: EventSink
     timeline: Timeline
     on_report: Callable[[ProgressReport], None] = _ignore
+    on_restart: Callable[[Restart], None] = _ignore
     merger: StepMerger = field(init=False)
     loop_started_at: float | None = None  # rank 0's first loop start (wall clock)
     loop_finished_at: float | None = None
@@ -53,11 +55,29 @@ class ProgressPump:
                 self.report(windows)
         elif message.kind == ERROR:
             self.emit("worker_error", message.payload)
-        elif message.rank == 0 and message.kind == STARTED and self.loop_started_at is None:
-            self.loop_started_at = message.time
+        elif message.kind == RESTART:
+            self.restart(RestartReason(message.payload["reason"]), message.payload["cause"], message.time)
+        elif message.rank == 0 and message.kind == STARTED:
+            self.started(message)
         elif message.rank == 0 and message.kind == FINISHED:
             self.loop_finished_at = message.time
             self.worker_phases = message.payload["phases"]
+
+    def restart(self, reason: RestartReason, cause: str, when: float | None) -> None:
+        """A worker group is being replaced (or a new driver resumes the run): recorded in the
+        timeline and counted (`on_restart`)."""
+        self.on_restart(self.timeline.restart(reason, cause, when))
+
+    def started(self, message: WorkerMessage) -> None:
+        """Rank 0 of a worker group entered its loop: the first one times the job's start-up,
+        every one tells the timeline the step it resumed from."""
+        if self.loop_started_at is None:
+            self.loop_started_at = message.time
+        payload = message.payload
+        warnings = payload.get("warnings", [])
+        unreported = self.timeline.group_started(message.attempt, payload.get("resumed_from"), warnings)
+        if unreported is not None:
+            self.on_restart(unreported)
 
     def report(self, windows: list[WindowReport]) -> ProgressReport:
         """One merged step: into the timeline, then out as a "report" event."""

@@ -10,7 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from slimray.core.jsonsafe import finite
-from slimray.core.records import BeforeAfter, PruneEvent, RunReport, TimelineEntry, WindowReport
+from slimray.core.records import (
+    BeforeAfter,
+    PruneEvent,
+    Restart,
+    RestartReason,
+    RunReport,
+    TimelineEntry,
+    WindowReport,
+)
+
+UNREPORTED = "a new worker group started; its cause was not reported"
 
 
 def _median(values: list[float]) -> float | None:
@@ -30,34 +40,53 @@ class Timeline:
     entries: list[TimelineEntry] = field(default_factory=list)
     events: list[PruneEvent] = field(default_factory=list)
     peak_memory: dict[int, int] = field(default_factory=dict)
-    restarts: list[int] = field(default_factory=list)
+    restarts: list[Restart] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     weights_sha: dict[int, str] = field(default_factory=dict)  # each rank's final weights
-    _attempts: set[tuple[int, int]] = field(default_factory=set)
+    _groups: list[int] = field(default_factory=list)  # the attempt ids of the groups started
+    _pending: list[Restart] = field(default_factory=list)  # restarts whose group has not started
     _phase: int = 0
 
     def add(self, windows: list[WindowReport]) -> tuple[TimelineEntry, PruneEvent | None]:
         """Merge one step's windows from every rank (rank order) into an entry; with it, the
         prune event applied before the step's windows, if any, as the timeline keeps it."""
         first = windows[0]
-        self._note_restart(first)
         self._note_ranks(windows)
-        entry = TimelineEntry.merge(windows, phase=self._phase, elapsed_seconds=self._elapsed(first.time))
+        entry = TimelineEntry.merge(windows, phase=self._phase, elapsed_seconds=self._elapsed(first.time),
+                                    restarts=len(self.restarts))  # fmt: skip
         self.entries.append(entry)
         event = self._note_event(windows)
         entry.throughput_gain = self.gain(entry)
         return entry, event
 
-    def _note_restart(self, first: WindowReport) -> None:
-        """A new worker group resumed from a checkpoint: drop what its replayed steps will redo."""
-        resumed = first.resumed_from
-        attempt = (resumed, first.pid)  # a new worker group has new processes
-        if resumed is None or attempt in self._attempts:
-            return
-        self._attempts.add(attempt)
-        self.restarts.append(resumed)
-        self.entries = [e for e in self.entries if e.step <= resumed]
-        self.events = [e for e in self.events if e.step < resumed]
-        self._phase = len(self.events)
+    def restart(self, reason: RestartReason, cause: str, when: float | None) -> Restart:
+        """A new worker group is coming (Ray Train's policy retries, or a new driver resumes);
+        its step is known when the group starts (`group_started`)."""
+        restart = Restart(reason=reason, cause=cause, elapsed_seconds=self._elapsed(when))
+        self.restarts.append(restart)
+        self._pending.append(restart)
+        return restart
+
+    def group_started(self, attempt: int, resumed_from: int | None, warnings: list[str]) -> Restart | None:
+        """Rank 0 of a worker group entered its loop: the restarts waiting for it get its step,
+        and the windows its replayed steps will redo are dropped. A restart nobody reported
+        (a group after the first) is recorded all the same, and returned."""
+        if attempt in self._groups:
+            return None
+        unreported = None
+        if self._groups and not self._pending:
+            unreported = self.restart(RestartReason.WORKER_FAILED, UNREPORTED, None)
+        self._groups.append(attempt)
+        self.warnings.extend(warnings)
+        step = resumed_from or 0
+        for restart in self._pending:
+            restart.step, restart.from_checkpoint = step, resumed_from is not None
+        if self._pending:
+            self.entries = [e for e in self.entries if e.step <= step]
+            self.events = [e for e in self.events if e.step < step]
+            self._phase = len(self.events)
+        self._pending = []
+        return unreported
 
     def _note_ranks(self, windows: list[WindowReport]) -> None:
         """Each rank's peak memory so far, and the digest of its final weights when it sent one."""
@@ -136,7 +165,9 @@ def build_report(timeline: Timeline, **fields: Any) -> RunReport:
         final_sparsity=last.sparsity if last else None,
         final_val_accuracy=last.val_accuracy if last else None,
         peak_memory_bytes_per_worker={str(k): v for k, v in sorted(timeline.peak_memory.items())},
-        restarts_from_steps=list(timeline.restarts),
+        restarts_from_steps=[r.step for r in timeline.restarts if r.step is not None],
+        restarts=timeline.restarts,
+        warnings=timeline.warnings,
         weights_sha_by_rank={str(k): v for k, v in sorted(weights.items())},
         replicas_identical=len(set(weights.values())) == 1 if weights else None,
         prune_events=timeline.events,

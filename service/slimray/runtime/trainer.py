@@ -15,6 +15,7 @@ import ray
 
 from slimray.core.envvars import RAY_ADDRESS, DriverEnv
 from slimray.core.jobstate import JobState
+from slimray.core.records import RestartReason
 from slimray.core.spec import JobSpec
 from slimray.core.storage import RunStore, apply_umask
 from slimray.runtime.breakdown import PhaseClock, WallTimeBreakdown
@@ -61,21 +62,28 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def check_run_dir(spec: JobSpec, overwrite: bool) -> RunStore:
-    """The run's store; RunDirectoryExists if it holds a run and `overwrite` is off."""
+DRIVER_RESUMED = "driver resumed"  # the cause of a resumed run's first restart
+
+
+def check_run_dir(spec: JobSpec, overwrite: bool, resume: bool = False) -> RunStore:
+    """The run's store; RunDirectoryExists if it holds a run and neither `overwrite` nor
+    `resume` is on."""
     store = RunStore.of(spec.output.dir)
-    if store.holds_a_run() and not overwrite:
+    if store.holds_a_run() and not (overwrite or resume):
         raise RunDirectoryExists(
             f"output.dir {spec.output.dir!r} already holds a run; choose another or overwrite"
         )
     return store
 
 
-def prepare_run_dir(store: RunStore) -> Path:
-    """Empty the run's store (only once the job has been checked and can start); the local
-    directory the driver writes the run into."""
-    store.clear()
-    return store.staging()
+def prepare_run_dir(store: RunStore, resume: bool = False) -> Path:
+    """Empty the run's store (only once the job has been checked and can start) unless the job
+    resumes from its checkpoints; the local directory the driver writes the run into."""
+    if not resume:
+        store.clear()
+    staging = store.staging()
+    staging.mkdir(parents=True, exist_ok=True)  # a resumed run may never have been written
+    return staging
 
 
 def budget_steps(spec: JobSpec, n_train: int) -> StepBudget:
@@ -94,19 +102,32 @@ def _no_events(kind: str, data: dict[str, Any]) -> None:
     """The default event sink: a run nobody watches still writes its run directory."""
 
 
+@dataclass(frozen=True)
+class Faults:
+    """What tests inject (production code never sets these): a `WorkerLoop` subclass for the
+    workers, and more Ray Train callbacks (e.g. one that loses a worker while the group starts)."""
+
+    loop: type | None = None
+    callbacks: tuple[Any, ...] = ()
+
+
 def run_job(
     spec: JobSpec,
     address: str | None = None,
     overwrite: bool = False,
     on_event: EventSink | None = None,
     loop: type | None = None,
+    *,
+    resume: bool = False,
+    callbacks: tuple[Any, ...] = (),
 ) -> RunResult:
     """Run one job to completion; the run directory is written even when the job fails.
 
-    `loop` replaces the workers' `WorkerLoop` (tests inject faults with a subclass). A Ray this
-    call started is shut down before it returns."""
+    `resume`: continue from the run directory's newest readable checkpoint (step 0 without one),
+    recorded as a restart ("driver resumed"). `loop` and `callbacks` inject faults (`Faults`).
+    A Ray this call started is shut down before it returns."""
     apply_umask()  # the driver writes the run directory (an embedded Ray's workers inherit it)
-    store = check_run_dir(spec, overwrite)
+    store = check_run_dir(spec, overwrite, resume)
     started_ray = False
     try:
         clock = JobClock()
@@ -115,7 +136,8 @@ def run_job(
         check_shared_output(spec)
         # before the old run is removed; only a cluster joined by address may gain GPU nodes
         check_gpu(spec.scaling, can_grow=bool(address or os.environ.get(RAY_ADDRESS)))
-        return _run(spec, store, clock, on_event or _no_events, loop)
+        clock.resume = resume
+        return _run(spec, store, clock, on_event or _no_events, Faults(loop, tuple(callbacks)))
     finally:
         if started_ray:
             ray.shutdown()
@@ -129,6 +151,7 @@ class JobClock:
     began: float = field(default_factory=time.perf_counter)
     began_wall: float = field(default_factory=time.time)
     began_at: str = field(default_factory=_now)
+    resume: bool = False  # a new driver continues the run directory's job
 
 
 @dataclass
@@ -143,14 +166,15 @@ class PreparedRun:
     channel: ProgressChannel
 
 
-def _prepare(spec: JobSpec, store: RunStore, clock: PhaseClock, loop: type | None) -> PreparedRun:
+def _prepare(spec: JobSpec, store: RunStore, clock: PhaseClock, loop: type | None,
+             resume: bool) -> PreparedRun:  # fmt: skip
     """Check the backend, load the data and budget the steps; only then empty the old run."""
     with clock.phase("startup"):
         check_backend(spec)
     with clock.phase("data"):
         data = load_job_data(spec.data, spec.train)
     steps = budget_steps(spec, data.n_train)  # the last check: only now is the old run removed
-    run_dir = prepare_run_dir(store)
+    run_dir = prepare_run_dir(store, resume)
     channel = ProgressChannel()
     config = WorkerConfig(
         spec=spec.model_dump(mode="json"), validation=ray.put((data.x_val, data.y_val)),
@@ -163,7 +187,7 @@ def _prepare(spec: JobSpec, store: RunStore, clock: PhaseClock, loop: type | Non
 
 
 def _train(
-    spec: JobSpec, store: RunStore, run: PreparedRun, emit: EventSink, began_wall: float
+    spec: JobSpec, store: RunStore, run: PreparedRun, emit: EventSink, job_clock: JobClock, faults: Faults
 ) -> tuple[ProgressPump, FitOutcome]:
     """Run the Ray trainer to its end, turning the workers' progress into events meanwhile; each
     report is recorded as Ray metrics too, labelled with the service's job id or the spec's name."""
@@ -171,10 +195,14 @@ def _train(
     emit("start", {"total_steps": steps.total_steps, "steps_per_epoch": steps.steps_per_epoch,
                    "world": spec.scaling.num_workers, "n_train": run.data.n_train,
                    "run_dir": store.location, "backend": spec.backend})  # fmt: skip
-    trainer = build_trainer(spec, store, run.config, run.data.train, run.channel.sender())
+    sender = run.channel.sender()
+    trainer = build_trainer(spec, store, run.config, run.data.train, sender, faults.callbacks)
     metrics = RayMetrics(DriverEnv.job_label(spec.name), spec.backend)
-    pump = ProgressPump(spec.scaling.num_workers, steps.total_steps, emit, Timeline(start_time=began_wall),
-                        on_report=metrics.on_progress_report)  # fmt: skip
+    pump = ProgressPump(spec.scaling.num_workers, steps.total_steps, emit,
+                        Timeline(start_time=job_clock.began_wall), on_report=metrics.on_progress_report,
+                        on_restart=metrics.on_restart)  # fmt: skip
+    if job_clock.resume:  # its step is the one the first worker group resumes from
+        pump.restart(RestartReason.DRIVER_RESUMED, DRIVER_RESUMED, time.time())
     with controller_env(spec):
         thread, outcome = fit_in_thread(trainer)
         pump.pump(run.channel, thread)
@@ -182,13 +210,11 @@ def _train(
     return pump, outcome
 
 
-def _run(
-    spec: JobSpec, store: RunStore, job_clock: JobClock, emit: EventSink, loop: type | None
-) -> RunResult:
+def _run(spec: JobSpec, store: RunStore, job_clock: JobClock, emit: EventSink, faults: Faults) -> RunResult:
     """Prepare, train, export and report one job on a running Ray."""
     clock = job_clock.phases
-    run = _prepare(spec, store, clock, loop)
-    pump, outcome = _train(spec, store, run, emit, job_clock.began_wall)
+    run = _prepare(spec, store, clock, faults.loop, job_clock.resume)
+    pump, outcome = _train(spec, store, run, emit, job_clock, faults)
     with clock.phase("export"):
         fields = job_fields(spec, run.steps.total_steps, run.run_dir, outcome, job_clock.began_at)
         report = build_report(pump.timeline, **fields)

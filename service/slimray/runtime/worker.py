@@ -7,6 +7,7 @@ Ray load at its top.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import tempfile
@@ -17,6 +18,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import pyarrow.fs as pafs
 import ray
 import ray.train
 import tensorflow as tf
@@ -28,8 +30,15 @@ from slimray.pruning import Pruner, ScoringBatch, build_graph, count_model, get_
 from slimray.runtime.agreement import check_agreement
 from slimray.runtime.backends import WorkerBackend, get_backend
 from slimray.runtime.breakdown import PhaseClock
-from slimray.runtime.checkpoints import TrainState, read_checkpoint, write_checkpoint
+from slimray.runtime.checkpoints import (
+    CheckpointDisagreementError,
+    CorruptCheckpointError,
+    TrainState,
+    read_checkpoint,
+    write_checkpoint,
+)
 from slimray.runtime.data import worker_shard
+from slimray.runtime.failures import CollectiveTimeoutError
 from slimray.runtime.gpu import require_gpu
 from slimray.runtime.modeling import build_job_model, build_optimizer, evaluate, export_model, gradient_bytes
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, WorkerMessage
@@ -44,6 +53,15 @@ def _local(value: Any) -> Any:
     return ray.get(value) if isinstance(value, ray.ObjectRef) else value
 
 
+def older_checkpoints(checkpoint: Checkpoint) -> list[Checkpoint]:
+    """The run's checkpoints older than `checkpoint`, newest first (Ray Train names them by time)."""
+    parent, name = checkpoint.path.rstrip("/").rsplit("/", 1)
+    infos = checkpoint.filesystem.get_file_info(pafs.FileSelector(parent))
+    dirs = [i.base_name for i in infos if i.type == pafs.FileType.Directory]
+    names = sorted((n for n in dirs if n.startswith("checkpoint_") and n < name), reverse=True)
+    return [Checkpoint(f"{parent}/{n}", filesystem=checkpoint.filesystem) for n in names]
+
+
 class WorkerLoop:
     """One worker's run. `__init__` keeps the config and local state, `start()` joins the other
     workers, `run()` trains; each step is one method, so a test subclass can inject a fault."""
@@ -55,6 +73,7 @@ class WorkerLoop:
         ctx = ray.train.get_context()  # local: the rank Ray Train assigned this process
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.clock = PhaseClock()
+        self.state = TrainState()  # until `start()` restores the group's last checkpoint
         threads = max(1, int(self.spec.scaling.cpus_per_worker))
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -67,6 +86,10 @@ class WorkerLoop:
     def start(self) -> WorkerLoop:
         """The set-up that talks to the other workers: the backend's group, the model (restored or
         built, then rank 0's weights everywhere), the strict check, the attempt id."""
+        with self.collective_deadline():
+            return self._start()
+
+    def _start(self) -> WorkerLoop:
         self.backend = self.make_backend()
         self.strategy = self.backend.strategy
         self.reducer = self.make_reducer()
@@ -78,6 +101,7 @@ class WorkerLoop:
         )
         self.x_val, self.y_val = _local(self.config.validation)
         self._restore_or_build()
+        self._agree_on_restored_step()
         self.backend.broadcast_weights(self.model, self.optimizer)
         self._refuse_if_strict()
         self.attempt = self._agree_on_attempt()
@@ -86,7 +110,8 @@ class WorkerLoop:
 
     def make_backend(self) -> WorkerBackend:
         """The job's allreduce backend; building it joins the worker group (a collective)."""
-        return get_backend(self.spec.backend)(self.rank, self.world)
+        deadline = self.spec.failure.collective_deadline_seconds
+        return get_backend(self.spec.backend)(self.rank, self.world, deadline)
 
     def make_reducer(self) -> Any:
         """The backend's `Reducer` for scores and digests (a test may wrap it to inject a fault)."""
@@ -101,19 +126,41 @@ class WorkerLoop:
         """The model, optimizer and train state of the group's last checkpoint (a restarted
         group resumes where it was, shrunk architecture included), else fresh ones."""
         checkpoint = ray.train.get_checkpoint()
+        self.warnings: list[str] = []  # checkpoints skipped as unreadable (the report shows them)
         with self.strategy.scope():
-            if checkpoint is None:
+            restored = checkpoint is not None and self._read_newest_readable(checkpoint)
+            if not restored:
                 self.state = TrainState()
                 self.model = build_job_model(
                     self.spec.model, tuple(self.config.input_shape), self.config.num_classes
                 )
                 self.optimizer = build_optimizer(self.spec.train)
                 self.optimizer.build(self.model.trainable_variables)
-            else:
-                with checkpoint.as_directory() as directory:
-                    self.model, self.optimizer, self.state = read_checkpoint(Path(directory))
-        self.resumed_from = self.state.step if checkpoint is not None else None
+        self.resumed_from = self.state.step if restored else None
         self._new_model_costs()
+
+    def _read_newest_readable(self, checkpoint: Checkpoint) -> bool:
+        """Model, optimizer and state from `checkpoint`, or else from the newest older one that
+        reads whole (a truncated upload is skipped, with a warning); False if none does."""
+        for candidate in [checkpoint, *older_checkpoints(checkpoint)]:
+            try:
+                with candidate.as_directory() as directory:
+                    self.model, self.optimizer, self.state = read_checkpoint(Path(directory))
+                return True
+            except (CorruptCheckpointError, FileNotFoundError) as err:
+                self.warnings.append(f"checkpoint {candidate.path} skipped as unreadable: {err}")
+        return False
+
+    def _agree_on_restored_step(self) -> None:
+        """Every rank restored the same step: each reads the checkpoint itself and may skip one it
+        cannot read, and a group split across checkpoints would train diverging models."""
+        step = np.asarray([float(self.state.step)])
+        low, high = int(self.reducer.allmin(step)[0]), int(self.reducer.allmax(step)[0])
+        if low != high:
+            raise CheckpointDisagreementError(
+                f"rank {self.rank} restored step {self.state.step}, but the ranks restored steps {low} "
+                f"to {high} (a checkpoint one rank could not read: see the report's warnings)"
+            )
 
     def _refuse_if_strict(self) -> None:
         """With `prune.strict`, a model slimray cannot prune all through fails the job before
@@ -309,10 +356,25 @@ class WorkerLoop:
         """Train to the last step (call `start()` first); STARTED and FINISHED frame the loop
         so the driver can time it."""
         loop_start = time.perf_counter()
-        self.send(STARTED, {"resumed_from": self.resumed_from, "pid": os.getpid()})
-        for x, y in self.batches():
-            self.maybe_prune(x, y)
-            self.train_step(x, y)
-            self.after_step()
+        started = {"resumed_from": self.resumed_from, "pid": os.getpid(), "warnings": self.warnings}
+        self.send(STARTED, started)
+        with self.collective_deadline():
+            for x, y in self.batches():
+                self.maybe_prune(x, y)
+                self.train_step(x, y)
+                self.after_step()
         self.send(FINISHED, {"phases": self.clock.snapshot(),
                              "loop_seconds": time.perf_counter() - loop_start})  # fmt: skip
+
+    @contextlib.contextmanager
+    def collective_deadline(self) -> Iterator[None]:
+        """A collective that timed out (a peer never joined) fails this worker, and so the group,
+        with an error saying so: the ranks that do not raise it are the hung ones."""
+        try:
+            yield
+        except tf.errors.DeadlineExceededError as err:
+            raise CollectiveTimeoutError(
+                f"rank {self.rank}: a collective at step {self.state.step} got no answer from its peers "
+                f"within {self.spec.failure.collective_deadline_seconds:g} s "
+                "(twice failure.collective_timeout_seconds)"
+            ) from err

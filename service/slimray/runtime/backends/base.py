@@ -69,8 +69,9 @@ class WorkerBackend(ABC):
             return None
         raise NotImplementedError(f"backend {cls.name!r} is not built in: it must say what it lacks")
 
-    def __init__(self, rank: int, world: int):
-        self.rank, self.world = rank, world
+    def __init__(self, rank: int, world: int, timeout_seconds: float | None = None):
+        # how long one collective may wait for its peers before it fails (None: for ever)
+        self.rank, self.world, self.timeout_seconds = rank, world, timeout_seconds
 
     @property
     @abstractmethod

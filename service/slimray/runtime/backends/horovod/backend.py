@@ -42,8 +42,8 @@ class HorovodBackend(WorkerBackend):
             return f"horovod {horovod.__version__} is installed; slimray supports {HOROVOD_VERSION}"
         return None
 
-    def __init__(self, rank: int, world: int):
-        super().__init__(rank, world)
+    def __init__(self, rank: int, world: int, timeout_seconds: float | None = None):
+        super().__init__(rank, world, timeout_seconds)
         problem = self.missing()
         if problem:
             raise BackendUnavailableError(self.name, problem)
@@ -51,7 +51,7 @@ class HorovodBackend(WorkerBackend):
 
         from slimray.runtime.backends.horovod.step import init_horovod  # (the same reason)
 
-        init_horovod(rank, world)
+        init_horovod(rank, world, timeout_seconds)
         self._strategy = tf.distribute.get_strategy()
 
     @property

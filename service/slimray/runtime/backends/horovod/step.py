@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Any
 
 import horovod.tensorflow as hvd
@@ -11,9 +13,14 @@ import tensorflow as tf
 from slimray.core.spec import TrainSpec
 from slimray.runtime.backends.base import TrainStep
 
+GLOO_TIMEOUT = "HOROVOD_GLOO_TIMEOUT_SECONDS"  # how long gloo's operations wait for peers
 
-def init_horovod(rank: int, world: int) -> None:
-    """Join the rendezvous Ray Train's controller started; Horovod must see Ray Train's ranks."""
+
+def init_horovod(rank: int, world: int, timeout_seconds: float | None = None) -> None:
+    """Join the rendezvous Ray Train's controller started; Horovod must see Ray Train's ranks.
+    Gloo's operations (every collective) give up after `timeout_seconds`."""
+    if timeout_seconds is not None:
+        os.environ[GLOO_TIMEOUT] = str(math.ceil(timeout_seconds))
     hvd.init()
     if (hvd.rank(), hvd.size()) != (rank, world):
         raise RuntimeError(f"horovod backend: Horovod says rank {hvd.rank()} of {hvd.size()}, "

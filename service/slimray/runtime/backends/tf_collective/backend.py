@@ -25,11 +25,13 @@ class TFCollectiveBackend(WorkerBackend):
     def ray_config(cls) -> TFCollectiveConfig:
         return TFCollectiveConfig()
 
-    def __init__(self, rank: int, world: int):
+    def __init__(self, rank: int, world: int, timeout_seconds: float | None = None):
         import tensorflow as tf  # worker-only (see the module's note)
 
-        super().__init__(rank, world)
-        self._strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        super().__init__(rank, world, timeout_seconds)
+        # the gradient allreduces fail with DeadlineExceeded past the timeout, not wait for ever
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_seconds)
+        self._strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
     @property
     def strategy(self) -> Any:
@@ -38,7 +40,7 @@ class TFCollectiveBackend(WorkerBackend):
     def reducer(self) -> TFCollectiveReducer:
         from slimray.runtime.backends.tf_collective.reducer import TFCollectiveReducer  # worker-only
 
-        return TFCollectiveReducer(self.rank, self.world)
+        return TFCollectiveReducer(self.rank, self.world, self.timeout_seconds)
 
     def train_step(self, model: Any, optimizer: Any, batch_size: int, train: TrainSpec) -> TrainStep:
         from slimray.runtime.backends.tf_collective.step import MirroredTrainStep  # worker-only

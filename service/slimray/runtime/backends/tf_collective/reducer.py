@@ -18,9 +18,10 @@ class TFCollectiveReducer(Reducer):
     GROUP_KEY = 0x51AB  # distinct from the strategy's own collective groups
     FIRST_INSTANCE = 1 << 24
 
-    def __init__(self, rank: int, world_size: int):
+    def __init__(self, rank: int, world_size: int, timeout_seconds: float | None = None):
         super().__init__()
         self.rank, self.world_size = rank, world_size
+        self.timeout_seconds = timeout_seconds or 0.0  # TensorFlow's 0: no timeout
         self.device = f"/job:worker/replica:0/task:{rank}/device:CPU:0"
         self._instance = self.FIRST_INSTANCE
 
@@ -35,5 +36,6 @@ class TFCollectiveReducer(Reducer):
                 ordering_token=[],
                 merge_op=_MERGE_OPS[op],
                 final_op="Id",
+                timeout_seconds=self.timeout_seconds,
             )
         return out.numpy()

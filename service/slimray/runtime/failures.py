@@ -1,0 +1,107 @@
+"""Ray Train's failure policy, slimray's way: a worker lost while the group starts is retried like
+any worker failure (within `failure.max_failures`), a group that cannot be placed still fails at
+once with Ray's reason, and every retry is told to the driver with its cause, naming the ranks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ray.train.v2._internal.exceptions import WorkerGroupStartupFailedError, WorkerHealthCheckTimeoutError
+from ray.train.v2._internal.execution.failure_handling import FailureDecision
+from ray.train.v2._internal.execution.failure_handling.default import (
+    DefaultFailurePolicy,
+    _is_preemption_failure,
+)
+from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+from ray.train.v2.api.exceptions import ControllerError, WorkerGroupError
+
+from slimray.core.records import RestartReason
+from slimray.runtime.progress import RESTART, ProgressSender, WorkerMessage
+
+# what a worker raises when a collective got no answer (`worker.WorkerLoop`): its peers are hung
+COLLECTIVE_TIMEOUT = "CollectiveTimeoutError"
+
+
+class CollectiveTimeoutError(TimeoutError):
+    """A collective (gradient allreduce, score or digest reduce) waited past its timeout: a peer
+    never joined it. The ranks that did not raise this are the ones that did not answer."""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def _lost_at_startup(error: Exception) -> bool:
+    """A worker died while the group was starting (not: the group could not be placed)."""
+    return isinstance(error, ControllerError) and isinstance(
+        error.controller_failure, WorkerGroupStartupFailedError
+    )
+
+
+def _worker_causes(error: WorkerGroupError, world: int) -> tuple[RestartReason, str]:
+    """The ranks that failed and how: frozen ones (Ray's health check) and, when the others all
+    timed out in a collective, the ranks that never joined it."""
+    failures = error.worker_failures
+    frozen = sorted(r for r, e in failures.items() if isinstance(e, WorkerHealthCheckTimeoutError))
+    waiting = sorted(r for r, e in failures.items() if COLLECTIVE_TIMEOUT in repr(e))
+    silent = sorted(set(range(world)) - set(failures)) if waiting else []
+    hung = frozen + silent
+    parts = [f"rank {r} did not answer (hung)" for r in hung]
+    parts += [f"rank {r}: {_first_line(e)}" for r, e in sorted(failures.items()) if r not in frozen]
+    reason = RestartReason.WORKER_HUNG if hung else RestartReason.WORKER_FAILED
+    return reason, "; ".join(parts) or _first_line(error)
+
+
+def describe(error: Exception, world: int) -> tuple[RestartReason, str]:
+    """Why the group failed, as a restart's reason and a sentence naming the ranks."""
+    if _lost_at_startup(error):
+        cause = error.controller_failure.__cause__ or error.controller_failure
+        lost = f"a worker was lost while the group started ({_first_line(cause)})"
+        return RestartReason.STARTUP_FAILED, lost
+    if _is_preemption_failure(error):
+        return RestartReason.PREEMPTED, _first_line(error)
+    if isinstance(error, WorkerGroupError):
+        return _worker_causes(error, world)
+    return RestartReason.WORKER_FAILED, _first_line(error)
+
+
+class RestartPolicy(DefaultFailurePolicy):
+    """Runs in the Train controller. Ray charges a worker lost at start-up to
+    `controller_failure_limit` (0 here, so that an unplaceable group fails); this policy charges
+    it to `max_failures` like any worker failure, and reports every retry to the driver."""
+
+    def __init__(self, failure_config: Any, sender: ProgressSender | None, world: int):
+        super().__init__(failure_config)
+        self.sender, self.world = sender, world
+
+    def make_decision(self, training_failed_error: Any) -> FailureDecision:
+        if _lost_at_startup(training_failed_error):
+            decision = self._worker_failure()
+        else:
+            decision = super().make_decision(training_failed_error)
+        if decision is FailureDecision.RETRY and self.sender is not None:
+            reason, cause = describe(training_failed_error, self.world)
+            payload = {"reason": reason.value, "cause": cause}
+            self.sender.send(WorkerMessage(RESTART, -1, -1, -1, time.time(), payload))
+        return decision
+
+    def _worker_failure(self) -> FailureDecision:
+        self._worker_group_failures += 1
+        limit = self.failure_config.max_failures
+        exhausted = limit != -1 and self._worker_group_failures > limit
+        return FailureDecision.RAISE if exhausted else FailureDecision.RETRY
+
+
+class SlimrayTrainer(DataParallelTrainer):
+    """Ray Train's `DataParallelTrainer` whose controller runs `RestartPolicy` (Ray 2.60 builds
+    its default policy inside `fit()`, with no setting to choose another)."""
+
+    def __init__(self, *args: Any, failure_policy: RestartPolicy, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.restart_policy = failure_policy
+
+    def _initialize_and_run_controller(self, **controller_init_kwargs: Any) -> Any:
+        controller_init_kwargs["failure_policy"] = self.restart_policy
+        return super()._initialize_and_run_controller(**controller_init_kwargs)

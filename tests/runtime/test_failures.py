@@ -1,0 +1,55 @@
+"""The failure policy the Train controller runs: a worker lost at start-up is retried within
+`max_failures`, an unplaceable group is not, and every retry reaches the driver naming the ranks."""
+
+from __future__ import annotations
+
+from ray.train import FailureConfig
+from ray.train.v2._internal.exceptions import (
+    WorkerGroupStartupFailedError,
+    WorkerGroupStartupTimeoutError,
+    WorkerHealthCheckTimeoutError,
+)
+from ray.train.v2._internal.execution.failure_handling import FailureDecision
+from ray.train.v2.api.exceptions import ControllerError, WorkerGroupError
+
+from slimray.runtime.failures import CollectiveTimeoutError, RestartPolicy, describe
+
+
+class _Sender:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, message):
+        self.sent.append(message)
+
+
+def _policy(max_failures=2):
+    sender = _Sender()
+    config = FailureConfig(max_failures=max_failures, controller_failure_limit=0)
+    return RestartPolicy(config, sender, world=3), sender
+
+
+def test_a_worker_lost_at_startup_is_retried_within_max_failures():
+    """Regression: with controller_failure_limit=0 the first start-up loss failed the job."""
+    policy, sender = _policy(max_failures=2)
+    lost = ControllerError(WorkerGroupStartupFailedError("At least one of the worker actors failed"))
+    decisions = [policy.make_decision(lost) for _ in range(3)]
+    assert decisions == [FailureDecision.RETRY] * 2 + [FailureDecision.RAISE]
+    assert [m.payload["reason"] for m in sender.sent] == ["startup_failed"] * 2
+
+
+def test_an_unplaceable_group_still_fails_at_once():
+    policy, sender = _policy()
+    assert policy.make_decision(ControllerError(WorkerGroupStartupTimeoutError(2))) is FailureDecision.RAISE
+    assert sender.sent == []
+
+
+def test_the_cause_names_a_frozen_rank_and_the_ranks_a_collective_waited_for():
+    frozen = WorkerGroupError("failed", {2: WorkerHealthCheckTimeoutError("hanging for 5 s")})
+    assert describe(frozen, 3) == ("worker_hung", "rank 2 did not answer (hung)")
+    waited = WorkerGroupError("failed", {0: CollectiveTimeoutError("rank 0: no answer"),
+                                         2: CollectiveTimeoutError("rank 2: no answer")})  # fmt: skip
+    reason, cause = describe(waited, 3)
+    assert reason == "worker_hung" and cause.startswith("rank 1 did not answer (hung); rank 0: Collective")
+    crashed = WorkerGroupError("failed", {1: RuntimeError("boom")})
+    assert describe(crashed, 3) == ("worker_failed", "rank 1: RuntimeError: boom")
