@@ -48,6 +48,16 @@ def test_each_job_is_labelled_with_its_backend_for_comparison(tmp_path):
     assert f'slimray_job_info{{backend="tf-collective",job="{old.id}"}} 1.0' in text
 
 
+def test_a_jobs_restarts_are_counted(tmp_path):
+    """`slimray_restarts_total{job}`: the worker groups replaced so far, from the job's latest
+    report (issue 23: a restart, even from step 0, is visible in the metrics)."""
+    store = Store(tmp_path / "j.db")
+    job = store.create("r", {})
+    store.update_progress(job.id, {"step": 40}, {"restarts": 2})
+    text = generate_latest(build_registries(store, 10, lambda: None).full).decode()
+    assert f'slimray_restarts_total{{job="{job.id}"}} 2.0' in text
+
+
 EXPOSED_HELP = {
     "slimray_train_samples_per_second": "Training samples per second, all workers.",
     "slimray_throughput_gain_ratio": "Samples/s relative to the unpruned phase.",
@@ -63,6 +73,8 @@ EXPOSED_HELP = {
     "slimray_job_failed_info": "1 for a failed job, by the error's type.",
     "slimray_last_prune_event_seconds": "Duration of the job's last prune event.",
     "slimray_job_info": "1 per job, labelled with the backend that allreduces its gradients and scores.",
+    "slimray_restarts_total":
+        "Worker groups replaced (from a checkpoint or from step 0), driver resumes included.",
     "slimray_jobs": "Jobs in the store, by state.",
     "slimray_ray_reachable": "1 if Ray's job API answered the last probe.",
     "slimray_http_request_duration_seconds":

@@ -23,6 +23,7 @@ from slimray.core.metric_families import (
     PRUNE_EVENT_DURATION,
     PRUNE_EVENTS,
     RAY_REACHABLE,
+    RESTARTS,
     SCORE_ALLREDUCE_BYTES,
     WINDOW_GAUGES,
     Family,
@@ -36,7 +37,7 @@ _KINDS = {Kind.GAUGE: GaugeMetricFamily, Kind.COUNTER: CounterMetricFamily,
           Kind.HISTOGRAM: HistogramMetricFamily}  # fmt: skip
 # the per-job families, in the order they are exposed
 JOB_FAMILIES = (*WINDOW_GAUGES, PRUNE_EVENTS, SCORE_ALLREDUCE_BYTES, PRUNE_EVENT_DURATION, JOB_STATE,
-                JOB_FAILED, LAST_PRUNE_EVENT, JOB_INFO)  # fmt: skip
+                JOB_FAILED, LAST_PRUNE_EVENT, JOB_INFO, RESTARTS)  # fmt: skip
 
 
 def exposed(family: Family, **value: float) -> Metric:
@@ -60,7 +61,7 @@ class _JobFamilies:
         series[JOB_INFO.name].add_metric([job.id, str(job.spec.get("backend", DEFAULT_BACKEND))], 1.0)
         if job.state == JobState.FAILED:
             series[JOB_FAILED.name].add_metric([job.id, error_type(job.error)], 1.0)
-        for family in WINDOW_GAUGES:
+        for family in (*WINDOW_GAUGES, RESTARTS):
             value = job.metrics.get(family.field)
             if isinstance(value, (int, float)):
                 series[family.name].add_metric([job.id], float(value))
