@@ -94,11 +94,8 @@ def main() -> int:
     job_id = driver.job_id
     spec = parse_spec(driver.spec, f"job {job_id}")
     poster = EventPoster(driver.service_url, job_id, token)  # this job's events only
-    # a resubmitted driver (its predecessor lost) goes on from the run's newest readable
-    # checkpoint; `resume` is run_job's keyword from issue 23, passed only when set
-    resume = {"resume": True} if driver.resume else {}
-    try:
-        result = run_job(spec, overwrite=True, on_event=poster, **resume)
+    try:  # a resubmitted driver (its predecessor lost) goes on from the newest readable checkpoint
+        result = run_job(spec, overwrite=True, resume=driver.resume, on_event=poster)
     except Exception as err:
         poster("end", {"state": JobState.FAILED, "error": f"{type(err).__name__}: {err}"})
         poster.close(timeout=600)
