@@ -141,7 +141,11 @@ def report(records: list[RunRecord], settings: dict, args: argparse.Namespace, m
     text += ("\nTime lost: wall time of a recovered run minus the uninterrupted run's of the same "
              "repeat (the service's run (e) also counts submission through the service). Recovered: "
              "the job succeeded after the fault was injected; for (b) also the stopped worker ended "
-             "by the system (the hang detected) before it was continued.\n\n## Runs\n\n")  # fmt: skip
+             "by the system (the hang detected) before it was continued. A SIGSTOP freezes the whole "
+             "process, Ray's own threads too, so Ray Train's polling of its workers can notice it "
+             "without any collective timeout: (b) is a frozen worker, not a live one stuck inside a "
+             "collective. Trial s: the whole trial, the cluster's start and stop included.\n\n"
+             "## Runs\n\n")  # fmt: skip
     text += runs_table(records)
     runs, table = [asdict(r) for r in records], {s.fault: asdict(s) for s in summaries}
     write("faults", args.out, settings, runs, table, text, measured=measured)

@@ -34,7 +34,9 @@ def _titled(proc: psutil.Process, actor_class: str) -> bool:
 
 
 def send(proc: psutil.Process, sig: int) -> bool:
-    """Signal `proc` if it is still the same process; False if it is gone."""
+    """Signal `proc` if it is still the same live process; False if it is gone (or a zombie)."""
+    if is_gone(proc):
+        return False
     try:
         proc.send_signal(sig)
         return True

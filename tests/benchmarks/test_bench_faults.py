@@ -1,22 +1,25 @@
 """The fault benchmark's pieces, fast: the table from run records, the run-directory readers on
-real files, the spec it trains, and the process finder against a real Ray actor on a real
-two-node local cluster (found by PID under the nodes, then SIGKILLed from outside)."""
+real files, the spec it trains, and the process finder against a real Ray actor (found by PID
+under the Ray its driver started, then SIGKILLed from outside). The cluster itself and the
+faults run in tests/e2e/test_faults.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-from faults.cluster import LocalCluster  # noqa: E402
 from faults.kinds import FAULTS, fault  # noqa: E402
 from faults.procs import actor_processes, is_gone, send  # noqa: E402
 from faults.rundir import newest_checkpoint, read_report, registered_checkpoints, truncate_largest_file  # noqa: E402
@@ -91,7 +94,7 @@ def test_the_job_is_the_shipped_example_or_its_four_times_long_variant(tmp_path)
 
 _ACTOR = """
 import os, sys, time, ray
-ray.init(address=sys.argv[1], log_to_driver=False)
+ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
 @ray.remote(num_cpus=1)
 class RayTrainWorker:
     def pid(self):
@@ -103,15 +106,13 @@ time.sleep(300)
 
 
 def test_the_process_finder_finds_a_real_ray_actor_by_pid_and_a_sigkill_ends_it():
-    cluster = LocalCluster(worker_cpus=(1,)).start()
-    driver = None
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    driver = subprocess.Popen([sys.executable, "-c", _ACTOR], env=env, stdout=subprocess.PIPE, text=True)
     try:
-        driver = subprocess.Popen([sys.executable, "-c", _ACTOR, cluster.address], env=cluster.env,
-                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
         pid = int(driver.stdout.readline())
-        roots = [node.processes()[0] for node in cluster.nodes.values()]
+        roots = [psutil.Process(driver.pid)]  # its Ray: the raylet, and under it the actor's process
         found = actor_processes(roots)
-        assert [p.pid for p in found] == [pid]  # under the worker node's raylet, by its title
+        assert [p.pid for p in found] == [pid]  # by its title
         assert actor_processes(roots, "TrainController") == []
         assert send(found[0], signal.SIGKILL)
         deadline = time.time() + 20
@@ -119,7 +120,9 @@ def test_the_process_finder_finds_a_real_ray_actor_by_pid_and_a_sigkill_ends_it(
             time.sleep(0.2)
         assert is_gone(found[0]) and not send(found[0], signal.SIGCONT)
     finally:
-        if driver is not None:
-            driver.kill()
-            driver.wait(30)
-        cluster.stop()
+        everything = psutil.Process(driver.pid).children(recursive=True)
+        driver.kill()
+        driver.wait(30)
+        for proc in everything:  # Ray's processes, by PID (they outlive a SIGKILLed driver)
+            with contextlib.suppress(psutil.Error):
+                proc.kill()

@@ -28,13 +28,13 @@ WALL_LIMIT = 240.0
 
 
 def tiny_spec(run_dir: Path, **overrides) -> dict:
-    """A job of seconds: a small seed CNN, 60 steps, a checkpoint every 10, one prune event."""
+    """A job of seconds: a small seed CNN, 40 steps, a checkpoint every 5, one prune event."""
     spec = {
         "name": "faults",
         "model": {"source": "seed_cnn", "kwargs": {"conv1": 8, "conv2": 16, "fc": 32}},
         "data": {"source": "mnist"},
-        "train": {"steps": 60, "batch_size": 32, "report_every": 5, "checkpoint_every": 10, "seed": 3},
-        "prune": {"criterion": "l1", "sparsity": 0.5, "schedule": {"kind": "one_shot", "step": 15}},
+        "train": {"steps": 40, "batch_size": 32, "report_every": 5, "checkpoint_every": 5, "seed": 3},
+        "prune": {"criterion": "l1", "sparsity": 0.5, "schedule": {"kind": "one_shot", "step": 10}},
         "scaling": {"num_workers": 2, "start_timeout_seconds": 60},
         "failure": {"max_failures": 2},
         "output": {"dir": str(run_dir), "shared": True},
