@@ -57,6 +57,7 @@ class ReportSummary:
     workers: int | None = None
     restarts_from_steps: list[int] = field(default_factory=list)
     restart_causes: list[str] = field(default_factory=list)
+    prune_steps: list[int] = field(default_factory=list)
     error: str | None = None
 
 
@@ -72,6 +73,7 @@ def read_report(run_dir: Path) -> ReportSummary:
         workers=report.get("workers"),
         restarts_from_steps=list(report.get("restarts_from_steps") or []),
         restart_causes=restart_causes(report),
+        prune_steps=[event.get("step") for event in report.get("prune_events") or []],
         error=report.get("error"),
     )
 

@@ -76,10 +76,11 @@ def test_the_run_directory_is_read_from_outside(tmp_path):
     assert newest.path.name == "c2" and truncate_largest_file(newest).stat().st_size == 500
     (tmp_path / "report.json").write_text(json.dumps({
         "state": "succeeded", "exported_params": 105866, "exported_accuracy": 0.97, "workers": 2,
-        "restarts_from_steps": [90], "restarts": [{"from_step": 90, "cause": "worker 1 lost"}]}))  # fmt: skip
+        "restarts_from_steps": [90], "restarts": [{"from_step": 90, "cause": "worker 1 lost"}],
+        "prune_events": [{"step": 45}, {"step": 90}]}))  # fmt: skip
     report = read_report(tmp_path)
     assert (report.params, report.restarts_from_steps) == (105866, [90])
-    assert report.restart_causes == ["worker 1 lost"]
+    assert report.restart_causes == ["worker 1 lost"] and report.prune_steps == [45, 90]
     assert read_report(tmp_path / "missing").state is None
 
 

@@ -78,10 +78,13 @@ def cluster():
 
 
 def _resumed_as_if_never_interrupted(out: Outcome) -> None:
+    """Succeeded after a restart the report shows, pruned once (not again after the restart), and
+    learned (40 steps reach ~0.5 on the digits; chance is 0.1)."""
     assert out.injection.injected, out.injection.detail
     assert out.end.state == "succeeded", out.end.detail
     assert out.report.restarts_from_steps, "the restart is not in the report"
-    assert out.report.params is not None and out.report.accuracy is not None and out.report.accuracy > 0.5
+    assert out.report.prune_steps == [10] and out.report.params is not None
+    assert out.report.accuracy is not None and out.report.accuracy > 0.3
 
 
 def test_a_worker_sigkilled_after_a_checkpoint_resumes_from_it(cluster, tmp_path):
