@@ -112,11 +112,23 @@ def hang_worker(t: Target) -> Injection:
     return injection
 
 
+SETTLE_SECONDS = 3.0  # a frozen group's last checkpoint is registered by then (polled every 0.5-2 s)
+
+
 def corrupt_then_kill(t: Target) -> Injection:
-    if (checkpoint := t.random_moment()) is None or (victim := t.pick_worker()) is None:
+    """Freeze the workers (SIGSTOP: no checkpoint is written meanwhile), truncate the newest
+    registered checkpoint, SIGKILL one worker, continue the others: the restart meets it."""
+    if t.random_moment() is None or not (workers := t.workers()):
         return Injection(detail={"why": "the job ended before the moment came"})
+    for worker in workers:
+        send(worker, signal.SIGSTOP)
+    t.stop.wait(SETTLE_SECONDS)
+    checkpoint = newest_checkpoint(t.job.run_dir)
     damaged = truncate_largest_file(checkpoint)
+    victim = t.rng.choice(workers)
     send(victim, signal.SIGKILL)
+    for worker in workers:
+        send(worker, signal.SIGCONT)
     return t.done("truncate the newest checkpoint, SIGKILL a worker", checkpoint, pid=victim.pid,
                   truncated=str(damaged.relative_to(t.job.run_dir)))  # fmt: skip
 

@@ -80,7 +80,7 @@ def cluster():
 def _resumed_as_if_never_interrupted(out: Outcome) -> None:
     """Succeeded after a restart the report shows, pruned once (not again after the restart), and
     learned (40 steps reach ~0.5 on the digits; chance is 0.1)."""
-    assert out.injection.injected, out.injection.detail
+    assert out.injection.injected, (out.injection.detail, out.end.detail)
     assert out.end.state == "succeeded", out.end.detail
     assert out.report.restarts_from_steps, "the restart is not in the report"
     assert out.report.prune_steps == [10] and out.report.params is not None
@@ -97,6 +97,7 @@ def test_a_worker_sigkilled_after_a_checkpoint_resumes_from_it(cluster, tmp_path
 def test_b_a_worker_stopped_past_the_collective_timeout_is_detected_and_the_group_restarts(cluster, tmp_path):
     spec = tiny_spec(tmp_path / "run", failure={"collective_timeout_seconds": COLLECTIVE_TIMEOUT})
     out = inject(cluster, spec, tmp_path, "b", hold=COLLECTIVE_TIMEOUT + 60)
+    assert out.injection.injected, (out.injection.detail, out.end.detail)
     assert out.injection.detail["ended_by_system"], "the stopped worker was never ended: the hang went unseen"
     _resumed_as_if_never_interrupted(out)
     assert any("rank" in cause for cause in out.report.restart_causes), out.report.restart_causes
