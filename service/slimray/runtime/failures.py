@@ -95,13 +95,15 @@ class RestartPolicy(DefaultFailurePolicy):
 
 
 class SlimrayTrainer(DataParallelTrainer):
-    """Ray Train's `DataParallelTrainer` whose controller runs `RestartPolicy` (Ray 2.60 builds
-    its default policy inside `fit()`, with no setting to choose another)."""
+    """Ray Train's `DataParallelTrainer` whose controller runs `RestartPolicy` and, for a worker
+    range, slimray's elastic policy (Ray 2.60 builds its policies inside `fit()`, with no setting)."""
 
-    def __init__(self, *args: Any, failure_policy: RestartPolicy, **kwargs: Any):
+    def __init__(self, *args: Any, failure_policy: RestartPolicy, scaling_policy: Any = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.restart_policy = failure_policy
+        self.restart_policy, self.elastic_policy = failure_policy, scaling_policy
 
     def _initialize_and_run_controller(self, **controller_init_kwargs: Any) -> Any:
         controller_init_kwargs["failure_policy"] = self.restart_policy
+        if self.elastic_policy is not None:  # `elastic.DeadlineElasticPolicy` for a worker range
+            controller_init_kwargs["scaling_policy"] = self.elastic_policy
         return super()._initialize_and_run_controller(**controller_init_kwargs)
