@@ -4,6 +4,8 @@ and the step budget over every group size a worker range allows."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from slimray.core.records import RestartReason, WindowReport
@@ -60,6 +62,19 @@ def test_a_resize_is_a_restart_and_the_report_shows_the_worker_count_over_time()
     assert [data["workers"] for kind, data in events if kind == "report"] == [2, 3, 2]
 
 
+def test_only_the_restart_that_brought_a_resized_group_names_the_resize():
+    """A lost node: its worker fails, then the group Ray sized on the dead node is not placed;
+    the second try brings the smaller group."""
+    pump = ProgressPump(2, 100, lambda kind, data: None, Timeline(start_time=100.0))
+    pump.handle(_started(1, 2, 8))
+    pump.restart(RestartReason.WORKER_FAILED, "rank 1: ActorDiedError", 110.0)
+    pump.restart(RestartReason.STARTUP_FAILED, "the group could not be placed in time, sized again", 140.0)
+    pump.handle(_started(2, 1, 16, resumed=10, when=150.0))
+    causes = [r.cause for r in pump.timeline.restarts]
+    assert causes == ["rank 1: ActorDiedError",
+                      "the group could not be placed in time, sized again (2 \u2192 1 workers)"]  # fmt: skip
+
+
 def _job(num_workers, batch_size, **train):
     return parse_spec(
         {
@@ -77,3 +92,21 @@ def test_the_step_budget_counts_an_epoch_at_min_workers_and_checks_every_size():
     assert budget_steps(_job(2, 32, epochs=2), 1000) == budget  # a count at min: the same
     with pytest.raises(ValueError, match=r"198 \(99 per worker at 2 workers\) exceeds the 197"):
         budget_steps(_job({"min": 2, "max": 3}, 99, steps=5), 197)
+
+
+@pytest.mark.slow  # ~60 s here: an embedded Ray and a driver
+def test_a_range_whose_min_never_fits_fails_after_the_start_timeout_saying_why(ray_local, tmp_path):
+    """Ray's elastic policy waits for `min` workers without end (its start-up timeout is for a
+    group being placed, and none is); slimray's deadline fails the job, saying how many fit."""
+    from slimray.runtime.trainer import run_job
+
+    spec = parse_spec({"model": {"source": "mlp", "kwargs": {"hidden1": 8, "hidden2": 8}},
+                       "data": {"source": "digits"}, "train": {"steps": 5, "batch_size": 8},
+                       "scaling": {"num_workers": {"min": 2, "max": 3}, "cpus_per_worker": 3,
+                                   "start_timeout_seconds": 5},
+                       "output": {"dir": str(tmp_path / "run")}})  # fmt: skip
+    began = time.perf_counter()
+    result = run_job(spec)
+    assert result.state == "failed" and time.perf_counter() - began < 120
+    assert "room for 1 workers, fewer than scaling.num_workers min (2), for 5 s" in result.error, result.error
+    assert "scaling.start_timeout_seconds" in result.error

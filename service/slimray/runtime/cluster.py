@@ -133,6 +133,6 @@ def build_trainer(spec: JobSpec, store: RunStore, config: WorkerConfig, dataset:
             callbacks=[ErrorForwarder(sender), *callbacks],
         ),
         datasets={"train": dataset} if dataset is not None else None,
-        failure_policy=RestartPolicy(failure, sender, spec.scaling.max_workers),
+        failure_policy=RestartPolicy(failure, sender, spec.scaling.max_workers, spec.scaling.elastic),
         scaling_policy=scaling_policy(spec, scaling),
     )

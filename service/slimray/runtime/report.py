@@ -100,8 +100,8 @@ class Timeline:
         if group is not None and before is not None and before != group.workers:
             resize = f"{before} \u2192 {group.workers} workers"
         if not self._groups or self._pending:
-            for restart in self._pending if resize else ():
-                restart.cause = f"{restart.cause} ({resize})"
+            if resize:  # the last restart is the one that brought this group
+                self._pending[-1].cause = f"{self._pending[-1].cause} ({resize})"
             return None
         if resize:
             resized = self.restart(RestartReason.RESIZED, resize, None)
