@@ -62,3 +62,12 @@ def test_a_range_too_wide_for_the_global_batch_is_refused():
         r"of 2, fewer samples than scaling.num_workers max \(4\)",
     ):
         _spec({"min": 1, "max": 4}, batch_size=2)
+
+
+def test_the_json_schema_offers_a_count_or_a_range():
+    from slimray.core.spec import json_schema
+
+    schema = json_schema()
+    options = schema["$defs"]["ScalingSpec"]["properties"]["num_workers"]["anyOf"]
+    assert {"type": "integer"} in options and {"$ref": "#/$defs/WorkerRange"} in options
+    assert schema["$defs"]["WorkerRange"]["required"] == ["min", "max"]
