@@ -66,6 +66,7 @@ def test_the_exported_gauges_and_their_families():
         "flops": "model_flops_per_sample",
         "gradient_allreduce_bytes_per_step": "gradient_allreduce_bytes_per_step",
         "sparsity": "sparsity_ratio",
+        "workers": "workers",
         "throughput_gain": "throughput_gain_ratio",
     }
     assert [f.field for f in WINDOW_GAUGES] == list(gauges())
@@ -79,7 +80,7 @@ def test_the_service_keeps_these_metrics():
     assert kept.pop("val_accuracy") is Retain.LAST_KNOWN  # validation runs on some windows only
     assert set(kept) == {"samples_per_second", "throughput_gain", "params", "flops", "sparsity", "loss",
                          "accuracy", "step_time", "gradient_allreduce_bytes_per_step",
-                         "restarts"}  # fmt: skip
+                         "restarts", "workers"}  # fmt: skip
     assert set(kept.values()) == {Retain.LATEST}
 
 

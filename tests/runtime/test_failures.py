@@ -53,3 +53,17 @@ def test_the_cause_names_a_frozen_rank_and_the_ranks_a_collective_waited_for():
     assert reason == "worker_hung" and cause.startswith("rank 1 did not answer (hung); rank 0: Collective")
     crashed = WorkerGroupError("failed", {1: RuntimeError("boom")})
     assert describe(crashed, 3) == ("worker_failed", "rank 1: RuntimeError: boom")
+
+
+def test_an_elastic_group_that_could_not_be_placed_is_sized_again_within_max_failures():
+    """Issue 23 point 4: a node lost mid-run is seen dead seconds after its workers; Ray's elastic
+    policy sized the new group on it, the group timed out unplaced and the job failed."""
+    sender = _Sender()
+    config = FailureConfig(max_failures=1, controller_failure_limit=0)
+    policy = RestartPolicy(config, sender, world=2, elastic=True)
+    unplaced = ControllerError(WorkerGroupStartupTimeoutError(2))
+    decisions = [policy.make_decision(unplaced) for _ in range(2)]
+    assert decisions == [FailureDecision.RETRY, FailureDecision.RAISE]
+    (message,) = sender.sent
+    assert message.payload["reason"] == "startup_failed"
+    assert message.payload["cause"].startswith("the group could not be placed in time, sized again")

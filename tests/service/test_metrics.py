@@ -73,6 +73,7 @@ EXPOSED_HELP = {
     "slimray_job_failed_info": "1 for a failed job, by the error's type.",
     "slimray_last_prune_event_seconds": "Duration of the job's last prune event.",
     "slimray_job_info": "1 per job, labelled with the backend that allreduces its gradients and scores.",
+    "slimray_workers": "Training workers in the job's current worker group (elastic jobs resize it).",
     "slimray_restarts_total":
         "Worker groups replaced (from a checkpoint or from step 0), driver resumes included.",
     "slimray_jobs": "Jobs in the store, by state.",

@@ -152,6 +152,7 @@ class WindowReport(WindowMetrics):
     event: PruneEvent | None = None
     final: bool = False
     resumed_from: int | None = None  # the checkpoint step a restarted group resumed from
+    world: int | None = None  # the size of this rank's worker group (elastic jobs resize it)
     weights_sha: str | None = None  # on the final window: to show the replicas ended identical
 
 
@@ -163,6 +164,7 @@ class RestartReason(StrEnum):
     STARTUP_FAILED = "startup_failed"  # a worker was lost while the group started
     PREEMPTED = "preempted"  # Ray reported the node preempted
     DRIVER_RESUMED = "driver_resumed"  # a new driver continued the run directory's job
+    RESIZED = "resized"  # Ray Train's elastic policy changed the group's size (capacity came or went)
 
 
 class Restart(Record):
@@ -176,6 +178,17 @@ class Restart(Record):
     elapsed_seconds: float | None = None  # when it was decided, since the job's start
 
 
+class WorkerGroup(Record):
+    """One worker group's life: the step it started from, its size, and the batch rule's split
+    of the job's global batch over it (`core.scaling.group_batch`)."""
+
+    step: int = 0
+    workers: int = Field(ge=1)
+    per_worker_batch: int = Field(ge=1)
+    global_batch: int = Field(ge=1)
+    elapsed_seconds: float | None = None  # when its rank 0 entered the loop, since the job's start
+
+
 class TimelineEntry(WindowMetrics):
     """One step of the run: every rank's window of it merged by each metric's `Merge` rule."""
 
@@ -183,6 +196,10 @@ class TimelineEntry(WindowMetrics):
     phase: int  # prune events applied when this window's steps ran
     elapsed_seconds: float | None = None
     restarts: Annotated[int, Retain.LATEST] = 0  # worker groups replaced so far (a counter)
+    workers: Annotated[
+        int | None, Retain.LATEST,
+        Gauge("workers", "Training workers in the job's current worker group (elastic jobs resize it)."),
+    ] = None  # fmt: skip
     throughput_gain: Annotated[
         float | None, Retain.LATEST,
         Gauge("throughput_gain_ratio", "Samples/s relative to the unpruned phase."),
@@ -266,6 +283,7 @@ class RunReport(Record):
     peak_memory_bytes_per_worker: dict[str, int] = Field(default_factory=dict)
     restarts_from_steps: list[int] = Field(default_factory=list)  # `restarts`' steps (0: from scratch)
     restarts: list[Restart] = Field(default_factory=list)
+    worker_groups: list[WorkerGroup] = Field(default_factory=list)  # the worker count over time
     warnings: list[str] = Field(default_factory=list)  # e.g. a corrupt checkpoint skipped
     # the replicas' final weights: one digest when every step averaged the same gradients
     weights_sha_by_rank: dict[str, str] = Field(default_factory=dict)

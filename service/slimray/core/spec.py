@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from slimray.core.jsonsafe import deeper_than
+from slimray.core.scaling import ScalingSpec, group_batch
 from slimray.core.uris import plain_uri
 
 BUILTIN_MODELS = (
@@ -147,7 +148,10 @@ class DataSpec(_Strict):
 class TrainSpec(_Strict):
     steps: int | None = Field(None, ge=1, le=10**9, description="Total optimizer steps (or give epochs).")
     epochs: int | None = Field(None, ge=1, le=10**6)
-    batch_size: int = Field(64, ge=1, le=2**20, description="Per-worker batch size.")
+    batch_size: int = Field(
+        64, ge=1, le=2**20,
+        description="Per-worker batch size (with a worker range: at its min; see `scaling.group_batch`).",
+    )  # fmt: skip
     optimizer: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
     learning_rate: float = Field(1e-3, gt=0, le=10)
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD/RMSprop momentum.")
@@ -260,26 +264,6 @@ class PruneSpec(_Strict):
         return {name: getattr(self, name) for name in PLANNER_FIELDS}
 
 
-class ScalingSpec(_Strict):
-    num_workers: int = Field(2, ge=1, le=1024)
-    use_gpu: bool = False
-    cpus_per_worker: float = Field(1.0, gt=0, le=1024)
-    gpus_per_worker: float = Field(0.0, ge=0, le=64)
-    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
-        "PACK", description="How workers are placed on nodes (STRICT_SPREAD: one per node)."
-    )
-    start_timeout_seconds: float = Field(
-        300.0, gt=0, le=86400,
-        description="How long the worker group may wait for resources before the job fails.",
-    )  # fmt: skip
-
-    @model_validator(mode="after")
-    def _gpus(self) -> ScalingSpec:
-        if self.gpus_per_worker > 0 and not self.use_gpu:
-            raise ValueError("gpus_per_worker > 0 needs use_gpu: true")
-        return self
-
-
 class FailureSpec(_Strict):
     max_failures: int = Field(2, ge=-1, description="Worker-group restarts; -1 = unlimited.")
     collective_timeout_seconds: float = Field(
@@ -337,6 +321,18 @@ class JobSpec(_Strict):
         description="What allreduces gradients, channel scores and mask digests: TensorFlow's "
         "collective ops (default) or Horovod over gloo (optional: `make horovod`).",
     )
+
+    @model_validator(mode="after")
+    def _batch_fits_workers(self) -> JobSpec:
+        """With a worker range, every group size in it must get at least one sample per worker."""
+        largest = group_batch(self.train.batch_size, self.scaling, self.scaling.max_workers)
+        if largest.per_worker < 1:
+            raise ValueError(
+                f"train.batch_size {self.train.batch_size} x scaling.num_workers min "
+                f"{self.scaling.min_workers} = a global batch of {largest.target}, fewer samples than "
+                f"scaling.num_workers max ({self.scaling.max_workers}) workers"
+            )
+        return self
 
 
 class SpecError(ValueError):

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import ray
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, UserCallback
 from ray.train.v2._internal.constants import (
     COLLECTIVE_TIMEOUT_S_ENV_VAR,
     WORKER_HEALTH_CHECK_TIMEOUT_S_ENV_VAR,
@@ -21,6 +21,7 @@ from slimray.core.errors import BackendUnavailableError, OutputLocationError
 from slimray.core.spec import BUILT_IN_BACKENDS, JobSpec
 from slimray.core.storage import RunStore
 from slimray.runtime.backends import backend_missing, get_backend
+from slimray.runtime.elastic import ray_scaling, scaling_policy
 from slimray.runtime.failures import RestartPolicy, SlimrayTrainer
 from slimray.runtime.progress import ERROR, ProgressSender, WorkerMessage
 from slimray.runtime.worker_config import WorkerConfig, train_loop_per_worker
@@ -45,7 +46,7 @@ def init_ray(address: str | None, spec: JobSpec) -> bool:
     elif address:
         ray.init(address=address, runtime_env=env, log_to_driver=False)
     else:
-        needed = spec.scaling.num_workers * spec.scaling.cpus_per_worker
+        needed = spec.scaling.max_workers * spec.scaling.cpus_per_worker
         # Ray Data and the Train controller need a little CPU beside the training workers
         cpus = max(os.cpu_count() or 1, int(needed) + 2)
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, runtime_env=env,
@@ -118,16 +119,12 @@ def build_trainer(spec: JobSpec, store: RunStore, config: WorkerConfig, dataset:
     # a group that cannot be placed in time fails the job (controller failures are not retried);
     # RestartPolicy retries a worker lost at start-up within max_failures, like any other
     failure = FailureConfig(max_failures=spec.failure.max_failures, controller_failure_limit=0)
+    scaling = ray_scaling(spec, resources)
     return SlimrayTrainer(
         train_loop_per_worker,
         train_loop_config={"worker": config},
         backend_config=get_backend(spec.backend).ray_config(),
-        scaling_config=ScalingConfig(
-            num_workers=spec.scaling.num_workers,
-            use_gpu=spec.scaling.use_gpu,
-            resources_per_worker=resources,
-            placement_strategy=spec.scaling.placement_strategy,
-        ),
+        scaling_config=scaling,
         run_config=RunConfig(
             name="checkpoints",
             storage_path=store.ray_storage_path,
@@ -136,5 +133,6 @@ def build_trainer(spec: JobSpec, store: RunStore, config: WorkerConfig, dataset:
             callbacks=[ErrorForwarder(sender), *callbacks],
         ),
         datasets={"train": dataset} if dataset is not None else None,
-        failure_policy=RestartPolicy(failure, sender, spec.scaling.num_workers),
+        failure_policy=RestartPolicy(failure, sender, spec.scaling.max_workers, spec.scaling.elastic),
+        scaling_policy=scaling_policy(spec, scaling),
     )

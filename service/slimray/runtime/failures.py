@@ -7,7 +7,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ray.train.v2._internal.exceptions import WorkerGroupStartupFailedError, WorkerHealthCheckTimeoutError
+from ray.train.v2._internal.exceptions import (
+    WorkerGroupStartupFailedError,
+    WorkerGroupStartupTimeoutError,
+    WorkerHealthCheckTimeoutError,
+)
 from ray.train.v2._internal.execution.failure_handling import FailureDecision
 from ray.train.v2._internal.execution.failure_handling.default import (
     DefaultFailurePolicy,
@@ -40,6 +44,13 @@ def _lost_at_startup(error: Exception) -> bool:
     )
 
 
+def _unplaced(error: Exception) -> bool:
+    """The group could not be placed in time (Ray sized it on capacity that has gone since)."""
+    return isinstance(error, ControllerError) and isinstance(
+        error.controller_failure, WorkerGroupStartupTimeoutError
+    )
+
+
 def _worker_causes(error: WorkerGroupError, world: int) -> tuple[RestartReason, str]:
     """The ranks that failed and how: frozen ones (Ray's health check) and, when the others all
     timed out in a collective, the ranks that never joined it."""
@@ -60,6 +71,9 @@ def describe(error: Exception, world: int) -> tuple[RestartReason, str]:
         cause = error.controller_failure.__cause__ or error.controller_failure
         lost = f"a worker was lost while the group started ({_first_line(cause)})"
         return RestartReason.STARTUP_FAILED, lost
+    if _unplaced(error):
+        timeout = _first_line(error.controller_failure)
+        return RestartReason.STARTUP_FAILED, f"the group could not be placed in time, sized again ({timeout})"
     if _is_preemption_failure(error):
         return RestartReason.PREEMPTED, _first_line(error)
     if isinstance(error, WorkerGroupError):
@@ -70,14 +84,18 @@ def describe(error: Exception, world: int) -> tuple[RestartReason, str]:
 class RestartPolicy(DefaultFailurePolicy):
     """Runs in the Train controller. Ray charges a worker lost at start-up to
     `controller_failure_limit` (0 here, so that an unplaceable group fails); this policy charges
-    it to `max_failures` like any worker failure, and reports every retry to the driver."""
+    it to `max_failures` like any worker failure, and reports every retry to the driver. An
+    elastic job's group that could not be placed is charged there too: Ray's elastic policy sized
+    it on nodes that had just gone (a node lost is seen dead seconds after its workers), and the
+    next try sizes it again; an elastic job that never fits `min` fails on its own deadline."""
 
-    def __init__(self, failure_config: Any, sender: ProgressSender | None, world: int):
+    def __init__(self, failure_config: Any, sender: ProgressSender | None, world: int, elastic: bool = False):
         super().__init__(failure_config)
-        self.sender, self.world = sender, world
+        self.sender, self.world, self.elastic = sender, world, elastic
 
     def make_decision(self, training_failed_error: Any) -> FailureDecision:
-        if _lost_at_startup(training_failed_error):
+        error = training_failed_error
+        if _lost_at_startup(error) or (self.elastic and _unplaced(error)):
             decision = self._worker_failure()
         else:
             decision = super().make_decision(training_failed_error)
@@ -95,13 +113,15 @@ class RestartPolicy(DefaultFailurePolicy):
 
 
 class SlimrayTrainer(DataParallelTrainer):
-    """Ray Train's `DataParallelTrainer` whose controller runs `RestartPolicy` (Ray 2.60 builds
-    its default policy inside `fit()`, with no setting to choose another)."""
+    """Ray Train's `DataParallelTrainer` whose controller runs `RestartPolicy` and, for a worker
+    range, slimray's elastic policy (Ray 2.60 builds its policies inside `fit()`, with no setting)."""
 
-    def __init__(self, *args: Any, failure_policy: RestartPolicy, **kwargs: Any):
+    def __init__(self, *args: Any, failure_policy: RestartPolicy, scaling_policy: Any = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.restart_policy = failure_policy
+        self.restart_policy, self.elastic_policy = failure_policy, scaling_policy
 
     def _initialize_and_run_controller(self, **controller_init_kwargs: Any) -> Any:
         controller_init_kwargs["failure_policy"] = self.restart_policy
+        if self.elastic_policy is not None:  # `elastic.DeadlineElasticPolicy` for a worker range
+            controller_init_kwargs["scaling_policy"] = self.elastic_policy
         return super()._initialize_and_run_controller(**controller_init_kwargs)

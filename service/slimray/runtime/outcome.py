@@ -78,7 +78,7 @@ def job_fields(spec: JobSpec, total_steps: int, run_dir: Path, outcome: FitOutco
         "error": f"{type(error).__name__}: {error}" if error else None,
         "started_at": started_at,
         "total_steps": total_steps,
-        "workers": spec.scaling.num_workers,
+        "workers": spec.scaling.max_workers,  # an elastic job's groups: the report's worker_groups
         "backend": spec.backend,
         "spec": spec.model_dump(mode="json"),
     }

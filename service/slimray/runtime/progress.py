@@ -86,7 +86,8 @@ class ProgressSender:
 class StepMerger:
     """Collects the windows of each (attempt, step) until every rank has sent its own.
 
-    A new attempt (a restarted worker group) drops the older attempts' half-joined steps.
+    A new attempt (a restarted worker group) drops the older attempts' half-joined steps. Each
+    window names its group's size (an elastic job's groups differ); `world` is for those that do not.
     """
 
     world: int
@@ -106,6 +107,6 @@ class StepMerger:
         key = (message.attempt, window.step)
         ranks = self._pending.setdefault(key, {})
         ranks[window.rank] = window
-        if len(ranks) == self.world:
+        if len(ranks) == (window.world or self.world):  # an elastic group's size is its own
             del self._pending[key]
             yield [ranks[r] for r in sorted(ranks)]

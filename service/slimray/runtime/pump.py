@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from slimray.core.records import ProgressReport, Restart, RestartReason, WindowReport
+from slimray.core.records import ProgressReport, Restart, RestartReason, WindowReport, WorkerGroup
 from slimray.runtime.progress import (
     ERROR,
     FINISHED,
@@ -70,12 +70,15 @@ class ProgressPump:
 
     def started(self, message: WorkerMessage) -> None:
         """Rank 0 of a worker group entered its loop: the first one times the job's start-up,
-        every one tells the timeline the step it resumed from."""
+        every one tells the timeline the step it resumed from, its size and batch."""
         if self.loop_started_at is None:
             self.loop_started_at = message.time
         payload = message.payload
-        warnings = payload.get("warnings", [])
-        unreported = self.timeline.group_started(message.attempt, payload.get("resumed_from"), warnings)
+        warnings, batch = payload.get("warnings", []), payload.get("batch")
+        when = self.timeline.elapsed(message.time)
+        group = WorkerGroup(**batch, elapsed_seconds=when) if batch else None
+        resumed_from = payload.get("resumed_from")
+        unreported = self.timeline.group_started(message.attempt, resumed_from, warnings, group)
         if unreported is not None:
             self.on_restart(unreported)
 

@@ -18,6 +18,7 @@ from slimray.core.records import (
     RunReport,
     TimelineEntry,
     WindowReport,
+    WorkerGroup,
 )
 
 UNREPORTED = "a new worker group started; its cause was not reported"
@@ -43,6 +44,7 @@ class Timeline:
     restarts: list[Restart] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     weights_sha: dict[int, str] = field(default_factory=dict)  # each rank's final weights
+    groups: list[WorkerGroup] = field(default_factory=list)  # each worker group's size and batch
     _groups: list[int] = field(default_factory=list)  # the attempt ids of the groups started
     _pending: list[Restart] = field(default_factory=list)  # restarts whose group has not started
     _phase: int = 0
@@ -52,8 +54,8 @@ class Timeline:
         prune event applied before the step's windows, if any, as the timeline keeps it."""
         first = windows[0]
         self._note_ranks(windows)
-        entry = TimelineEntry.merge(windows, phase=self._phase, elapsed_seconds=self._elapsed(first.time),
-                                    restarts=len(self.restarts))  # fmt: skip
+        entry = TimelineEntry.merge(windows, phase=self._phase, elapsed_seconds=self.elapsed(first.time),
+                                    restarts=len(self.restarts), workers=len(windows))  # fmt: skip
         self.entries.append(entry)
         event = self._note_event(windows)
         entry.throughput_gain = self.gain(entry)
@@ -62,23 +64,23 @@ class Timeline:
     def restart(self, reason: RestartReason, cause: str, when: float | None) -> Restart:
         """A new worker group is coming (Ray Train's policy retries, or a new driver resumes);
         its step is known when the group starts (`group_started`)."""
-        restart = Restart(reason=reason, cause=cause, elapsed_seconds=self._elapsed(when))
+        restart = Restart(reason=reason, cause=cause, elapsed_seconds=self.elapsed(when))
         self.restarts.append(restart)
         self._pending.append(restart)
         return restart
 
-    def group_started(self, attempt: int, resumed_from: int | None, warnings: list[str]) -> Restart | None:
+    def group_started(self, attempt: int, resumed_from: int | None, warnings: list[str],
+                      group: WorkerGroup | None = None) -> Restart | None:  # fmt: skip
         """Rank 0 of a worker group entered its loop: the restarts waiting for it get its step,
         and the windows its replayed steps will redo are dropped. A restart nobody reported
-        (a group after the first) is recorded all the same, and returned."""
+        (a group after the first: a resize, or a cause Ray did not say) is recorded all the
+        same, and returned."""
         if attempt in self._groups:
             return None
-        unreported = None
-        if self._groups and not self._pending:
-            unreported = self.restart(RestartReason.WORKER_FAILED, UNREPORTED, None)
+        step = resumed_from or 0
+        unreported = self._note_group(group, step)
         self._groups.append(attempt)
         self.warnings.extend(warnings)
-        step = resumed_from or 0
         for restart in self._pending:
             restart.step, restart.from_checkpoint = step, resumed_from is not None
         if self._pending:
@@ -87,6 +89,25 @@ class Timeline:
             self._phase = len(self.events)
         self._pending = []
         return unreported
+
+    def _note_group(self, group: WorkerGroup | None, step: int) -> Restart | None:
+        """Keep the group's size and batch; a size change is said in the restart that brought
+        the group (`resized` when no failure did: Ray's elastic policy grew or shrank it)."""
+        before = self.groups[-1].workers if self.groups else None
+        if group is not None:
+            self.groups.append(group.model_copy(update={"step": step}))
+        resize = None
+        if group is not None and before is not None and before != group.workers:
+            resize = f"{before} \u2192 {group.workers} workers"
+        if not self._groups or self._pending:
+            if resize:  # the last restart is the one that brought this group
+                self._pending[-1].cause = f"{self._pending[-1].cause} ({resize})"
+            return None
+        if resize:
+            resized = self.restart(RestartReason.RESIZED, resize, None)
+            resized.elapsed_seconds = group.elapsed_seconds
+            return resized
+        return self.restart(RestartReason.WORKER_FAILED, UNREPORTED, None)
 
     def _note_ranks(self, windows: list[WindowReport]) -> None:
         """Each rank's peak memory so far, and the digest of its final weights when it sent one."""
@@ -108,7 +129,7 @@ class Timeline:
         self._phase += 1
         return event
 
-    def _elapsed(self, when: float | None) -> float | None:
+    def elapsed(self, when: float | None) -> float | None:
         if when is None or self.start_time is None:
             return None
         return round(when - self.start_time, 3)
@@ -167,6 +188,7 @@ def build_report(timeline: Timeline, **fields: Any) -> RunReport:
         peak_memory_bytes_per_worker={str(k): v for k, v in sorted(timeline.peak_memory.items())},
         restarts_from_steps=[r.step for r in timeline.restarts if r.step is not None],
         restarts=timeline.restarts,
+        worker_groups=timeline.groups,
         warnings=timeline.warnings,
         weights_sha_by_rank={str(k): v for k, v in sorted(weights.items())},
         replicas_identical=len(set(weights.values())) == 1 if weights else None,

@@ -16,6 +16,7 @@ import ray
 from slimray.core.envvars import RAY_ADDRESS, DriverEnv
 from slimray.core.jobstate import JobState
 from slimray.core.records import RestartReason
+from slimray.core.scaling import group_batch
 from slimray.core.spec import JobSpec
 from slimray.core.storage import RunStore, apply_umask
 from slimray.runtime.breakdown import PhaseClock, WallTimeBreakdown
@@ -87,14 +88,19 @@ def prepare_run_dir(store: RunStore, resume: bool = False) -> Path:
 
 
 def budget_steps(spec: JobSpec, n_train: int) -> StepBudget:
-    """The job's step budget; ValueError if one batch per worker exceeds the training set."""
-    world = spec.scaling.num_workers
-    steps_per_epoch = (n_train // world) // spec.train.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"train.batch_size {spec.train.batch_size} x {world} workers exceeds the "
-            f"{n_train} training samples"
-        )
+    """The job's step budget (an epoch as the smallest group makes it; each group counts its
+    own); ValueError if one batch per worker exceeds the training set at any size it may run at."""
+    scaling, batch_size = spec.scaling, spec.train.batch_size
+    for world in range(scaling.min_workers, scaling.max_workers + 1):
+        group = group_batch(batch_size, scaling, world)
+        if group.epoch_steps(n_train) < 1:
+            raise ValueError(
+                f"train.batch_size {batch_size} x {world} workers exceeds the {n_train} training samples"
+                if not scaling.elastic else
+                f"a global batch of {group.global_batch} ({group.per_worker} per worker at {world} "
+                f"workers) exceeds the {n_train} training samples"
+            )  # fmt: skip
+    steps_per_epoch = group_batch(batch_size, scaling, scaling.min_workers).epoch_steps(n_train)
     return StepBudget(steps_per_epoch, spec.train.steps or spec.train.epochs * steps_per_epoch)
 
 
@@ -181,7 +187,7 @@ def _prepare(spec: JobSpec, store: RunStore, clock: PhaseClock, loop: type | Non
         input_shape=tuple(data.input_shape), num_classes=data.num_classes,
         steps_per_epoch=steps.steps_per_epoch, total_steps=steps.total_steps,
         progress=channel.sender(), loop=loop,
-        train_arrays=ray.put(data.arrays) if data.arrays is not None else None,
+        train_arrays=ray.put(data.arrays) if data.arrays is not None else None, n_train=data.n_train,
     )  # fmt: skip
     return PreparedRun(data, steps, run_dir, config, channel)
 
@@ -193,12 +199,12 @@ def _train(
     report is recorded as Ray metrics too, labelled with the service's job id or the spec's name."""
     steps = run.steps
     emit("start", {"total_steps": steps.total_steps, "steps_per_epoch": steps.steps_per_epoch,
-                   "world": spec.scaling.num_workers, "n_train": run.data.n_train,
+                   "world": spec.scaling.max_workers, "n_train": run.data.n_train,
                    "run_dir": store.location, "backend": spec.backend})  # fmt: skip
     sender = run.channel.sender()
     trainer = build_trainer(spec, store, run.config, run.data.train, sender, faults.callbacks)
     metrics = RayMetrics(DriverEnv.job_label(spec.name), spec.backend)
-    pump = ProgressPump(spec.scaling.num_workers, steps.total_steps, emit,
+    pump = ProgressPump(spec.scaling.max_workers, steps.total_steps, emit,
                         Timeline(start_time=job_clock.began_wall), on_report=metrics.on_progress_report,
                         on_restart=metrics.on_restart)  # fmt: skip
     if job_clock.resume:  # its step is the one the first worker group resumes from

@@ -25,6 +25,7 @@ import tensorflow as tf
 from ray.train import Checkpoint, CheckpointUploadMode
 
 from slimray.core.records import PruneEvent, WindowReport
+from slimray.core.scaling import group_batch
 from slimray.core.spec import JobSpec
 from slimray.pruning import Pruner, ScoringBatch, build_graph, count_model, get_schedule
 from slimray.runtime.agreement import check_agreement
@@ -72,6 +73,9 @@ class WorkerLoop:
         require_gpu(self.spec.scaling)
         ctx = ray.train.get_context()  # local: the rank Ray Train assigned this process
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        # this group's share of the job's global batch (an elastic job's groups differ in size)
+        self.group = group_batch(self.spec.train.batch_size, self.spec.scaling, self.world)
+        self.steps_per_epoch = self.group.epoch_steps(config.n_train) or config.steps_per_epoch
         self.clock = PhaseClock()
         self.state = TrainState()  # until `start()` restores the group's last checkpoint
         threads = max(1, int(self.spec.scaling.cpus_per_worker))
@@ -120,7 +124,7 @@ class WorkerLoop:
     def make_step(self) -> Any:
         """The backend's train step for the current model (rebuilt after every prune event)."""
         train = self.spec.train
-        return self.backend.train_step(self.model, self.optimizer, train.batch_size, train)
+        return self.backend.train_step(self.model, self.optimizer, self.group.per_worker, train)
 
     def _restore_or_build(self) -> None:
         """The model, optimizer and train state of the group's last checkpoint (a restarted
@@ -220,7 +224,7 @@ class WorkerLoop:
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """This worker's batches from the current step on: streamed from its Ray Data shard in
         the first epoch, then from memory when the shard fits (`ShardCache`)."""
-        steps_per_epoch, total = self.config.steps_per_epoch, self.config.total_steps
+        steps_per_epoch, total = self.steps_per_epoch, self.config.total_steps
         cache, shard = self._batch_sources()
         while self.state.step < total:
             epoch, skip = divmod(self.state.step, steps_per_epoch)
@@ -242,22 +246,22 @@ class WorkerLoop:
     def _batch_sources(self) -> tuple[ShardCache, Any]:
         """The worker's batch cache, and its Ray Data shard (None when the driver passed the
         arrays, which are then sharded here and cached whole)."""
-        train, steps_per_epoch = self.spec.train, self.config.steps_per_epoch
+        train, steps_per_epoch, batch = self.spec.train, self.steps_per_epoch, self.group.per_worker
         if self.config.train_arrays is None:
             # every worker decides alike: equal shards, same epochs, whole-group restarts
-            cache = ShardCache(train.cache_mb * 2**20, train.batch_size, steps_per_epoch, train.seed)
+            cache = ShardCache(train.cache_mb * 2**20, batch, steps_per_epoch, train.seed)
             return cache, ray.train.get_dataset_shard("train")
         with self.clock.phase("data"):
             x, y = worker_shard(*_local(self.config.train_arrays), self.rank, self.world,
-                                steps_per_epoch * train.batch_size)  # fmt: skip
-        return ShardCache.from_arrays(x, y, train.batch_size, steps_per_epoch, train.seed), None
+                                steps_per_epoch * batch)  # fmt: skip
+        return ShardCache.from_arrays(x, y, batch, steps_per_epoch, train.seed), None
 
     def _shard_epoch(self, shard: Any, epoch: int) -> Iterator[dict[str, np.ndarray]]:
         """One epoch of the Ray Data shard, shuffled locally with a per-epoch seed."""
-        train = self.spec.train
+        train, batch = self.spec.train, self.group.per_worker
         return shard.iter_batches(
-            batch_size=train.batch_size, batch_format="numpy", drop_last=True,
-            local_shuffle_buffer_size=4 * train.batch_size,
+            batch_size=batch, batch_format="numpy", drop_last=True,
+            local_shuffle_buffer_size=4 * batch,
             local_shuffle_seed=train.seed * 1000 + epoch,
         )  # fmt: skip
 
@@ -321,7 +325,7 @@ class WorkerLoop:
             params=self.cost.params, flops=self.cost.flops,
             gradient_allreduce_bytes_per_step=self.grad_bytes, sparsity=self.state.sparsity,
             peak_memory_bytes=peak_memory_bytes(), allreduce_bytes_total=self.reducer.bytes_reduced,
-            event=self.pending_event, final=final, resumed_from=self.resumed_from,
+            event=self.pending_event, final=final, resumed_from=self.resumed_from, world=self.world,
             val_accuracy=val_accuracy,
             weights_sha=weights_digest(self.model) if final else None,  # replicas ended identical?
         )  # fmt: skip
@@ -356,7 +360,10 @@ class WorkerLoop:
         """Train to the last step (call `start()` first); STARTED and FINISHED frame the loop
         so the driver can time it."""
         loop_start = time.perf_counter()
-        started = {"resumed_from": self.resumed_from, "pid": os.getpid(), "warnings": self.warnings}
+        batch = {"workers": self.world, "per_worker_batch": self.group.per_worker,
+                 "global_batch": self.group.global_batch}  # fmt: skip
+        started = {"resumed_from": self.resumed_from, "pid": os.getpid(), "warnings": self.warnings,
+                   "batch": batch}  # fmt: skip
         self.send(STARTED, started)
         with self.collective_deadline():
             for x, y in self.batches():

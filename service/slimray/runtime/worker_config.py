@@ -25,6 +25,7 @@ class WorkerConfig:
     progress: ProgressSender | None = None
     train_arrays: Any = None  # ObjectRef of (x_train, y_train) when the data is in memory
     loop: type | None = None  # a WorkerLoop subclass (tests inject faults this way); None: WorkerLoop
+    n_train: int = 0  # training samples: each group's epoch from its own size (0: steps_per_epoch)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:

@@ -228,3 +228,17 @@ def test_the_allowlist_itself_never_admits_a_uri_carrying_more_than_bucket_and_p
     with pytest.raises(PolicyError) as err:
         enforce(spec, settings, "job1")
     assert err.value.problems[0][0] == ("data", "source") and named in err.value.problems[0][1]
+
+
+def test_a_worker_range_is_limited_by_its_max_with_a_422(settings):
+    """Issue 23 point 4: `scaling.num_workers: {min, max}`; the limit check compared it as an int
+    (a TypeError, a 500). Its max is what the cluster may be asked for."""
+    assert _accepted(settings, scaling={"num_workers": {"min": 2, "max": 4}}).scaling.max_workers == 4
+    over = {**BASE, "scaling": {"num_workers": {"min": 2, "max": 8}}}
+    served = settings.model_copy(update={"ray_address": f"http://127.0.0.1:{free_port()}"})
+    with TestClient(create_app(served)) as api:
+        response = api.post("/v1/jobs", json=over, headers={"Authorization": "Bearer t"})
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"][0]
+        assert detail["loc"] == ["body", "scaling", "num_workers"]
+        assert detail["msg"].startswith("8 exceeds this service's limit of 4"), detail

@@ -173,7 +173,7 @@ def _elements(shape: tuple[int, ...] | None) -> int:
 def _field_checks(spec: JobSpec, limits: JobLimits) -> list[tuple[tuple[str, ...], int | float, int | float]]:
     """(field, value, limit) of each field with a limit of its own."""
     return [
-        (("scaling", "num_workers"), spec.scaling.num_workers, limits.max_workers),
+        (("scaling", "num_workers"), spec.scaling.max_workers, limits.max_workers),  # a range: its max
         (("scaling", "cpus_per_worker"), spec.scaling.cpus_per_worker, limits.max_cpus_per_worker),
         (("scaling", "gpus_per_worker"), spec.scaling.gpus_per_worker, limits.max_gpus_per_worker),
         (("train", "steps"), spec.train.steps or 0, limits.max_steps),
