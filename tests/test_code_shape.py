@@ -29,8 +29,11 @@ def test_no_function_is_over_40_lines():
 
 
 def test_no_module_is_over_400_lines():
-    long = [f"{path.relative_to(PACKAGE)} ({n} lines)" for path, text in _sources()
-            if (n := len(text.splitlines())) > MAX_MODULE]
+    long = [
+        f"{path.relative_to(PACKAGE)} ({n} lines)"
+        for path, text in _sources()
+        if (n := len(text.splitlines())) > MAX_MODULE
+    ]
     assert long == []
 
 

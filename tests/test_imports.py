@@ -39,8 +39,19 @@ ALLOWED = {
     "core": {"pydantic", "yaml", "pyarrow", "slimray.core"},
     "zoo": {"keras", "numpy", "sklearn", "mlxtend", "slimray.core", "slimray.zoo"},
     "pruning": {"keras", "numpy", "tensorflow", "slimray.core", "slimray.pruning"},
-    "service": {"fastapi", "starlette", "httpx", "prometheus_client", "pydantic", "pydantic_settings",
-                "uvicorn", "yaml", "slimray", "slimray.core", "slimray.service"},
+    "service": {
+        "fastapi",
+        "starlette",
+        "httpx",
+        "prometheus_client",
+        "pydantic",
+        "pydantic_settings",
+        "uvicorn",
+        "yaml",
+        "slimray",
+        "slimray.core",
+        "slimray.service",
+    },
 }
 
 

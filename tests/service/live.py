@@ -51,4 +51,3 @@ def submitted(live: Live, job_id: str) -> None:
     store = live.app.state.context.store
     store.claim_submission(job_id, submission_id(job_id))
     store.mark_submitted(job_id)
-

@@ -24,7 +24,9 @@ def test_alert_series(tmp_path):
         store.claim_submission(job.id, submission_id(job.id))
         store.mark_submitted(job.id)
         store.transition(job.id, JobState.RUNNING)
-    store.add_prune_event(ok.id, 5, {"step": 5, "durations": {"score": 1.5, "surgery": 2.0, "retrace": None}}, 1)
+    store.add_prune_event(
+        ok.id, 5, {"step": 5, "durations": {"score": 1.5, "surgery": 2.0, "retrace": None}}, 1
+    )
     store.finish(bad.id, JobState.FAILED, None, reason="t", error="MaskDisagreementError: at step 30")
     reachable = {"value": None}
     registries = build_registries(store, 10, lambda: reachable["value"])

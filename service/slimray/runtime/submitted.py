@@ -79,7 +79,9 @@ def claim_event_token(driver: DriverEnv, patience: float = 600.0, retry_seconds:
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise ClaimRefused(f"the service at {driver.service_url} did not answer the claim in {patience:.0f} s")
+            raise ClaimRefused(
+                f"the service at {driver.service_url} did not answer the claim in {patience:.0f} s"
+            )
         time.sleep(retry_seconds)
 
 

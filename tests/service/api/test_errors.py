@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from slimray.core.errors import BackendUnavailableError
 from slimray.core.jobstate import InvalidTransition
-from slimray.service.api.errors import HANDLERS, install_error_handlers
 from slimray.service.api.claims import ClaimInvalid, ClaimSpent
+from slimray.service.api.errors import HANDLERS, install_error_handlers
 from slimray.service.api.events import EventLimitReached, EventRefused
 from slimray.service.api.policy import PolicyError
 from slimray.service.executor import RayUnavailable
@@ -34,7 +34,8 @@ CASES = [
     (InvalidTransition("job a is already succeeded"), 409, "job a is already succeeded"),
     (EventRefused("job a is failed"), 409, "job a is failed"),
     (EventLimitReached("job a has its 11 prune events"), 422,
-     [{"loc": ["body", "data", "event", "step"], "msg": "job a has its 11 prune events", "type": "policy_error"}]),
+     [{"loc": ["body", "data", "event", "step"], "msg": "job a has its 11 prune events",
+       "type": "policy_error"}]),
     (ClaimInvalid("not the claim"), 401, "not the claim"),
     (ClaimSpent("already exchanged"), 409, "already exchanged"),
     (StoreUnavailable("the job store is gone"), 503, "the job store is gone"),

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.timeout(600)
 RAY_TOKEN = "fedcba9876543210" * 4
 TOKEN = "logs-token"
 LINES = 200_000  # 105 bytes each: a 21 MB log
-PRINTER = (f"import sys; w = sys.stdout.write; [w(f'line {{i:08d}} ' + 'x' * 91 + '\\\\n') for i in range({LINES})]; "
+PRINTER = ("import sys; w = sys.stdout.write; "
+           f"[w(f'line {{i:08d}} ' + 'x' * 91 + '\\\\n') for i in range({LINES})]; "
            "print('THE END')")  # fmt: skip
 
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from slimray.core.jobstate import JobState
-from slimray.service.api.reconcile import reconcile_all
 from slimray.service.api.context import launcher
+from slimray.service.api.reconcile import reconcile_all
 from slimray.service.executor import DriverLaunch, RayJobStatus, RayUnavailable, lost_cause, submission_id
 from slimray.service.settings import get_settings
 from slimray.service.store import Store

@@ -36,8 +36,11 @@ def _claimed_job(store: Store, secret: str | None, job_id: str, given: str) -> J
         job = store.get(job_id)
     except UnknownJob:
         job = None
-    if job is None or not secret or job.ray_job_id is None or not same(
-        given, submission_claim(secret, job.ray_job_id)
+    if (
+        job is None
+        or not secret
+        or job.ray_job_id is None
+        or not same(given, submission_claim(secret, job.ray_job_id))
     ):
         raise ClaimInvalid(f"not the event-token claim of job {job_id}'s submission")
     return job

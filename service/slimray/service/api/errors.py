@@ -45,7 +45,10 @@ HANDLERS: dict[type[Exception], tuple[int, Render]] = {
     UnknownJob: (status.HTTP_404_NOT_FOUND, lambda err: f"no job {err.args[0]!r}"),
     InvalidTransition: (status.HTTP_409_CONFLICT, str),
     EventRefused: (status.HTTP_409_CONFLICT, str),
-    EventLimitReached: (status.HTTP_422_UNPROCESSABLE_CONTENT, lambda err: field_errors([(err.field, str(err))])),
+    EventLimitReached: (
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        lambda err: field_errors([(err.field, str(err))]),
+    ),
     ClaimInvalid: (status.HTTP_401_UNAUTHORIZED, str),
     ClaimSpent: (status.HTTP_409_CONFLICT, str),
     StoreUnavailable: (status.HTTP_503_SERVICE_UNAVAILABLE, str),

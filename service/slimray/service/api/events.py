@@ -30,8 +30,9 @@ EVENT_SLACK = 8  # prune events a job may store beyond its schedule's (a driver 
 SCHEDULE_EVENTS: dict[type, Callable[[Any], int]] = {
     OneShotSpec: lambda s: 1,
     IterativeSpec: lambda s: (s.end - s.start) // s.every + 1,
-    PolynomialSpec: lambda s: (s.end_step - s.begin_step) // s.frequency + 1
-    + bool((s.end_step - s.begin_step) % s.frequency),
+    PolynomialSpec: lambda s: (
+        (s.end_step - s.begin_step) // s.frequency + 1 + bool((s.end_step - s.begin_step) % s.frequency)
+    ),
 }
 
 
