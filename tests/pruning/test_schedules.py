@@ -62,3 +62,18 @@ def test_schedules_round_trip(schedule):
 def test_bad_arguments_echo_the_value(factory, message):
     with pytest.raises(ValueError, match=message):
         factory()
+
+
+@pytest.mark.parametrize("schedule", [
+    {"kind": "one_shot", "step": 7},
+    {"kind": "iterative", "start": 10, "end": 95, "every": 20},
+    {"kind": "polynomial", "begin_step": 0, "end_step": 250, "frequency": 100},
+    {"kind": "polynomial", "begin_step": 5, "end_step": 205, "frequency": 50},
+])  # fmt: skip
+def test_the_spec_counts_the_events_the_schedule_prunes_at(schedule):
+    """The service caps a job's stored prune events by its spec's `event_steps()`: the steps must be
+    the ones the worker's schedule prunes at (one copy of the rule, in `core.spec`)."""
+    from slimray.core.spec import PruneSpec
+
+    prune = PruneSpec.model_validate({"sparsity": 0.5, "schedule": schedule})
+    assert prune.schedule.event_steps() == [at for at, _ in get_schedule(prune.schedule_config()).events()]

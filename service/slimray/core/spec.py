@@ -22,6 +22,7 @@ from pydantic import (
 
 from slimray.core.jsonsafe import deeper_than
 from slimray.core.scaling import ScalingSpec, group_batch
+from slimray.core.schedule_spec import IterativeSpec, OneShotSpec, ScheduleSpec
 from slimray.core.uris import plain_uri
 
 BUILTIN_MODELS = (
@@ -175,42 +176,6 @@ class TrainSpec(_Strict):
         if (self.steps is None) == (self.epochs is None):
             raise ValueError("give exactly one of steps or epochs")
         return self
-
-
-class OneShotSpec(_Strict):
-    kind: Literal["one_shot"] = "one_shot"
-    step: int = Field(ge=0)
-
-
-class IterativeSpec(_Strict):
-    kind: Literal["iterative"] = "iterative"
-    start: int = Field(ge=0)
-    end: int = Field(ge=0)
-    every: int = Field(ge=1)
-
-    @model_validator(mode="after")
-    def _order(self) -> IterativeSpec:
-        if self.end < self.start:
-            raise ValueError(f"end ({self.end}) must be >= start ({self.start})")
-        return self
-
-
-class PolynomialSpec(_Strict):
-    kind: Literal["polynomial"] = "polynomial"
-    begin_step: int = Field(ge=0)
-    end_step: int = Field(ge=1)
-    frequency: int = Field(100, ge=1)
-    power: float = Field(3.0, gt=0)
-    initial_sparsity: float = Field(0.0, ge=0, lt=1)
-
-    @model_validator(mode="after")
-    def _order(self) -> PolynomialSpec:
-        if self.end_step <= self.begin_step:
-            raise ValueError(f"end_step ({self.end_step}) must be > begin_step ({self.begin_step})")
-        return self
-
-
-ScheduleSpec = Annotated[OneShotSpec | IterativeSpec | PolynomialSpec, Field(discriminator="kind")]
 
 
 class PruneSpec(_Strict):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from slimray.core.registry import Configurable, Registry
+from slimray.core.schedule_spec import iterative_steps, polynomial_steps
 
 
 def _int(name: str, value: Any, minimum: int = 0) -> int:
@@ -93,7 +94,7 @@ class Iterative(_EventSchedule):
         self.sparsity = _fraction("sparsity", sparsity)
 
     def events(self):
-        steps = list(range(self.start, self.end + 1, self.every))
+        steps = iterative_steps(self.start, self.end, self.every)
         n = len(steps)
         return [(s, self.sparsity * (k + 1) / n) for k, s in enumerate(steps)]
 
@@ -138,9 +139,7 @@ class PolynomialDecay(_EventSchedule):
         return s_f + (s_i - s_f) * (1.0 - progress) ** self.power
 
     def events(self):
-        steps = list(range(self.begin_step, self.end_step + 1, self.frequency))
-        if steps[-1] != self.end_step:
-            steps.append(self.end_step)
+        steps = polynomial_steps(self.begin_step, self.end_step, self.frequency)
         return [(s, self.sparsity_at(s)) for s in steps]
 
     def get_config(self):

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from slimray.core.jobstate import JobState
 from slimray.core.records import Retain, retained
-from slimray.core.spec import IterativeSpec, JobSpec, OneShotSpec, PolynomialSpec
+from slimray.core.spec import JobSpec
 from slimray.service.api.schemas import EndIn, ReportIn, StartIn, WorkerErrorIn
 from slimray.service.store import Job, Store
 
@@ -26,14 +26,6 @@ class EventLimitReached(ValueError):
 
 
 EVENT_SLACK = 8  # prune events a job may store beyond its schedule's (a driver newer than the service)
-# how many events each schedule kind makes (the steps of `slimray.pruning.schedules`' `events()`)
-SCHEDULE_EVENTS: dict[type, Callable[[Any], int]] = {
-    OneShotSpec: lambda s: 1,
-    IterativeSpec: lambda s: (s.end - s.start) // s.every + 1,
-    PolynomialSpec: lambda s: (
-        (s.end_step - s.begin_step) // s.frequency + 1 + bool((s.end_step - s.begin_step) % s.frequency)
-    ),
-}
 
 
 def event_limit(spec: dict[str, Any]) -> int:
@@ -43,7 +35,7 @@ def event_limit(spec: dict[str, Any]) -> int:
         prune = JobSpec.model_validate(spec).prune
     except ValidationError:
         return EVENT_SLACK
-    planned = 0 if prune is None else SCHEDULE_EVENTS[type(prune.schedule)](prune.schedule)
+    planned = 0 if prune is None else len(prune.schedule.event_steps())
     return planned + EVENT_SLACK
 
 
