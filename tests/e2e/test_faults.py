@@ -1,8 +1,7 @@
 """One fast case of each fault of the fault benchmark (`benchmarks/bench_faults.py`), injected
 from outside the job exactly as the benchmark does it: a tiny job run by the `slimray` CLI (or
 the service) on a two-worker-node Ray cluster on loopback, a worker SIGKILLed or SIGSTOPped by
-PID, the newest checkpoint truncated, a node removed for good, the driver killed. The cases the
-lost node (d) needs elastic `scaling.num_workers` and is skipped until it lands."""
+PID, the newest checkpoint truncated, a node removed for good, the driver killed."""
 
 from __future__ import annotations
 
@@ -108,7 +107,6 @@ def test_c_a_truncated_newest_checkpoint_falls_back_to_the_one_before(cluster, t
     assert min(out.report.restarts_from_steps) < out.injection.after_step  # not the truncated one
 
 
-@pytest.mark.skip(reason="needs elastic scaling.num_workers ({min, max}): go on with the workers left")
 def test_d_a_worker_node_lost_for_good_finishes_on_the_remaining_worker(cluster, tmp_path):
     spec = tiny_spec(tmp_path / "run", scaling={"num_workers": {"min": 1, "max": 2}})
     try:
