@@ -13,7 +13,6 @@ import json
 import random
 import shutil
 import tempfile
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -58,14 +57,8 @@ def run_trial(kind: Fault, repeat: int, args: argparse.Namespace, plan: Plan, li
         cluster.start()
         spec = _spec(workdir, args, kind)
         job = (ServiceJob if kind.via_service else CliJob)(cluster, spec, workdir)
-        target = Target(cluster, job, rng, plan)
-        found: dict[str, Injection] = {}
-        thread = threading.Thread(target=lambda: found.update(i=kind.inject(target)), daemon=True)
-        thread.start()
-        end = job.wait(limit)
-        target.stop.set()
-        thread.join(60)
-        record = _record(kind, repeat, end, found.get("i", Injection()), job)
+        end, injection = kind.run(Target(cluster, job, rng, plan), limit)
+        record = _record(kind, repeat, end, injection, job)
     except Exception as err:  # a harness failure is one bad run, not the end of the benchmark
         record = RunRecord(kind.name, repeat, "harness error", time.monotonic() - began, False, False,
                            note=f"{type(err).__name__}: {err}")  # fmt: skip

@@ -171,6 +171,17 @@ class Fault:
     elastic: bool = False  # run with the elastic worker range, where the spec has it
     needs_detection: bool = False  # recovered only if the system itself ended the stopped worker
 
+    def run(self, target: Target, limit: float) -> tuple[Any, Injection]:
+        """The target's job run to its end (at most `limit` s) while this fault is injected from
+        a thread: (the job's end, what was injected). The benchmark and the e2e tests share it."""
+        found: dict[str, Injection] = {}
+        thread = threading.Thread(target=lambda: found.update(i=self.inject(target)), daemon=True)
+        thread.start()
+        end = target.job.wait(limit)
+        target.stop.set()
+        thread.join(60)
+        return end, found.get("i", Injection())
+
 
 BASELINE = Fault("-", "baseline", "uninterrupted", "-", no_fault)
 FAULTS = {f.key: f for f in (

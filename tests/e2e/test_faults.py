@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,16 +54,10 @@ def inject(cluster: LocalCluster, spec: dict, workdir: Path, key: str, hold: flo
     job = (ServiceJob if kind.via_service else CliJob)(cluster, spec, workdir)
     try:
         plan = Plan(window=0.5, hold=hold, first_checkpoint_timeout=180)
-        target = Target(cluster, job, random.Random(0), plan)
-        found: dict[str, Injection] = {}
-        thread = threading.Thread(target=lambda: found.update(i=kind.inject(target)), daemon=True)
-        thread.start()
-        end = job.wait(WALL_LIMIT)
-        target.stop.set()
-        thread.join(60)
+        end, injection = kind.run(Target(cluster, job, random.Random(0), plan), WALL_LIMIT)
     finally:
         job.stop()
-    return Outcome(end, found.get("i", Injection()), read_report(job.run_dir), job)
+    return Outcome(end, injection, read_report(job.run_dir), job)
 
 
 @pytest.fixture(scope="module")

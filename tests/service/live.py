@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from slimray.service.api.main import create_app
 from slimray.service.executor import submission_id
 from slimray.service.server import uvicorn_config
-from slimray.service.settings import Settings
+from slimray.service.settings import Settings, get_settings
 from tests.service_helpers import free_port
 
 
@@ -23,6 +23,12 @@ from tests.service_helpers import free_port
 class Live:
     url: str
     app: FastAPI
+
+
+def settings_without_ray(tmp_path, token: str) -> Settings:
+    """Settings for a service whose Ray never answers (a free port) and whose reconciler sleeps."""
+    return get_settings(api_token=token, db_path=tmp_path / "jobs.db", runs_root=tmp_path / "runs",
+                        ray_address=f"http://127.0.0.1:{free_port()}", reconcile_seconds=60)  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -13,9 +13,7 @@ import yaml
 
 from slimray.service.api.events import EVENT_SLACK
 from slimray.service.api.schemas import MAX_EVENT_BYTES
-from slimray.service.settings import get_settings
-from tests.service.live import live_service, submitted
-from tests.service_helpers import free_port
+from tests.service.live import live_service, settings_without_ray, submitted
 
 TOKEN = "bounds-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -24,9 +22,7 @@ SCHEDULED = 3  # examples/mnist.yaml: iterative, steps 45, 90, 135
 
 @pytest.fixture
 def live(tmp_path):
-    settings = get_settings(api_token=TOKEN, db_path=tmp_path / "jobs.db", runs_root=tmp_path / "runs",
-                            ray_address=f"http://127.0.0.1:{free_port()}", reconcile_seconds=60)  # fmt: skip
-    with live_service(settings) as live:
+    with live_service(settings_without_ray(tmp_path, TOKEN)) as live:
         yield live
 
 

@@ -8,18 +8,15 @@ import threading
 import httpx
 import pytest
 
-from slimray.service.settings import get_settings
-from tests.service.live import live_service
-from tests.service_helpers import free_port, wait_for
+from tests.service.live import live_service, settings_without_ray
+from tests.service_helpers import wait_for
 
 TOKEN = "pool-token"
 
 
 @pytest.fixture
 def live(tmp_path):
-    settings = get_settings(api_token=TOKEN, db_path=tmp_path / "jobs.db", runs_root=tmp_path / "runs",
-                            ray_address=f"http://127.0.0.1:{free_port()}", reconcile_seconds=60)  # fmt: skip
-    with live_service(settings) as live:
+    with live_service(settings_without_ray(tmp_path, TOKEN)) as live:
         yield live
 
 
