@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ import uvicorn
 
 from slimray.service.api.main import create_app
 from slimray.service.executor import RayJobExecutor
+from slimray.service.ports import free_port
 from slimray.service.server import uvicorn_config
 from slimray.service.settings import Settings
 
@@ -26,12 +26,6 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

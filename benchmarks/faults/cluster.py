@@ -20,15 +20,11 @@ from pathlib import Path
 
 import psutil
 
+from slimray.service.ports import free_port, free_ports
+
 _AGENT_PORTS = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
                 "metrics-export-port")  # fmt: skip
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cluster_env() -> dict[str, str]:
@@ -109,7 +105,10 @@ class LocalCluster:
             "--node-ip-address=127.0.0.1",
             *args,
         ]
-        cmd += [f"--{option}={free_port()}" for option in _AGENT_PORTS]
+        cmd += [
+            f"--{option}={port}"
+            for option, port in zip(_AGENT_PORTS, free_ports(len(_AGENT_PORTS)), strict=True)
+        ]
         log = (Path(temp_dir) / "ray-start.log").open("w")
         proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip

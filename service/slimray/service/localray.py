@@ -10,7 +10,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from urllib.parse import urlparse
 import httpx
 
 from slimray.core.envvars import SERVICE_SECRETS
+from slimray.service.ports import free_ports
 
 RECORD = "ray_head.json"  # in the state dir: the head a service started, for its successor
 
@@ -52,12 +52,6 @@ def _ray_command() -> str:
     Python whose scripts go to /usr/local/bin while it lives in /usr/bin)."""
     beside = Path(sys.executable).with_name("ray")
     return str(beside) if beside.exists() else shutil.which("ray") or str(beside)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def answers(address: str, token: str | None) -> bool:
@@ -105,7 +99,8 @@ class LocalRay:
                "--disable-usage-stats", "--include-dashboard=true", f"--temp-dir={temp_dir}",
                f"--dashboard-host={url.hostname}", f"--dashboard-port={url.port or 8265}",
                f"--port={gcs_port}"]  # fmt: skip
-        cmd += [f"--{option}={_free_port()}" for option in _AGENT_PORTS]
+        agent_ports = free_ports(len(_AGENT_PORTS), exclude={gcs_port, url.port or 8265})
+        cmd += [f"--{option}={port}" for option, port in zip(_AGENT_PORTS, agent_ports, strict=True)]
         if num_cpus:
             cmd.append(f"--num-cpus={num_cpus}")
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
