@@ -1,6 +1,7 @@
 """A rendered pod's container as its process would see it, without a cluster: its env with
 Secrets filled in (from the rendered Secrets, else test values) and its volume mounts placed
-under a local folder (ConfigMaps written as files), so the process's own code can load them."""
+under a local folder (ConfigMaps and projected Secrets written as files), so the process's own
+code can load them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ class ContainerView:
 
     env: dict[str, str]
     mounts: dict[str, Path]  # mountPath in the pod -> local folder
+
+    def has_secret_file(self, name: str) -> bool:
+        """Whether the folder SLIMRAY_SECRETS_DIR names holds the file `name` (a token)."""
+        folder = self.env.get("SLIMRAY_SECRETS_DIR")
+        return folder is not None and (Path(folder) / name).is_file()
 
     def local(self, path: str) -> str:
         """`path` as seen in the pod, moved under the local folder of the mount holding it."""
@@ -55,6 +61,11 @@ def container_view(pod: dict[str, Any], docs: list[dict[str, Any]], root: Path) 
     view = ContainerView({}, mounts)
     for mount in container.get("volumeMounts", []):
         volume = volumes[mount["name"]]
+        for source in (volume.get("projected") or {}).get("sources", []):
+            for item in source["secret"]["items"]:
+                value = _secret_value({**source["secret"], "key": item["key"]}, docs)
+                if value is not None:
+                    (mounts[mount["mountPath"]] / item["path"]).write_text(value)
         if "configMap" in volume:
             for key, text in _config_map(volume["configMap"]["name"], docs).items():
                 text = re.sub(r'"(/[^"]*)"', lambda m: f'"{view.local(m.group(1))}"', text)

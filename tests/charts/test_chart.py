@@ -90,10 +90,10 @@ def test_the_service_is_one_recreated_replica_with_probes_and_the_ray_token():
     cluster = next(d for d in docs if d["kind"] == "RayCluster")
     # no token given: the Ray token from the Secret KubeRay generates, named after the RayCluster
     assert cluster["spec"]["authOptions"] == {"mode": "token"}
-    assert env["SLIMRAY_RAY_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": cluster["metadata"]["name"],
-        "key": "auth_token",
-    }
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    (secrets,) = [v["projected"] for v in volumes if "projected" in v]
+    item = {"key": "auth_token", "path": "SLIMRAY_RAY_TOKEN"}
+    assert secrets["sources"] == [{"secret": {"name": cluster["metadata"]["name"], "items": [item]}}]
     assert env["SLIMRAY_RAY_ADDRESS"]["value"] == f"http://{cluster['metadata']['name']}-head-svc.ml.svc:8265"
     runs = {m["mountPath"] for m in container["volumeMounts"]}
     for _, pod in pod_specs(cluster):  # the same runs volume at the same path everywhere

@@ -76,7 +76,8 @@ def test_settings_load_every_value_as_the_values_give_it(chart_settings, request
     assert settings.runs_shared is (not values["objectStore"]["enabled"])
     assert settings.ray_token is not None
     # the admin token from a Secret when one is given, else the service keeps its own (below)
-    assert (settings.api_token is not None) is ("SLIMRAY_API_TOKEN" in view.env)
+    assert (settings.api_token is not None) is view.has_secret_file("SLIMRAY_API_TOKEN")
+    assert not {"SLIMRAY_API_TOKEN", "SLIMRAY_METRICS_TOKEN", "SLIMRAY_RAY_TOKEN"} & set(view.env)
 
 
 @pytest.mark.parametrize("chart_settings", list(VALUES), indirect=True)

@@ -35,13 +35,36 @@ def _sets(sets: tuple[str, ...]) -> list[str]:
     return [a for s in sets for a in ("--set", s)]
 
 
-def _api(docs: list[dict]) -> tuple[dict, dict]:
-    """The api container's env (by name) and the test pod's."""
+TOKEN_VARS = {"SLIMRAY_API_TOKEN", "SLIMRAY_METRICS_TOKEN", "SLIMRAY_RAY_TOKEN"}
+
+
+def _token_files(pod: dict) -> dict[str, dict]:
+    """A pod's token files: file name -> the Secret key it holds ({name, key})."""
+    files = {}
+    for volume in pod.get("volumes", []):
+        sources = [s["secret"] for s in (volume.get("projected") or {}).get("sources", []) if "secret" in s]
+        if "secret" in volume:
+            sources.append({**volume["secret"], "name": volume["secret"]["secretName"]})
+        for secret in sources:
+            files.update({i["path"]: {"name": secret["name"], "key": i["key"]} for i in secret["items"]})
+    return files
+
+
+def _api(docs: list[dict]) -> tuple[dict, dict, dict]:
+    """The api container's env (by name), its token files and the test pod's. Regression (issue
+    23 L8): tokens were env vars, readable in any /proc/<pid>/environ of the service's user."""
     pods = dict(p for d in docs for p in pod_specs(d))
     (api,) = [p for where, p in pods.items() if where.startswith("Deployment/")]
     (test,) = [p for where, p in pods.items() if where.startswith("Pod/")]
-    return ({e["name"]: e for e in api["containers"][0]["env"]},
-            {e["name"]: e for e in test["containers"][0]["env"]})  # fmt: skip
+    env = {e["name"]: e for e in api["containers"][0]["env"]}
+    assert not TOKEN_VARS & {e["name"] for p in (api, test) for e in p["containers"][0].get("env", [])}
+    files = _token_files(api)
+    if files:
+        (mount,) = [m for m in api["containers"][0]["volumeMounts"] if m["name"] == "secrets"]
+        assert mount["readOnly"] and env["SLIMRAY_SECRETS_DIR"]["value"] == mount["mountPath"]
+        (volume,) = [v for v in api["volumes"] if v["name"] == "secrets"]
+        assert volume["projected"]["defaultMode"] == 0o440
+    return env, files, _token_files(test)
 
 
 @pytest.mark.parametrize("values", [*VALUES, "explicit"])
@@ -61,13 +84,11 @@ def test_without_token_values_kuberay_and_the_service_keep_the_tokens():
     SLIMRAY_API_TOKEN (the service keeps its own); the Ray token is the one KubeRay generates."""
     docs = helm_template()
     assert not [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"]
-    env, test_env = _api(docs)
-    assert not {"SLIMRAY_API_TOKEN", "SLIMRAY_METRICS_TOKEN"} & set(env)
-    assert "SLIMRAY_API_TOKEN" not in test_env  # helm test: /readyz and an anonymous call refused
+    _, files, test_files = _api(docs)
+    assert not test_files  # helm test: /readyz and an anonymous call refused
     cluster = next(d for d in docs if d["kind"] == "RayCluster")
     assert cluster["spec"]["authOptions"] == {"mode": "token"}  # KubeRay: a Secret named after it
-    assert env["SLIMRAY_RAY_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": cluster["metadata"]["name"],
-                                                                    "key": "auth_token"}  # fmt: skip
+    assert files == {"SLIMRAY_RAY_TOKEN": {"name": cluster["metadata"]["name"], "key": "auth_token"}}
 
 
 def _notes(*sets: str) -> str:
@@ -80,7 +101,7 @@ def test_the_notes_say_where_the_admin_token_is():
     """Without a token the notes read the service's own one with `kubectl exec` (the file the
     service keeps next to its store) and point GitOps to existingSecret; with one, its Secret."""
     docs = helm_template()
-    env, _ = _api(docs)
+    env, _, _ = _api(docs)
     token_file = PurePosixPath(env["SLIMRAY_DB_PATH"]["value"]).parent / "token"  # slimray serve's
     deployment = next(d for d in docs if d["kind"] == "Deployment")["metadata"]["name"]
     notes = _notes()
@@ -104,12 +125,11 @@ def test_existing_secrets_mean_no_rendered_secret_and_are_used_everywhere():
     sets = (*GIVEN_SECRETS, "monitoring.serviceMonitor.enabled=true")
     docs = helm_template(sets=sets)
     assert not [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"]
-    env, test_env = _api(docs)
+    _, files, test_files = _api(docs)
     auth = {"name": "slimray-auth", "key": "api-token"}
-    assert env["SLIMRAY_API_TOKEN"]["valueFrom"]["secretKeyRef"] == auth
-    assert test_env["SLIMRAY_API_TOKEN"]["valueFrom"]["secretKeyRef"] == auth
-    assert env["SLIMRAY_RAY_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "slimray-ray-token",
-                                                                    "key": "auth_token"}  # fmt: skip
+    assert files == {"SLIMRAY_API_TOKEN": auth, "SLIMRAY_METRICS_TOKEN": {**auth, "key": "metrics-token"},
+                     "SLIMRAY_RAY_TOKEN": {"name": "slimray-ray-token", "key": "auth_token"}}  # fmt: skip
+    assert test_files == {"SLIMRAY_API_TOKEN": auth}
     cluster = next(d for d in docs if d["kind"] == "RayCluster")
     assert cluster["spec"]["authOptions"]["secretName"] == "slimray-ray-token"
     (endpoint,) = next(d for d in docs if d["kind"] == "ServiceMonitor")["spec"]["endpoints"]
@@ -125,19 +145,19 @@ def test_explicit_tokens_are_rendered_as_given():
     assert decoded["r-slimray-auth"] == {"api-token": EXPLICIT["auth.apiToken"],
                                          "metrics-token": EXPLICIT["auth.metricsToken"]}  # fmt: skip
     assert decoded["r-slimray-ray-token"] == {"auth_token": EXPLICIT["ray.cluster.token"]}
-    env, _ = _api(docs)
-    assert env["SLIMRAY_API_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "r-slimray-auth"
+    _, files, _ = _api(docs)
+    assert files["SLIMRAY_API_TOKEN"]["name"] == "r-slimray-auth"
     cluster = next(d for d in docs if d["kind"] == "RayCluster")
     assert cluster["spec"]["authOptions"]["secretName"] == "r-slimray-ray-token"
-    assert env["SLIMRAY_RAY_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "r-slimray-ray-token"
+    assert files["SLIMRAY_RAY_TOKEN"]["name"] == "r-slimray-ray-token"
 
 
 def test_a_metrics_token_alone_leaves_the_admin_token_to_the_service():
     docs = helm_template(sets=("auth.metricsToken=" + EXPLICIT["auth.metricsToken"],))
     (secret,) = [d for d in docs if d["kind"] == "Secret"]
     assert set(secret["data"]) == {"metrics-token"}
-    env, _ = _api(docs)
-    assert "SLIMRAY_API_TOKEN" not in env and "SLIMRAY_METRICS_TOKEN" in env
+    _, files, _ = _api(docs)
+    assert "SLIMRAY_API_TOKEN" not in files and "SLIMRAY_METRICS_TOKEN" in files
 
 
 @pytest.mark.parametrize("field", ["auth.apiToken", "auth.metricsToken", "ray.cluster.token"])

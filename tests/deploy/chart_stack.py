@@ -70,12 +70,13 @@ class Stack:
 
 
 def admin_token(m: Machine, api: PodPlan) -> str:
-    """The admin token as the api container has it: its SLIMRAY_API_TOKEN (from a Secret), else the
-    one the service keeps next to its store, read as the chart's notes say (`kubectl exec ... cat`)."""
+    """The admin token as the api container has it: its file SLIMRAY_API_TOKEN (from a Secret),
+    else the one the service keeps next to its store; read as the chart's notes say (`kubectl exec
+    ... cat`)."""
     env = m.env(api)
-    if "SLIMRAY_API_TOKEN" in env:
-        return env["SLIMRAY_API_TOKEN"]
-    return m.exec(api, "cat", str(PurePosixPath(env["SLIMRAY_DB_PATH"]).parent / "token")).strip()
+    kept = PurePosixPath(env["SLIMRAY_DB_PATH"]).parent / "token"
+    mounted = PurePosixPath(env.get("SLIMRAY_SECRETS_DIR", "/nonexistent")) / "SLIMRAY_API_TOKEN"
+    return m.exec(api, "sh", "-c", f"cat {mounted} 2>/dev/null || cat {kept}").strip()
 
 
 @contextlib.contextmanager

@@ -10,9 +10,10 @@ allowPrivilegeEscalation false -> `--security-opt no-new-privileges`, runAsNonRo
 RuntimeDefault is Docker's default profile); volumes (emptyDir -> `--tmpfs` (exec, mode 1777, its
 sizeLimit), the Ray pods' /dev/shm -> `--shm-size` of the memory limit, a persistentVolumeClaim ->
 one host folder per claim name shared by every pod that mounts it (group and setgid as
-`fsGroup` would make them, g+rwx), ConfigMaps and Secrets -> their data as files, mounted
-read-only); resources (the CPU limit -> `--cpus`, at most the machine's cores; the memory limit
--> `--memory`); readiness probes (httpGet, exec) before a pod counts as started.
+`fsGroup` would make them, g+rwx), ConfigMaps, Secrets and projected volumes of them -> their
+data as files with their modes, mounted read-only); resources (the CPU limit -> `--cpus`, at most
+the machine's cores; the memory limit -> `--memory`); readiness probes (httpGet, exec) before a
+pod counts as started.
 
 Adaptations for one machine, host network, loopback only (each generic, none names a manifest):
 - Every Service the manifests or the operator define resolves to 127.0.0.1 (`--add-host` for
@@ -294,21 +295,28 @@ class Machine:
         return path
 
     def _files(self, pod: PodPlan, volume: dict[str, Any]) -> Path:
-        """A ConfigMap or Secret volume's files (rewritten like env values), in a folder of the pod."""
-        if "configMap" in volume:
-            source = volume["configMap"]
-            data = self._lookup(source, False) or {}
+        """A ConfigMap, Secret or projected volume's files (rewritten like env values), in a folder
+        of the pod; a missing Secret or key fails the pod unless its source is `optional`."""
+        if "projected" in volume:
+            mode = volume["projected"].get("defaultMode", 0o644)
+            sources = [({**s.get("configMap", s.get("secret")), "defaultMode": mode}, "secret" in s)
+                       for s in volume["projected"]["sources"]]  # fmt: skip
+        elif "configMap" in volume:
+            sources = [(volume["configMap"], False)]
         else:
-            source = {**volume["secret"], "name": volume["secret"]["secretName"]}
-            data = self._lookup(source, True) or {}
-        items = source.get("items") or [{"key": k, "path": k} for k in data]
+            sources = [({**volume["secret"], "name": volume["secret"]["secretName"]}, True)]
         folder = self.workdir / "volumes" / pod.name / volume["name"]
         folder.mkdir(parents=True, exist_ok=True)
-        for item in items:
-            path = folder / item["path"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(self.rewrite(data[item["key"]], pod))
-            path.chmod(item.get("mode", source.get("defaultMode", 0o644)))
+        for source, secret in sources:
+            data = self._lookup(source, secret) or {}
+            for item in source.get("items") or [{"key": k, "path": k} for k in data]:
+                if item["key"] not in data:
+                    assert source.get("optional"), f"{pod.name}: {source['name']} has no key {item['key']}"
+                    continue
+                path = folder / item["path"]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(self.rewrite(data[item["key"]], pod))
+                path.chmod(item.get("mode", source.get("defaultMode", 0o644)))
         return folder
 
     def _volumes(self, pod: PodPlan) -> list[str]:
@@ -330,7 +338,7 @@ class Machine:
                 if "persistentVolumeClaim" in volume:
                     host = self.claim_dir(volume["persistentVolumeClaim"]["claimName"], fs_group)
                     read_only = mount.get("readOnly") or volume["persistentVolumeClaim"].get("readOnly")
-                elif "configMap" in volume or "secret" in volume:
+                elif {"configMap", "secret", "projected"} & set(volume):
                     host, read_only = self._files(pod, volume), True
                 else:
                     raise NotImplementedError(

@@ -91,3 +91,23 @@ def test_a_runs_root_uri_carrying_more_than_bucket_and_path_is_refused_at_start(
 
 def test_local_runs_roots_keep_any_character(tmp_path):
     assert get_settings(api_token="t", runs_root=tmp_path / "a#b?c").runs_root == tmp_path / "a#b?c"
+
+
+def test_tokens_come_from_files_in_the_secrets_dir_under_the_environment(tmp_path, monkeypatch):
+    """Issue 23 L8: the chart mounts its Secrets as files, so no token sits in the environ."""
+    for name in ("SLIMRAY_API_TOKEN", "SLIMRAY_METRICS_TOKEN", "SLIMRAY_RAY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "SLIMRAY_API_TOKEN").write_text("admin-from-a-file\n")
+    (tmp_path / "SLIMRAY_RAY_TOKEN").write_text("ray-from-a-file")
+    monkeypatch.setenv("SLIMRAY_SECRETS_DIR", str(tmp_path))
+    settings = get_settings()
+    assert settings.api_token.get_secret_value() == "admin-from-a-file"
+    assert settings.ray_auth_token == "ray-from-a-file" and settings.metrics_token is None
+    monkeypatch.setenv("SLIMRAY_API_TOKEN", "admin-from-the-env")
+    assert get_settings().api_token.get_secret_value() == "admin-from-the-env"
+
+
+def test_a_secrets_dir_that_is_not_a_folder_is_refused_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLIMRAY_SECRETS_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(SettingsFileError, match="SLIMRAY_SECRETS_DIR=.*nowhere.*not a directory"):
+        get_settings()

@@ -107,6 +107,21 @@ app.kubernetes.io/component: api
 {{- end -}}
 {{- end -}}
 
+{{/* The api container's token files, one per Secret key, each named as the variable it stands
+     for (SLIMRAY_SECRETS_DIR): the sources of a projected volume, or empty when there is none. */}}
+{{- define "slimray.secretSources" -}}
+{{- with include "slimray.apiTokenSecret" . }}
+- secret: {name: {{ . }}, items: [{key: api-token, path: SLIMRAY_API_TOKEN}]}
+{{- end }}
+{{- with include "slimray.metricsTokenSecret" . }}
+- secret: {name: {{ . }}, optional: true, items: [{key: metrics-token, path: SLIMRAY_METRICS_TOKEN}]}
+{{- end }}
+{{- with include "slimray.rayTokenSecret" . }}
+- secret: {name: {{ . }}, items: [{key: auth_token, path: SLIMRAY_RAY_TOKEN}]}
+{{- end }}
+{{- end -}}
+{{- define "slimray.secretsDir" -}}/var/run/secrets/slimray{{- end -}}
+
 {{/* The service's state directory on the store claim: the job store (jobs.db) and, without
      SLIMRAY_API_TOKEN, the admin token it keeps (`token`, mode 0600; slimray serve). */}}
 {{- define "slimray.stateDir" -}}/var/lib/slimray/store{{- end -}}

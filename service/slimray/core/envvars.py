@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 SETTINGS_FILE = "SLIMRAY_SETTINGS_FILE"  # the service's settings file (the chart renders one)
+# a folder of secret files, each named as its variable (SLIMRAY_API_TOKEN); the chart mounts one
+SECRETS_DIR = "SLIMRAY_SECRETS_DIR"
 UMASK = "SLIMRAY_UMASK"  # octal; the image sets 0007 (group 0 may write what any UID wrote)
 SERVER = "SLIMRAY_SERVER"  # the client's service URL
 API_TOKEN = "SLIMRAY_API_TOKEN"  # the client's token (also Settings.api_token for the service)

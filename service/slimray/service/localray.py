@@ -20,13 +20,13 @@ from urllib.parse import urlparse
 
 import httpx
 
-from slimray.core.envvars import SERVICE_SECRETS
+from slimray.core.envvars import SECRETS_DIR, SERVICE_SECRETS
 from slimray.service.ports import free_ports
 
 RECORD = "ray_head.json"  # in the state dir: the head a service started, for its successor
 
 # never inherited by Ray (and so by job drivers): the service's own credentials
-SECRET_ENV = SERVICE_SECRETS
+SECRET_ENV = (*SERVICE_SECRETS, SECRETS_DIR)
 _AGENT_PORTS = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
                 "metrics-export-port", "ray-client-server-port")  # fmt: skip
 

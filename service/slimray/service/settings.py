@@ -1,6 +1,7 @@
 """Service settings: one pydantic-settings class, environment prefix `SLIMRAY_`, built on demand.
 A settings file (`SLIMRAY_SETTINGS_FILE`, JSON or YAML, the fields by name) sits under the
-environment: the Helm chart renders one from its values; secrets stay in the environment."""
+environment: the Helm chart renders one from its values. Secrets may come as files instead of
+variables (`SLIMRAY_SECRETS_DIR`, one file per variable): the chart mounts its Secrets there."""
 
 from __future__ import annotations
 
@@ -10,9 +11,15 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 from slimray.core.envvars import RAY_AUTH_TOKEN
+from slimray.core.envvars import SECRETS_DIR as SECRETS_DIR_ENV
 from slimray.core.envvars import SETTINGS_FILE as SETTINGS_FILE_ENV
 from slimray.core.uris import uri_parts_problem
 
@@ -130,12 +137,21 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Explicit overrides, then SLIMRAY_* variables, then the settings file (if named)."""
-        return init_settings, env_settings, SettingsFileSource(settings_cls)
+        """Explicit overrides, then SLIMRAY_* variables, then secret files, then the settings file."""
+        return init_settings, env_settings, secrets_dir_source(settings_cls), SettingsFileSource(settings_cls)
 
 
 class SettingsFileError(ValueError):
     """The settings file is missing, unreadable, not a mapping, or names an unknown field."""
+
+
+def secrets_dir_source(settings_cls: type[BaseSettings]) -> PydanticBaseSettingsSource:
+    """pydantic's secrets-directory source over `SLIMRAY_SECRETS_DIR` (files named as the
+    variables, e.g. SLIMRAY_API_TOKEN), read now; tokens in files stay out of /proc/*/environ."""
+    path = os.environ.get(SECRETS_DIR_ENV)
+    if path and not Path(path).is_dir():
+        raise SettingsFileError(f"{SECRETS_DIR_ENV}={path!r}: not a directory")
+    return SecretsSettingsSource(settings_cls, secrets_dir=path or None)
 
 
 class SettingsFileSource(PydanticBaseSettingsSource):
