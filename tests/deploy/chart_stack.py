@@ -49,6 +49,14 @@ class Stack:
         except AssertionError as err:
             raise PodFailed(self.fail(str(err))) from None
 
+    def helm_test(self, timeout: float = 120) -> None:
+        """`helm test`: each of the chart's test pods runs to exit 0 against the started chart."""
+        assert self.m.work.tests, "the chart renders no helm test pod"
+        for pod in self.m.work.tests:
+            self.m.start(pod)
+            code = self.m.wait_exit(pod, timeout)
+            assert code == 0, self.fail(f"helm test pod {pod.name} exited {code}")
+
     def run_job(self, spec: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
         """Submit a job with the admin token, wait for its end: the service's record of it
         (`_seconds`: how long it took, `_logs`: the end of the driver's log)."""

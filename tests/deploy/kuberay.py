@@ -273,6 +273,7 @@ class Workload:
     clusters: list[RayClusterPlan] = field(default_factory=list)
     jobs: list[RayJobPlan] = field(default_factory=list)
     services: list[ServicePlan] = field(default_factory=list)
+    tests: list[PodPlan] = field(default_factory=list)  # helm test hooks: run only by `helm test`
 
     @classmethod
     def of(cls, manifests: Manifests) -> Workload:
@@ -290,8 +291,10 @@ class Workload:
             template = doc["spec"]["template"]
             replicas = doc["spec"].get("replicas", 1) if kind != "Job" else 1
             self.pods += [_pod(f"{name}-{random_suffix(10)}", template, "pod") for _ in range(replicas)]
+        elif kind == "Pod" and (doc["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test":
+            self.tests.append(_pod(name, doc, "test"))
         elif kind == "Pod" and not (doc["metadata"].get("annotations") or {}).get("helm.sh/hook"):
-            self.pods.append(_pod(name, doc, "pod"))  # helm test hooks run only on `helm test`
+            self.pods.append(_pod(name, doc, "pod"))
         elif kind == "RayCluster":
             self._add_cluster(ray_cluster(name, doc["spec"], self.manifests.namespace))
         elif kind == "RayJob":

@@ -9,7 +9,7 @@ PodMonitor gets `slimray_*` series from the service and from the Ray head."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import httpx
 import pytest
@@ -54,20 +54,26 @@ def test_the_service_answers_its_probes(stack):
 
 
 def test_the_tokens_are_the_ones_kept_in_the_pod_and_generated_by_the_operator(stack):
-    """Without token values: SLIMRAY_API_TOKEN unset (the service's own token, 0600 in its state
-    directory, is the one it checks), the Ray token from the Secret KubeRay generates."""
+    """Without token values: no admin token file (the service's own token, 0600 in its state
+    directory, is the one it checks), the Ray token from the Secret KubeRay generates, as a file
+    (issue 23 L8: no token in the service's environ)."""
     env = stack.m.env(stack.api)
-    assert "SLIMRAY_API_TOKEN" not in env and len(stack.token) >= 16
+    secrets_dir = PurePosixPath(env["SLIMRAY_SECRETS_DIR"])
+    assert stack.m.exec(stack.api, "ls", str(secrets_dir)).split() == ["SLIMRAY_RAY_TOKEN"]
+    ray_token = stack.m.exec(stack.api, "cat", str(secrets_dir / "SLIMRAY_RAY_TOKEN"))
+    environ = stack.m.exec(stack.api, "cat", "/proc/1/environ")
+    assert "SLIMRAY_SECRETS_DIR" in environ and ray_token not in environ and stack.token not in environ
+    assert not {"SLIMRAY_API_TOKEN", "SLIMRAY_RAY_TOKEN"} & set(env) and len(stack.token) >= 16
     mode = stack.m.exec(stack.api, "stat", "-c", "%a", str(Path(env["SLIMRAY_DB_PATH"]).parent / "token"))
     assert mode.strip() == "600"
     assert httpx.get(f"{stack.url}/v1/jobs", timeout=10).status_code == 401
     assert httpx.get(f"{stack.url}/v1/jobs", headers=stack.auth, timeout=10).status_code == 200
     assert stack.cluster.token_generated and stack.cluster.token_secret == stack.cluster.name
-    assert (
-        env["SLIMRAY_RAY_TOKEN"]
-        == stack.m.ray_token(stack.cluster)
-        == stack.m.env(stack.cluster.head)["RAY_AUTH_TOKEN"]
-    )
+    assert ray_token == stack.m.ray_token(stack.cluster) == stack.m.env(stack.cluster.head)["RAY_AUTH_TOKEN"]
+
+
+def test_the_charts_helm_test_pod_passes(stack):
+    stack.helm_test()
 
 
 def test_a_job_submitted_to_the_service_succeeds_on_the_ray_pods(stack, finished_job):
