@@ -16,7 +16,13 @@ import psutil
 
 from faults.cluster import LocalCluster
 from faults.procs import actor_processes, is_gone, kill_pid, send
-from faults.rundir import Checkpoint, newest_checkpoint, registered_checkpoints, truncate_largest_file
+from faults.rundir import (
+    Checkpoint,
+    newest_checkpoint,
+    registered_checkpoints,
+    truncate_largest_file,
+    unregistered_checkpoints,
+)
 
 
 @dataclass(frozen=True)
@@ -112,17 +118,38 @@ def hang_worker(t: Target) -> Injection:
     return injection
 
 
-SETTLE_SECONDS = 3.0  # a frozen group's last checkpoint is registered by then (polled every 0.5-2 s)
+SETTLE_SECONDS = 8.0  # a written checkpoint is registered by then (health checks: 2x collective timeout)
+FREEZE_TRIES = 5
+
+
+def freeze_settled(t: Target) -> list[psutil.Process] | None:
+    """SIGSTOP the workers at a moment when Ray Train has registered every checkpoint folder on
+    disk (none in flight, so the newest registered one is the one a restart meets); a group
+    frozen mid-report is thawed and tried again. The frozen workers, or None."""
+    for _ in range(FREEZE_TRIES):
+        if not t.waiting() or not (workers := t.workers()):
+            return None
+        for worker in workers:
+            send(worker, signal.SIGSTOP)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        t.stop.wait(1.0)
+        while unregistered_checkpoints(t.job.run_dir) and time.monotonic() < deadline:
+            t.stop.wait(0.5)
+        if not unregistered_checkpoints(t.job.run_dir):
+            return workers
+        for worker in workers:
+            send(worker, signal.SIGCONT)
+        t.stop.wait(2.0)
+    return None
 
 
 def corrupt_then_kill(t: Target) -> Injection:
-    """Freeze the workers (SIGSTOP: no checkpoint is written meanwhile), truncate the newest
-    registered checkpoint, SIGKILL one worker, continue the others: the restart meets it."""
-    if t.random_moment() is None or not (workers := t.workers()):
-        return Injection(detail={"why": "the job ended before the moment came"})
-    for worker in workers:
-        send(worker, signal.SIGSTOP)
-    t.stop.wait(SETTLE_SECONDS)
+    """Freeze the workers (no checkpoint is written meanwhile, none in flight), truncate the newest
+    registered checkpoint, SIGKILL one worker, continue the others: the restart meets it.
+    Regression: a checkpoint registered after a fixed 3 s settle (a loaded CI machine) was newer
+    than the truncated one, so the restart never met the damage."""
+    if t.random_moment() is None or (workers := freeze_settled(t)) is None:
+        return Injection(detail={"why": "the job ended (or never settled) before the moment came"})
     checkpoint = newest_checkpoint(t.job.run_dir)
     damaged = truncate_largest_file(checkpoint)
     victim = t.rng.choice(workers)

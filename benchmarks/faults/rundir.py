@@ -33,6 +33,13 @@ def registered_checkpoints(run_dir: Path) -> list[Checkpoint]:
     return found
 
 
+def unregistered_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint folders on disk that Ray Train has not registered yet (reports in flight)."""
+    registered = {c.path.name for c in registered_checkpoints(run_dir)}
+    root = run_dir / "checkpoints"
+    return sorted(p for p in root.glob("checkpoint_*") if p.is_dir() and p.name not in registered)
+
+
 def newest_checkpoint(run_dir: Path) -> Checkpoint | None:
     found = registered_checkpoints(run_dir)
     return max(found, key=lambda c: (c.step or -1, c.path.name)) if found else None
