@@ -181,13 +181,16 @@ def test_the_chart_on_one_machine_only_moves_ports_and_binds(tmp_path):
     assert head_env["RAY_ADDRESS"] == f"127.0.0.1:{gcs}" and worker_env["RAY_PORT"] == str(gcs)
     assert cluster.token_generated and cluster.token_secret == cluster.name
     api = work.pod("pod", container="api")
+    argv, _ = m.docker_run(api)  # the api's token is a file of its projected volume
+    token_file = tmp_path / "volumes" / api.name / "secrets" / "SLIMRAY_RAY_TOKEN"
+    assert f"{token_file.parent}:{m.env(api)['SLIMRAY_SECRETS_DIR']}:ro" in argv
+    assert token_file.stat().st_mode & 0o777 == 0o440
     assert (
         head_env["RAY_AUTH_TOKEN"]
         == work.manifests.secret(cluster.name)["auth_token"]
         == worker_env["RAY_AUTH_TOKEN"]
-        == m.env(api)["SLIMRAY_RAY_TOKEN"]
+        == token_file.read_text()
     )
-    argv, _ = m.docker_run(api)
     assert "0.0.0.0" not in " ".join(argv) and "--read-only" in argv and "no-new-privileges" in argv
     assert argv[argv.index("--user") + 1] == "10001:0" and argv[argv.index("--cap-drop") + 1] == "ALL"
 
