@@ -125,7 +125,15 @@ class LocalCluster:
         proc = subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=timeout + 120)
         lines = proc.stdout.strip().splitlines()
         if proc.returncode != 0 or not lines or int(lines[-1]) < count:
-            raise RuntimeError(f"the local Ray cluster did not reach {count} nodes: {proc.stderr[-1500:]}")
+            raise RuntimeError(f"the local Ray cluster did not reach {count} nodes: {proc.stderr[-1000:]}"
+                               f"{self._exited()}")  # fmt: skip
+
+    def _exited(self) -> str:
+        """Each node whose `ray start` has ended: its exit code and the end of its log (why)."""
+        ended = [n for n in self.nodes.values() if n.proc.poll() is not None]
+        return "".join(f"\n{n.name} exited {n.proc.returncode}: "
+                       f"{(Path(n.temp_dir) / 'ray-start.log').read_text(errors='replace')[-800:]}"
+                       for n in ended)  # fmt: skip
 
     @staticmethod
     def _wait_for_port(port: int, timeout: float) -> None:
