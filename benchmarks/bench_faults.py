@@ -1,7 +1,8 @@
 """Faults as a benchmark, injected from outside the job: the shipped example (or its 4x-long
 variant) run by the `slimray` CLI (or the service) on a multi-node Ray cluster on loopback, while a
 worker is SIGKILLed or SIGSTOPped by PID, the newest checkpoint truncated, a node removed, the
-driver killed, or a worker killed while the group starts. Writes results/faults.{json,md}.
+driver killed, or a worker killed while the group starts. Writes results/faults.{json,md}
+(faults_long.{json,md} with --long).
 
     ../.venv/bin/python bench_faults.py [--faults a,b,...] [--repeats N] [--long] [--out DIR]
 """
@@ -141,7 +142,8 @@ def report(records: list[RunRecord], settings: dict, args: argparse.Namespace, m
              "## Runs\n\n")  # fmt: skip
     text += runs_table(records)
     runs, table = [asdict(r) for r in records], {s.fault: asdict(s) for s in summaries}
-    write("faults", args.out, settings, runs, table, text, measured=measured)
+    name = "faults_long" if settings.get("long") else "faults"  # the two variants keep their own files
+    write(name, args.out, settings, runs, table, text, measured=measured)
 
 
 def main(argv: list[str] | None = None) -> None:
