@@ -131,7 +131,7 @@ class WorkerLoop:
         group resumes where it was, shrunk architecture included), else fresh ones."""
         checkpoint = ray.train.get_checkpoint()
         self.warnings: list[str] = []  # checkpoints skipped as unreadable (the report shows them)
-        with self.strategy.scope():
+        with self.backend.building("restoring or building the model"):
             restored = checkpoint is not None and self._read_newest_readable(checkpoint)
             if not restored:
                 self.state = TrainState()
@@ -208,7 +208,7 @@ class WorkerLoop:
         start = time.perf_counter()
         check_agreement(scored.plan, self.reducer, step)
         durations["agreement"] = time.perf_counter() - start
-        with self.strategy.scope():
+        with self.backend.building(f"rebuilding the model at step {step}"):
             result = self.pruner.apply(self.model, scored.plan, self.optimizer, graph, durations)
         self.model, self.optimizer = result.model, result.optimizer
         self._new_model_costs()

@@ -4,6 +4,7 @@ train step, `Reducer`) and `TrainStep` (local gradients, then the backend's allr
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from slimray.core.spec import BUILT_IN_BACKENDS, TrainSpec
@@ -77,6 +78,11 @@ class WorkerBackend(ABC):
     @abstractmethod
     def strategy(self) -> Any:
         """The tf.distribute strategy whose scope models and optimizers are built in."""
+
+    def building(self, what: str) -> AbstractContextManager[Any]:
+        """The scope models and optimizers are built or rebuilt in (`what`: restore, a prune event's
+        rebuild), where a backend whose variable creation is a collective bounds its wait."""
+        return self.strategy.scope()
 
     @abstractmethod
     def reducer(self) -> Reducer:

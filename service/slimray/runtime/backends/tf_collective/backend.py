@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from slimray.core.spec import DEFAULT_BACKEND, TrainSpec
@@ -36,6 +38,16 @@ class TFCollectiveBackend(WorkerBackend):
     @property
     def strategy(self) -> Any:
         return self._strategy
+
+    @contextlib.contextmanager
+    def building(self, what: str) -> Iterator[None]:
+        """The strategy's scope, with its variable-initializing broadcasts (no timeout of their
+        own) aborted after `timeout_seconds`, like every other collective of the job."""
+        from slimray.runtime.backends.tf_collective.abort import collectives_bounded  # worker-only
+
+        bound = self.timeout_seconds if self.world > 1 else None
+        with self._strategy.scope(), collectives_bounded(bound, what):
+            yield
 
     def reducer(self) -> TFCollectiveReducer:
         from slimray.runtime.backends.tf_collective.reducer import TFCollectiveReducer  # worker-only
