@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psutil
 
+from faults.procs import actor_processes
 from slimray.service.ports import free_port, free_ports
 
 _AGENT_PORTS = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
@@ -78,6 +79,10 @@ class LocalCluster:
 
     def worker_names(self) -> list[str]:
         return [f"node_{i}" for i in range(len(self.worker_cpus))]
+
+    def training_workers(self) -> list[psutil.Process]:
+        """The Ray Train worker processes on every node (each node's `ray start` tree)."""
+        return actor_processes(p for node in self.nodes.values() for p in node.processes()[:1])
 
     def start(self, timeout: float = 180) -> LocalCluster:
         self._start("head", ["--head", f"--port={self.gcs_port}", "--num-cpus=0",

@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 
 from faults.cluster import LocalCluster
-from faults.procs import actor_processes, is_gone, kill_pid, send
+from faults.procs import is_gone, kill_pid, send
 from faults.rundir import (
     Checkpoint,
     newest_checkpoint,
@@ -58,7 +58,7 @@ class Target:
         return time.monotonic() - self.job.started
 
     def workers(self) -> list[psutil.Process]:
-        return actor_processes(p for node in self.cluster.nodes.values() for p in node.processes()[:1])
+        return self.cluster.training_workers()
 
     def waiting(self) -> bool:
         return not self.stop.is_set() and self.job.running()

@@ -16,7 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from faults.cluster import LocalCluster
 from faults.jobs import CliJob
-from faults.procs import actor_processes
 from faults.rundir import registered_checkpoints
 
 from tests.e2e.test_faults import tiny_spec
@@ -24,10 +23,6 @@ from tests.e2e.test_faults import tiny_spec
 pytestmark = pytest.mark.timeout(600)
 STEPS = 3000  # here the group grew at step 600 of 1500 (after 35 s): room for a machine 3.5x faster
 WALL_LIMIT = 480.0
-
-
-def _workers(cluster: LocalCluster) -> int:
-    return len(actor_processes(p for node in cluster.nodes.values() for p in node.processes()[:1]))
 
 
 def test_a_node_joining_mid_run_grows_the_group_from_its_last_checkpoint(tmp_path):
@@ -42,7 +37,7 @@ def test_a_node_joining_mid_run_grows_the_group_from_its_last_checkpoint(tmp_pat
         while job.running() and not registered_checkpoints(run_dir) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert job.running() and registered_checkpoints(run_dir), "no checkpoint while the job ran"
-        assert _workers(cluster) == 1
+        assert len(cluster.training_workers()) == 1
         cluster.add_worker("node_1", 1)
         end = job.wait(WALL_LIMIT)
     finally:
