@@ -99,3 +99,24 @@ def test_a_prune_event_line_renders_the_typed_event_with_unmeasured_phases():
     assert "prune @ step 7: channels 64 -> 32" in line
     assert "score 12 ms" in line and "allreduce 1.5 ms" in line
     assert "surgery 0 ms" in line and "retrace 0 ms" in line  # not measured yet: None
+
+
+def test_a_run_summary_shows_the_startup_by_part_and_the_live_line_names_each_part(capsys):
+    """Issue 27: the CLI's table of the start-up's parts, and the line printed when it is known."""
+    from slimray.cli.render import startup_line
+    from slimray.core.startup import StartupBreakdown
+
+    startup = StartupBreakdown(ray=2.0, controller=3.0, framework_import=9.0, total=14.0, first_trace=1.5)
+    print_run_summary({**_run_report([]), "startup": startup.model_dump()})
+    out = _printed(capsys)
+    assert "start-up 14.0 s, by part" in out and "framework_import │ 9.0 │ 64%" in out
+    assert "(first trace) │ 1.5" in out
+    line = startup_line(startup)
+    assert (
+        line.startswith("started in 14.0 s: ray 2.0, driver 0.0, controller 3.0") and "group join 0.0" in line
+    )
+
+
+def test_a_report_without_a_startup_prints_no_startup_table(capsys):
+    print_run_summary(_run_report([]))
+    assert "by part" not in _printed(capsys)

@@ -36,7 +36,11 @@ def _spec(out, **failure):
 def reference(ray_local, tmp_path_factory):
     from slimray.runtime.trainer import run_job
 
-    return run_job(_spec(tmp_path_factory.mktemp("runs") / "reference"))
+    events: list[tuple[str, dict]] = []
+    result = run_job(_spec(tmp_path_factory.mktemp("runs") / "reference"),
+                     on_event=lambda kind, data: events.append((kind, data)))  # fmt: skip
+    result.events = events  # what the CLI and the service were told, in order
+    return result
 
 
 def _architecture(path) -> list[tuple[str, tuple[int, ...]]]:
@@ -93,6 +97,26 @@ def test_progress_streams_every_window_and_the_wall_time_adds_up(reference):
     assert wall["other"] < 0.25 * wall["total"]  # the phases account for most of the job
     grads = report["gradient_allreduce_bytes_per_step"]
     assert grads["after"] < grads["before"]  # pruning shrinks what each step allreduces
+
+
+def test_the_startup_splits_into_parts_that_add_up_to_its_phase(reference):
+    """Issue 27: the start-up phase by part, each from timestamps taken where it happens, told
+    live (the "startup" event: metrics, CLI) and kept in report.json."""
+    from slimray.core.startup import STARTUP_PARTS
+
+    startup, wall = reference.report["startup"], reference.report["wall_time"]
+    assert set(startup) == {*STARTUP_PARTS, "total", "first_trace"}
+    assert sum(startup[part] for part in STARTUP_PARTS) == pytest.approx(startup["total"], abs=0.01)
+    assert startup["total"] == pytest.approx(wall["startup"], abs=0.05)
+    assert all(startup[part] >= 0 for part in STARTUP_PARTS)
+    assert startup["framework_import"] > 0.5  # a fresh worker process imports TensorFlow
+    assert startup["controller"] + startup["worker_processes"] > 0 and startup["model_setup"] > 0
+    assert 0 < startup["first_trace"] <= wall["tracing"]
+    live = [data for kind, data in reference.events if kind == "startup"]
+    assert live == [{**startup, "first_trace": None}]
+    assert [kind for kind, _ in reference.events].index("startup") < [
+        kind for kind, _ in reference.events
+    ].index("end")
 
 
 def test_exported_model_loads_with_plain_keras_and_scores_the_reported_accuracy(reference):

@@ -60,6 +60,19 @@ def test_a_jobs_restarts_are_counted(tmp_path):
     assert f'slimray_restarts_total{{job="{job.id}"}} 2.0' in text
 
 
+def test_a_jobs_startup_is_exposed_by_part(tmp_path):
+    """`slimray_startup_seconds{job, part}` (issue 27), from the driver's "startup" event."""
+    store = Store(tmp_path / "j.db")
+    job, quiet = store.create("s", {}), store.create("q", {})
+    store.update_progress(
+        job.id, {"step": 0}, {"startup": {"ray": 2.5, "framework_import": 9.0, "total": 11.5}}
+    )
+    text = generate_latest(build_registries(store, 10, lambda: None).full).decode()
+    assert f'slimray_startup_seconds{{job="{job.id}",part="framework_import"}} 9.0' in text
+    assert f'slimray_startup_seconds{{job="{job.id}",part="ray"}} 2.5' in text
+    assert 'part="total"' not in text and f'job="{quiet.id}",part=' not in text
+
+
 EXPOSED_HELP = {
     "slimray_train_samples_per_second": "Training samples per second, all workers.",
     "slimray_throughput_gain_ratio": "Samples/s relative to the unpruned phase.",
@@ -78,6 +91,8 @@ EXPOSED_HELP = {
     "slimray_workers": "Training workers in the job's current worker group (elastic jobs resize it).",
     "slimray_restarts_total":
         "Worker groups replaced (from a checkpoint or from step 0), driver resumes included.",
+    "slimray_startup_seconds": "Seconds of the job's start-up, by part: ray, driver, controller, "
+        "worker_processes, framework_import, group_join, model_setup.",
     "slimray_jobs": "Jobs in the store, by state.",
     "slimray_ray_reachable": "1 if Ray's job API answered the last probe.",
     "slimray_http_request_duration_seconds":

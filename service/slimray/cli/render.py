@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from slimray.core.records import ProgressReport, PruneEvent
+from slimray.core.startup import STARTUP_PARTS, StartupBreakdown
 from slimray.runtime.breakdown import PHASES
 
 console = Console()
@@ -115,6 +116,8 @@ class RunProgress:
             self.task = self.bar.add_task("train", total=data["total_steps"], info="starting")
             self._say(f"{data['world']} workers, {data['n_train']} training samples, "
                       f"{data['total_steps']} steps -> {data['run_dir']}")  # fmt: skip
+        elif kind == "startup":
+            self._say(startup_line(StartupBreakdown.model_validate(data)))
         elif kind == "report":
             self._on_report(data)
         elif kind == "worker_error":
@@ -163,6 +166,31 @@ def print_run_summary(report: dict[str, Any]) -> None:
         console.print(f"throughput gain {gain:.2f}x over the unpruned phase; "
                       f"run directory {report.get('run_dir', '')}")  # fmt: skip
     print_wall_time(report.get("wall_time"))
+    print_startup(report.get("startup"))
+
+
+def startup_line(startup: StartupBreakdown) -> str:
+    """The start-up in one line: its total and each part, in the order they happen."""
+    parts = ", ".join(f"{name.replace('_', ' ')} {seconds:.1f}" for name, seconds in startup.parts().items())
+    return f"started in {startup.total:.1f} s: {parts}"
+
+
+def print_startup(startup: dict[str, Any] | None) -> None:
+    """The wall time's `startup` phase by part (`core.startup.STARTUP_PARTS`); nothing if unknown."""
+    if not startup:
+        return
+    breakdown = StartupBreakdown.model_validate(startup)
+    total = breakdown.total or 1.0
+    table = Table(title=f"start-up {breakdown.total:.1f} s, by part")
+    for col, justify in (("part", "left"), ("seconds", "right"), ("share", "right"), ("what", "left")):
+        table.add_column(col, justify=justify)
+    for name, what in STARTUP_PARTS.items():
+        seconds = getattr(breakdown, name)
+        table.add_row(name, f"{seconds:.1f}", f"{seconds / total:.0%}", what)
+    if breakdown.first_trace is not None:
+        trace = f"{breakdown.first_trace:.1f}"
+        table.add_row("(first trace)", trace, "", "the first step's trace: counted in `tracing`")
+    console.print(table)
 
 
 def _print_last_event(event: PruneEvent) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from slimray.core.records import PRUNE_PHASES, gauges
+from slimray.core.startup import STARTUP_PARTS
 
 
 class Kind(StrEnum):
@@ -52,6 +53,9 @@ RESTARTS = Family("slimray_restarts", Kind.COUNTER,
                   "Worker groups replaced (from a checkpoint or from step 0), driver resumes included.",
                   field="restarts")  # fmt: skip
 PHASES = PRUNE_PHASES  # the values of PRUNE_EVENT_DURATION's `phase` label
+STARTUP = Family("slimray_startup_seconds", Kind.GAUGE,
+                 f"Seconds of the job's start-up, by part: {', '.join(STARTUP_PARTS)}.",
+                 (JOB, "part"), field="startup")  # fmt: skip
 
 # the service's alone: read from its store
 JOB_STATE = Family("slimray_job_state", Kind.GAUGE, "1 for the job's current state.", (JOB, "state"))
@@ -70,4 +74,4 @@ HTTP_REQUEST_DURATION = Family(
 
 # what a job's driver exports through Ray when no service is in the loop (same names)
 DRIVER_FAMILIES = (*WINDOW_GAUGES, JOB_INFO, PRUNE_EVENTS, SCORE_ALLREDUCE_BYTES, PRUNE_EVENT_DURATION,
-                   RESTARTS)  # fmt: skip
+                   RESTARTS, STARTUP)  # fmt: skip

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from slimray.core.jobstate import JobState
+from slimray.core.record_base import Record
+from slimray.core.startup import StartupBreakdown
 
 
 class Merge(StrEnum):
@@ -38,12 +40,6 @@ class Gauge:
 
     name: str
     help: str
-
-
-class Record(BaseModel):
-    """A record's common rules: unknown fields are refused, so a typo never passes silently."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 def metadata_of(model: type[BaseModel], field: str, kind: type) -> Any:
@@ -293,6 +289,7 @@ class RunReport(Record):
     finished_at: str | None = None
     wall_seconds: float | None = None
     wall_time: dict[str, Any] | None = None  # `breakdown.WallTimeBreakdown.to_dict()`
+    startup: StartupBreakdown | None = None  # wall_time's `startup`, by part
 
     def wire(self) -> dict[str, Any]:
         """report.json's content (NaN kept: `jsonsafe.finite` makes it strict JSON)."""

@@ -19,12 +19,14 @@ from slimray.core.metric_families import (
     PRUNE_EVENTS,
     RESTARTS,
     SCORE_ALLREDUCE_BYTES,
+    STARTUP,
     WINDOW_GAUGES,
     Family,
     Kind,
 )
 from slimray.core.records import ProgressReport, Restart
 from slimray.core.spec import DEFAULT_BACKEND
+from slimray.core.startup import StartupBreakdown
 
 TAG = "slimray_job"  # Ray's tag for the `job` label (the PodMonitor relabels it back)
 
@@ -67,3 +69,8 @@ class RayMetrics:
     def on_restart(self, restart: Restart) -> None:
         """One more worker group (or a driver resume): the restart counter."""
         self.metrics[RESTARTS.name].inc(1.0, tags=self.tags)
+
+    def on_startup(self, startup: StartupBreakdown) -> None:
+        """The job's start-up, by part (set once, when the first worker group's loop starts)."""
+        for part, seconds in startup.parts().items():
+            self.metrics[STARTUP.name].set(seconds, tags={**self.tags, "part": part})

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slimray.core.records import ProgressReport, Restart, RestartReason, WindowReport, WorkerGroup
+from slimray.core.startup import WorkerMarks
 from slimray.runtime.progress import (
     ERROR,
     FINISHED,
@@ -30,6 +31,10 @@ def _ignore(record: ProgressReport | Restart) -> None:
     """The default `on_report` and `on_restart`: nothing beside the events observes them."""
 
 
+def _nothing() -> None:
+    """The default `on_started`."""
+
+
 @dataclass
 class ProgressPump:
     """Turns worker messages into timeline entries and live events while the trainer runs;
@@ -45,6 +50,9 @@ class ProgressPump:
     loop_started_at: float | None = None  # rank 0's first loop start (wall clock)
     loop_finished_at: float | None = None
     worker_phases: dict[str, float] = field(default_factory=dict)
+    startup_marks: WorkerMarks | None = None  # the start-up timestamps of that rank 0
+    first_trace: float | None = None  # the finishing group's rank 0: seconds tracing its first model
+    on_started: Callable[[], None] = _nothing  # once: the first group's rank 0 entered its loop
 
     def __post_init__(self) -> None:
         self.merger = StepMerger(self.world)
@@ -62,6 +70,7 @@ class ProgressPump:
         elif message.rank == 0 and message.kind == FINISHED:
             self.loop_finished_at = message.time
             self.worker_phases = message.payload["phases"]
+            self.first_trace = message.payload.get("first_trace")
 
     def restart(self, reason: RestartReason, cause: str, when: float | None) -> None:
         """A worker group is being replaced (or a new driver resumes the run): recorded in the
@@ -71,9 +80,12 @@ class ProgressPump:
     def started(self, message: WorkerMessage) -> None:
         """Rank 0 of a worker group entered its loop: the first one times the job's start-up,
         every one tells the timeline the step it resumed from, its size and batch."""
+        payload = message.payload
         if self.loop_started_at is None:
             self.loop_started_at = message.time
-        payload = message.payload
+            marks = payload.get("marks")
+            self.startup_marks = WorkerMarks.model_validate(marks) if marks else None
+            self.on_started()
         warnings, batch = payload.get("warnings", []), payload.get("batch")
         when = self.timeline.elapsed(message.time)
         group = WorkerGroup(**batch, elapsed_seconds=when) if batch else None

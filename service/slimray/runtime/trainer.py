@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ from slimray.core.jobstate import JobState
 from slimray.core.records import RestartReason
 from slimray.core.scaling import group_batch
 from slimray.core.spec import JobSpec
+from slimray.core.startup import StartupBreakdown
 from slimray.core.storage import RunStore, apply_umask
 from slimray.runtime.breakdown import PhaseClock, WallTimeBreakdown
 from slimray.runtime.cluster import (
@@ -137,7 +140,7 @@ def run_job(
     started_ray = False
     try:
         clock = JobClock()
-        with clock.phases.phase("startup"):
+        with clock.startup("ray"):
             started_ray = init_ray(address, spec)
         check_shared_output(spec)
         # before the old run is removed; only a cluster joined by address may gain GPU nodes
@@ -158,6 +161,18 @@ class JobClock:
     began_wall: float = field(default_factory=time.time)
     began_at: str = field(default_factory=_now)
     resume: bool = False  # a new driver continues the run directory's job
+    startup_parts: PhaseClock = field(default_factory=PhaseClock)  # the driver's start-up, by part
+
+    @contextmanager
+    def startup(self, part: str) -> Iterator[None]:
+        """Time a stretch of the driver's start-up: in the `startup` phase and as its `part`."""
+        with self.phases.phase("startup"), self.startup_parts.phase(part):
+            yield
+
+    def startup_breakdown(self, outcome: FitOutcome, pump: ProgressPump, end: float) -> StartupBreakdown:
+        """The start-up's parts: this clock's, then the trainer's start to `end` (rank 0's loop)."""
+        driver = self.startup_parts.snapshot()
+        return StartupBreakdown.measure(driver, outcome.started, pump.startup_marks, end)
 
 
 @dataclass
@@ -172,12 +187,12 @@ class PreparedRun:
     channel: ProgressChannel
 
 
-def _prepare(spec: JobSpec, store: RunStore, clock: PhaseClock, loop: type | None,
+def _prepare(spec: JobSpec, store: RunStore, job_clock: JobClock, loop: type | None,
              resume: bool) -> PreparedRun:  # fmt: skip
     """Check the backend, load the data and budget the steps; only then empty the old run."""
-    with clock.phase("startup"):
+    with job_clock.startup("driver"):
         check_backend(spec)
-    with clock.phase("data"):
+    with job_clock.phases.phase("data"):
         data = load_job_data(spec.data, spec.train)
     steps = budget_steps(spec, data.n_train)  # the last check: only now is the old run removed
     run_dir = prepare_run_dir(store, resume)
@@ -211,15 +226,25 @@ def _train(
         pump.restart(RestartReason.DRIVER_RESUMED, DRIVER_RESUMED, time.time())
     with controller_env(spec):
         thread, outcome = fit_in_thread(trainer)
+        pump.on_started = lambda: _announce_startup(job_clock, outcome, pump, metrics, emit)
         pump.pump(run.channel, thread)
     run.channel.close()
     return pump, outcome
 
 
+def _announce_startup(job_clock: JobClock, outcome: FitOutcome, pump: ProgressPump, metrics: RayMetrics,
+                      emit: EventSink) -> None:  # fmt: skip
+    """The first worker group's rank 0 entered its loop: the start-up's parts, as Ray metrics and
+    as a "startup" event (the service's metrics, the CLI)."""
+    breakdown = job_clock.startup_breakdown(outcome, pump, pump.loop_started_at or time.time())
+    metrics.on_startup(breakdown)
+    emit("startup", breakdown.model_dump())
+
+
 def _run(spec: JobSpec, store: RunStore, job_clock: JobClock, emit: EventSink, faults: Faults) -> RunResult:
     """Prepare, train, export and report one job on a running Ray."""
     clock = job_clock.phases
-    run = _prepare(spec, store, clock, faults.loop, job_clock.resume)
+    run = _prepare(spec, store, job_clock, faults.loop, job_clock.resume)
     pump, outcome = _train(spec, store, run, emit, job_clock, faults)
     with clock.phase("export"):
         fields = job_fields(spec, run.steps.total_steps, run.run_dir, outcome, job_clock.began_at)
@@ -229,6 +254,8 @@ def _run(spec: JobSpec, store: RunStore, job_clock: JobClock, emit: EventSink, f
     phases = driver_phases(clock, pump.loop_started_at, pump.loop_finished_at, outcome)
     breakdown = WallTimeBreakdown.assemble(phases, pump.worker_phases, total)
     report.finished_at, report.wall_seconds, report.wall_time = _now(), round(total, 2), breakdown.to_dict()
+    loop_start = pump.loop_started_at or outcome.ended or time.time()  # as `driver_phases` counts it
+    report.startup = job_clock.startup_breakdown(outcome, pump, loop_start).with_first_trace(pump.first_trace)
     write_report(run.run_dir, report)
     store.publish(run.run_dir)
     wire = report.wire()

@@ -27,6 +27,7 @@ from ray.train import Checkpoint, CheckpointUploadMode
 from slimray.core.records import PruneEvent, WindowReport
 from slimray.core.scaling import group_batch
 from slimray.core.spec import JobSpec
+from slimray.core.startup import WorkerMarks
 from slimray.pruning import Pruner, ScoringBatch, build_graph, count_model, get_schedule
 from slimray.runtime.agreement import check_agreement
 from slimray.runtime.backends import WorkerBackend, get_backend
@@ -67,8 +68,10 @@ class WorkerLoop:
     """One worker's run. `__init__` keeps the config and local state, `start()` joins the other
     workers, `run()` trains; each step is one method, so a test subclass can inject a fault."""
 
-    def __init__(self, config: WorkerConfig):
+    def __init__(self, config: WorkerConfig, marks: WorkerMarks | None = None):
         self.config = config
+        self.marks = marks  # this process's start-up timestamps (rank 0's go to the report)
+        self.first_trace: float | None = None  # seconds: tracing this group's first model
         self.spec = JobSpec.model_validate(config.spec)
         require_gpu(self.spec.scaling)
         ctx = ray.train.get_context()  # local: the rank Ray Train assigned this process
@@ -95,6 +98,8 @@ class WorkerLoop:
 
     def _start(self) -> WorkerLoop:
         self.backend = self.make_backend()
+        if self.marks is not None:
+            self.marks.joined = time.time()
         self.strategy = self.backend.strategy
         self.reducer = self.make_reducer()
         prune = self.spec.prune
@@ -275,6 +280,8 @@ class WorkerLoop:
             self.clock.add("tracing", took)
             if self.pending_event is not None:
                 self.pending_event = with_retrace(self.pending_event, took)
+            elif self.first_trace is None:
+                self.first_trace = took
             self.fresh_trace = False
         else:
             self.clock.add("training", took)
@@ -363,14 +370,14 @@ class WorkerLoop:
         batch = {"workers": self.world, "per_worker_batch": self.group.per_worker,
                  "global_batch": self.group.global_batch}  # fmt: skip
         started = {"resumed_from": self.resumed_from, "pid": os.getpid(), "warnings": self.warnings,
-                   "batch": batch}  # fmt: skip
+                   "batch": batch, "marks": self.marks.model_dump() if self.marks else None}  # fmt: skip
         self.send(STARTED, started)
         with self.collective_deadline():
             for x, y in self.batches():
                 self.maybe_prune(x, y)
                 self.train_step(x, y)
                 self.after_step()
-        self.send(FINISHED, {"phases": self.clock.snapshot(),
+        self.send(FINISHED, {"phases": self.clock.snapshot(), "first_trace": self.first_trace,
                              "loop_seconds": time.perf_counter() - loop_start})  # fmt: skip
 
     @contextlib.contextmanager

@@ -25,11 +25,13 @@ from slimray.core.metric_families import (
     RAY_REACHABLE,
     RESTARTS,
     SCORE_ALLREDUCE_BYTES,
+    STARTUP,
     WINDOW_GAUGES,
     Family,
     Kind,
 )
 from slimray.core.spec import DEFAULT_BACKEND
+from slimray.core.startup import STARTUP_PARTS
 from slimray.service.api.schemas import PruneEventIn
 from slimray.service.store import Job, Store
 
@@ -37,7 +39,7 @@ _KINDS = {Kind.GAUGE: GaugeMetricFamily, Kind.COUNTER: CounterMetricFamily,
           Kind.HISTOGRAM: HistogramMetricFamily}  # fmt: skip
 # the per-job families, in the order they are exposed
 JOB_FAMILIES = (*WINDOW_GAUGES, PRUNE_EVENTS, SCORE_ALLREDUCE_BYTES, PRUNE_EVENT_DURATION, JOB_STATE,
-                JOB_FAILED, LAST_PRUNE_EVENT, JOB_INFO, RESTARTS)  # fmt: skip
+                JOB_FAILED, LAST_PRUNE_EVENT, JOB_INFO, RESTARTS, STARTUP)  # fmt: skip
 
 
 def exposed(family: Family, **value: float) -> Metric:
@@ -66,6 +68,16 @@ class _JobFamilies:
             if isinstance(value, (int, float)):
                 series[family.name].add_metric([job.id], float(value))
         self._add_prune_events(job)
+        self._add_startup(job)
+
+    def _add_startup(self, job: Job) -> None:
+        """The job's start-up by part, once its driver has reported it."""
+        startup = job.metrics.get(STARTUP.field)
+        if not isinstance(startup, dict):
+            return
+        for part in STARTUP_PARTS:
+            if isinstance(seconds := startup.get(part), (int, float)):
+                self.families[STARTUP.name].add_metric([job.id, part], float(seconds))
 
     def _add_prune_events(self, job: Job) -> None:
         """The job's prune-event count, allreduced bytes, phase histograms and last duration."""

@@ -27,7 +27,7 @@ def _submitted(store: Store) -> str:
 
 
 @pytest.mark.parametrize("claimed", [False, True])  # claimed: submission tried, Ray down
-@pytest.mark.parametrize("kind", ["start", "report", "worker_error", "end"])
+@pytest.mark.parametrize("kind", ["start", "startup", "report", "worker_error", "end"])
 def test_a_job_never_handed_to_ray_refuses_every_event(store, kind, claimed):
     job = store.create("j", {})
     if claimed:
@@ -41,7 +41,7 @@ def test_a_job_never_handed_to_ray_refuses_every_event(store, kind, claimed):
 
 
 @pytest.mark.parametrize("final", [JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED])
-@pytest.mark.parametrize("kind", ["start", "report", "worker_error", "end"])
+@pytest.mark.parametrize("kind", ["start", "startup", "report", "worker_error", "end"])
 def test_a_finished_job_refuses_every_event(store, final, kind):
     job_id = _submitted(store)
     store.transition(job_id, final, reason="test")
@@ -67,6 +67,20 @@ def test_start_report_end_move_a_submitted_job(store):
     job = store.get(job_id)
     assert job.state == JobState.SUCCEEDED and job.report == {"state": "succeeded", "error": None,
                                                               "gain": 2.0}  # fmt: skip
+
+
+def test_the_startup_parts_join_the_jobs_metrics_and_a_negative_part_is_refused_by_name(store):
+    """Issue 27: the driver reports its start-up by part once the first group runs; the service
+    keeps it beside the window metrics (`slimray_startup_seconds`), the progress untouched."""
+    job_id = _submitted(store)
+    apply_event(store, job_id, "report", {"step": 5, "total_steps": 10, "samples_per_second": 3.0})
+    apply_event(store, job_id, "startup", {"ray": 2.5, "framework_import": 9.0, "total": 11.5})
+    job = store.get(job_id)
+    assert job.state == JobState.RUNNING and job.progress == {"step": 5, "total_steps": 10}
+    assert job.metrics["startup"] == {"ray": 2.5, "framework_import": 9.0, "total": 11.5}
+    assert job.metrics["samples_per_second"] == 3.0
+    with pytest.raises(ValidationError, match="group_join"):
+        apply_event(store, job_id, "startup", {"group_join": -1.0})
 
 
 def test_an_end_refused_by_the_state_stores_no_report(store):

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from slimray.core.jobstate import JobState
 from slimray.core.records import Retain, retained
 from slimray.core.spec import JobSpec
-from slimray.service.api.schemas import EndIn, ReportIn, StartIn, WorkerErrorIn
+from slimray.service.api.schemas import EndIn, ReportIn, StartIn, StartupIn, WorkerErrorIn
 from slimray.service.store import Job, Store
 
 
@@ -57,6 +57,12 @@ def _start(store: Store, job: Job, data: StartIn) -> None:
     store.update_progress(job.id, {"step": 0, "total_steps": data.total_steps}, job.metrics)
 
 
+def _startup(store: Store, job: Job, data: StartupIn) -> None:
+    """The start-up's parts join the job's metrics (`slimray_startup_seconds`)."""
+    _running(store, job, "startup")
+    store.update_progress(job.id, job.progress, {**job.metrics, "startup": data.model_dump(exclude_none=True)})
+
+
 def kept_metrics(metrics: dict[str, Any], report: ReportIn) -> dict[str, Any]:
     """A job's metrics after a report: each window metric kept by its `records.Retain` rule."""
     kept = dict(metrics)
@@ -98,6 +104,7 @@ def _end(store: Store, job: Job, data: EndIn) -> None:
 
 _HANDLERS: dict[str, tuple[type[BaseModel], Callable[[Store, Job, Any], None]]] = {
     "start": (StartIn, _start),
+    "startup": (StartupIn, _startup),
     "report": (ReportIn, _report),
     "worker_error": (WorkerErrorIn, _worker_error),
     "end": (EndIn, _end),

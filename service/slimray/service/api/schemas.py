@@ -13,6 +13,7 @@ from slimray.core.jobstate import JobState
 from slimray.core.jsonsafe import deeper_than
 from slimray.core.records import ProgressReport, PruneEvent, Record
 from slimray.core.spec import JobSpec
+from slimray.core.startup import StartupBreakdown
 from slimray.service.store import Job
 
 JobCreate = JobSpec
@@ -73,9 +74,9 @@ def _shallow(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class DriverEvent(BaseModel):
-    """What a running job's driver posts back: start, report, worker_error or end."""
+    """What a running job's driver posts back: start, startup, report, worker_error or end."""
 
-    kind: Literal["start", "report", "worker_error", "end"]
+    kind: Literal["start", "startup", "report", "worker_error", "end"]
     data: Annotated[dict[str, Any], AfterValidator(_shallow)] = Field(default_factory=dict)
 
 
@@ -120,6 +121,10 @@ class PruneEventIn(lenient(PruneEvent)):
 class StartIn(BaseModel):
     model_config = ConfigDict(extra="allow")
     total_steps: int | None = Field(None, ge=0, le=STEP_MAX)
+
+
+class StartupIn(lenient(StartupBreakdown)):
+    """The job's start-up by part (`startup.StartupBreakdown`), once its first worker group runs."""
 
 
 MAX_EVENT_BYTES = 64 * 1024  # a real event is a few KB (its kept-whole layers, a digest a rank)

@@ -1,0 +1,167 @@
+"""Start-up and whole-job time, side by side in one run: a bare `import tensorflow, keras`, the
+`slimray run` command's own import, plain Keras `model.fit` of the example (same model, data,
+split, optimizer, epochs and global batch; dense, one process), and `slimray run` of the example
+dense and pruned, each a fresh process (cold). Median of the repeats; variants alternate within a
+repeat. Writes results/startup.{json,md,png}.
+
+    .venv/bin/python benchmarks/bench_startup.py [--size tiny|quick|full] [--repeats N]
+
+Goals (issue 27): cold start-up <= 1.5x the bare import; the pruned example's whole job <= 0.8x
+plain `fit` at equal or better accuracy; warm start-up <= 3 s (no warm path yet: not measured).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import benchlib
+import yaml
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mnist.yaml"
+HERE = Path(__file__).resolve().parent
+VARIANTS = ("import", "cli_import", "plain", "slimray_dense", "slimray_pruned")
+COLD_STARTUP_GOAL = 1.5  # x the bare import
+WHOLE_JOB_GOAL = 0.8  # x plain fit
+WARM_GOAL_SECONDS = 3.0
+
+
+def _timed(argv: list[str], cwd: Path = HERE) -> tuple[float, str]:
+    """Wall seconds of one fresh process, and what it printed; an error names the command."""
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=3600)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr[-3000:]}")
+    return wall, proc.stdout
+
+
+def _spec_file(tmp: Path, name: str, epochs: int, pruned: bool) -> Path:
+    """The example as a spec file, its run directory in `tmp`; dense: without its `prune`."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["name"], data["train"]["epochs"] = name, epochs
+    data["output"] = {"dir": str(tmp / name)}
+    if not pruned:
+        data.pop("prune")
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _slimray(tmp: Path, name: str, epochs: int, pruned: bool) -> dict[str, Any]:
+    """`slimray run` in a fresh process (its own embedded Ray): whole wall, and the report's."""
+    spec = _spec_file(tmp, name, epochs, pruned)
+    wall, _ = _timed([sys.executable, "-m", "slimray.cli", "run", str(spec), "--quiet", "--overwrite"])
+    report = json.loads((tmp / name / "report.json").read_text())
+    return {"wall": wall, "startup": report["startup"]["total"], "startup_parts": report["startup"],
+            "job_wall": report["wall_seconds"], "accuracy": report["exported_accuracy"],
+            "params_after": report["params"]["after"]}  # fmt: skip
+
+
+def _plain(tmp: Path, epochs: int) -> dict[str, Any]:
+    spec = _spec_file(tmp, "plain", epochs, pruned=False)
+    wall, out = _timed([sys.executable, "plain_keras.py", str(spec), "--epochs", str(epochs)])
+    measured = json.loads(out.strip().splitlines()[-1])
+    return {"wall": wall, **measured}
+
+
+def _import(module: str) -> dict[str, Any]:
+    wall, _ = _timed([sys.executable, "-c", f"import {module}"])
+    return {"wall": wall, "startup": wall}
+
+
+def one_repeat(index: int, epochs: int, tmp: Path) -> dict[str, Any]:
+    order = VARIANTS[index % len(VARIANTS) :] + VARIANTS[: index % len(VARIANTS)]
+    run = {
+        "import": lambda: _import("tensorflow, keras"),
+        "cli_import": lambda: _import("slimray.cli.run"),
+        "plain": lambda: _plain(tmp, epochs),
+        "slimray_dense": lambda: _slimray(tmp, f"dense-{index}", epochs, pruned=False),
+        "slimray_pruned": lambda: _slimray(tmp, f"pruned-{index}", epochs, pruned=True),
+    }
+    return {"order": list(order), "runs": {name: run[name]() for name in order}}
+
+
+def _median(repeats: list[dict], variant: str, key: str) -> float | None:
+    return benchlib.spread([r["runs"][variant].get(key) for r in repeats])["median"]
+
+
+def summarize(repeats: list[dict]) -> dict[str, Any]:
+    rows = {v: {k: _median(repeats, v, k) for k in ("wall", "startup", "accuracy")} for v in VARIANTS}
+    for variant in ("slimray_dense", "slimray_pruned"):
+        parts = [r["runs"][variant]["startup_parts"] for r in repeats]
+        rows[variant]["parts"] = {k: benchlib.spread([p[k] for p in parts])["median"] for k in parts[0]
+                                  if k != "total"}  # fmt: skip
+    bare, cli = rows["import"]["wall"], rows["cli_import"]["wall"]
+    cold = cli + rows["slimray_pruned"]["startup"]  # the command's import, then the job's start-up
+    whole = rows["slimray_pruned"]["wall"] / rows["plain"]["wall"]
+    accurate = rows["slimray_pruned"]["accuracy"] >= rows["plain"]["accuracy"]
+    goals = {
+        "cold_startup_vs_import": {"value": cold / bare, "goal": COLD_STARTUP_GOAL,
+                                   "met": cold / bare <= COLD_STARTUP_GOAL},
+        "whole_job_vs_plain_fit": {"value": whole, "goal": WHOLE_JOB_GOAL,
+                                   "accuracy_at_least_plain": accurate,
+                                   "met": whole <= WHOLE_JOB_GOAL and accurate},
+        "warm_startup_seconds": {"value": None, "goal": WARM_GOAL_SECONDS, "met": False,
+                                 "note": "not measured: no warm path yet (issue 27 point 3)"},
+    }  # fmt: skip
+    return {"variants": rows, "cold_startup_seconds": cold, "goals": goals}
+
+
+def table(summary: dict[str, Any], settings: dict[str, Any]) -> str:
+    rows, bare = summary["variants"], summary["variants"]["import"]["wall"]
+    plain = rows["plain"]["wall"]
+    lines = [[name, r["wall"], r["wall"] / plain, r["startup"], r["startup"] / bare, r["accuracy"]]
+             for name, r in rows.items()]  # fmt: skip
+    text = (f"Epochs {settings['epochs']}, {settings['repeats']} repeat(s), medians; each variant a fresh "
+            "process. Start-up: plain = process start to `fit`; slimray = the report's `startup` "
+            "(run_job's start to rank 0's loop), without the command's own import "
+            "(`cli_import`).\n\n")  # fmt: skip
+    text += benchlib.markdown_table(["variant", "whole wall s", "wall / plain", "start-up s",
+                                     "start-up / bare import", "accuracy"], lines)  # fmt: skip
+    parts = rows["slimray_pruned"]["parts"]
+    text += "\nslimray pruned, start-up by part (median s): " + ", ".join(
+        f"{k} {v:.2f}" for k, v in parts.items()
+    )
+    text += "\n\n" + benchlib.markdown_table(
+        ["goal", "figure", "target", "met"],
+        [[name, g["value"], g["goal"], "met" if g["met"] else ("missed" if g["value"] is not None else
+                                                               "not measured")]
+         for name, g in summary["goals"].items()],
+    )  # fmt: skip
+    return text
+
+
+def plot(fig: Any, summary: dict[str, Any]) -> None:
+    """Each variant's whole wall: its start-up, then the rest."""
+    rows = summary["variants"]
+    names = [n for n in VARIANTS if rows[n]["wall"] is not None]
+    ax = fig.add_subplot(1, 1, 1)
+    startup = [rows[n]["startup"] for n in names]
+    rest = [rows[n]["wall"] - rows[n]["startup"] for n in names]
+    ax.barh(names, startup, label="start-up")
+    ax.barh(names, rest, left=startup, label="the rest of the job")
+    ax.set_xlabel("seconds (median; machine-dependent: compare the bars)")
+    ax.legend()
+
+
+def main() -> None:
+    args = benchlib.parser(__doc__.split("\n\n")[0]).parse_args()
+    spec = yaml.safe_load(EXAMPLE.read_text())
+    epochs = benchlib.pick(args.size, 1, spec["train"]["epochs"], spec["train"]["epochs"])
+    repeats = args.repeats or benchlib.pick(args.size, 1, 1, 3)
+    settings = {"size": args.size, "epochs": epochs, "repeats": repeats, "variants": list(VARIANTS)}
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        measured = [one_repeat(i, epochs, Path(tmp)) for i in range(repeats)]
+    summary = summarize(measured)
+    benchlib.write("startup", args.out, settings, measured, summary, table(summary, settings),
+                   plot=lambda fig: plot(fig, summary))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
