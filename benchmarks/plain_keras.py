@@ -47,9 +47,8 @@ def main() -> None:
     keras.utils.set_random_seed(train["seed"])
     data = load_builtin(spec["data"]["source"], train["validation_split"], train["seed"])
     model = seed_cnn(data.input_shape, data.num_classes, **spec["model"].get("kwargs", {}))
-    model.compile(
-        keras.optimizers.Adam(train["learning_rate"]), "sparse_categorical_crossentropy", ["accuracy"]
-    )
+    model.compile(optimizer=keras.optimizers.Adam(train["learning_rate"]),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])  # fmt: skip
     first, fit_called = FirstBatch(), time.time()
     model.fit(data.x_train, data.y_train, batch_size=train["batch_size"] * workers,  # the global batch
               epochs=args.epochs or train["epochs"], verbose=0, callbacks=[first])  # fmt: skip
