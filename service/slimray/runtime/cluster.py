@@ -13,6 +13,7 @@ import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, UserCallback
 from ray.train.v2._internal.constants import (
     COLLECTIVE_TIMEOUT_S_ENV_VAR,
+    ENABLE_PREEMPTION_WATCHER_ENV_VAR,
     WORKER_HEALTH_CHECK_TIMEOUT_S_ENV_VAR,
 )
 
@@ -72,20 +73,25 @@ def check_backend(spec: JobSpec) -> None:
 
 
 @contextlib.contextmanager
-def controller_env(spec: JobSpec) -> Iterator[None]:
+def controller_env(spec: JobSpec, embedded: bool = False) -> Iterator[None]:
     """Ray Train reads its controller settings from the driver's environment (and passes them
     to the controller): the worker-group start timeout (with `controller_failure_limit=0` a
     group that cannot be placed in time fails the job with Ray's reason instead of waiting
     forever), the hang limits (a worker whose process stops answering for
     `failure.collective_timeout_seconds` fails the group, named; Ray Train's own report barrier
     waits as long as the workers' collectives) and the poll interval (an operator's own
-    RAY_TRAIN_HEALTH_CHECK_INTERVAL_S wins)."""
+    RAY_TRAIN_HEALTH_CHECK_INTERVAL_S wins). On an `embedded` Ray (one machine, no node can be
+    preempted) Ray Train's preemption watcher is not started: one process less, whose start
+    competed with the workers' TensorFlow import (start-up -0.7 to -1 s, `benchmarks/results/
+    startup.md`); an operator's own RAY_TRAIN_ENABLE_PREEMPTION_WATCHER wins."""
     failure = spec.failure
     wanted = {RAY_TRAIN_START_TIMEOUT: str(spec.scaling.start_timeout_seconds),
               WORKER_HEALTH_CHECK_TIMEOUT_S_ENV_VAR: str(failure.collective_timeout_seconds),
               COLLECTIVE_TIMEOUT_S_ENV_VAR: str(failure.collective_deadline_seconds)}  # fmt: skip
     if RAY_TRAIN_POLL_INTERVAL not in os.environ:
         wanted[RAY_TRAIN_POLL_INTERVAL] = str(HEALTH_CHECK_INTERVAL_S)
+    if embedded and ENABLE_PREEMPTION_WATCHER_ENV_VAR not in os.environ:
+        wanted[ENABLE_PREEMPTION_WATCHER_ENV_VAR] = "0"
     before = {key: os.environ.get(key) for key in wanted}
     os.environ.update(wanted)
     try:

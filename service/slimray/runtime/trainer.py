@@ -146,7 +146,7 @@ def run_job(
         # before the old run is removed; only a cluster joined by address may gain GPU nodes
         check_gpu(spec.scaling, can_grow=bool(address or os.environ.get(RAY_ADDRESS)))
         clock.resume = resume
-        return _run(spec, store, clock, on_event or _no_events, Faults(loop, tuple(callbacks)))
+        return _run(spec, store, clock, on_event or _no_events, Faults(loop, tuple(callbacks)), started_ray)
     finally:
         if started_ray:
             ray.shutdown()
@@ -208,7 +208,13 @@ def _prepare(spec: JobSpec, store: RunStore, job_clock: JobClock, loop: type | N
 
 
 def _train(
-    spec: JobSpec, store: RunStore, run: PreparedRun, emit: EventSink, job_clock: JobClock, faults: Faults
+    spec: JobSpec,
+    store: RunStore,
+    run: PreparedRun,
+    emit: EventSink,
+    job_clock: JobClock,
+    faults: Faults,
+    embedded: bool,
 ) -> tuple[ProgressPump, FitOutcome]:
     """Run the Ray trainer to its end, turning the workers' progress into events meanwhile; each
     report is recorded as Ray metrics too, labelled with the service's job id or the spec's name."""
@@ -224,7 +230,7 @@ def _train(
                         on_restart=metrics.on_restart)  # fmt: skip
     if job_clock.resume:  # its step is the one the first worker group resumes from
         pump.restart(RestartReason.DRIVER_RESUMED, DRIVER_RESUMED, time.time())
-    with controller_env(spec):
+    with controller_env(spec, embedded):
         thread, outcome = fit_in_thread(trainer)
         pump.on_started = lambda: _announce_startup(job_clock, outcome, pump, metrics, emit)
         pump.pump(run.channel, thread)
@@ -241,11 +247,12 @@ def _announce_startup(job_clock: JobClock, outcome: FitOutcome, pump: ProgressPu
     emit("startup", breakdown.model_dump())
 
 
-def _run(spec: JobSpec, store: RunStore, job_clock: JobClock, emit: EventSink, faults: Faults) -> RunResult:
-    """Prepare, train, export and report one job on a running Ray."""
+def _run(spec: JobSpec, store: RunStore, job_clock: JobClock, emit: EventSink, faults: Faults,
+         embedded: bool) -> RunResult:  # fmt: skip
+    """Prepare, train, export and report one job on a running Ray (`embedded`: started for it)."""
     clock = job_clock.phases
     run = _prepare(spec, store, job_clock, faults.loop, job_clock.resume)
-    pump, outcome = _train(spec, store, run, emit, job_clock, faults)
+    pump, outcome = _train(spec, store, run, emit, job_clock, faults, embedded)
     with clock.phase("export"):
         fields = job_fields(spec, run.steps.total_steps, run.run_dir, outcome, job_clock.began_at)
         report = build_report(pump.timeline, **fields)

@@ -60,7 +60,9 @@ def _start(store: Store, job: Job, data: StartIn) -> None:
 def _startup(store: Store, job: Job, data: StartupIn) -> None:
     """The start-up's parts join the job's metrics (`slimray_startup_seconds`)."""
     _running(store, job, "startup")
-    store.update_progress(job.id, job.progress, {**job.metrics, "startup": data.model_dump(exclude_none=True)})
+    store.update_progress(
+        job.id, job.progress, {**job.metrics, "startup": data.model_dump(exclude_none=True)}
+    )
 
 
 def kept_metrics(metrics: dict[str, Any], report: ReportIn) -> dict[str, Any]:
