@@ -17,7 +17,7 @@ SPEC = parse_spec({"name": "c", "model": {"source": "seed_cnn"}, "data": {"sourc
 
 def test_an_embedded_ray_starts_no_preemption_watcher_and_the_setting_is_given_back(monkeypatch):
     """Issue 27: a one-machine Ray has no node to preempt; the watcher's process competed with
-    the workers' TensorFlow import (benchmarks/results/startup.md)."""
+    the workers' TensorFlow import."""
     monkeypatch.delenv(ENABLE_PREEMPTION_WATCHER_ENV_VAR, raising=False)
     with controller_env(SPEC, embedded=True):
         assert os.environ[ENABLE_PREEMPTION_WATCHER_ENV_VAR] == "0"

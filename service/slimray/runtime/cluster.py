@@ -82,8 +82,9 @@ def controller_env(spec: JobSpec, embedded: bool = False) -> Iterator[None]:
     waits as long as the workers' collectives) and the poll interval (an operator's own
     RAY_TRAIN_HEALTH_CHECK_INTERVAL_S wins). On an `embedded` Ray (one machine, no node can be
     preempted) Ray Train's preemption watcher is not started: one process less, whose start
-    competed with the workers' TensorFlow import (start-up -0.7 to -1 s, `benchmarks/results/
-    startup.md`); an operator's own RAY_TRAIN_ENABLE_PREEMPTION_WATCHER wins."""
+    competed with the workers' TensorFlow import (-0.8 s of start-up in a 2x2 A/B here, within
+    the noise of bench_startup's medians); an operator's own RAY_TRAIN_ENABLE_PREEMPTION_WATCHER
+    wins."""
     failure = spec.failure
     wanted = {RAY_TRAIN_START_TIMEOUT: str(spec.scaling.start_timeout_seconds),
               WORKER_HEALTH_CHECK_TIMEOUT_S_ENV_VAR: str(failure.collective_timeout_seconds),
