@@ -25,13 +25,13 @@ Seconds = Annotated[float, Field(ge=0.0)]
 
 class WorkerMarks(Record):
     """Rank 0's timestamps (`time.time()`): its process created (by the kernel's clock), its
-    training function entered, the framework imported, the group joined, the loop entered."""
+    training function entered, the framework imported, the group joined (its loop's start is
+    the STARTED message's time)."""
 
     process_created: float
     entered: float
     imported: float
     joined: float | None = None  # set by the loop itself, after the backend is built
-    loop_started: float | None = None
 
 
 class StartupBreakdown(Record):
