@@ -53,7 +53,19 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--address", help="join this Ray cluster instead of starting one")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     run.add_argument("--quiet", action="store_true", help="no live progress")
+    run.add_argument("--embedded", action="store_true",
+                     help="start a Ray for this job even when a `slimray up` session is up")  # fmt: skip
     run.set_defaults(handler=Command("run", "run", tensorflow=True))
+
+
+def _add_session(sub: Any) -> None:
+    up = sub.add_parser("up", help="start a local session: a Ray whose workers stay warm between jobs")
+    up.add_argument("--num-cpus", type=int, help="CPUs of the session's Ray (default: this machine's)")
+    up.add_argument("--like", help="a job spec: prestart the processes a job like it takes")
+    up.add_argument("--workers", type=int, default=2, help="without --like: a job of this many workers")
+    up.set_defaults(handler=Command("session", "up"))
+    down = sub.add_parser("down", help="stop the local session")
+    down.set_defaults(handler=Command("session", "down"))
 
 
 def _add_schema(sub: Any) -> None:
@@ -94,7 +106,7 @@ def _add_client_commands(sub: Any) -> None:
 
 
 # each adds its subcommands, in the order `slimray --help` lists them
-_SUBCOMMANDS = (_add_prune, _add_run, _add_schema, _add_serve, _add_client_commands)
+_SUBCOMMANDS = (_add_prune, _add_run, _add_session, _add_schema, _add_serve, _add_client_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

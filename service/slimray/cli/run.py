@@ -1,4 +1,5 @@
-"""`slimray run`: a job spec trained and pruned on Ray from this process (embedded, or --address).
+"""`slimray run`: a job spec trained and pruned on Ray from this process (embedded, the `slimray up`
+session, or --address).
 Imported only when chosen (slimray.cli.entry), so the runtime (TensorFlow, Ray) loads at the top."""
 
 from __future__ import annotations
@@ -7,17 +8,20 @@ import argparse
 
 from slimray.cli.entry import CliError
 from slimray.cli.render import RunProgress, console, print_run_summary
+from slimray.cli.session import session_address
 from slimray.cli.spec import read_spec
 from slimray.core.jobstate import JobState
-from slimray.core.storage import StorageError
-from slimray.runtime.trainer import RunDirectoryExists, run_job
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the job with live progress, print its summary; exit 1 if it did not succeed."""
     spec = read_spec(args.spec)
+    address = args.address or session_address(args.embedded)  # before Ray loads: it sets Ray's token
+    from slimray.core.storage import StorageError
+    from slimray.runtime.trainer import RunDirectoryExists, run_job
+
     try:
-        result = run_job(spec, address=args.address, overwrite=args.overwrite,
+        result = run_job(spec, address=address, overwrite=args.overwrite,
                          on_event=RunProgress(args.quiet))  # fmt: skip
     except (RunDirectoryExists, StorageError, ValueError) as err:
         raise CliError(str(err)) from err

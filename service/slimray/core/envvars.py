@@ -21,6 +21,9 @@ RAY_GCS_PORT = "SLIMRAY_RAY_GCS_PORT"  # `slimray serve --local`: its Ray head's
 # the service's secrets: never passed on to a local Ray head it starts
 SERVICE_SECRETS = ("SLIMRAY_API_TOKEN", "SLIMRAY_METRICS_TOKEN", "SLIMRAY_RAY_TOKEN")
 RAY_AUTH_TOKEN = "RAY_AUTH_TOKEN"  # Ray's own token variable
+RAY_AUTH_MODE = "RAY_AUTH_MODE"  # "token": a driver joining a token-auth cluster sends its token
+# `slimray up`'s folder: the local session's record and Ray token (default ~/.slimray/session)
+SESSION_DIR = "SLIMRAY_SESSION_DIR"
 RAY_ADDRESS = "RAY_ADDRESS"  # set by Ray in a submitted job's driver
 TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"  # TensorFlow's C++ logging: "2" keeps job logs readable
 QUIET_TF = {TF_LOG_LEVEL: "2"}  # what every process slimray starts that may load TensorFlow gets

@@ -47,6 +47,7 @@ class StartupBreakdown(Record):
     model_setup: Seconds = 0.0
     total: Seconds = 0.0
     first_trace: Seconds | None = None
+    warm: bool = False  # rank 0's process was started before the job (a warm cluster's)
 
     @classmethod
     def measure(cls, driver: dict[str, float], fit_started: float, marks: WorkerMarks | None,
@@ -55,11 +56,14 @@ class StartupBreakdown(Record):
         the trainer's start to `end`, rank 0's loop start (or the trainer's end if no group got
         there). A stamp earlier than the one before it (a worker process Ray had started before
         the job, a clock a node apart) counts from that one, so every part is >= 0 and together
-        they span `fit_started` to `end`."""
+        they span `fit_started` to `end`. A warm process (created before the trainer started)
+        waited for the controller until its function was entered: that is all `controller`."""
         parts = {name: float(driver.get(name, 0.0)) for name in ("ray", "driver")}
+        warm = marks is not None and marks.process_created < fit_started
         if marks is not None:
             joined = marks.joined or marks.imported
-            stamps = [marks.process_created, marks.entered, marks.imported, joined, end]
+            created = marks.entered if warm else marks.process_created
+            stamps = [created, marks.entered, marks.imported, joined, end]
             names = ["controller", "worker_processes", "framework_import", "group_join", "model_setup"]
             previous = fit_started
             for name, stamp in zip(names, stamps, strict=True):
@@ -67,7 +71,7 @@ class StartupBreakdown(Record):
                 parts[name], previous = stamp - previous, stamp
         else:  # no worker group reached its loop: all of it waited on the controller
             parts["controller"] = max(0.0, end - fit_started)
-        return cls(**parts, total=sum(parts.values()))
+        return cls(**parts, total=sum(parts.values()), warm=warm)
 
     def with_first_trace(self, seconds: float | None) -> StartupBreakdown:
         return self.model_copy(update={"first_trace": seconds})

@@ -32,6 +32,8 @@ from slimray.runtime.worker_config import WorkerConfig, train_loop_per_worker
 # Measured on a 20-step MNIST job, 2 s and 0.5 s alternating twice: the shutdown phase took
 # 3.7 and 3.1 s at 2 s, 1.2 and 1.5 s at 0.5 s.
 HEALTH_CHECK_INTERVAL_S = 0.5
+# the job-level runtime env of a driver slimray starts Ray for or joins by address
+JOB_ENV_VARS = QUIET_TF
 
 
 def init_ray(address: str | None, spec: JobSpec) -> bool:
@@ -41,7 +43,7 @@ def init_ray(address: str | None, spec: JobSpec) -> bool:
     `ray_current_cluster` file names, which may be someone else's or long dead."""
     if ray.is_initialized():
         return False
-    env = {"env_vars": dict(QUIET_TF)}
+    env = {"env_vars": dict(JOB_ENV_VARS)}
     if os.environ.get(RAY_ADDRESS) and not address:  # a Ray job's driver: its env is set
         ray.init(log_to_driver=False)
     elif address:

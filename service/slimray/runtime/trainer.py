@@ -4,6 +4,7 @@ report.png)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from slimray.runtime.cluster import (
     build_trainer,
     check_backend,
     check_shared_output,
+    JOB_ENV_VARS,
     controller_env,
     init_ray,
 )
@@ -37,7 +39,10 @@ from slimray.runtime.outcome import FitOutcome, driver_phases, fit_in_thread, jo
 from slimray.runtime.progress import ProgressChannel
 from slimray.runtime.pump import EventSink, ProgressPump
 from slimray.runtime.report import Timeline, build_report, plot_report, write_report
+from slimray.runtime.warm import WarmEnv, find_keeper, job_envs, request_refill
 from slimray.runtime.worker_config import WorkerConfig
+
+logger = logging.getLogger(__name__)
 
 
 class RunDirectoryExists(FileExistsError):
@@ -146,7 +151,9 @@ def run_job(
         # before the old run is removed; only a cluster joined by address may gain GPU nodes
         check_gpu(spec.scaling, can_grow=bool(address or os.environ.get(RAY_ADDRESS)))
         clock.resume = resume
-        return _run(spec, store, clock, on_event or _no_events, Faults(loop, tuple(callbacks)), started_ray)
+        # embedded: a Ray of this call's own (one machine), not a cluster it joined
+        embedded = started_ray and not address and not os.environ.get(RAY_ADDRESS)
+        return _run(spec, store, clock, on_event or _no_events, Faults(loop, tuple(callbacks)), embedded)
     finally:
         if started_ray:
             ray.shutdown()
@@ -230,12 +237,25 @@ def _train(
                         on_restart=metrics.on_restart)  # fmt: skip
     if job_clock.resume:  # its step is the one the first worker group resumes from
         pump.restart(RestartReason.DRIVER_RESUMED, DRIVER_RESUMED, time.time())
+    keeper = find_keeper()
     with controller_env(spec, embedded):
+        envs = job_envs(dict(JOB_ENV_VARS), spec.scaling.max_workers, run.data.train is not None)
         thread, outcome = fit_in_thread(trainer)
         pump.on_started = lambda: _announce_startup(job_clock, outcome, pump, metrics, emit)
         pump.pump(run.channel, thread)
     run.channel.close()
+    if keeper is not None:
+        _refill(keeper, envs)
     return pump, outcome
+
+
+def _refill(keeper: Any, envs: tuple[WarmEnv, ...]) -> None:
+    """On a warm cluster, have its keeper prestart this job's processes for the next one. A keeper
+    that does not answer costs the next job its warm start, never this job its result."""
+    try:
+        request_refill(keeper, envs)
+    except Exception as err:  # noqa: BLE001 - any failure of the keeper is only logged
+        logger.warning("the warm-worker keeper did not take the refill: %s: %s", type(err).__name__, err)
 
 
 def _announce_startup(job_clock: JobClock, outcome: FitOutcome, pump: ProgressPump, metrics: RayMetrics,

@@ -91,7 +91,7 @@ class LocalRay:
 
     @classmethod
     def start(cls, address: str, token: str, num_cpus: int | None, gcs_port: int,
-              timeout: float = 120.0) -> LocalRay:  # fmt: skip
+              timeout: float = 120.0, system_config: dict | None = None) -> LocalRay:  # fmt: skip
         url = urlparse(address)
         temp_dir = Path(tempfile.mkdtemp(prefix="slimray-ray-"))  # short: Ray's socket paths
         log = temp_dir / "ray-start.log"
@@ -103,6 +103,8 @@ class LocalRay:
         cmd += [f"--{option}={port}" for option, port in zip(_AGENT_PORTS, agent_ports, strict=True)]
         if num_cpus:
             cmd.append(f"--num-cpus={num_cpus}")
+        if system_config:
+            cmd.append(f"--system-config={json.dumps(system_config)}")
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
         process = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,

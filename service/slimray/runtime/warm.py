@@ -1,0 +1,159 @@
+"""Warm workers: on a cluster started for them (`slimray up`, `slimray serve --local`) every Ray
+worker process imports TensorFlow and Keras as it starts (Ray's `preload_python_modules`), and a
+keeper actor prestarts, between jobs, the idle processes the next job's actors will be given.
+
+Ray gives an idle process to an actor only if its runtime environment is the same string, and an
+actor's process ends with it: so a warm process has run nothing before its actor, and the only
+thing one job leaves the next is imported modules (isolation by construction, not by cleanup)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.train.v2._internal.constants import (
+    DEFAULT_ENABLE_PREEMPTION_WATCHER,
+    DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE,
+    ENABLE_PREEMPTION_WATCHER_ENV_VAR,
+    RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR,
+    get_env_vars_to_propagate,
+)
+
+# imported by every worker process of a warm cluster before it takes work
+PRELOADED = ("tensorflow", "keras")
+KEEPER_NAME, KEEPER_NAMESPACE = "slimray-warm-keeper", "slimray"
+# Ray Train V2's own actors per job, beside its workers: the controller, the placement-group
+# cleaner and the synchronization actor (+ the preemption watcher when it is on); a Ray Data set
+# adds Train's DatasetManager and Ray Data's split coordinator. slimray's progress channel runs
+# in the driver's env. Counted in the raylet's log of a job on a session (8 actors, 2 workers)
+TRAIN_SIDE_ACTORS = 3
+DATASET_ACTORS = 2
+KEEP_ALIVE_S = 3600  # an idle warm process is kept this long (then Ray's idle limit applies)
+REGISTER_TIMEOUT_S = 180.0  # a batch of prestarted processes must register within this
+
+
+def warm_system_config() -> dict[str, Any]:
+    """The Ray system config of a warm cluster's nodes (`ray start --system-config`)."""
+    return {"preload_python_modules": list(PRELOADED)}
+
+
+@dataclass(frozen=True)
+class WarmEnv:
+    """`count` idle processes for one runtime environment, as Ray serializes it (an idle process
+    fits an actor only if the strings are equal)."""
+
+    serialized: str
+    count: int
+
+
+def _watcher_on() -> bool:
+    raw = os.environ.get(ENABLE_PREEMPTION_WATCHER_ENV_VAR)
+    return DEFAULT_ENABLE_PREEMPTION_WATCHER if raw is None else raw.lower() in ("1", "true")
+
+
+def job_envs(job_env_vars: dict[str, str], workers: int, uses_dataset: bool) -> tuple[WarmEnv, ...]:
+    """The processes a job's actors take, by runtime environment. Call it where the trainer is
+    built (inside `controller_env`): Ray Train propagates the driver's RAY_TRAIN_* variables.
+
+    The job's own env (`ray.init(runtime_env=...)`) is serialized by Python's json; Ray's core
+    worker merges it into Ray Train's actors' env and writes that compact, keys sorted."""
+    train_vars = {**job_env_vars, **get_env_vars_to_propagate()}
+    train_vars.setdefault(RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR, DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE)
+    train = json.dumps({"env_vars": train_vars}, sort_keys=True, separators=(",", ":"))
+    side = TRAIN_SIDE_ACTORS + DATASET_ACTORS * int(uses_dataset) + int(_watcher_on())
+    return WarmEnv(train, side + workers), WarmEnv(json.dumps({"env_vars": job_env_vars}), 1)
+
+
+class WarmKeeper:
+    """A detached actor on the head: prestarts idle worker processes on its node, in batches the
+    raylet accepts (it drops requests beyond its start-up concurrency, one per CPU)."""
+
+    def __init__(self, keep_alive_s: int = KEEP_ALIVE_S):
+        self.keep_alive_s = keep_alive_s
+        self._lock = threading.Lock()
+        self.refills = 0
+        self.started = 0
+
+    def _stub(self) -> tuple[Any, int]:
+        from ray._private.grpc_utils import init_grpc_channel
+        from ray.core.generated.node_manager_pb2_grpc import NodeManagerServiceStub
+
+        node_id = ray.get_runtime_context().get_node_id()
+        node = next(n for n in ray.nodes() if n["NodeID"] == node_id)
+        cpus = int(node["Resources"].get("CPU", 1))
+        channel = init_grpc_channel(f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}")
+        return NodeManagerServiceStub(channel), max(1, min(os.cpu_count() or 1, cpus))
+
+    @staticmethod
+    def _idle(stub: Any) -> int:
+        """Registered worker processes that hold no actor and no job: ready for any job."""
+        from ray.core.generated import common_pb2, node_manager_pb2
+
+        reply = stub.GetNodeStats(node_manager_pb2.GetNodeStatsRequest(), timeout=30)
+        return sum(1 for w in reply.core_workers_stats
+                   if w.worker_type == common_pb2.WORKER and _nil(w.actor_id) and _nil(w.job_id))  # fmt: skip
+
+    def refill(self, envs: Iterable[tuple[str, int]]) -> int:
+        """Prestart `count` idle processes per serialized runtime env; returns how many registered."""
+        from ray.core.generated import common_pb2, node_manager_pb2, runtime_environment_pb2
+
+        with self._lock:
+            stub, batch = self._stub()
+            started = 0
+            for serialized, count in envs:
+                left = count
+                while left > 0:
+                    n = min(batch, left)
+                    before = self._idle(stub)
+                    info = runtime_environment_pb2.RuntimeEnvInfo(serialized_runtime_env=serialized)
+                    stub.PrestartWorkers(node_manager_pb2.PrestartWorkersRequest(
+                        language=common_pb2.PYTHON, runtime_env_info=info, num_workers=n,
+                        keep_alive_duration_secs=self.keep_alive_s), timeout=30)  # fmt: skip
+                    deadline = time.time() + REGISTER_TIMEOUT_S
+                    while self._idle(stub) < before + n and time.time() < deadline:
+                        time.sleep(0.5)
+                    started, left = started + n, left - n
+            self.refills, self.started = self.refills + 1, self.started + started
+            return started
+
+    def refill_later(self, envs: list[tuple[str, int]]) -> None:
+        """`refill` in a thread of its own: the driver that asks may end right after."""
+        threading.Thread(target=self.refill, args=(envs,), daemon=True).start()
+
+    def stats(self) -> dict[str, int]:
+        return {"refills": self.refills, "started": self.started}
+
+
+def _nil(ray_id: bytes) -> bool:
+    """Ray's nil ids are all 0xff bytes."""
+    return not ray_id or set(ray_id) <= {0xFF}
+
+
+def start_keeper(keep_alive_s: int = KEEP_ALIVE_S) -> Any:
+    """The cluster's keeper, created detached on this node (the head) if it has none."""
+    node = ray.get_runtime_context().get_node_id()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actor = ray.remote(num_cpus=0, max_concurrency=4, lifetime="detached", name=KEEPER_NAME,
+                       namespace=KEEPER_NAMESPACE, get_if_exists=True,
+                       scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))(WarmKeeper)  # fmt: skip
+    return actor.remote(keep_alive_s)
+
+
+def find_keeper() -> Any | None:
+    """The keeper of the cluster this driver joined, None on a cold cluster."""
+    try:
+        return ray.get_actor(KEEPER_NAME, namespace=KEEPER_NAMESPACE)
+    except ValueError:
+        return None
+
+
+def request_refill(keeper: Any, envs: tuple[WarmEnv, ...], timeout: float = 30.0) -> None:
+    """Ask the keeper to prestart `envs` for the next job; it works on after this driver ends."""
+    ray.get(keeper.refill_later.remote([(e.serialized, e.count) for e in envs]), timeout=timeout)
