@@ -48,7 +48,7 @@ class Session:
         except FileNotFoundError:
             return None
         except (ValueError, TypeError) as err:
-            raise CliError(f"{path} is not a session record ({err}); remove it or run `slimray down`") from err
+            raise CliError(f"{path} is not a session record ({err}); remove that file") from err
         if answers(session.dashboard, cls.token(folder)):
             return session
         path.unlink(missing_ok=True)

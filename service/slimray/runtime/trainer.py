@@ -25,10 +25,10 @@ from slimray.core.startup import StartupBreakdown
 from slimray.core.storage import RunStore, apply_umask
 from slimray.runtime.breakdown import PhaseClock, WallTimeBreakdown
 from slimray.runtime.cluster import (
+    JOB_ENV_VARS,
     build_trainer,
     check_backend,
     check_shared_output,
-    JOB_ENV_VARS,
     controller_env,
     init_ray,
 )
@@ -254,7 +254,7 @@ def _refill(keeper: Any, envs: tuple[WarmEnv, ...]) -> None:
     that does not answer costs the next job its warm start, never this job its result."""
     try:
         request_refill(keeper, envs)
-    except Exception as err:  # noqa: BLE001 - any failure of the keeper is only logged
+    except Exception as err:  # any failure of the keeper is only logged
         logger.warning("the warm-worker keeper did not take the refill: %s: %s", type(err).__name__, err)
 
 

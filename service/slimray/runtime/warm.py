@@ -64,7 +64,8 @@ def job_envs(job_env_vars: dict[str, str], workers: int, uses_dataset: bool) -> 
     The job's own env (`ray.init(runtime_env=...)`) is serialized by Python's json; Ray's core
     worker merges it into Ray Train's actors' env and writes that compact, keys sorted."""
     train_vars = {**job_env_vars, **get_env_vars_to_propagate()}
-    train_vars.setdefault(RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR, DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE)
+    train_vars.setdefault(RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR,
+                          DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE)  # fmt: skip
     train = json.dumps({"env_vars": train_vars}, sort_keys=True, separators=(",", ":"))
     side = TRAIN_SIDE_ACTORS + DATASET_ACTORS * int(uses_dataset) + int(_watcher_on())
     return WarmEnv(train, side + workers), WarmEnv(json.dumps({"env_vars": job_env_vars}), 1)
@@ -137,12 +138,11 @@ def _nil(ray_id: bytes) -> bool:
 
 def start_keeper(keep_alive_s: int = KEEP_ALIVE_S) -> Any:
     """The cluster's keeper, created detached on this node (the head) if it has none."""
-    node = ray.get_runtime_context().get_node_id()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0, max_concurrency=4, lifetime="detached", name=KEEPER_NAME,
-                       namespace=KEEPER_NAMESPACE, get_if_exists=True,
-                       scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))(WarmKeeper)  # fmt: skip
+                       namespace=KEEPER_NAMESPACE, get_if_exists=True, scheduling_strategy=here)(WarmKeeper)  # fmt: skip
     return actor.remote(keep_alive_s)
 
 
