@@ -141,9 +141,9 @@ def start_keeper(keep_alive_s: int = KEEP_ALIVE_S) -> Any:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    actor = ray.remote(num_cpus=0, max_concurrency=4, lifetime="detached", name=KEEPER_NAME,
-                       namespace=KEEPER_NAMESPACE, get_if_exists=True, scheduling_strategy=here)(WarmKeeper)  # fmt: skip
-    return actor.remote(keep_alive_s)
+    options = {"num_cpus": 0, "max_concurrency": 4, "lifetime": "detached", "name": KEEPER_NAME,
+               "namespace": KEEPER_NAMESPACE, "get_if_exists": True, "scheduling_strategy": here}  # fmt: skip
+    return ray.remote(**options)(WarmKeeper).remote(keep_alive_s)
 
 
 def find_keeper() -> Any | None:
