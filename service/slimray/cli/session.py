@@ -88,12 +88,28 @@ def _keep_warm(gcs: str, like: str | None, workers: int) -> int:
         ray.shutdown()
 
 
+def _settled(gcs: str) -> int:
+    """Wait for the keeper's refills in progress; the idle warm processes then."""
+    import ray
+
+    from slimray.runtime.warm import find_keeper
+
+    ray.init(address=gcs, log_to_driver=False)
+    try:
+        keeper = find_keeper()
+        return ray.get(keeper.settled.remote())["idle"] if keeper is not None else 0
+    finally:
+        ray.shutdown()
+
+
 def up(args: argparse.Namespace) -> int:
     """Start the session (or say it is up): Ray with TensorFlow preloaded, warm processes ready."""
     folder = session_dir()
     running = Session.load(folder)
     if running is not None:
-        console.print(f"a slimray session is already up: Ray at {running.gcs} (`slimray down` stops it)")
+        idle = _settled(running.join_env(folder))
+        console.print(f"a slimray session is already up: Ray at {running.gcs}, {idle} warm worker "
+                      "processes idle (`slimray down` stops it)")  # fmt: skip
         return 0
     gcs, dash = free_ports(2)
     token = Session.token(folder)

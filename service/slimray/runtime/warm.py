@@ -80,6 +80,7 @@ class WarmKeeper:
         self._lock = threading.Lock()
         self.refills = 0
         self.started = 0
+        self.pending = 0  # refills asked for and not yet done
 
     def _stub(self) -> tuple[Any, int]:
         from ray._private.grpc_utils import init_grpc_channel
@@ -125,10 +126,23 @@ class WarmKeeper:
 
     def refill_later(self, envs: list[tuple[str, int]]) -> None:
         """`refill` in a thread of its own: the driver that asks may end right after."""
-        threading.Thread(target=self.refill, args=(envs,), daemon=True).start()
+        self.pending += 1
 
-    def stats(self) -> dict[str, int]:
-        return {"refills": self.refills, "started": self.started}
+        def work() -> None:
+            try:
+                self.refill(envs)
+            finally:
+                self.pending -= 1
+
+        threading.Thread(target=work, daemon=True).start()
+
+    def settled(self, timeout_s: float = 600.0) -> dict[str, int]:
+        """Once no refill is pending (or after `timeout_s`): refills done, processes prestarted,
+        and the idle processes ready for any job now."""
+        deadline = time.time() + timeout_s
+        while self.pending and time.time() < deadline:
+            time.sleep(0.5)
+        return {"refills": self.refills, "started": self.started, "idle": self._idle(self._stub()[0])}
 
 
 def _nil(ray_id: bytes) -> bool:

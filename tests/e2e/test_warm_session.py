@@ -1,0 +1,87 @@
+"""The warm path as a user takes it: `slimray up`, two different jobs back to back on its warm
+worker processes, each bit for bit the same job run cold (`--embedded`), then `slimray down`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.cli.helpers import ENV, slimray
+
+JOB_A = {  # a CNN on the shipped MNIST digits (a Ray Data set), pruned once
+    "name": "warm-a",
+    "model": {"source": "seed_cnn", "kwargs": {"dropout": 0.3}},
+    "data": {"source": "mnist"},
+    "train": {"steps": 24, "batch_size": 64, "seed": 3, "report_every": 4, "learning_rate": 0.003},
+    "prune": {"criterion": "taylor", "sparsity": 0.5, "schedule": {"kind": "one_shot", "step": 12}},
+    "scaling": {"num_workers": 2},
+}
+JOB_B = {  # another model, data, optimizer and seed
+    "name": "warm-b",
+    "model": {"source": "mlp", "kwargs": {"hidden1": 48, "hidden2": 24}},
+    "data": {"source": "synthetic", "synthetic": {"samples": 1024, "shape": [12], "num_classes": 3}},
+    "train": {"steps": 30, "batch_size": 32, "seed": 11, "optimizer": "sgd", "report_every": 5},
+    "prune": {"criterion": "l2", "sparsity": 0.25, "schedule": {"kind": "one_shot", "step": 10}},
+    "scaling": {"num_workers": 2},
+}
+
+
+def _spec(folder: Path, job: dict, out: str) -> Path:
+    path = folder / f"{out}.yaml"
+    path.write_text(yaml.safe_dump({**job, "output": {"dir": str(folder / out)}}))
+    return path
+
+
+def _run(env: dict[str, str], spec: Path, *flags: str) -> dict:
+    proc = slimray("run", str(spec), "--quiet", *flags, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((spec.parent / spec.stem / "report.json").read_text())
+
+
+def _weights(run_dir: Path) -> list[np.ndarray]:
+    import keras
+
+    return keras.saving.load_model(run_dir / "model.keras").get_weights()
+
+
+def _same_bits(a: Path, b: Path) -> bool:
+    wa, wb = _weights(a), _weights(b)
+    return len(wa) == len(wb) and all(x.dtype == y.dtype and x.shape == y.shape and
+                                      x.tobytes() == y.tobytes() for x, y in zip(wa, wb, strict=True))  # fmt: skip
+
+
+@pytest.mark.timeout(1200)
+def test_two_jobs_on_warm_workers_match_the_same_jobs_run_cold_bit_for_bit(tmp_path):
+    env = {**ENV, "SLIMRAY_SESSION_DIR": str(tmp_path / "session")}
+    a_warm, b_warm = _spec(tmp_path, JOB_A, "a_warm"), _spec(tmp_path, JOB_B, "b_warm")
+    a_cold, b_cold = _spec(tmp_path, JOB_A, "a_cold"), _spec(tmp_path, JOB_B, "b_cold")
+    up = slimray("up", "--like", str(a_warm), "--num-cpus", "4", env=env, timeout=600)
+    assert up.returncode == 0 and "session up" in up.stdout, up.stdout[-2000:] + up.stderr[-3000:]
+    record = json.loads((tmp_path / "session" / "session.json").read_text())
+    try:
+        first = _run(env, a_warm)
+        settled = slimray("up", env=env, timeout=600)  # already up: waits for the keeper's refill
+        assert "already up" in settled.stdout, settled.stdout + settled.stderr[-2000:]
+        second = _run(env, b_warm)
+        # each job's rank 0 was a process started before the job, TensorFlow already imported
+        for report in (first, second):
+            assert report["state"] == "succeeded"
+            assert report["startup"]["warm"] is True, report["startup"]
+            assert report["startup"]["worker_processes"] == 0.0
+            assert report["startup"]["framework_import"] < 1.5, report["startup"]
+    finally:
+        down = slimray("down", env=env, timeout=120)
+    assert down.returncode == 0 and "session down" in down.stdout
+    assert not (tmp_path / "session" / "session.json").exists()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(record["pgid"], 0)
+    cold = [_run(env, a_cold), _run(env, b_cold)]  # no session: each starts a Ray of its own
+    assert [r["startup"]["warm"] for r in cold] == [False, False]
+    assert _same_bits(tmp_path / "a_warm", tmp_path / "a_cold")
+    assert _same_bits(tmp_path / "b_warm", tmp_path / "b_cold")
+    assert first["params"] == cold[0]["params"] and second["params"] == cold[1]["params"]
