@@ -16,14 +16,16 @@ def test_the_parts_are_the_stretches_between_the_timestamps():
     assert got.total == pytest.approx(4.5 + 15.0) and list(got.parts()) == list(STARTUP_PARTS)
 
 
-def test_a_process_started_before_the_job_and_a_skewed_clock_count_from_the_stamp_before():
-    """A worker process Ray had prestarted (created before the trainer) costs the job nothing
-    to create; a node's clock ahead of the driver's cannot make a part negative or the sum exceed
-    the stretch it covers."""
+def test_a_process_started_before_the_job_is_warm_and_a_skewed_clock_counts_from_the_stamp_before():
+    """A warm worker process (prestarted before the trainer) costs the job nothing to create: the
+    wait for its function is the controller's; a node's clock ahead of the driver's cannot make a
+    part negative or the sum exceed the stretch it covers."""
     early = WorkerMarks(process_created=50.0, entered=100.5, imported=100.7, joined=None)
     got = StartupBreakdown.measure({}, 100.0, early, 101.0)
-    assert (got.controller, got.worker_processes, got.group_join) == (0.0, 0.5, 0.0)
-    assert got.total == pytest.approx(1.0)
+    assert (got.controller, got.worker_processes, got.group_join) == (0.5, 0.0, 0.0)
+    assert got.total == pytest.approx(1.0) and got.warm
+    fresh = early.model_copy(update={"process_created": 100.1})
+    assert not StartupBreakdown.measure({}, 100.0, fresh, 101.0).warm
     ahead = WorkerMarks(process_created=120.0, entered=121.0, imported=130.0, joined=131.0)
     skewed = StartupBreakdown.measure({}, 100.0, ahead, 110.0)
     assert all(v >= 0 for v in skewed.parts().values()) and skewed.total == pytest.approx(10.0)

@@ -51,8 +51,10 @@ def _weights(run_dir: Path) -> list[np.ndarray]:
 
 def _same_bits(a: Path, b: Path) -> bool:
     wa, wb = _weights(a), _weights(b)
-    return len(wa) == len(wb) and all(x.dtype == y.dtype and x.shape == y.shape and
-                                      x.tobytes() == y.tobytes() for x, y in zip(wa, wb, strict=True))  # fmt: skip
+    if len(wa) != len(wb):
+        return False
+    return all(x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+               for x, y in zip(wa, wb, strict=True))  # fmt: skip
 
 
 @pytest.mark.timeout(1200)

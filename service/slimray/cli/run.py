@@ -17,8 +17,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the job with live progress, print its summary; exit 1 if it did not succeed."""
     spec = read_spec(args.spec)
     address = args.address or session_address(args.embedded)  # before Ray loads: it sets Ray's token
-    from slimray.core.storage import StorageError
-    from slimray.runtime.trainer import RunDirectoryExists, run_job
+    from slimray.core.storage import StorageError  # lazy: loads Ray (pyarrow), which reads its token once
+    from slimray.runtime.trainer import RunDirectoryExists, run_job  # lazy: the same
 
     try:
         result = run_job(spec, address=address, overwrite=args.overwrite,

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from slimray.cli.entry import CliError
 from slimray.cli.render import console
+from slimray.cli.spec import read_spec
 from slimray.core.envvars import RAY_AUTH_MODE, RAY_AUTH_TOKEN, SESSION_DIR
+from slimray.core.spec import JobSpec
 from slimray.service.localray import LocalRay, LocalRayError, answers, private_secret
 from slimray.service.ports import free_ports
 
@@ -68,12 +70,10 @@ def _auth_env(token: str) -> None:
 def _keep_warm(gcs: str, like: str | None, workers: int) -> int:
     """Start the keeper and prestart one job's processes (the job `like`, else a default job with
     `workers` workers); returns how many registered."""
-    import ray
+    import ray  # lazy, as every Ray import here: after the token is in the environment
 
-    from slimray.cli.spec import read_spec
-    from slimray.core.spec import JobSpec
-    from slimray.runtime.cluster import JOB_ENV_VARS, controller_env
-    from slimray.runtime.warm import job_envs, start_keeper
+    from slimray.runtime.cluster import JOB_ENV_VARS, controller_env  # lazy: Ray
+    from slimray.runtime.warm import job_envs, start_keeper  # lazy: Ray
 
     spec = read_spec(like) if like else JobSpec.model_validate(
         {"name": "warm", "model": {"source": "mlp"}, "data": {"source": "mnist"},
@@ -90,9 +90,9 @@ def _keep_warm(gcs: str, like: str | None, workers: int) -> int:
 
 def _settled(gcs: str) -> int:
     """Wait for the keeper's refills in progress; the idle warm processes then."""
-    import ray
+    import ray  # lazy: after the token is in the environment
 
-    from slimray.runtime.warm import find_keeper
+    from slimray.runtime.warm import find_keeper  # lazy with Ray
 
     ray.init(address=gcs, log_to_driver=False)
     try:
@@ -114,7 +114,7 @@ def up(args: argparse.Namespace) -> int:
     gcs, dash = free_ports(2)
     token = Session.token(folder)
     _auth_env(token)  # before Ray is imported: it reads its token once
-    from slimray.runtime.warm import warm_system_config
+    from slimray.runtime.warm import warm_system_config  # lazy: Ray reads its token as it loads
 
     try:
         head = LocalRay.start(f"http://127.0.0.1:{dash}", token, args.num_cpus, gcs,

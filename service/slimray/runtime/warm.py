@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray._private.grpc_utils import init_grpc_channel  # a channel with Ray's token interceptor
+from ray.core.generated import common_pb2, node_manager_pb2, runtime_environment_pb2
+from ray.core.generated.node_manager_pb2_grpc import NodeManagerServiceStub
 from ray.train.v2._internal.constants import (
     DEFAULT_ENABLE_PREEMPTION_WATCHER,
     DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE,
@@ -24,6 +27,7 @@ from ray.train.v2._internal.constants import (
     RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR,
     get_env_vars_to_propagate,
 )
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 # imported by every worker process of a warm cluster before it takes work
 PRELOADED = ("tensorflow", "keras")
@@ -83,9 +87,6 @@ class WarmKeeper:
         self.pending = 0  # refills asked for and not yet done
 
     def _stub(self) -> tuple[Any, int]:
-        from ray._private.grpc_utils import init_grpc_channel
-        from ray.core.generated.node_manager_pb2_grpc import NodeManagerServiceStub
-
         node_id = ray.get_runtime_context().get_node_id()
         node = next(n for n in ray.nodes() if n["NodeID"] == node_id)
         cpus = int(node["Resources"].get("CPU", 1))
@@ -95,16 +96,12 @@ class WarmKeeper:
     @staticmethod
     def _idle(stub: Any) -> int:
         """Registered worker processes that hold no actor and no job: ready for any job."""
-        from ray.core.generated import common_pb2, node_manager_pb2
-
         reply = stub.GetNodeStats(node_manager_pb2.GetNodeStatsRequest(), timeout=30)
         return sum(1 for w in reply.core_workers_stats
                    if w.worker_type == common_pb2.WORKER and _nil(w.actor_id) and _nil(w.job_id))  # fmt: skip
 
     def refill(self, envs: Iterable[tuple[str, int]]) -> int:
         """Prestart `count` idle processes per serialized runtime env; returns how many registered."""
-        from ray.core.generated import common_pb2, node_manager_pb2, runtime_environment_pb2
-
         with self._lock:
             stub, batch = self._stub()
             started = 0
@@ -152,8 +149,6 @@ def _nil(ray_id: bytes) -> bool:
 
 def start_keeper(keep_alive_s: int = KEEP_ALIVE_S) -> Any:
     """The cluster's keeper, created detached on this node (the head) if it has none."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     options = {"num_cpus": 0, "max_concurrency": 4, "lifetime": "detached", "name": KEEPER_NAME,
                "namespace": KEEPER_NAMESPACE, "get_if_exists": True, "scheduling_strategy": here}  # fmt: skip
