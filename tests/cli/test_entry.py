@@ -21,8 +21,8 @@ def _subcommands() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_subcommand_runs_a_function_of_its_module():
     subcommands = _subcommands()
-    assert list(subcommands) == ["prune", "run", "up", "down", "schema", "serve", "submit", "status", "cancel",
-                                 "logs"]  # fmt: skip
+    assert list(subcommands) == ["prune", "run", "up", "down", "schema", "serve", "submit", "status",
+                                 "cancel", "logs"]  # fmt: skip
     for name, parser in subcommands.items():
         command = parser.get_default("handler")
         module = importlib.import_module(f"slimray.cli.{command.module}")
