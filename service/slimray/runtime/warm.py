@@ -30,7 +30,7 @@ from ray.train.v2._internal.constants import (
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 # imported by every worker process of a warm cluster before it takes work
-PRELOADED = ("tensorflow", "keras")
+PRELOADED = ("tensorflow", "keras", "slimray.runtime.worker", "slimray.runtime.cluster")
 KEEPER_NAME, KEEPER_NAMESPACE = "slimray-warm-keeper", "slimray"
 # Ray Train V2's own actors per job, beside its workers: the controller, the placement-group
 # cleaner and the synchronization actor (+ the preemption watcher when it is on); a Ray Data set
@@ -40,6 +40,7 @@ TRAIN_SIDE_ACTORS = 3
 DATASET_ACTORS = 2
 KEEP_ALIVE_S = 3600  # an idle warm process is kept this long (then Ray's idle limit applies)
 REGISTER_TIMEOUT_S = 180.0  # a batch of prestarted processes must register within this
+QUIET_WINDOW_S, QUIET_CPU_S = 0.5, 0.05  # a process done importing uses < 10% of a CPU
 
 
 def warm_system_config() -> dict[str, Any]:
@@ -94,11 +95,33 @@ class WarmKeeper:
         return NodeManagerServiceStub(channel), max(1, min(os.cpu_count() or 1, cpus))
 
     @staticmethod
-    def _idle(stub: Any) -> int:
+    def _idle_pids(stub: Any) -> list[int]:
         """Registered worker processes that hold no actor and no job: ready for any job."""
         reply = stub.GetNodeStats(node_manager_pb2.GetNodeStatsRequest(), timeout=30)
-        return sum(1 for w in reply.core_workers_stats
-                   if w.worker_type == common_pb2.WORKER and _nil(w.actor_id) and _nil(w.job_id))  # fmt: skip
+        return [w.pid for w in reply.core_workers_stats
+                if w.worker_type == common_pb2.WORKER and _nil(w.actor_id) and _nil(w.job_id)]  # fmt: skip
+
+    def _idle(self, stub: Any) -> int:
+        return len(self._idle_pids(stub))
+
+    @staticmethod
+    def _wait_quiet(pids: list[int], deadline: float) -> None:
+        """A process registers before it imports `PRELOADED`: wait until each has stopped using
+        CPU (the import done), so a job that follows is given processes that are ready."""
+        import psutil  # lazy: only the keeper's process needs it
+
+        def cpu(pid: int) -> float:
+            try:
+                times = psutil.Process(pid).cpu_times()
+                return times.user + times.system
+            except psutil.Error:  # gone: nothing to wait for
+                return -1.0
+
+        busy = set(pids)
+        while busy and time.time() < deadline:
+            before = {pid: cpu(pid) for pid in busy}
+            time.sleep(QUIET_WINDOW_S)
+            busy = {pid for pid in busy if before[pid] >= 0 and cpu(pid) - before[pid] > QUIET_CPU_S}
 
     def refill(self, envs: Iterable[tuple[str, int]]) -> int:
         """Prestart `count` idle processes per serialized runtime env; returns how many registered."""
@@ -118,6 +141,7 @@ class WarmKeeper:
                     while self._idle(stub) < before + n and time.time() < deadline:
                         time.sleep(0.5)
                     started, left = started + n, left - n
+            self._wait_quiet(self._idle_pids(stub), time.time() + REGISTER_TIMEOUT_S)
             self.refills, self.started = self.refills + 1, self.started + started
             return started
 
