@@ -10,7 +10,8 @@ import pytest
 from ray.train.v2._internal.constants import ENABLE_PREEMPTION_WATCHER_ENV_VAR
 
 from slimray.runtime.cluster import JOB_ENV_VARS, controller_env
-from slimray.runtime.warm import DATASET_ACTORS, TRAIN_SIDE_ACTORS, job_envs, warm_system_config
+from slimray.runtime.preload import warm_system_config
+from slimray.runtime.warm import DATASET_ACTORS, TRAIN_SIDE_ACTORS, job_envs
 from tests.runtime.test_cluster import SPEC
 
 
@@ -48,4 +49,5 @@ def test_a_job_s_own_timeouts_change_its_string():
 
 
 def test_a_warm_cluster_preloads_the_framework():
-    assert warm_system_config() == {"preload_python_modules": ["tensorflow", "keras"]}
+    modules = warm_system_config()["preload_python_modules"]
+    assert modules[:2] == ["tensorflow", "keras"] and "slimray.runtime.worker" in modules

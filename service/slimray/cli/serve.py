@@ -16,6 +16,7 @@ from slimray.cli.entry import CliError
 from slimray.cli.render import console
 from slimray.core.envvars import API_TOKEN, RAY_GCS_PORT
 from slimray.core.storage import apply_umask
+from slimray.runtime.preload import warm_system_config
 from slimray.service.api.main import create_app
 from slimray.service.localray import LocalRay, LocalRayError, answers, private_secret
 from slimray.service.server import uvicorn_config
@@ -55,11 +56,14 @@ def local_ray(settings: Settings, num_cpus: int | None) -> tuple[Settings, Local
         console.print(f"using the Ray head at {settings.ray_address}" + (" (ours)" if head else ""))
         return settings, head
     try:
-        head = LocalRay.start(settings.ray_address, token, num_cpus, gcs_port())
+        head = LocalRay.start(settings.ray_address, token, num_cpus, gcs_port(),
+                              system_config=warm_system_config())  # fmt: skip
     except LocalRayError as err:
         raise CliError(f"could not start a local Ray head: {err}") from err
     head.record(state_dir)
-    console.print(f"started a local Ray head (token auth on), job server at {settings.ray_address}")
+    head.keep_warm(f"127.0.0.1:{gcs_port()}", state_dir / "warm.log")
+    console.print(f"started a local Ray head (token auth on, workers kept warm), job server at "
+                  f"{settings.ray_address}")  # fmt: skip
     return settings, head
 
 

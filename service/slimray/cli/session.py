@@ -14,7 +14,7 @@ from slimray.cli.entry import CliError
 from slimray.cli.render import console
 from slimray.cli.spec import read_spec
 from slimray.core.envvars import RAY_AUTH_MODE, RAY_AUTH_TOKEN, SESSION_DIR
-from slimray.core.spec import JobSpec
+from slimray.runtime.preload import warm_system_config
 from slimray.service.localray import LocalRay, LocalRayError, answers, private_secret
 from slimray.service.ports import free_ports
 
@@ -72,18 +72,12 @@ def _keep_warm(gcs: str, like: str | None, workers: int) -> int:
     `workers` workers); returns how many registered."""
     import ray  # lazy, as every Ray import here: after the token is in the environment
 
-    from slimray.runtime.cluster import JOB_ENV_VARS, controller_env  # lazy: Ray
-    from slimray.runtime.warm import job_envs, start_keeper  # lazy: Ray
+    from slimray.runtime.warm import default_job, keep_warm  # lazy: Ray
 
-    spec = read_spec(like) if like else JobSpec.model_validate(
-        {"name": "warm", "model": {"source": "mlp"}, "data": {"source": "mnist"},
-         "scaling": {"num_workers": workers}})  # fmt: skip
+    spec = read_spec(like) if like else default_job(workers)
     ray.init(address=gcs, log_to_driver=False)
     try:
-        keeper = start_keeper()
-        with controller_env(spec):
-            envs = job_envs(dict(JOB_ENV_VARS), spec.scaling.max_workers, True)
-        return ray.get(keeper.refill.remote([(e.serialized, e.count) for e in envs]))
+        return keep_warm(spec)
     finally:
         ray.shutdown()
 
@@ -114,8 +108,6 @@ def up(args: argparse.Namespace) -> int:
     gcs, dash = free_ports(2)
     token = Session.token(folder)
     _auth_env(token)  # before Ray is imported: it reads its token once
-    from slimray.runtime.warm import warm_system_config  # lazy: Ray reads its token as it loads
-
     try:
         head = LocalRay.start(f"http://127.0.0.1:{dash}", token, args.num_cpus, gcs,
                               system_config=warm_system_config())  # fmt: skip

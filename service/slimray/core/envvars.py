@@ -25,6 +25,8 @@ RAY_AUTH_MODE = "RAY_AUTH_MODE"  # "token": a driver joining a token-auth cluste
 # `slimray up`'s folder: the local session's record and Ray token (default ~/.slimray/session)
 SESSION_DIR = "SLIMRAY_SESSION_DIR"
 RAY_ADDRESS = "RAY_ADDRESS"  # set by Ray in a submitted job's driver
+# set by Ray in a submitted job's driver: the job config (its runtime env) its ray.init reads
+RAY_JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"  # TensorFlow's C++ logging: "2" keeps job logs readable
 QUIET_TF = {TF_LOG_LEVEL: "2"}  # what every process slimray starts that may load TensorFlow gets
 # Ray Train reads these from the driver's environment (the driver sets them for its controller)
@@ -49,6 +51,7 @@ class DriverEnv:
     SERVICE_URL = "SLIMRAY_SERVICE_URL"
     EVENT_CLAIM = "SLIMRAY_EVENT_CLAIM"
     RESUME = "SLIMRAY_RESUME"  # "1": resume
+    KEYS = (JOB_ID, JOB_SPEC, SERVICE_URL, EVENT_CLAIM, RESUME)
 
     def to_env(self) -> dict[str, str]:
         env = {self.JOB_ID: self.job_id, self.JOB_SPEC: json.dumps(self.spec),

@@ -4,6 +4,8 @@ retrying while the service is unreachable."""
 
 from __future__ import annotations
 
+import json
+import os
 import queue
 import sys
 import threading
@@ -12,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from slimray.core.envvars import DriverEnv
+from slimray.core.envvars import RAY_JOB_CONFIG, DriverEnv
 from slimray.core.jobstate import JobState
 from slimray.core.jsonsafe import finite
 from slimray.core.spec import parse_spec
@@ -85,11 +87,27 @@ def claim_event_token(driver: DriverEnv, patience: float = 600.0, retry_seconds:
         time.sleep(retry_seconds)
 
 
+def keep_driver_env_in_the_driver(environ: dict[str, str] | os._Environ = os.environ) -> None:
+    """Ray hands a submitted job's runtime env to every process of the job, through the job
+    config its driver's `ray.init` reads. Strip the service's hand-over (`DriverEnv`: the job id,
+    spec and claim) from it there: the job's workers never see the claim or the spec, and their
+    env is the same for every job, so a warm cluster's prestarted processes fit them."""
+    raw = environ.get(RAY_JOB_CONFIG)
+    if not raw:
+        return
+    config = json.loads(raw)
+    env_vars = (config.get("runtime_env") or {}).get("env_vars") or {}
+    if any(key in env_vars for key in DriverEnv.KEYS):
+        config["runtime_env"]["env_vars"] = {k: v for k, v in env_vars.items() if k not in DriverEnv.KEYS}
+        environ[RAY_JOB_CONFIG] = json.dumps(config)
+
+
 def main() -> int:
     """Spend the claim, then run the job the service handed over; its events go back to the
     service as they happen."""
     driver = DriverEnv.from_env()
     token = claim_event_token(driver)  # first: the claim is worth something until it is spent
+    keep_driver_env_in_the_driver()
     # imported after the claim: loading TensorFlow takes seconds, a window for a claim's thief
     from slimray.runtime.trainer import run_job
 

@@ -1,5 +1,5 @@
 """Warm workers: on a cluster started for them (`slimray up`, `slimray serve --local`) every Ray
-worker process imports TensorFlow and Keras as it starts (Ray's `preload_python_modules`), and a
+worker process imports TensorFlow and Keras as it starts (`preload.PRELOADED`), and a
 keeper actor prestarts, between jobs, the idle processes the next job's actors will be given.
 
 Ray gives an idle process to an actor only if its runtime environment is the same string, and an
@@ -29,8 +29,8 @@ from ray.train.v2._internal.constants import (
 )
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-# imported by every worker process of a warm cluster before it takes work
-PRELOADED = ("tensorflow", "keras", "slimray.runtime.worker", "slimray.runtime.cluster")
+from slimray.core.spec import JobSpec
+
 KEEPER_NAME, KEEPER_NAMESPACE = "slimray-warm-keeper", "slimray"
 # Ray Train V2's own actors per job, beside its workers: the controller, the placement-group
 # cleaner and the synchronization actor (+ the preemption watcher when it is on); a Ray Data set
@@ -41,11 +41,6 @@ DATASET_ACTORS = 2
 KEEP_ALIVE_S = 3600  # an idle warm process is kept this long (then Ray's idle limit applies)
 REGISTER_TIMEOUT_S = 180.0  # a batch of prestarted processes must register within this
 QUIET_WINDOW_S, QUIET_CPU_S = 0.5, 0.05  # a process done importing uses < 10% of a CPU
-
-
-def warm_system_config() -> dict[str, Any]:
-    """The Ray system config of a warm cluster's nodes (`ray start --system-config`)."""
-    return {"preload_python_modules": list(PRELOADED)}
 
 
 @dataclass(frozen=True)
@@ -190,3 +185,45 @@ def find_keeper() -> Any | None:
 def request_refill(keeper: Any, envs: tuple[WarmEnv, ...], timeout: float = 30.0) -> None:
     """Ask the keeper to prestart `envs` for the next job; it works on after this driver ends."""
     ray.get(keeper.refill_later.remote([(e.serialized, e.count) for e in envs]), timeout=timeout)
+
+
+def keep_warm(spec: JobSpec) -> int:
+    """On the cluster this driver joined: start the keeper and prestart the processes a job like
+    `spec` takes (its data as a Ray Data set); returns how many registered."""
+    from slimray.runtime.cluster import (  # lazy: cluster imports Ray Train's trainer
+        JOB_ENV_VARS,
+        controller_env,
+    )
+
+    keeper = start_keeper()
+    with controller_env(spec):
+        envs = job_envs(dict(JOB_ENV_VARS), spec.scaling.max_workers, True)
+    return ray.get(keeper.refill.remote([(e.serialized, e.count) for e in envs]))
+
+
+def default_job(workers: int) -> JobSpec:
+    """The job a warm cluster prepares for when given none: the spec's defaults at `workers`."""
+    return JobSpec.model_validate({"name": "warm", "model": {"source": "mlp"}, "data": {"source": "mnist"},
+                                   "train": {"steps": 1}, "scaling": {"num_workers": workers},
+                                   "output": {"dir": "never-written"}})  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m slimray.runtime.warm ADDRESS [--workers N]`: keep the cluster at ADDRESS warm
+    (`slimray serve --local` runs it beside its head; Ray's token comes from the environment)."""
+    import argparse  # lazy: only this entry point parses
+
+    parser = argparse.ArgumentParser(prog="python -m slimray.runtime.warm")
+    parser.add_argument("address")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    ray.init(address=args.address, log_to_driver=False)
+    try:
+        print(f"{keep_warm(default_job(args.workers))} warm worker processes")
+    finally:
+        ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
