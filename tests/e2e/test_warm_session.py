@@ -87,3 +87,52 @@ def test_two_jobs_on_warm_workers_match_the_same_jobs_run_cold_bit_for_bit(tmp_p
     assert _same_bits(tmp_path / "a_warm", tmp_path / "a_cold")
     assert _same_bits(tmp_path / "b_warm", tmp_path / "b_cold")
     assert first["params"] == cold[0]["params"] and second["params"] == cold[1]["params"]
+
+
+def _train_workers_of(temp_dir: str) -> list:
+    """This session's Ray Train worker processes (children of its raylet), no other test's."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            title = " ".join(proc.info["cmdline"] or [])
+            if "ray::RayTrainWorker" in title and temp_dir in " ".join(proc.parent().cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.timeout(900)
+def test_a_worker_killed_on_a_warm_session_is_replaced_and_the_job_resumes(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    env = {**ENV, "SLIMRAY_SESSION_DIR": str(tmp_path / "session")}
+    job = {**JOB_A, "name": "warm-kill", "train": {**JOB_A["train"], "steps": 400, "checkpoint_every": 40}}
+    spec = _spec(tmp_path, job, "kill")
+    up = slimray("up", "--like", str(spec), "--num-cpus", "4", env=env, timeout=600)
+    assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
+    temp_dir = str(Path(json.loads((tmp_path / "session" / "session.json").read_text())["log"]).parent)
+    try:
+        run = subprocess.Popen([sys.executable, "-m", "slimray.cli", "run", str(spec), "--quiet"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        deadline, victim = time.time() + 300, None
+        while victim is None and time.time() < deadline and run.poll() is None:
+            workers = _train_workers_of(temp_dir)
+            if len(workers) == 2:
+                victim = workers[1]
+            time.sleep(0.5)
+        assert victim is not None, "no training worker of this session was found"
+        time.sleep(8)  # into training (400 steps take longer than this)
+        victim.kill()
+        out, _ = run.communicate(timeout=600)
+        assert run.returncode == 0, out[-4000:]
+    finally:
+        slimray("down", env=env, timeout=120)
+    report = json.loads((tmp_path / "kill" / "report.json").read_text())
+    assert report["state"] == "succeeded" and report["restarts"], report.get("restarts")
+    assert report["params"]["after"] < report["params"]["before"]
+    assert report["startup"]["warm"] is True

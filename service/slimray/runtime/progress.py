@@ -49,6 +49,9 @@ class _Channel:
         return out
 
 
+CHANNEL_START_TIMEOUT_S = 600.0  # as long as Ray Train gives a worker group to start (its default)
+
+
 class ProgressChannel:
     """Driver-side owner of the channel actor; `sender()` is what workers get in their config.
     The actor lives on the driver's node: losing a worker node must not lose the progress."""
@@ -58,11 +61,18 @@ class ProgressChannel:
         self._actor = (
             ray.remote(num_cpus=0, max_concurrency=1)(_Channel).options(scheduling_strategy=here).remote()
         )
+        self._started = False
 
     def sender(self) -> ProgressSender:
         return ProgressSender(self._actor)
 
     def drain(self, timeout: float = 30.0) -> list[WorkerMessage]:
+        """What the workers sent since the last drain. The first waits for the actor's process
+        as long as a worker group may take to start: on a warm cluster whose idle processes are
+        all taken, a new one imports TensorFlow first (30 s and more on a busy machine)."""
+        if not self._started:
+            ray.get(self._actor.__ray_ready__.remote(), timeout=CHANNEL_START_TIMEOUT_S)
+            self._started = True
         return ray.get(self._actor.drain.remote(), timeout=timeout)
 
     def close(self) -> None:
