@@ -89,6 +89,16 @@ def test_two_jobs_on_warm_workers_match_the_same_jobs_run_cold_bit_for_bit(tmp_p
     assert first["params"] == cold[0]["params"] and second["params"] == cold[1]["params"]
 
 
+# on the session at argv[1]: four refills of two processes for an env no job asks for
+REFILL_FOUR_TIMES = """
+import json, sys, ray
+from slimray.runtime.warm import find_keeper
+ray.init(address=sys.argv[1], log_to_driver=False)
+keeper, never_asked = find_keeper(), '{"env_vars": {"NEVER_ASKED": "1"}}'
+print(json.dumps([ray.get(keeper.refill.remote([(never_asked, 2)])) for _ in range(4)]))
+"""
+
+
 def _train_workers_of(temp_dir: str) -> list:
     """This session's Ray Train worker processes (children of its raylet), no other test's."""
     import psutil
@@ -130,6 +140,14 @@ def test_a_worker_killed_on_a_warm_session_is_replaced_and_the_job_resumes(tmp_p
         victim.kill()
         out, _ = run.communicate(timeout=600)
         assert run.returncode == 0, out[-4000:]
+        # refills no job takes stop at two sets idle: processes do not pile up
+        gcs = json.loads((tmp_path / "session" / "session.json").read_text())["gcs"]
+        token = (tmp_path / "session" / "ray_token").read_text().strip()
+        auth = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+        capped = subprocess.run([sys.executable, "-c", REFILL_FOUR_TIMES, gcs], capture_output=True,
+                                text=True, timeout=600, env=auth)  # fmt: skip
+        assert capped.returncode == 0, capped.stderr[-3000:]
+        assert json.loads(capped.stdout.strip().splitlines()[-1])[-1] == 0, capped.stdout
     finally:
         slimray("down", env=env, timeout=120)
     report = json.loads((tmp_path / "kill" / "report.json").read_text())

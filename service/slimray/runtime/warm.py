@@ -41,6 +41,7 @@ DATASET_ACTORS = 2
 KEEP_ALIVE_S = 3600  # an idle warm process is kept this long (then Ray's idle limit applies)
 REGISTER_TIMEOUT_S = 180.0  # a batch of prestarted processes must register within this
 QUIET_WINDOW_S, QUIET_CPU_S = 0.5, 0.05  # a process done importing uses < 10% of a CPU
+POOL_SETS = 2  # at most this many jobs' worth of idle processes (a refill on top of more: none)
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,14 @@ class WarmKeeper:
             busy = {pid for pid in busy if before[pid] >= 0 and cpu(pid) - before[pid] > QUIET_CPU_S}
 
     def refill(self, envs: Iterable[tuple[str, int]]) -> int:
-        """Prestart `count` idle processes per serialized runtime env; returns how many registered."""
+        """Prestart `count` idle processes per serialized runtime env; returns how many registered.
+        Nothing while `POOL_SETS` such sets are idle already: jobs that never take them (other
+        settings, failures) must not pile up processes of ~0.7 GB each until their keep-alive."""
+        envs = list(envs)
         with self._lock:
             stub, batch = self._stub()
+            if self._idle(stub) >= POOL_SETS * sum(count for _, count in envs):
+                return 0
             started = 0
             for serialized, count in envs:
                 left = count
