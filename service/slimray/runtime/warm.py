@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray._private import ray_constants
 from ray._private.grpc_utils import init_grpc_channel  # a channel with Ray's token interceptor
 from ray.core.generated import common_pb2, node_manager_pb2, runtime_environment_pb2
 from ray.core.generated.node_manager_pb2_grpc import NodeManagerServiceStub
@@ -54,8 +55,8 @@ class WarmEnv:
 
 
 def _watcher_on() -> bool:
-    raw = os.environ.get(ENABLE_PREEMPTION_WATCHER_ENV_VAR)
-    return DEFAULT_ENABLE_PREEMPTION_WATCHER if raw is None else raw.lower() in ("1", "true")
+    """Whether Ray Train will start its preemption watcher (read as its controller reads it)."""
+    return ray_constants.env_bool(ENABLE_PREEMPTION_WATCHER_ENV_VAR, DEFAULT_ENABLE_PREEMPTION_WATCHER)
 
 
 def job_envs(job_env_vars: dict[str, str], workers: int, uses_dataset: bool) -> tuple[WarmEnv, ...]:
@@ -120,7 +121,7 @@ class WarmKeeper:
             busy = {pid for pid in busy if before[pid] >= 0 and cpu(pid) - before[pid] > QUIET_CPU_S}
 
     def refill(self, envs: Iterable[tuple[str, int]]) -> int:
-        """Prestart `count` idle processes per serialized runtime env; returns how many registered.
+        """Prestart `count` idle processes per serialized runtime env; returns how many it asked for.
         Nothing while `POOL_SETS` such sets are idle already: jobs that never take them (other
         settings, failures) must not pile up processes of ~0.7 GB each until their keep-alive."""
         envs = list(envs)
@@ -195,7 +196,7 @@ def request_refill(keeper: Any, envs: tuple[WarmEnv, ...], timeout: float = 30.0
 
 def keep_warm(spec: JobSpec) -> int:
     """On the cluster this driver joined: start the keeper and prestart the processes a job like
-    `spec` takes (its data as a Ray Data set); returns how many registered."""
+    `spec` takes (its data as a Ray Data set); returns how many it asked for."""
     from slimray.runtime.cluster import (  # lazy: cluster imports Ray Train's trainer
         JOB_ENV_VARS,
         controller_env,
