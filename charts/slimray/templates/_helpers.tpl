@@ -231,6 +231,10 @@ imagePullPolicy: {{ .Values.image.pullPolicy }}
 securityContext: {{- include "slimray.containerSecurityContext" . | nindent 2 }}
 env:
   - {name: TF_CPP_MIN_LOG_LEVEL, value: "2"}
+  {{- if .Values.ray.warm }}
+  # Ray's preload_python_modules (slimray.runtime.preload.PRELOADED): each raylet reads RAY_<config>
+  - {name: RAY_preload_python_modules, value: "tensorflow,keras,slimray.runtime.worker,slimray.runtime.cluster"}
+  {{- end }}
   {{- include "slimray.objectStoreEnv" . | nindent 2 }}
 volumeMounts:
   {{- if include "slimray.runsVolume" . }}
@@ -293,4 +297,5 @@ metricRelabelings:
 - {name: SLIMRAY_RAY_ADDRESS, value: {{ include "slimray.rayAddress" . | quote }}}
 - {name: SLIMRAY_SERVICE_URL, value: {{ printf "http://%s.%s.svc:%v" (include "slimray.fullname" .) .Release.Namespace .Values.service.port | quote }}}
 - {name: SLIMRAY_DRIVER_PYTHON, value: python}
+- {name: SLIMRAY_KEEP_WARM, value: {{ .Values.ray.warm | quote }}}
 {{- end }}

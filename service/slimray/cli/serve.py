@@ -61,8 +61,7 @@ def local_ray(settings: Settings, num_cpus: int | None) -> tuple[Settings, Local
     except LocalRayError as err:
         raise CliError(f"could not start a local Ray head: {err}") from err
     head.record(state_dir)
-    head.keep_warm(f"127.0.0.1:{gcs_port()}", state_dir / "warm.log")
-    console.print(f"started a local Ray head (token auth on, workers kept warm), job server at "
+    console.print(f"started a local Ray head (token auth on, TensorFlow preloaded), job server at "
                   f"{settings.ray_address}")  # fmt: skip
     return settings, head
 

@@ -39,7 +39,7 @@ from slimray.runtime.outcome import FitOutcome, driver_phases, fit_in_thread, jo
 from slimray.runtime.progress import ProgressChannel
 from slimray.runtime.pump import EventSink, ProgressPump
 from slimray.runtime.report import Timeline, build_report, plot_report, write_report
-from slimray.runtime.warm import WarmEnv, find_keeper, job_envs, request_refill
+from slimray.runtime.warm import JobProcesses, find_keeper, job_processes, request_refill
 from slimray.runtime.worker_config import WorkerConfig
 
 logger = logging.getLogger(__name__)
@@ -239,21 +239,21 @@ def _train(
         pump.restart(RestartReason.DRIVER_RESUMED, DRIVER_RESUMED, time.time())
     keeper = find_keeper()
     with controller_env(spec, embedded):
-        envs = job_envs(dict(JOB_ENV_VARS), spec.scaling.max_workers, run.data.train is not None)
+        processes = job_processes(dict(JOB_ENV_VARS), spec.scaling.max_workers, run.data.train is not None)
         thread, outcome = fit_in_thread(trainer)
         pump.on_started = lambda: _announce_startup(job_clock, outcome, pump, metrics, emit)
         pump.pump(run.channel, thread)
     run.channel.close()
     if keeper is not None:
-        _refill(keeper, envs)
+        _refill(keeper, processes)
     return pump, outcome
 
 
-def _refill(keeper: Any, envs: tuple[WarmEnv, ...]) -> None:
+def _refill(keeper: Any, processes: JobProcesses) -> None:
     """On a warm cluster, have its keeper prestart this job's processes for the next one. A keeper
     that does not answer costs the next job its warm start, never this job its result."""
     try:
-        request_refill(keeper, envs)
+        request_refill(keeper, processes)
     except Exception as err:  # any failure of the keeper is only logged
         logger.warning("the warm-worker keeper did not take the refill: %s: %s", type(err).__name__, err)
 

@@ -9,9 +9,11 @@ thing one job leaves the next is imported modules (isolation by construction, no
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +34,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from slimray.core.spec import JobSpec
 
+logger = logging.getLogger(__name__)
 KEEPER_NAME, KEEPER_NAMESPACE = "slimray-warm-keeper", "slimray"
+NODE_KEEPER_PREFIX = "slimray-warm-node-"  # + the node id: a NodeKeeper on every other node
 # Ray Train V2's own actors per job, beside its workers: the controller, the placement-group
 # cleaner and the synchronization actor (+ the preemption watcher when it is on); a Ray Data set
 # adds Train's DatasetManager and Ray Data's split coordinator. slimray's progress channel runs
@@ -42,6 +46,7 @@ DATASET_ACTORS = 2
 KEEP_ALIVE_S = 3600  # an idle warm process is kept this long (then Ray's idle limit applies)
 REGISTER_TIMEOUT_S = 180.0  # a batch of prestarted processes must register within this
 QUIET_WINDOW_S, QUIET_CPU_S = 0.5, 0.05  # a process done importing uses < 10% of a CPU
+NODES_WAIT_S = 120.0  # a cluster's warm job waits this long for a node with CPUs
 POOL_SETS = 2  # at most this many jobs' worth of idle processes (a refill on top of more: none)
 
 
@@ -54,12 +59,36 @@ class WarmEnv:
     count: int
 
 
+@dataclass(frozen=True)
+class JobProcesses:
+    """The processes one job's actors take: Ray Train's side actors (0 CPUs, on the driver's node,
+    in the train env), the progress channel (the driver's env, there too), one per worker."""
+
+    train_env: str
+    driver_env: str
+    side: int
+    workers: int
+
+    def on_nodes(self, driver_node: str, cpus: dict[str, int]) -> dict[str, tuple[WarmEnv, ...]]:
+        """Where they start, by node id: the side processes on `driver_node`; the workers packed
+        onto the nodes with CPUs (`cpus`: node id -> CPUs), the largest first, a CPU each."""
+        side = Counter({self.train_env: self.side, self.driver_env: 1})
+        counts: dict[str, Counter[str]] = {driver_node: side}
+        left = self.workers
+        for node, n in sorted(cpus.items(), key=lambda item: (-item[1], item[0])):
+            take = min(n, left)
+            if take > 0:
+                counts.setdefault(node, Counter())[self.train_env] += take
+                left -= take
+        return {node: tuple(WarmEnv(env, n) for env, n in c.items() if n > 0) for node, c in counts.items()}
+
+
 def _watcher_on() -> bool:
     """Whether Ray Train will start its preemption watcher (read as its controller reads it)."""
     return ray_constants.env_bool(ENABLE_PREEMPTION_WATCHER_ENV_VAR, DEFAULT_ENABLE_PREEMPTION_WATCHER)
 
 
-def job_envs(job_env_vars: dict[str, str], workers: int, uses_dataset: bool) -> tuple[WarmEnv, ...]:
+def job_processes(job_env_vars: dict[str, str], workers: int, uses_dataset: bool) -> JobProcesses:
     """The processes a job's actors take, by runtime environment. Call it where the trainer is
     built (inside `controller_env`): Ray Train propagates the driver's RAY_TRAIN_* variables.
 
@@ -70,11 +99,17 @@ def job_envs(job_env_vars: dict[str, str], workers: int, uses_dataset: bool) -> 
                           DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE)  # fmt: skip
     train = json.dumps({"env_vars": train_vars}, sort_keys=True, separators=(",", ":"))
     side = TRAIN_SIDE_ACTORS + DATASET_ACTORS * int(uses_dataset) + int(_watcher_on())
-    return WarmEnv(train, side + workers), WarmEnv(json.dumps({"env_vars": job_env_vars}), 1)
+    return JobProcesses(train, json.dumps({"env_vars": job_env_vars}), side, workers)
 
 
-class WarmKeeper:
-    """A detached actor on the head: prestarts idle worker processes on its node, in batches the
+def cpu_nodes() -> dict[str, int]:
+    """The alive nodes that have CPUs (where workers go), by node id: their CPUs."""
+    return {n["NodeID"]: int(n["Resources"]["CPU"]) for n in ray.nodes()
+            if n["Alive"] and n["Resources"].get("CPU", 0) >= 1}  # fmt: skip
+
+
+class NodeKeeper:
+    """A detached actor per node: prestarts idle worker processes on its node, in batches the
     raylet accepts (it drops requests beyond its start-up concurrency, one per CPU)."""
 
     def __init__(self, keep_alive_s: int = KEEP_ALIVE_S):
@@ -82,7 +117,6 @@ class WarmKeeper:
         self._lock = threading.Lock()
         self.refills = 0
         self.started = 0
-        self.pending = 0  # refills asked for and not yet done
 
     def _stub(self) -> tuple[Any, int]:
         node_id = ray.get_runtime_context().get_node_id()
@@ -98,14 +132,18 @@ class WarmKeeper:
         return [w.pid for w in reply.core_workers_stats
                 if w.worker_type == common_pb2.WORKER and _nil(w.actor_id) and _nil(w.job_id)]  # fmt: skip
 
-    def _idle(self, stub: Any) -> int:
-        return len(self._idle_pids(stub))
+    def idle_pids(self) -> list[int]:
+        """The idle worker processes on this node now."""
+        return self._idle_pids(self._stub()[0])
+
+    def idle(self) -> int:
+        return len(self.idle_pids())
 
     @staticmethod
     def _wait_quiet(pids: list[int], deadline: float) -> None:
         """A process registers before it imports `PRELOADED`: wait until each has stopped using
         CPU (the import done), so a job that follows is given processes that are ready."""
-        import psutil  # lazy: only the keeper's process needs it
+        import psutil  # lazy: only the keepers' processes need it
 
         def cpu(pid: int) -> float:
             try:
@@ -120,52 +158,82 @@ class WarmKeeper:
             time.sleep(QUIET_WINDOW_S)
             busy = {pid for pid in busy if before[pid] >= 0 and cpu(pid) - before[pid] > QUIET_CPU_S}
 
-    def refill(self, envs: Iterable[tuple[str, int]]) -> int:
+    def refill(self, envs: Iterable[WarmEnv]) -> int:
         """Prestart `count` idle processes per serialized runtime env; returns how many it asked for.
         Nothing while `POOL_SETS` such sets are idle already: jobs that never take them (other
         settings, failures) must not pile up processes of ~0.7 GB each until their keep-alive."""
         envs = list(envs)
         with self._lock:
             stub, batch = self._stub()
-            if self._idle(stub) >= POOL_SETS * sum(count for _, count in envs):
+            if len(self._idle_pids(stub)) >= POOL_SETS * sum(e.count for e in envs):
                 return 0
             started = 0
-            for serialized, count in envs:
-                left = count
+            for env in envs:
+                left = env.count
                 while left > 0:
                     n = min(batch, left)
-                    before = self._idle(stub)
-                    info = runtime_environment_pb2.RuntimeEnvInfo(serialized_runtime_env=serialized)
+                    before = len(self._idle_pids(stub))
+                    info = runtime_environment_pb2.RuntimeEnvInfo(serialized_runtime_env=env.serialized)
                     stub.PrestartWorkers(node_manager_pb2.PrestartWorkersRequest(
                         language=common_pb2.PYTHON, runtime_env_info=info, num_workers=n,
                         keep_alive_duration_secs=self.keep_alive_s), timeout=30)  # fmt: skip
                     deadline = time.time() + REGISTER_TIMEOUT_S
-                    while self._idle(stub) < before + n and time.time() < deadline:
+                    while len(self._idle_pids(stub)) < before + n and time.time() < deadline:
                         time.sleep(0.5)
                     started, left = started + n, left - n
             self._wait_quiet(self._idle_pids(stub), time.time() + REGISTER_TIMEOUT_S)
             self.refills, self.started = self.refills + 1, self.started + started
             return started
 
-    def refill_later(self, envs: list[tuple[str, int]]) -> None:
-        """`refill` in a thread of its own: the driver that asks may end right after."""
+
+class WarmKeeper(NodeKeeper):
+    """The cluster's keeper, detached on the head: its node's `NodeKeeper`, and the one that
+    places a job's processes on the nodes and has each node's keeper start its part."""
+
+    def __init__(self, keep_alive_s: int = KEEP_ALIVE_S):
+        super().__init__(keep_alive_s)
+        self.here = ray.get_runtime_context().get_node_id()
+        self.pending = 0  # refills asked for and not yet done
+
+    def _keeper_of(self, node_id: str) -> Any:
+        return self if node_id == self.here else _start_actor(NodeKeeper, node_id, self.keep_alive_s)
+
+    def refill_job(self, job: JobProcesses, driver_node: str) -> int:
+        """Prestart `job`'s processes where its actors will start (`JobProcesses.on_nodes`), each
+        node's part by its own keeper; returns how many were asked for."""
+        parts = job.on_nodes(driver_node, cpu_nodes())
+        remote = [self._keeper_of(node).refill.remote(list(envs)) for node, envs in parts.items()
+                  if node != self.here]  # fmt: skip
+        here = self.refill(parts.get(self.here, ()))
+        return here + sum(ray.get(remote))
+
+    def refill_later(self, job: JobProcesses, driver_node: str) -> None:
+        """`refill_job` in a thread of its own: the driver that asks may end right after."""
         self.pending += 1
 
         def work() -> None:
             try:
-                self.refill(envs)
+                self.refill_job(job, driver_node)
+            except Exception:  # the next job starts cold; the keeper's log says why
+                logger.exception("the refill for %s failed", driver_node)
             finally:
                 self.pending -= 1
 
         threading.Thread(target=work, daemon=True).start()
 
+    def idle_by_node(self) -> dict[str, int]:
+        """The idle worker processes now, by node id, on every alive node with a keeper."""
+        others = {node: self._keeper_of(node).idle.remote() for node in _nodes_with_keepers()
+                  if node != self.here}  # fmt: skip
+        return {self.here: self.idle(), **{node: ray.get(ref) for node, ref in others.items()}}
+
     def settled(self, timeout_s: float = 600.0) -> dict[str, int]:
-        """Once no refill is pending (or after `timeout_s`): refills done, processes prestarted,
-        and the idle processes ready for any job now."""
+        """Once no refill is pending (or after `timeout_s`): refills done, processes prestarted
+        here, and the idle processes ready for any job now, on every node with a keeper."""
         deadline = time.time() + timeout_s
         while self.pending and time.time() < deadline:
             time.sleep(0.5)
-        return {"refills": self.refills, "started": self.started, "idle": self._idle(self._stub()[0])}
+        return {"refills": self.refills, "started": self.started, "idle": sum(self.idle_by_node().values())}
 
 
 def _nil(ray_id: bytes) -> bool:
@@ -173,12 +241,31 @@ def _nil(ray_id: bytes) -> bool:
     return not ray_id or set(ray_id) <= {0xFF}
 
 
+def _node_keeper_name(node_id: str) -> str:
+    return f"{NODE_KEEPER_PREFIX}{node_id}"
+
+
+def _nodes_with_keepers() -> list[str]:
+    """The alive nodes whose `NodeKeeper` has been started."""
+    alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    names = ray.util.list_named_actors(all_namespaces=True)
+    return [name["name"][len(NODE_KEEPER_PREFIX):] for name in names
+            if name["namespace"] == KEEPER_NAMESPACE and name["name"].startswith(NODE_KEEPER_PREFIX)
+            and name["name"][len(NODE_KEEPER_PREFIX):] in alive]  # fmt: skip
+
+
+def _start_actor(cls: type, node_id: str, keep_alive_s: int) -> Any:
+    """A keeper (`cls`) detached on `node_id`, the one there if it has one."""
+    name = KEEPER_NAME if cls is WarmKeeper else _node_keeper_name(node_id)
+    options = {"num_cpus": 0, "max_concurrency": 4, "lifetime": "detached", "name": name,
+               "namespace": KEEPER_NAMESPACE, "get_if_exists": True,
+               "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}  # fmt: skip
+    return ray.remote(**options)(cls).remote(keep_alive_s)
+
+
 def start_keeper(keep_alive_s: int = KEEP_ALIVE_S) -> Any:
     """The cluster's keeper, created detached on this node (the head) if it has none."""
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    options = {"num_cpus": 0, "max_concurrency": 4, "lifetime": "detached", "name": KEEPER_NAME,
-               "namespace": KEEPER_NAMESPACE, "get_if_exists": True, "scheduling_strategy": here}  # fmt: skip
-    return ray.remote(**options)(WarmKeeper).remote(keep_alive_s)
+    return _start_actor(WarmKeeper, ray.get_runtime_context().get_node_id(), keep_alive_s)
 
 
 def find_keeper() -> Any | None:
@@ -189,14 +276,16 @@ def find_keeper() -> Any | None:
         return None
 
 
-def request_refill(keeper: Any, envs: tuple[WarmEnv, ...], timeout: float = 30.0) -> None:
-    """Ask the keeper to prestart `envs` for the next job; it works on after this driver ends."""
-    ray.get(keeper.refill_later.remote([(e.serialized, e.count) for e in envs]), timeout=timeout)
+def request_refill(keeper: Any, job: JobProcesses, timeout: float = 30.0) -> None:
+    """Ask the keeper to prestart `job`'s processes for the next job (the side ones on this
+    driver's node); it works on after this driver ends."""
+    ray.get(keeper.refill_later.remote(job, ray.get_runtime_context().get_node_id()), timeout=timeout)
 
 
 def keep_warm(spec: JobSpec) -> int:
     """On the cluster this driver joined: start the keeper and prestart the processes a job like
-    `spec` takes (its data as a Ray Data set); returns how many it asked for."""
+    `spec` takes (its data as a Ray Data set; the side ones on this node); returns how many it
+    asked for."""
     from slimray.runtime.cluster import (  # lazy: cluster imports Ray Train's trainer
         JOB_ENV_VARS,
         controller_env,
@@ -204,8 +293,8 @@ def keep_warm(spec: JobSpec) -> int:
 
     keeper = start_keeper()
     with controller_env(spec):
-        envs = job_envs(dict(JOB_ENV_VARS), spec.scaling.max_workers, True)
-    return ray.get(keeper.refill.remote([(e.serialized, e.count) for e in envs]))
+        job = job_processes(dict(JOB_ENV_VARS), spec.scaling.max_workers, True)
+    return ray.get(keeper.refill_job.remote(job, ray.get_runtime_context().get_node_id()))
 
 
 def default_job(workers: int) -> JobSpec:
@@ -215,18 +304,30 @@ def default_job(workers: int) -> JobSpec:
                                    "output": {"dir": "never-written"}})  # fmt: skip
 
 
+def cluster_workers(wait_s: float) -> int:
+    """How many workers the cluster can run at once (its CPUs on nodes with CPUs), once a node
+    with CPUs has joined or `wait_s` has passed (a cluster's worker pods join after its head)."""
+    deadline = time.time() + wait_s
+    while not (nodes := cpu_nodes()) and time.time() < deadline:
+        time.sleep(1.0)
+    return max(1, sum(nodes.values()))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m slimray.runtime.warm ADDRESS [--workers N]`: keep the cluster at ADDRESS warm
-    (`slimray serve --local` runs it beside its head; Ray's token comes from the environment)."""
+    """`python -m slimray.runtime.warm [ADDRESS] [--workers N]`: keep the cluster at ADDRESS (else
+    RAY_ADDRESS: a Ray job's own) warm for jobs of N workers, by default as many as it has CPUs.
+    `slimray serve` submits it as a Ray job; Ray's token comes from the environment."""
     import argparse  # lazy: only this entry point parses
 
     parser = argparse.ArgumentParser(prog="python -m slimray.runtime.warm")
-    parser.add_argument("address")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("address", nargs="?", default=None)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--wait-nodes", type=float, default=NODES_WAIT_S)
     args = parser.parse_args(argv)
     ray.init(address=args.address, log_to_driver=False)
     try:
-        print(f"{keep_warm(default_job(args.workers))} warm worker processes")
+        workers = args.workers or cluster_workers(args.wait_nodes)
+        print(f"{keep_warm(default_job(workers))} warm worker processes for jobs of {workers} workers")
     finally:
         ray.shutdown()
     return 0

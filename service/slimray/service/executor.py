@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from slimray.core.contract import DRIVER_MODULE, PROBE_MODULE, PROBE_TAG
+from slimray.core.contract import DRIVER_MODULE, PROBE_MODULE, PROBE_TAG, WARM_MODULE
 from slimray.core.envvars import QUIET_TF, DriverEnv
 from slimray.core.jobstate import JobState
 
@@ -153,6 +153,18 @@ class RayJobExecutor:
         if response.status_code != 200:
             raise RayUnavailable(f"submit: Ray answered {response.status_code}: {response.text[-500:]}")
         return response.json().get("submission_id") or launch.submission_id
+
+    def keep_warm(self) -> str:
+        """Submit the warm-keeper job (`python -m slimray.runtime.warm`): it starts the cluster's
+        keeper and prestarts a job's worker processes, sized to the cluster; its submission id."""
+        warm_id = f"slimray-warm-{uuid.uuid4().hex[:8]}"
+        body = {"entrypoint": f"{shlex.quote(self.driver_python)} -m {WARM_MODULE}",
+                "submission_id": warm_id, "runtime_env": {"env_vars": dict(QUIET_TF)},
+                "metadata": {"slimray_warm": "1"}}  # fmt: skip
+        response = self._request("keep warm", "POST", "/api/jobs/", json=body, timeout=30.0)
+        if response.status_code != 200:
+            raise RayUnavailable(f"keep warm: Ray answered {response.status_code}: {response.text[-300:]}")
+        return warm_id
 
     def _info(self, what: str, ray_job_id: str) -> dict[str, Any] | None:
         """Ray's record of a submitted job (its JobDetails), None if Ray has none."""

@@ -113,14 +113,6 @@ class LocalRay:
         head._wait(timeout)
         return head
 
-    def keep_warm(self, gcs: str, log: Path) -> subprocess.Popen:
-        """Start the head's warm-worker keeper (`python -m slimray.runtime.warm`) in the
-        background: the service answers meanwhile; jobs before it is ready start cold."""
-        env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
-        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token)
-        return subprocess.Popen([sys.executable, "-m", "slimray.runtime.warm", gcs], env=env,
-                                stdout=log.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
-
     def _wait(self, timeout: float) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000", description="How job drivers reach this service to report."
     )
     driver_python: str = Field("python", description="Python that runs job drivers on Ray.")
+    keep_warm: bool = Field(
+        True, description="Keep worker processes with TensorFlow imported on Ray for the next job "
+                          "(a `python -m slimray.runtime.warm` job, submitted whenever Ray comes up).",
+    )  # fmt: skip
     runs_root: str | Path = Field(
         "slimray-state/runs",
         description="Run directories, one per job: a path, or a URI such as s3://b/runs.",

@@ -59,8 +59,8 @@ def launcher(settings: Settings) -> LaunchFor:
 def build_context(settings: Settings, executor: RayJobExecutor) -> ServiceContext:
     """Open the store and build the rest around it; the reconciler is not started here."""
     store = Store(settings.db_path)
-    reconciler = Reconciler(store, executor, launcher(settings),
-                            settings.reconcile_seconds, settings.schedule_timeout_seconds)  # fmt: skip
+    reconciler = Reconciler(store, executor, launcher(settings), settings.reconcile_seconds,
+                            settings.schedule_timeout_seconds, settings.keep_warm)  # fmt: skip
     registries = build_registries(store, settings.metrics_job_limit, lambda: reconciler.probe.reachable)
     checks = BackendChecks(executor, settings.ray_timeout_seconds)
     pool = PoolWatch(wedged_bound(settings.ray_timeout_seconds))

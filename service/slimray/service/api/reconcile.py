@@ -171,9 +171,11 @@ class Reconciler:
     """Background thread: probe Ray, then `reconcile_all`, every `interval` s (or when poked)."""
 
     def __init__(self, store: Store, executor: RayJobExecutor, launch_for: LaunchFor,
-                 interval: float, schedule_timeout: float):  # fmt: skip
+                 interval: float, schedule_timeout: float, keep_warm: bool = False):  # fmt: skip
         self.store, self.executor, self.launch_for = store, executor, launch_for
         self.interval, self.schedule_timeout = interval, schedule_timeout
+        self.keep_warm = keep_warm
+        self.warmed = False  # the warm job was submitted since Ray last answered
         self.probe = RayProbe()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -198,6 +200,19 @@ class Reconciler:
                 nodes = self.executor.alive_nodes()
         self.probe = RayProbe(reachable, time.time(), nodes)
         reconcile_all(self.store, self.executor, self.launch_for, self.schedule_timeout)
+        self._warm(reachable)
+
+    def _warm(self, reachable: bool) -> None:
+        """Submit the warm job when Ray answers, first or again (a restarted cluster has no
+        keeper); a Ray that refuses it costs jobs their warm start only, and is tried next cycle."""
+        if not reachable:
+            self.warmed = False
+        elif self.keep_warm and not self.warmed:
+            try:
+                log.info("keeping Ray's workers warm: job %s", self.executor.keep_warm())
+                self.warmed = True
+            except RayUnavailable as err:
+                log.warning("could not submit the warm job: %s", err)
 
     def _run(self) -> None:
         while not self._stop.is_set():
