@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from slimray.core.jobstate import JobState
 from slimray.service.api.main import create_app
-from slimray.service.api.reconcile import reconcile_all
+from slimray.service.api.reconcile import Reconciler, reconcile_all
 from slimray.service.executor import DriverLaunch, RayJobExecutor, submission_id
 from slimray.service.localray import LocalRay
 from slimray.service.settings import get_settings
@@ -107,6 +107,38 @@ def test_a_resubmission_after_a_crash_is_the_same_job(head, tmp_path):
     jobs = httpx.get(f"{head.address}/api/jobs/", headers={"Authorization": f"Bearer {RAY_TOKEN}"},
                      timeout=10).json()  # fmt: skip
     assert [j["submission_id"] for j in jobs].count(submission_id(job.id)) == 1
+
+
+class RayGone(RayJobExecutor):
+    """Fault injection: Ray's job API does not answer the probe (a restarting cluster)."""
+
+    def reachable(self) -> bool:
+        return False
+
+
+def _warm_jobs(head) -> list[str]:
+    jobs = httpx.get(f"{head.address}/api/jobs/", headers={"Authorization": f"Bearer {RAY_TOKEN}"},
+                     timeout=10).json()  # fmt: skip
+    return sorted(j["submission_id"] for j in jobs if j["submission_id"].startswith("slimray-warm-"))
+
+
+def test_the_service_keeps_ray_warm_each_time_ray_comes_up(head, tmp_path):
+    """Issue 27: the reconciler submits the warm job (`python -m slimray.runtime.warm`) once Ray
+    answers, not every cycle, and again once Ray has been gone (a new cluster has no keeper)."""
+    ex = _executor(head)
+    reconciler = Reconciler(Store(tmp_path / "j.db"), ex, lambda job: None, 1.0, 60.0, keep_warm=True)
+    reconciler.run_once()
+    reconciler.run_once()
+    (first,) = _warm_jobs(head)
+    _wait(lambda: ex.status(first).state in (JobState.SUCCEEDED, JobState.FAILED), 300, "the warm job")
+    log = ex.logs(first, 10_000).text
+    assert ex.status(first).state == JobState.SUCCEEDED, log[-2000:]
+    assert "warm worker processes for jobs of 4 workers" in log  # sized to the head's 4 CPUs
+    reconciler.executor = RayGone(head.address, sys.executable, "http://127.0.0.1:9", RAY_TOKEN)
+    reconciler.run_once()
+    reconciler.executor = ex
+    reconciler.run_once()
+    assert len(_warm_jobs(head)) == 2
 
 
 def _tiny_spec(out):
