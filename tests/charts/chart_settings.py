@@ -7,9 +7,9 @@ from typing import Any
 
 from slimray.service.settings import JobLimits, Settings
 
-# decided by the chart (its storage mode, Service and RayCluster names) or taken from Secrets
+# decided by the chart (its storage mode, Service and RayCluster names, ray.warm) or taken from Secrets
 CHART_DECIDED = {"api_token", "metrics_token", "ray_token", "db_path", "runs_root", "runs_shared",
-                 "ray_address", "service_url", "driver_python"}  # fmt: skip
+                 "ray_address", "service_url", "driver_python", "keep_warm"}  # fmt: skip
 _KEEP = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
 

@@ -85,6 +85,31 @@ def test_a_job_submitted_to_the_service_succeeds_on_the_ray_pods(stack, finished
     )  # every node still alive, on 127.0.0.1
 
 
+# run in the head pod (`kubectl exec`): wait for the keeper the service's warm job starts, then
+# for its refills; the idle processes ready then
+_SETTLED = """
+import time, ray
+from slimray.runtime.warm import find_keeper
+ray.init(log_to_driver=False)
+deadline = time.time() + 300
+while (keeper := find_keeper()) is None and time.time() < deadline:
+    time.sleep(2)
+print(ray.get(keeper.settled.remote())["idle"])
+"""
+
+
+def test_the_next_job_starts_on_worker_processes_the_service_kept_warm(stack, finished_job):
+    """Issue 27 on a cluster: the chart's Ray pods preload TensorFlow and the service keeps a
+    job's processes prestarted (its warm job, then each driver's refill); a job then starts warm."""
+    env = stack.m.env(stack.cluster.workers[0])
+    assert env["RAY_preload_python_modules"].split(",")[:2] == ["tensorflow", "keras"]
+    idle = int(stack.m.exec(stack.cluster.head, "python", "-c", _SETTLED).strip().splitlines()[-1])
+    assert idle > 0, stack.fail("the keeper started no process")
+    job = stack.run_job(TINY_SPEC)
+    assert job["state"] == "succeeded", stack.failed(job)
+    assert job["metrics"]["startup"]["warm"] is True, stack.fail(f"started cold: {job['metrics']['startup']}")
+
+
 def _claims(pod) -> set[str]:
     return {
         v["persistentVolumeClaim"]["claimName"]

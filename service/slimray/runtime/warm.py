@@ -194,6 +194,11 @@ class WarmKeeper(NodeKeeper):
         super().__init__(keep_alive_s)
         self.here = ray.get_runtime_context().get_node_id()
         self.pending = 0  # refills asked for and not yet done
+        self._counting = threading.Lock()
+
+    def _count(self, delta: int) -> None:
+        with self._counting:
+            self.pending += delta
 
     def _keeper_of(self, node_id: str) -> Any:
         return self if node_id == self.here else _start_actor(NodeKeeper, node_id, self.keep_alive_s)
@@ -201,23 +206,28 @@ class WarmKeeper(NodeKeeper):
     def refill_job(self, job: JobProcesses, driver_node: str) -> int:
         """Prestart `job`'s processes where its actors will start (`JobProcesses.on_nodes`), each
         node's part by its own keeper; returns how many were asked for."""
-        parts = job.on_nodes(driver_node, cpu_nodes())
-        remote = [self._keeper_of(node).refill.remote(list(envs)) for node, envs in parts.items()
-                  if node != self.here]  # fmt: skip
-        here = self.refill(parts.get(self.here, ()))
-        return here + sum(ray.get(remote))
+        self._count(+1)
+        return self._refill_job(job, driver_node)
+
+    def _refill_job(self, job: JobProcesses, driver_node: str) -> int:
+        try:
+            parts = job.on_nodes(driver_node, cpu_nodes())
+            remote = [self._keeper_of(node).refill.remote(list(envs)) for node, envs in parts.items()
+                      if node != self.here]  # fmt: skip
+            here = self.refill(parts.get(self.here, ()))
+            return here + sum(ray.get(remote))
+        finally:
+            self._count(-1)
 
     def refill_later(self, job: JobProcesses, driver_node: str) -> None:
         """`refill_job` in a thread of its own: the driver that asks may end right after."""
-        self.pending += 1
+        self._count(+1)
 
         def work() -> None:
             try:
-                self.refill_job(job, driver_node)
+                self._refill_job(job, driver_node)
             except Exception:  # the next job starts cold; the keeper's log says why
                 logger.exception("the refill for %s failed", driver_node)
-            finally:
-                self.pending -= 1
 
         threading.Thread(target=work, daemon=True).start()
 
