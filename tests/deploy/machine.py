@@ -399,9 +399,9 @@ class Machine:
             )
         return self.running(pod)
 
-    def exec(self, pod: PodPlan, *argv: str) -> str:
+    def exec(self, pod: PodPlan, *argv: str, timeout: float = 60) -> str:
         """`kubectl exec <pod> -- argv`: its stdout (PodFailed if it fails)."""
-        proc = docker("exec", self.started[pod.name].name, *argv, timeout=60)
+        proc = docker("exec", self.started[pod.name].name, *argv, timeout=timeout)
         if proc.returncode != 0:
             raise PodFailed(f"exec {' '.join(argv)} in {pod.name}: {proc.stderr}")
         return proc.stdout
