@@ -92,10 +92,10 @@ def test_two_jobs_on_warm_workers_match_the_same_jobs_run_cold_bit_for_bit(tmp_p
 # on the session at argv[1]: four refills of two processes for an env no job asks for
 REFILL_FOUR_TIMES = """
 import json, sys, ray
-from slimray.runtime.warm import find_keeper
+from slimray.runtime.warm import WarmEnv, find_keeper
 ray.init(address=sys.argv[1], log_to_driver=False)
-keeper, never_asked = find_keeper(), '{"env_vars": {"NEVER_ASKED": "1"}}'
-print(json.dumps([ray.get(keeper.refill.remote([(never_asked, 2)])) for _ in range(4)]))
+keeper, never_asked = find_keeper(), WarmEnv('{"env_vars": {"NEVER_ASKED": "1"}}', 2)
+print(json.dumps([ray.get(keeper.refill.remote([never_asked])) for _ in range(4)]))
 """
 
 

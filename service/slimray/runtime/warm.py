@@ -1,6 +1,7 @@
-"""Warm workers: on a cluster started for them (`slimray up`, `slimray serve --local`) every Ray
-worker process imports TensorFlow and Keras as it starts (`preload.PRELOADED`), and a
-keeper actor prestarts, between jobs, the idle processes the next job's actors will be given.
+"""Warm workers: on a cluster started for them (`slimray up`, `slimray serve --local`, the chart's
+RayCluster) every Ray worker process imports TensorFlow and Keras as it starts
+(`preload.PRELOADED`), and keeper actors (one on the head, one per other node it uses) prestart,
+between jobs, the idle processes the next job's actors will be given, where they will ask.
 
 Ray gives an idle process to an actor only if its runtime environment is the same string, and an
 actor's process ends with it: so a warm process has run nothing before its actor, and the only
