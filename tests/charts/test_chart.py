@@ -246,3 +246,24 @@ def test_an_ingress_without_tls_is_refused_unless_explicitly_waived():
     secured = helm_template(sets=("ingress.enabled=true", "ingress.tlsSecret=slimray-tls"))
     [tls] = next(d for d in secured if d["kind"] == "Ingress")["spec"]["tls"]
     assert tls["secretName"] == "slimray-tls"
+
+
+def _env_of(container: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+@pytest.mark.parametrize(("values", "sets", "warm"), [((), (), True), ((EXISTING,), (), False),
+                                                      ((), ("ray.warm=false",), False)])  # fmt: skip
+def test_the_service_keeps_only_the_charts_own_ray_cluster_warm(values, sets, warm):
+    """Issue 27: `ray.warm` preloads TensorFlow on the chart's Ray pods and has the service keep
+    them warm; an existing cluster (ray.address) is its operator's, and gets no warm job."""
+    need_tool("helm")
+    docs = helm_template(*values, sets=sets)
+    api = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert _env_of(api)["SLIMRAY_KEEP_WARM"] == str(warm).lower()
+    ray_containers = [c for d in docs if d["kind"] == "RayCluster"
+                      for spec in [d["spec"]["headGroupSpec"], *d["spec"]["workerGroupSpecs"]]
+                      for c in spec["template"]["spec"]["containers"]]  # fmt: skip
+    assert bool(ray_containers) == (EXISTING not in values)
+    for container in ray_containers:
+        assert ("RAY_preload_python_modules" in _env_of(container)) == warm, container["name"]

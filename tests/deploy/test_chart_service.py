@@ -94,7 +94,7 @@ ray.init(log_to_driver=False)
 deadline = time.time() + 300
 while (keeper := find_keeper()) is None and time.time() < deadline:
     time.sleep(2)
-print("IDLE", ray.get(keeper.settled.remote())["idle"])
+print("IDLE", ray.get(keeper.settled.remote()).idle)
 """
 
 

@@ -71,3 +71,9 @@ def test_on_a_cluster_the_side_goes_with_the_driver_and_the_workers_fill_the_lar
 
 def test_a_cluster_without_cpu_nodes_yet_gets_the_side_processes_only():
     assert JOB.on_nodes("head", {}) == {"head": (WarmEnv("T", 4), WarmEnv("D", 1))}
+
+
+def test_a_worker_of_two_cpus_takes_two():
+    job = JobProcesses(train_env="T", driver_env="D", side=4, workers=3, cpus_per_worker=2)
+    assert job.on_nodes("head", {"a": 4, "b": 3})["a"] == (WarmEnv("T", 2),)
+    assert job.on_nodes("head", {"a": 4, "b": 3})["b"] == (WarmEnv("T", 1),)

@@ -36,11 +36,11 @@ JOB = {
 }
 
 _IDLE = """
-import json, sys, ray
+import dataclasses, json, sys, ray
 from slimray.runtime.warm import KEEPER_NAMESPACE, NODE_KEEPER_PREFIX, find_keeper
 ray.init(address=sys.argv[1], log_to_driver=False)
 keeper = find_keeper()
-settled = ray.get(keeper.settled.remote())
+settled = dataclasses.asdict(ray.get(keeper.settled.remote()))
 head = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and not n["Resources"].get("CPU"))
 idle = {"head" if node == head else "worker": n for node, n in ray.get(keeper.idle_by_node.remote()).items()}
 worker = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU"))
@@ -143,7 +143,7 @@ def test_the_warm_job_places_a_jobs_processes_and_a_job_starts_on_them_warm(clus
     assert said.endswith("for jobs of 2 workers"), said  # sized to the cluster's CPUs
     idle = _idle(cluster)
     # the head: Ray Train's 3 side actors, Ray Data's 2, the preemption watcher, the progress channel
-    workers, _ = idle.pop("worker_pids"), idle.pop("settled")
+    workers, first = idle.pop("worker_pids"), idle.pop("settled")
     assert idle == {"head": 7, "worker": 2}, idle
     assert len(workers) == 2 and all(_tensorflow_in(pid) for pid in workers), workers
     spec = {**JOB, "output": {"dir": str(tmp_path / "run"), "shared": True}}  # one machine
@@ -156,5 +156,6 @@ def test_the_warm_job_places_a_jobs_processes_and_a_job_starts_on_them_warm(clus
     assert refilled["settled"]["refills"] == 2 and refilled["worker"] == 2, refilled
     assert not set(refilled["worker_pids"]) & set(workers), (workers, refilled)
     assert all(_tensorflow_in(pid) for pid in refilled["worker_pids"]), refilled
-    # this job's side processes (no Ray Data set: Train's 3, the watcher, the channel) are there again
-    assert refilled["head"] >= 5, refilled
+    # the head's keeper started processes again: this job's side set (no Ray Data set: Train's 3,
+    # the watcher, the channel), less what is idle of its own still
+    assert refilled["settled"]["started"] > first["started"] and refilled["head"] >= 5, refilled

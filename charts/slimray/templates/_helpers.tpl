@@ -231,7 +231,7 @@ imagePullPolicy: {{ .Values.image.pullPolicy }}
 securityContext: {{- include "slimray.containerSecurityContext" . | nindent 2 }}
 env:
   - {name: TF_CPP_MIN_LOG_LEVEL, value: "2"}
-  {{- if .Values.ray.warm }}
+  {{- if eq (include "slimray.keepsWarm" .) "true" }}
   # Ray's preload_python_modules (slimray.runtime.preload.PRELOADED): each raylet reads RAY_<config>
   - {name: RAY_preload_python_modules, value: "tensorflow,keras,slimray.runtime.worker,slimray.runtime.cluster"}
   {{- end }}
@@ -297,5 +297,11 @@ metricRelabelings:
 - {name: SLIMRAY_RAY_ADDRESS, value: {{ include "slimray.rayAddress" . | quote }}}
 - {name: SLIMRAY_SERVICE_URL, value: {{ printf "http://%s.%s.svc:%v" (include "slimray.fullname" .) .Release.Namespace .Values.service.port | quote }}}
 - {name: SLIMRAY_DRIVER_PYTHON, value: python}
-- {name: SLIMRAY_KEEP_WARM, value: {{ .Values.ray.warm | quote }}}
+- {name: SLIMRAY_KEEP_WARM, value: {{ include "slimray.keepsWarm" . | quote }}}
+{{- end }}
+
+{{/* Whether the service keeps worker processes warm and the Ray pods preload TensorFlow: on the
+     chart's own RayCluster only (an existing cluster at ray.address is its operator's to warm). */}}
+{{- define "slimray.keepsWarm" -}}
+{{- and .Values.ray.warm .Values.ray.cluster.enabled (not .Values.ray.address) -}}
 {{- end }}

@@ -91,7 +91,7 @@ def _settled(gcs: str) -> int:
     ray.init(address=gcs, log_to_driver=False)
     try:
         keeper = find_keeper()
-        return ray.get(keeper.settled.remote())["idle"] if keeper is not None else 0
+        return ray.get(keeper.settled.remote()).idle if keeper is not None else 0
     finally:
         ray.shutdown()
 

@@ -239,7 +239,8 @@ def _train(
         pump.restart(RestartReason.DRIVER_RESUMED, DRIVER_RESUMED, time.time())
     keeper = find_keeper()
     with controller_env(spec, embedded):
-        processes = job_processes(dict(JOB_ENV_VARS), spec.scaling.max_workers, run.data.train is not None)
+        processes = job_processes(dict(JOB_ENV_VARS), spec.scaling.max_workers, run.data.train is not None,
+                                  spec.scaling.cpus_per_worker)  # fmt: skip
         thread, outcome = fit_in_thread(trainer)
         pump.on_started = lambda: _announce_startup(job_clock, outcome, pump, metrics, emit)
         pump.pump(run.channel, thread)

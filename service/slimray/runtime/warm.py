@@ -33,6 +33,7 @@ from ray.train.v2._internal.constants import (
 )
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from slimray.core.scaling import MAX_WORKERS
 from slimray.core.spec import JobSpec
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ TRAIN_SIDE_ACTORS = 3
 DATASET_ACTORS = 2
 KEEP_ALIVE_S = 3600  # an idle warm process is kept this long (then Ray's idle limit applies)
 REGISTER_TIMEOUT_S = 180.0  # a batch of prestarted processes must register within this
+NODE_REFILL_TIMEOUT_S = 1800.0  # a node's whole refill (its batches, one after another)
 QUIET_WINDOW_S, QUIET_CPU_S = 0.5, 0.05  # a process done importing uses < 10% of a CPU
 NODES_WAIT_S = 120.0  # a cluster's warm job waits this long for a node with CPUs
 POOL_SETS = 2  # at most this many jobs' worth of idle processes (a refill on top of more: none)
@@ -69,19 +71,30 @@ class JobProcesses:
     driver_env: str
     side: int
     workers: int
+    cpus_per_worker: float = 1.0
 
     def on_nodes(self, driver_node: str, cpus: dict[str, int]) -> dict[str, tuple[WarmEnv, ...]]:
         """Where they start, by node id: the side processes on `driver_node`; the workers packed
-        onto the nodes with CPUs (`cpus`: node id -> CPUs), the largest first, a CPU each."""
+        onto the nodes with CPUs (`cpus`: node id -> CPUs), the largest first, as many as fit."""
         side = Counter({self.train_env: self.side, self.driver_env: 1})
         counts: dict[str, Counter[str]] = {driver_node: side}
         left = self.workers
         for node, n in sorted(cpus.items(), key=lambda item: (-item[1], item[0])):
-            take = min(n, left)
+            take = min(int(n // self.cpus_per_worker), left)
             if take > 0:
                 counts.setdefault(node, Counter())[self.train_env] += take
                 left -= take
         return {node: tuple(WarmEnv(env, n) for env, n in c.items() if n > 0) for node, c in counts.items()}
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """A settled keeper's account: refills it has done, processes it started on its own node, and
+    the idle processes ready for any job now on every node with a keeper."""
+
+    refills: int
+    started: int
+    idle: int
 
 
 def _watcher_on() -> bool:
@@ -89,7 +102,8 @@ def _watcher_on() -> bool:
     return ray_constants.env_bool(ENABLE_PREEMPTION_WATCHER_ENV_VAR, DEFAULT_ENABLE_PREEMPTION_WATCHER)
 
 
-def job_processes(job_env_vars: dict[str, str], workers: int, uses_dataset: bool) -> JobProcesses:
+def job_processes(job_env_vars: dict[str, str], workers: int, uses_dataset: bool,
+                  cpus_per_worker: float = 1.0) -> JobProcesses:  # fmt: skip
     """The processes a job's actors take, by runtime environment. Call it where the trainer is
     built (inside `controller_env`): Ray Train propagates the driver's RAY_TRAIN_* variables.
 
@@ -100,7 +114,7 @@ def job_processes(job_env_vars: dict[str, str], workers: int, uses_dataset: bool
                           DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE)  # fmt: skip
     train = json.dumps({"env_vars": train_vars}, sort_keys=True, separators=(",", ":"))
     side = TRAIN_SIDE_ACTORS + DATASET_ACTORS * int(uses_dataset) + int(_watcher_on())
-    return JobProcesses(train, json.dumps({"env_vars": job_env_vars}), side, workers)
+    return JobProcesses(train, json.dumps({"env_vars": job_env_vars}), side, workers, cpus_per_worker)
 
 
 def cpu_nodes() -> dict[str, int]:
@@ -116,10 +130,13 @@ class NodeKeeper:
     def __init__(self, keep_alive_s: int = KEEP_ALIVE_S):
         self.keep_alive_s = keep_alive_s
         self._lock = threading.Lock()
+        self._mine: dict[str, set[int]] = {}  # by serialized env: idle processes this keeper started
         self.refills = 0
         self.started = 0
 
     def _stub(self) -> tuple[Any, int]:
+        """A channel to this node's raylet, and how many processes it starts at once (one per
+        CPU, at least one: a head without CPUs starts them one at a time)."""
         node_id = ray.get_runtime_context().get_node_id()
         node = next(n for n in ray.nodes() if n["NodeID"] == node_id)
         cpus = int(node["Resources"].get("CPU", 1))
@@ -127,21 +144,23 @@ class NodeKeeper:
         return NodeManagerServiceStub(channel), max(1, min(os.cpu_count() or 1, cpus))
 
     @staticmethod
-    def _idle_pids(stub: Any) -> list[int]:
-        """Registered worker processes that hold no actor and no job: ready for any job."""
+    def _worker_pids(stub: Any, idle_only: bool) -> set[int]:
+        """Registered Python worker processes; `idle_only`: those holding no actor and no job,
+        ready for any job."""
         reply = stub.GetNodeStats(node_manager_pb2.GetNodeStatsRequest(), timeout=30)
-        return [w.pid for w in reply.core_workers_stats
-                if w.worker_type == common_pb2.WORKER and _nil(w.actor_id) and _nil(w.job_id)]  # fmt: skip
+        return {w.pid for w in reply.core_workers_stats if w.worker_type == common_pb2.WORKER
+                and (not idle_only or (_nil(w.actor_id) and _nil(w.job_id)))}  # fmt: skip
 
     def idle_pids(self) -> list[int]:
-        """The idle worker processes on this node now."""
-        return self._idle_pids(self._stub()[0])
+        """The idle worker processes on this node now (any env), for `settled` and tests."""
+        return sorted(self._worker_pids(self._stub()[0], idle_only=True))
 
     def idle(self) -> int:
+        """How many worker processes on this node are idle now."""
         return len(self.idle_pids())
 
     @staticmethod
-    def _wait_quiet(pids: list[int], deadline: float) -> None:
+    def _wait_quiet(pids: Iterable[int], deadline: float) -> None:
         """A process registers before it imports `PRELOADED`: wait until each has stopped using
         CPU (the import done), so a job that follows is given processes that are ready."""
         import psutil  # lazy: only the keepers' processes need it
@@ -159,32 +178,40 @@ class NodeKeeper:
             time.sleep(QUIET_WINDOW_S)
             busy = {pid for pid in busy if before[pid] >= 0 and cpu(pid) - before[pid] > QUIET_CPU_S}
 
+    def _prestart(self, stub: Any, serialized: str, n: int) -> set[int]:
+        """Ask the raylet for `n` processes of env `serialized`; wait until that many new ones have
+        registered (idle or already taken by a job); returns the new pids."""
+        before = self._worker_pids(stub, idle_only=False)
+        info = runtime_environment_pb2.RuntimeEnvInfo(serialized_runtime_env=serialized)
+        stub.PrestartWorkers(node_manager_pb2.PrestartWorkersRequest(
+            language=common_pb2.PYTHON, runtime_env_info=info, num_workers=n,
+            keep_alive_duration_secs=self.keep_alive_s), timeout=30)  # fmt: skip
+        deadline = time.time() + REGISTER_TIMEOUT_S
+        while len(new := self._worker_pids(stub, idle_only=False) - before) < n and time.time() < deadline:
+            time.sleep(0.5)
+        return new
+
+    def _top_up(self, stub: Any, batch: int, env: WarmEnv) -> set[int]:
+        """Prestart `env.count` processes of `env`, unless `POOL_SETS` sets of those this keeper
+        started are idle still: jobs that never take them (other settings, failures) must not pile
+        up processes of ~0.7 GB each until their keep-alive. Returns the new pids."""
+        mine = self._mine.get(env.serialized, set()) & self._worker_pids(stub, idle_only=True)
+        new: set[int] = set()
+        if len(mine) < POOL_SETS * env.count:
+            for start in range(0, env.count, batch):
+                new |= self._prestart(stub, env.serialized, min(batch, env.count - start))
+        self._mine[env.serialized] = mine | new
+        return new
+
     def refill(self, envs: Iterable[WarmEnv]) -> int:
-        """Prestart `count` idle processes per serialized runtime env; returns how many it asked for.
-        Nothing while `POOL_SETS` such sets are idle already: jobs that never take them (other
-        settings, failures) must not pile up processes of ~0.7 GB each until their keep-alive."""
-        envs = list(envs)
+        """Prestart `count` idle processes per serialized runtime env (`_top_up`), then wait until
+        they have imported what they preload; returns how many started."""
         with self._lock:
             stub, batch = self._stub()
-            if len(self._idle_pids(stub)) >= POOL_SETS * sum(e.count for e in envs):
-                return 0
-            started = 0
-            for env in envs:
-                left = env.count
-                while left > 0:
-                    n = min(batch, left)
-                    before = len(self._idle_pids(stub))
-                    info = runtime_environment_pb2.RuntimeEnvInfo(serialized_runtime_env=env.serialized)
-                    stub.PrestartWorkers(node_manager_pb2.PrestartWorkersRequest(
-                        language=common_pb2.PYTHON, runtime_env_info=info, num_workers=n,
-                        keep_alive_duration_secs=self.keep_alive_s), timeout=30)  # fmt: skip
-                    deadline = time.time() + REGISTER_TIMEOUT_S
-                    while len(self._idle_pids(stub)) < before + n and time.time() < deadline:
-                        time.sleep(0.5)
-                    started, left = started + n, left - n
-            self._wait_quiet(self._idle_pids(stub), time.time() + REGISTER_TIMEOUT_S)
-            self.refills, self.started = self.refills + 1, self.started + started
-            return started
+            new = set().union(*(self._top_up(stub, batch, env) for env in envs))
+            self._wait_quiet(new, time.time() + REGISTER_TIMEOUT_S)
+            self.refills, self.started = self.refills + 1, self.started + len(new)
+            return len(new)
 
 
 class WarmKeeper(NodeKeeper):
@@ -213,10 +240,10 @@ class WarmKeeper(NodeKeeper):
     def _refill_job(self, job: JobProcesses, driver_node: str) -> int:
         try:
             parts = job.on_nodes(driver_node, cpu_nodes())
-            remote = [self._keeper_of(node).refill.remote(list(envs)) for node, envs in parts.items()
-                      if node != self.here]  # fmt: skip
+            remote = {node: self._keeper_of(node).refill.remote(list(envs)) for node, envs in parts.items()
+                      if node != self.here}  # fmt: skip
             here = self.refill(parts.get(self.here, ()))
-            return here + sum(ray.get(remote))
+            return here + sum(_started_on(node, ref) for node, ref in remote.items())
         finally:
             self._count(-1)
 
@@ -238,13 +265,21 @@ class WarmKeeper(NodeKeeper):
                   if node != self.here}  # fmt: skip
         return {self.here: self.idle(), **{node: ray.get(ref) for node, ref in others.items()}}
 
-    def settled(self, timeout_s: float = 600.0) -> dict[str, int]:
-        """Once no refill is pending (or after `timeout_s`): refills done, processes prestarted
-        here, and the idle processes ready for any job now, on every node with a keeper."""
+    def settled(self, timeout_s: float = 600.0) -> PoolState:
+        """Once no refill is pending (or after `timeout_s`): the pool's state (`PoolState`)."""
         deadline = time.time() + timeout_s
         while self.pending and time.time() < deadline:
             time.sleep(0.5)
-        return {"refills": self.refills, "started": self.started, "idle": sum(self.idle_by_node().values())}
+        return PoolState(self.refills, self.started, sum(self.idle_by_node().values()))
+
+
+def _started_on(node: str, ref: Any) -> int:
+    """What a node's keeper started; 0 if it failed (a node lost meanwhile): the others count."""
+    try:
+        return ray.get(ref, timeout=NODE_REFILL_TIMEOUT_S)
+    except Exception as err:  # the node's next job starts cold; the others stay warm
+        logger.warning("the keeper of node %s did not refill: %s: %s", node, type(err).__name__, err)
+        return 0
 
 
 def _nil(ray_id: bytes) -> bool:
@@ -268,7 +303,7 @@ def _nodes_with_keepers() -> list[str]:
 def _start_actor(cls: type, node_id: str, keep_alive_s: int) -> Any:
     """A keeper (`cls`) detached on `node_id`, the one there if it has one."""
     name = KEEPER_NAME if cls is WarmKeeper else _node_keeper_name(node_id)
-    options = {"num_cpus": 0, "max_concurrency": 4, "lifetime": "detached", "name": name,
+    options = {"num_cpus": 0, "max_concurrency": 4, "lifetime": "detached", "name": name, "max_restarts": -1,
                "namespace": KEEPER_NAMESPACE, "get_if_exists": True,
                "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}  # fmt: skip
     return ray.remote(**options)(cls).remote(keep_alive_s)
@@ -304,7 +339,7 @@ def keep_warm(spec: JobSpec) -> int:
 
     keeper = start_keeper()
     with controller_env(spec):
-        job = job_processes(dict(JOB_ENV_VARS), spec.scaling.max_workers, True)
+        job = job_processes(dict(JOB_ENV_VARS), spec.scaling.max_workers, True, spec.scaling.cpus_per_worker)
     return ray.get(keeper.refill_job.remote(job, ray.get_runtime_context().get_node_id()))
 
 
@@ -321,7 +356,7 @@ def cluster_workers(wait_s: float) -> int:
     deadline = time.time() + wait_s
     while not (nodes := cpu_nodes()) and time.time() < deadline:
         time.sleep(1.0)
-    return max(1, sum(nodes.values()))
+    return max(1, min(MAX_WORKERS, sum(nodes.values())))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -161,10 +161,17 @@ class RayJobExecutor:
         body = {"entrypoint": f"{shlex.quote(self.driver_python)} -m {WARM_MODULE}",
                 "submission_id": warm_id, "runtime_env": {"env_vars": dict(QUIET_TF)},
                 "metadata": {"slimray_warm": "1"}}  # fmt: skip
-        response = self._request("keep warm", "POST", "/api/jobs/", json=body, timeout=30.0)
+        response = self._request("keep warm", "POST", "/api/jobs/", json=body)
         if response.status_code != 200:
             raise RayUnavailable(f"keep warm: Ray answered {response.status_code}: {response.text[-300:]}")
         return warm_id
+
+    def session_name(self) -> str:
+        """Ray's session name: new each time the cluster starts (a new cluster has no keeper)."""
+        response = self._request("version", "GET", "/api/version")
+        if response.status_code != 200:
+            raise RayUnavailable(f"version: Ray answered {response.status_code}")
+        return str(response.json().get("session_name", ""))
 
     def _info(self, what: str, ray_job_id: str) -> dict[str, Any] | None:
         """Ray's record of a submitted job (its JobDetails), None if Ray has none."""

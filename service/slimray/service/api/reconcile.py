@@ -167,6 +167,18 @@ def reconcile_all(store: Store, executor: RayJobExecutor, launch_for: LaunchFor,
             log.exception("reconciling job %s failed", job.id)
 
 
+@dataclass(frozen=True)
+class WarmedFor:
+    """The Ray session and alive nodes a warm job was submitted for."""
+
+    session: str
+    nodes: int
+
+    def needs_warming_after(self, last: WarmedFor | None) -> bool:
+        """A new session, or more nodes than the last warm job saw."""
+        return last is None or self.session != last.session or self.nodes > last.nodes
+
+
 class Reconciler:
     """Background thread: probe Ray, then `reconcile_all`, every `interval` s (or when poked)."""
 
@@ -175,7 +187,7 @@ class Reconciler:
         self.store, self.executor, self.launch_for = store, executor, launch_for
         self.interval, self.schedule_timeout = interval, schedule_timeout
         self.keep_warm = keep_warm
-        self.warmed = False  # the warm job was submitted since Ray last answered
+        self.warmed: WarmedFor | None = None  # what the last warm job was submitted for
         self.probe = RayProbe()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -200,19 +212,21 @@ class Reconciler:
                 nodes = self.executor.alive_nodes()
         self.probe = RayProbe(reachable, time.time(), nodes)
         reconcile_all(self.store, self.executor, self.launch_for, self.schedule_timeout)
-        self._warm(reachable)
+        if self.keep_warm and reachable:
+            self._warm(nodes or 0)
 
-    def _warm(self, reachable: bool) -> None:
-        """Submit the warm job when Ray answers, first or again (a restarted cluster has no
-        keeper); a Ray that refuses it costs jobs their warm start only, and is tried next cycle."""
-        if not reachable:
-            self.warmed = False
-        elif self.keep_warm and not self.warmed:
-            try:
-                log.info("keeping Ray's workers warm: job %s", self.executor.keep_warm())
-                self.warmed = True
-            except RayUnavailable as err:
-                log.warning("could not submit the warm job: %s", err)
+    def _warm(self, nodes: int) -> None:
+        """Submit the warm job for a Ray session not warmed yet (a new cluster has no keeper), or
+        once it has more nodes (an autoscaled node comes up cold). A refusal is tried next cycle;
+        a repeat is harmless (each node's keeper fills an env up to its cap only)."""
+        try:
+            now = WarmedFor(self.executor.session_name(), nodes)
+            if not now.needs_warming_after(self.warmed):
+                return
+            log.info("keeping Ray's workers warm (%s): job %s", now, self.executor.keep_warm())
+            self.warmed = now
+        except RayUnavailable as err:
+            log.warning("could not submit the warm job: %s", err)
 
     def _run(self) -> None:
         while not self._stop.is_set():
