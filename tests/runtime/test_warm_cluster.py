@@ -76,7 +76,7 @@ def cluster():
     try:
         nodes.start_head()
         nodes.start_worker("node_a", 2)
-        wait_for(lambda: _executor(nodes).reachable() and _executor(nodes).alive_nodes() == 2, 120, "2 nodes")
+        wait_for(lambda: _executor(nodes).reachable() and _executor(nodes).alive_nodes() == 2, 300, "2 nodes")
         yield nodes
     finally:
         nodes.stop()
