@@ -147,5 +147,18 @@ class LocalRay:
                 time.sleep(0.2)
             if not self._alive():
                 break
+        self._end_stragglers(timeout)
         if state_dir is not None:
             (state_dir / RECORD).unlink(missing_ok=True)
+
+    def _end_stragglers(self, timeout: float) -> None:
+        """End this head's processes outside its process group (Ray's idle worker processes, kept
+        warm, outlive their raylet for a while): those whose command line names its temp dir."""
+        import psutil  # lazy: only stopping a head needs it
+
+        marker = str(self.log.parent)
+        left = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+        for proc in left:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(left, timeout=timeout)

@@ -11,7 +11,7 @@ import yaml
 
 from slimray.core.jobstate import JobState
 from slimray.service.api.context import launcher
-from slimray.service.api.reconcile import reconcile_all
+from slimray.service.api.reconcile import WarmedFor, reconcile_all
 from slimray.service.executor import DriverLaunch, RayJobStatus, RayUnavailable, lost_cause, submission_id
 from slimray.service.settings import get_settings
 from slimray.service.store import Store
@@ -197,3 +197,14 @@ def test_a_driver_that_failed_on_its_own_is_not_resubmitted(store):
 def test_which_failures_ray_reports_count_as_a_lost_driver(info, cause):
     found = lost_cause(info)
     assert (found is None) if cause is None else (cause in found)
+
+
+@pytest.mark.parametrize(("last", "now", "again"), [
+    (None, WarmedFor("s1", 2), True),  # never warmed
+    (WarmedFor("s1", 2), WarmedFor("s1", 2), False),  # the same session: its keeper lives
+    (WarmedFor("s1", 2), WarmedFor("s1", 1), False),  # a node fewer: nothing to add
+    (WarmedFor("s1", 2), WarmedFor("s1", 3), True),  # a node more: it comes up cold
+    (WarmedFor("s1", 3), WarmedFor("s2", 1), True),  # a new session: a new cluster has no keeper
+])  # fmt: skip
+def test_the_warm_job_is_submitted_for_a_new_session_or_more_nodes(last, now, again):
+    assert now.needs_warming_after(last) is again
