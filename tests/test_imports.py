@@ -44,6 +44,7 @@ ALLOWED = {
         "starlette",
         "httpx",
         "prometheus_client",
+        "psutil",  # a declared dependency: stopping a local head ends its processes outside its group
         "pydantic",
         "pydantic_settings",
         "uvicorn",
