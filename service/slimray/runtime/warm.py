@@ -229,7 +229,9 @@ class WarmKeeper(NodeKeeper):
             self.pending += delta
 
     def _keeper_of(self, node_id: str) -> Any:
-        return self if node_id == self.here else _start_actor(NodeKeeper, node_id, self.keep_alive_s)
+        if node_id == self.here:
+            return self
+        return _start_actor(NodeKeeper, _node_keeper_name(node_id), node_id, self.keep_alive_s)
 
     def refill_job(self, job: JobProcesses, driver_node: str) -> int:
         """Prestart `job`'s processes where its actors will start (`JobProcesses.on_nodes`), each
@@ -294,15 +296,17 @@ def _node_keeper_name(node_id: str) -> str:
 def _nodes_with_keepers() -> list[str]:
     """The alive nodes whose `NodeKeeper` has been started."""
     alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-    names = ray.util.list_named_actors(all_namespaces=True)
-    return [name["name"][len(NODE_KEEPER_PREFIX):] for name in names
-            if name["namespace"] == KEEPER_NAMESPACE and name["name"].startswith(NODE_KEEPER_PREFIX)
-            and name["name"][len(NODE_KEEPER_PREFIX):] in alive]  # fmt: skip
+    named = [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == KEEPER_NAMESPACE
+    ]
+    nodes = [name.removeprefix(NODE_KEEPER_PREFIX) for name in named if name.startswith(NODE_KEEPER_PREFIX)]
+    return [node for node in nodes if node in alive]
 
 
-def _start_actor(cls: type, node_id: str, keep_alive_s: int) -> Any:
-    """A keeper (`cls`) detached on `node_id`, the one there if it has one."""
-    name = KEEPER_NAME if cls is WarmKeeper else _node_keeper_name(node_id)
+def _start_actor(cls: type, name: str, node_id: str, keep_alive_s: int) -> Any:
+    """The keeper `cls` named `name`, detached on `node_id`: the one there if it has one."""
     options = {"num_cpus": 0, "max_concurrency": 4, "lifetime": "detached", "name": name, "max_restarts": -1,
                "namespace": KEEPER_NAMESPACE, "get_if_exists": True,
                "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}  # fmt: skip
@@ -311,7 +315,7 @@ def _start_actor(cls: type, node_id: str, keep_alive_s: int) -> Any:
 
 def start_keeper(keep_alive_s: int = KEEP_ALIVE_S) -> Any:
     """The cluster's keeper, created detached on this node (the head) if it has none."""
-    return _start_actor(WarmKeeper, ray.get_runtime_context().get_node_id(), keep_alive_s)
+    return _start_actor(WarmKeeper, KEEPER_NAME, ray.get_runtime_context().get_node_id(), keep_alive_s)
 
 
 def find_keeper() -> Any | None:

@@ -166,12 +166,14 @@ class RayJobExecutor:
             raise RayUnavailable(f"keep warm: Ray answered {response.status_code}: {response.text[-300:]}")
         return warm_id
 
-    def session_name(self) -> str:
-        """Ray's session name: new each time the cluster starts (a new cluster has no keeper)."""
-        response = self._request("version", "GET", "/api/version")
-        if response.status_code != 200:
-            raise RayUnavailable(f"version: Ray answered {response.status_code}")
-        return str(response.json().get("session_name", ""))
+    def session_name(self) -> str | None:
+        """Ray's session name (new each time the cluster starts: a new cluster has no keeper), or
+        None when Ray's job API does not answer: the reconciler's probe."""
+        try:
+            response = self._request("probe", "GET", "/api/version")
+        except RayUnavailable:
+            return None
+        return str(response.json().get("session_name", "")) if response.status_code == 200 else None
 
     def _info(self, what: str, ray_job_id: str) -> dict[str, Any] | None:
         """Ray's record of a submitted job (its JobDetails), None if Ray has none."""
@@ -258,7 +260,4 @@ class RayJobExecutor:
         return sum(1 for row in rows if row.get("state") == "ALIVE")
 
     def reachable(self) -> bool:
-        try:
-            return self._request("probe", "GET", "/api/version").status_code == 200
-        except RayUnavailable:
-            return False
+        return self.session_name() is not None

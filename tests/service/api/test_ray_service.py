@@ -112,8 +112,8 @@ def test_a_resubmission_after_a_crash_is_the_same_job(head, tmp_path):
 class RayGone(RayJobExecutor):
     """Fault injection: Ray's job API does not answer the probe (a restarting head)."""
 
-    def reachable(self) -> bool:
-        return False
+    def session_name(self) -> str | None:
+        return None
 
 
 def _warm_jobs(head) -> list[str]:

@@ -205,24 +205,24 @@ class Reconciler:
         self._thread.join(timeout=30)
 
     def run_once(self) -> None:
-        reachable = self.executor.reachable()
+        session = self.executor.session_name()  # one call: the probe and the session
+        reachable = session is not None
         nodes = None
         if reachable:
             with contextlib.suppress(RayUnavailable):
                 nodes = self.executor.alive_nodes()
         self.probe = RayProbe(reachable, time.time(), nodes)
         reconcile_all(self.store, self.executor, self.launch_for, self.schedule_timeout)
-        if self.keep_warm and reachable:
-            self._warm(nodes or 0)
+        if self.keep_warm and session is not None:
+            self._warm(WarmedFor(session, nodes or 0))
 
-    def _warm(self, nodes: int) -> None:
+    def _warm(self, now: WarmedFor) -> None:
         """Submit the warm job for a Ray session not warmed yet (a new cluster has no keeper), or
         once it has more nodes (an autoscaled node comes up cold). A refusal is tried next cycle;
         a repeat is harmless (each node's keeper fills an env up to its cap only)."""
+        if not now.needs_warming_after(self.warmed):
+            return
         try:
-            now = WarmedFor(self.executor.session_name(), nodes)
-            if not now.needs_warming_after(self.warmed):
-                return
             log.info("keeping Ray's workers warm (%s): job %s", now, self.executor.keep_warm())
             self.warmed = now
         except RayUnavailable as err:
