@@ -52,7 +52,7 @@ run: $(STAMP)
 # the image the container tests run (`make image`: ~2 min the first time, cached after)
 test: $(STAMP) tools horovod image
 	$(VENV)/bin/ruff check service tests benchmarks examples
-	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=40
 
 # for one's own iterations: the suite without tests marked slow (the largest keras.applications)
 test-fast: $(STAMP) tools horovod

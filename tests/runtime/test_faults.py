@@ -31,7 +31,8 @@ def test_a_worker_lost_at_startup_and_a_frozen_one_are_retried_named_and_recorde
     from tests.runtime.faulty_loops import FrozenWorkerLoop, LoseWorkerAtStartup
 
     marker = ray_local.with_name("lost_at_startup")
-    spec = _spec(tmp_path / "faults", collective_timeout_seconds=3)
+    # 10 s: on a loaded CI, 3 s timed out a live worker too (its health check answered late)
+    spec = _spec(tmp_path / "faults", collective_timeout_seconds=10)
     result = run_job(spec, loop=FrozenWorkerLoop, callbacks=(LoseWorkerAtStartup(str(marker)),))
     assert marker.is_file() and ray_local.with_name("frozen").is_file(), "a fault was not injected"
     assert result.state == "succeeded", result.error

@@ -49,9 +49,9 @@ if options.get("loop"):
 try:
     result = run_job(spec, address=sys.argv[1], on_event=on_event, loop=loop)
 except ValueError as err:
-    print(json.dumps({"refused": str(err)}))
+    print("RESULT " + json.dumps({"refused": str(err)}))
     sys.exit(0)
-print(json.dumps({"state": result.state, "error": result.error, "run_dir": str(result.run_dir),
+print("RESULT " + json.dumps({"state": result.state, "error": result.error, "run_dir": str(result.run_dir),
                   "restarts_from_steps": result.report["restarts_from_steps"],
                   "prune_steps": [e["step"] for e in result.report["prune_events"]]}))
 """
@@ -72,7 +72,7 @@ with tempfile.NamedTemporaryFile(suffix=".keras") as f:
     f.flush()
     model = keras.models.load_model(f.name, compile=False)
 data = load_job_data(spec.data, spec.train)
-print(json.dumps({"accuracy": evaluate(model, data.x_val, data.y_val),
+print("RESULT " + json.dumps({"accuracy": evaluate(model, data.x_val, data.y_val),
                   "architecture": [[w.path, list(w.shape)] for w in model.weights]}))
 """
 
@@ -106,10 +106,10 @@ class Driver:
 
     def outcome(self, timeout: float = 800) -> dict:
         assert self.proc.wait(timeout) == 0, "".join(self.stderr)[-3000:]
-        last = None
+        lines = []
         while (line := self.lines.get(timeout=30)) is not None:
-            last = line
-        return json.loads(last)
+            lines.append(line)
+        return _result(lines)
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +206,7 @@ def _service(nodes: Cluster, tmp_path, runs_root: str):
         ray_address=f"http://127.0.0.1:{nodes.dashboard_port}", ray_token=RAY_TOKEN,
         driver_python=sys.executable, service_url=f"http://127.0.0.1:{port}",
         allowed_uri_prefixes=["s3://slimray/data/"], reconcile_seconds=0.5,
+        keep_warm=False,  # warm workers on a cluster: test_warm_cluster.py
     )  # fmt: skip
     return running_service(settings, port)
 
@@ -255,7 +256,7 @@ def service_job(cluster, tmp_path_factory) -> ServiceJob:
                              timeout=30)  # fmt: skip
         assert created.status_code == 201, created.text
         job_id = created.json()["id"]
-        get = lambda: httpx.get(f"{url}/v1/jobs/{job_id}", headers=AUTH, timeout=10).json()  # noqa: E731
+        get = lambda: _json(httpx.get(f"{url}/v1/jobs/{job_id}", headers=AUTH, timeout=10))  # noqa: E731
         logs = lambda: httpx.get(f"{url}/v1/jobs/{job_id}/logs", headers=AUTH, timeout=10).text[-3000:]  # noqa: E731
         ended = lambda: (j := get())["state"] in ("succeeded", "failed", "cancelled") and j  # noqa: E731
         job = _until(ended, 600, "the job", lambda: f"{get()} {logs()}")
@@ -270,7 +271,7 @@ def _worker_nodes(nodes: Cluster, ray_job_id: str) -> set[str]:
               "detail": "true", "limit": 1000}  # fmt: skip
     response = httpx.get(f"http://127.0.0.1:{nodes.dashboard_port}/api/v0/actors", params=params,
                          headers={"Authorization": f"Bearer {RAY_TOKEN}"}, timeout=30)  # fmt: skip
-    rows = response.json()["data"]["result"]["result"]
+    rows = _json(response)["data"]["result"]["result"]
     return {row["node_id"] for row in rows}
 
 
@@ -278,7 +279,20 @@ def _inspect(nodes: Cluster, spec) -> dict:
     args = [sys.executable, "-c", _INSPECT, nodes.address, json.dumps(spec.model_dump(mode="json"))]
     proc = subprocess.run(args, env=nodes.env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return _result(proc.stdout.splitlines())
+
+
+def _result(lines: list[str]) -> dict:
+    """A script's RESULT line (Ray may print its own lines to a driver's stdout, after it too)."""
+    results = [line.strip()[len("RESULT ") :] for line in lines if line.strip().startswith("RESULT ")]
+    assert results, "no RESULT line in: " + "\n".join(lines)[-3000:]
+    return json.loads(results[-1])
+
+
+def _json(response: httpx.Response) -> dict:
+    """A response's JSON body, or a failure that shows the status and the body."""
+    assert response.status_code == 200, f"{response.url}: {response.status_code} {response.text[:2000]}"
+    return response.json()
 
 
 def test_the_service_runs_the_job_one_worker_per_node_from_and_to_the_bucket(cluster, service_job):

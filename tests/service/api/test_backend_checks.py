@@ -51,6 +51,7 @@ def _settings(head, tmp_path):
         api_token="admin", db_path=tmp_path / "j.db", runs_root=tmp_path / "runs",
         ray_address=head.address, ray_token=RAY_TOKEN, driver_python=sys.executable,
         reconcile_seconds=60, ray_timeout_seconds=120,  # a submission waits for the probe's answer
+        keep_warm=False,  # warm workers: test_ray_service.py
     )  # fmt: skip
 
 

@@ -56,7 +56,7 @@ def test_concurrent_reads_of_a_big_log_hold_only_its_tail(head, big_log, tmp_pat
     (the whole log fetched as one JSON string, decoded and encoded again)."""
     settings = get_settings(api_token=TOKEN, db_path=tmp_path / "jobs.db", runs_root=tmp_path / "runs",
                             ray_address=head.address, ray_token=RAY_TOKEN, reconcile_seconds=600,
-                            max_log_bytes=1_000_000)  # fmt: skip
+                            max_log_bytes=1_000_000, keep_warm=False)  # fmt: skip
     with live_service(settings) as live:
         store = live.app.state.context.store
         job = store.create("printer", {})
@@ -98,7 +98,8 @@ def _tiny_spec() -> dict:
 def _settings(head, tmp_path, port):
     return get_settings(api_token=TOKEN, db_path=tmp_path / "jobs.db", runs_root=tmp_path / "runs",
                         ray_address=head.address, ray_token=RAY_TOKEN, driver_python=sys.executable,
-                        service_url=f"http://127.0.0.1:{port}", reconcile_seconds=0.5)  # fmt: skip
+                        service_url=f"http://127.0.0.1:{port}", reconcile_seconds=0.5,
+                        keep_warm=False)  # warm workers: test_ray_service.py  # fmt: skip
 
 
 def _ray(head, path: str):
