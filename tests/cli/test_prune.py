@@ -55,16 +55,17 @@ def test_prune_writes_a_plain_keras_model_and_a_report(saved_model, tmp_path):
     ("args", "message"),
     [(["--sparsity", "1.5"], "sparsity=1.5"), (["--criterion", "l7"], "l7"),
      (["--criterion", "taylor"], "needs data"), (["--round-to", "0"], "round_to=0"),
-     (["--min-channels", "-3"], "min_channels=-3")],
+     (["--min-channels", "-3"], "min_channels=-3"), (["--threshold", "-1"], "threshold=-1.0"),
+     (["--threshold", "0.5", "--sparsity", "0.5"], "not allowed with argument")],
 )  # fmt: skip
 def test_bad_arguments_exit_2_naming_them(saved_model, tmp_path, args, message):
     out = tmp_path / "x.keras"
     base = ["prune", str(saved_model), "--output", str(out)]
-    if "--sparsity" not in args:
+    if "--sparsity" not in args and "--threshold" not in args:
         base += ["--sparsity", "0.5"]
     proc = slimray(*base, *args)
     assert proc.returncode == 2
-    assert message in proc.stdout.replace("\n", "")
+    assert message in (proc.stdout + proc.stderr).replace("\n", "")  # argparse writes to stderr
     assert not out.exists()
 
 
@@ -74,9 +75,30 @@ def test_missing_model_file(tmp_path):
     assert proc.returncode == 2 and "not found" in proc.stdout
 
 
+def test_prune_by_threshold_removes_what_the_engine_removes_and_reports_the_sparsity_reached(
+    saved_model, tmp_path
+):
+    """`--threshold`: the engine's rule (`Pruner.prune(threshold=...)`), the same mask; the
+    sparsity reached is reported, since the user did not choose it."""
+    import keras
+
+    from slimray.pruning import MaskPlanner, Pruner
+
+    out, report = tmp_path / "small.keras", tmp_path / "report.json"
+    proc = slimray("prune", str(saved_model), "--threshold", "0.9", "--normalizer", "max",
+                   "--output", str(out), "--report", str(report))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(report.read_text())
+    assert (data["sparsity"], data["threshold"]) == (None, 0.9)
+    assert 0 < data["sparsity_reached"] < 1 and "threshold 0.9 (sparsity reached" in proc.stdout
+    expected = Pruner("l1", MaskPlanner(normalizer="max")).prune(keras.models.load_model(saved_model),
+                                                                  threshold=0.9)  # fmt: skip
+    assert data["digest"] == expected.plan.digest
+
+
 def _flags(**overrides) -> argparse.Namespace:
     return argparse.Namespace(**{"criterion": "l1", "scope": "local", "min_channels": 1, "round_to": 1,
-                                 **overrides})  # fmt: skip
+                                 "normalizer": "mean", **overrides})  # fmt: skip
 
 
 def test_weight_criteria_come_from_the_registry():

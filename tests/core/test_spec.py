@@ -50,6 +50,10 @@ def test_json_and_yaml_files_load(tmp_path):
          "prune.schedule"),
         ({"prune": {"schedule": {"kind": "cosine"}}}, "prune.schedule"),
         ({"prune": {"round_to": 0, "schedule": {"kind": "one_shot", "step": 1}}}, "prune.round_to"),
+        ({"prune": {"threshold": 0, "schedule": {"kind": "one_shot", "step": 1}}}, "prune.threshold"),
+        ({"prune": {"sparsity": 0.5, "threshold": 0.3, "schedule": {"kind": "one_shot", "step": 1}}},
+         "prune"),
+        ({"prune": {"sparsity": None, "schedule": {"kind": "one_shot", "step": 1}}}, "prune"),
         ({"scaling": {"num_workers": 0}}, "scaling.num_workers"),
         ({"scaling": {"gpus_per_worker": 1}}, "scaling"),
         ({"failure": {"max_failures": -2}}, "failure.max_failures"),
@@ -89,6 +93,18 @@ def test_schedule_and_criterion_translate_to_pruning_objects():
     assert schedule.final_sparsity == pytest.approx(0.5)
     assert get_criterion(spec.prune.criterion_identifier()).needs_data
     MaskPlanner.from_config(spec.prune.planner_config())
+
+
+def test_a_threshold_job_has_no_sparsity_its_schedule_gives_steps_and_it_round_trips():
+    prune = {**GOOD["prune"], "threshold": 0.4}
+    spec = parse_spec({**GOOD, "prune": prune})
+    assert (spec.prune.sparsity, spec.prune.threshold) == (None, 0.4)
+    assert spec.prune.event_steps() == [10, 20, 30]
+    assert parse_spec(json.loads(json.dumps(spec.model_dump(mode="json")))) == spec
+    with pytest.raises(ValueError, match="event_steps"):
+        spec.prune.schedule_config()
+    with pytest.raises(SpecError, match=r"sparsity=0.5, threshold=0.4"):
+        parse_spec({**GOOD, "prune": {**prune, "sparsity": 0.5}})
 
 
 def test_json_schema_is_exported_and_lists_the_sections():

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from keras import layers as L
 
-from slimray.pruning import MaskPlanner, PrunePlan, build_graph
+from slimray.core.spec import NORMALIZERS
+from slimray.pruning import MaskPlanner, PrunePlan, Threshold, build_graph
+from slimray.pruning.planner import NORMALIZERS as PLANNER_NORMALIZERS
 
 
 def _graph(*widths):
@@ -97,6 +99,36 @@ def test_bad_planner_arguments_echo_the_value(kwargs, message):
 def test_bad_sparsity_echoes_the_value(sparsity):
     with pytest.raises(ValueError, match="sparsity="):
         MaskPlanner().plan(_graph(4), [np.arange(4.0)], sparsity)
+
+
+@pytest.mark.parametrize("scope", ["local", "global"])
+def test_a_threshold_keeps_the_channels_whose_normalized_score_reaches_it(scope):
+    """The seed's rule: d0's mean is 4.5, so tau 0.5 drops the channels scoring below 2.25; d1's
+    scores are even (all 1.0 normalized): none goes. The sparsity is an outcome."""
+    graph = _graph(10, 4)
+    plan = MaskPlanner(scope=scope).plan(graph, [np.arange(10.0), np.full(4, 3.0)], Threshold(0.5))
+    assert plan.keep == {"d0": (3, 4, 5, 6, 7, 8, 9), "d1": (0, 1, 2, 3)}
+    by_max = MaskPlanner(normalizer="max").plan(graph, [np.arange(10.0), np.full(4, 3.0)], Threshold(0.5))
+    assert by_max.keep["d0"] == (5, 6, 7, 8, 9)  # below half the best (4.5) goes
+
+
+def test_a_threshold_still_keeps_min_channels_and_rounds_up():
+    graph = _graph(8)
+    scores = [np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 9.0])]
+    assert MaskPlanner().plan(graph, scores, Threshold(1.0)).keep["d0"] == (7,)
+    # the floor takes the best of the rest, ties to the lower index
+    assert MaskPlanner(min_channels=3).plan(graph, scores, Threshold(1.0)).keep["d0"] == (0, 6, 7)
+    assert MaskPlanner(round_to=4).plan(graph, scores, Threshold(1.0)).keep["d0"] == (0, 1, 6, 7)
+
+
+@pytest.mark.parametrize("tau", [0, -1.0, "high", True])
+def test_a_bad_threshold_echoes_the_value(tau):
+    with pytest.raises(ValueError, match="threshold="):
+        Threshold(tau)
+
+
+def test_the_specs_normalizers_are_the_planners():
+    assert set(NORMALIZERS) == set(PLANNER_NORMALIZERS)
 
 
 def test_planner_config_round_trips():

@@ -9,9 +9,9 @@ import pytest
 from slimray.core.spec import parse_spec
 from tests.prom_helpers import (
     SERVICE_ONLY,
-    dashboard_exprs,
     podmonitor_relabel_configs,
     prometheus,
+    sparsity_job_exprs,
     wait_for_data,
 )
 from tests.service_helpers import free_port
@@ -47,7 +47,7 @@ def test_a_slimray_run_exports_the_dashboards_metrics_through_ray(tmp_path):
         scrape = {"job_name": "ray-pods", "honor_labels": False, "metric_relabel_configs": relabel,
                   "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}  # fmt: skip
         with prometheus(tmp_path, [scrape]) as url:
-            exprs = [e for e in dashboard_exprs("raymetrics") if not any(m in e for m in SERVICE_ONLY)]
+            exprs = [e for e in sparsity_job_exprs("raymetrics") if not any(m in e for m in SERVICE_ONLY)]
             counts = wait_for_data(url, exprs, timeout=60)
             assert all(counts.values()), counts
     finally:

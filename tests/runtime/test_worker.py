@@ -200,8 +200,11 @@ def test_a_prune_event_record_is_complete_only_with_its_retrace():
     scored = pruner.decide(model, 0.5, graph=graph)
     result = pruner.apply(model, scored.plan, graph=graph, durations=dict(scored.durations))
     baseline = {g.id: g.size for g in graph.groups}
-    event = prune_event_record(7, 0.5, sparsity_after(result.groups, baseline), scored, result, world=2)
+    event = prune_event_record(7, 0.5, sparsity_after(result.groups, baseline), scored, result, world=2,
+                               baseline_sizes=baseline)  # fmt: skip
     assert event.allreduce_bytes == 2 * scored.local_scores.nbytes and event.sparsity > 0
+    assert (event.target_sparsity, event.threshold) == (0.5, None)
+    assert event.group_sparsity == {g["id"]: 1 - len(g["kept"]) / g["size"] for g in result.groups}
     assert [k.path for k in event.kept_whole] == ["unit_norm"] and event.durations.retrace is None
     done = with_retrace(event, 0.25)
     assert done.durations.retrace == 0.25 and event.durations.retrace is None  # a new record

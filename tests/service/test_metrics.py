@@ -73,6 +73,25 @@ def test_a_jobs_startup_is_exposed_by_part(tmp_path):
     assert 'part="total"' not in text and f'job="{quiet.id}",part=' not in text
 
 
+def test_a_threshold_jobs_rule_and_the_sparsity_it_reached_by_group_are_exposed(tmp_path):
+    """The threshold rule (issue 24): its tau and, after the job's last event, each group's
+    sparsity, an outcome the user did not choose; a sparsity job has no threshold series."""
+    store = Store(tmp_path / "j.db")
+    job, plain = store.create("t", {}), store.create("p", {})
+    first = {"step": 30, "threshold": 0.6, "target_sparsity": None, "group_sparsity": {"conv1": 0.25}}
+    store.add_prune_event(job.id, 30, first, 1)
+    second = {**first, "step": 60, "group_sparsity": {"conv1": 0.5, "fc": 0.125}}
+    store.add_prune_event(job.id, 60, second, 2)
+    sparsity_event = {"step": 30, "target_sparsity": 0.5, "group_sparsity": {"fc": 0.5}}
+    store.add_prune_event(plain.id, 30, sparsity_event, 1)
+    text = generate_latest(build_registries(store, 10, lambda: None).full).decode()
+    assert f'slimray_prune_threshold{{job="{job.id}"}} 0.6' in text
+    assert f'slimray_group_sparsity_ratio{{group="conv1",job="{job.id}"}} 0.5' in text  # the last event's
+    assert f'slimray_group_sparsity_ratio{{group="fc",job="{job.id}"}} 0.125' in text
+    assert f'slimray_group_sparsity_ratio{{group="fc",job="{plain.id}"}} 0.5' in text
+    assert f'slimray_prune_threshold{{job="{plain.id}"}}' not in text
+
+
 EXPOSED_HELP = {
     "slimray_train_samples_per_second": "Training samples per second, all workers.",
     "slimray_throughput_gain_ratio": "Samples/s relative to the unpruned phase.",
@@ -87,6 +106,10 @@ EXPOSED_HELP = {
     "slimray_job_state": "1 for the job's current state.",
     "slimray_job_failed_info": "1 for a failed job, by the error's type.",
     "slimray_last_prune_event_seconds": "Duration of the job's last prune event.",
+    "slimray_group_sparsity_ratio":
+        "Fraction of each channel group's unpruned channels removed, as of the job's last prune event.",
+    "slimray_prune_threshold":
+        "The importance threshold the job's last prune event applied (jobs with prune.threshold).",
     "slimray_job_info": "1 per job, labelled with the backend that allreduces its gradients and scores.",
     "slimray_workers": "Training workers in the job's current worker group (elastic jobs resize it).",
     "slimray_restarts_total":

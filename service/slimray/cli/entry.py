@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from slimray.cli.render import console
 from slimray.core.envvars import SERVER, TF_LOG_LEVEL
 from slimray.core.jobstate import JobState
+from slimray.core.spec import NORMALIZERS
 
 # TensorFlow's C++ log level (2: errors only); to move into slimray.core.envvars beside the others
 
@@ -32,7 +33,11 @@ class Command(NamedTuple):
 def _add_prune(sub: Any) -> None:
     prune = sub.add_parser("prune", help="one-shot structured pruning of a saved .keras model")
     prune.add_argument("model", help="input .keras file")
-    prune.add_argument("--sparsity", type=float, required=True, help="fraction of channels to remove")
+    amount = prune.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--sparsity", type=float, help="fraction of channels to remove")
+    amount.add_argument("--threshold", type=float,
+                        help="remove every channel whose normalized score (--normalizer) is below this; "
+                             "the sparsity is an outcome")  # fmt: skip
     prune.add_argument("--output", required=True, help="output .keras file")
     prune.add_argument("--criterion", default="l1",
                        help="a weight criterion registered in slimray.pruning.criteria "
@@ -40,6 +45,12 @@ def _add_prune(sub: Any) -> None:
     prune.add_argument("--scope", default="local", choices=["local", "global"])
     prune.add_argument("--round-to", type=int, default=1, help="kept channels a multiple of N")
     prune.add_argument("--min-channels", type=int, default=1, help="never keep fewer per group")
+    prune.add_argument(
+        "--normalizer",
+        default="mean",
+        choices=NORMALIZERS,
+        help="scores normalized within each group by this (what --threshold compares)",
+    )
     prune.add_argument("--report", help="write a JSON report here")
     prune.add_argument("--strict", action="store_true",
                        help="refuse a model with layers slimray cannot prune through (default: keep "

@@ -16,12 +16,14 @@ from slimray.pruning import Importance, MaskPlanner, Pruner, PruneResult, criter
 
 
 def prune(args: argparse.Namespace) -> int:
-    """Prune the model at `args.model` to `args.sparsity`, save it, print (and maybe write) the report."""
+    """Prune the model at `args.model` to `args.sparsity` (or by `args.threshold`), save it, print
+    (and maybe write) the report."""
     source = check_paths(args)
     criterion, planner = criterion_and_planner(args)
     model = keras.models.load_model(source, compile=False)
     try:
-        result = Pruner(criterion, planner, strict=args.strict).prune(model, args.sparsity)
+        pruner = Pruner(criterion, planner, strict=args.strict)
+        result = pruner.prune(model, args.sparsity, threshold=args.threshold)
     except ValueError as err:
         raise CliError(str(err)) from err
     result.model.save(args.output)
@@ -54,7 +56,8 @@ def criterion_and_planner(args: argparse.Namespace) -> tuple[Importance, MaskPla
     weight criteria are accepted."""
     try:
         criterion = get_criterion(args.criterion)
-        planner = MaskPlanner(scope=args.scope, min_channels=args.min_channels, round_to=args.round_to)
+        planner = MaskPlanner(scope=args.scope, min_channels=args.min_channels, round_to=args.round_to,
+                              normalizer=args.normalizer)  # fmt: skip
     except (TypeError, ValueError) as err:
         raise CliError(str(err)) from err
     if criterion.needs_data:
@@ -68,13 +71,17 @@ def criterion_and_planner(args: argparse.Namespace) -> tuple[Importance, MaskPla
 def build_report(args: argparse.Namespace, source: Path, planner: MaskPlanner,
                  result: PruneResult) -> dict[str, Any]:  # fmt: skip
     """The JSON report: the flags, the engine's summary, and every layer's shape before and after."""
+    summary = result.summary()
+    channels_before, channels_after = summary["channels_before"], summary["channels_after"]
     return {
         "input": str(source),
         "output": str(args.output),
         "criterion": args.criterion,
         "sparsity": args.sparsity,
+        "threshold": args.threshold,
+        "sparsity_reached": round(1 - channels_after / max(channels_before, 1), 6),
         "planner": planner.get_config(),
-        **result.summary(),
+        **summary,
         "layers_before": [vars(x) for x in result.before.layers],
         "layers_after": [vars(x) for x in result.after.layers],
     }

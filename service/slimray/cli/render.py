@@ -39,7 +39,12 @@ def approximate_line(paths: list[str]) -> str | None:
 
 
 def _groups_table(report: dict[str, Any]) -> Table:
-    table = Table(title=f"Channel groups pruned at sparsity {report['sparsity']}")
+    rule = (
+        f"sparsity {report['sparsity']}"
+        if report.get("threshold") is None
+        else f"threshold {report['threshold']} (sparsity reached {report['sparsity_reached']:.3f})"
+    )
+    table = Table(title=f"Channel groups pruned at {rule}")
     for col in ("group", "layers", "size", "kept", "removed"):
         table.add_column(col, justify="right" if col in ("size", "kept", "removed") else "left")
     for g in report["groups"]:

@@ -49,6 +49,15 @@ PRUNE_EVENT_DURATION = Family(
     "slimray_prune_event_duration_seconds", Kind.HISTOGRAM, "Duration of each phase of a prune event.",
     (JOB, "phase"), buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )  # fmt: skip
+GROUP_SPARSITY = Family(
+    "slimray_group_sparsity_ratio", Kind.GAUGE,
+    "Fraction of each channel group's unpruned channels removed, as of the job's last prune event.",
+    (JOB, "group"),
+)  # fmt: skip
+PRUNE_THRESHOLD = Family(
+    "slimray_prune_threshold", Kind.GAUGE,
+    "The importance threshold the job's last prune event applied (jobs with prune.threshold).",
+)  # fmt: skip
 RESTARTS = Family("slimray_restarts", Kind.COUNTER,
                   "Worker groups replaced (from a checkpoint or from step 0), driver resumes included.",
                   field="restarts")  # fmt: skip
@@ -74,4 +83,4 @@ HTTP_REQUEST_DURATION = Family(
 
 # what a job's driver exports through Ray when no service is in the loop (same names)
 DRIVER_FAMILIES = (*WINDOW_GAUGES, JOB_INFO, PRUNE_EVENTS, SCORE_ALLREDUCE_BYTES, PRUNE_EVENT_DURATION,
-                   RESTARTS, STARTUP)  # fmt: skip
+                   GROUP_SPARSITY, PRUNE_THRESHOLD, RESTARTS, STARTUP)  # fmt: skip

@@ -114,8 +114,10 @@ class PruneEvent(Record):
     must all be equal (the same mask everywhere)."""
 
     step: int = Field(ge=0)
-    target_sparsity: float
+    target_sparsity: float | None  # None: the event applied a threshold
+    threshold: float | None = None  # the importance-threshold rule's tau, if that was the rule
     sparsity: float
+    group_sparsity: dict[str, float] = Field(default_factory=dict)  # by group id, of its baseline
     groups_pruned: int
     channels_before: int
     channels_after: int
@@ -275,6 +277,7 @@ class RunReport(Record):
     gradient_allreduce_bytes_per_step: BeforeAfter = Field(default_factory=BeforeAfter)
     flops_per_sample: BeforeAfter = Field(default_factory=BeforeAfter)
     final_sparsity: float | None = None
+    final_group_sparsity: dict[str, float] = Field(default_factory=dict)  # the last event's, by group id
     final_val_accuracy: float | None = None
     peak_memory_bytes_per_worker: dict[str, int] = Field(default_factory=dict)
     restarts_from_steps: list[int] = Field(default_factory=list)  # `restarts`' steps (0: from scratch)

@@ -33,6 +33,7 @@ BUILTIN_MODELS = (
 PLANNER_FIELDS = ("scope", "min_channels", "round_to", "normalizer")  # the planner's get_config keys
 BUILTIN_DATA = ("mnist", "digits", "synthetic")
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "apoz", "random")
+NORMALIZERS = ("mean", "max", "sum", "none")  # slimray.pruning.planner.NORMALIZERS' names
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 # what allreduces gradients, scores and mask digests (slimray.runtime.backends registers each)
 DEFAULT_BACKEND = "tf-collective"
@@ -181,20 +182,48 @@ class TrainSpec(_Strict):
 class PruneSpec(_Strict):
     criterion: Literal[CRITERIA] = "l1"  # type: ignore[valid-type]
     criterion_config: Options = Field(default_factory=dict)
-    sparsity: float = Field(0.5, ge=0, lt=1, description="Fraction of channels removed at the end.")
+    sparsity: float | None = Field(
+        0.5, ge=0, lt=1, description="Fraction of channels removed at the end (null with a threshold)."
+    )
+    threshold: float | None = Field(
+        None, gt=0,
+        description="The importance-threshold rule instead of a sparsity: at each of the schedule's "
+        "events, every channel whose score, normalized within its group (`normalizer`), is below "
+        "this goes. The sparsity reached is an outcome (in the report and metrics).",
+    )  # fmt: skip
     schedule: ScheduleSpec
     scope: Literal["local", "global"] = "local"
     round_to: int = Field(1, ge=1)
     min_channels: int = Field(1, ge=1)
-    normalizer: Literal["mean", "max", "sum", "none"] = "mean"
+    normalizer: Literal[NORMALIZERS] = "mean"  # type: ignore[valid-type]
     strict: bool = Field(
         False,
         description="Refuse a model with layers slimray cannot prune through (the job fails before "
         "training, naming every one) instead of keeping their channels whole.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _threshold_replaces_sparsity(cls, data: Any) -> Any:
+        """A threshold given without a sparsity: the sparsity is an outcome, not the default 0.5."""
+        if isinstance(data, dict) and data.get("threshold") is not None and "sparsity" not in data:
+            return {**data, "sparsity": None}
+        return data
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> PruneSpec:
+        if (self.sparsity is None) == (self.threshold is None):
+            raise ValueError(
+                f"give exactly one of sparsity or threshold. Received: sparsity={self.sparsity}, "
+                f"threshold={self.threshold} (a threshold removes what scores below it, whatever "
+                "sparsity that reaches)"
+            )
+        return self
+
     @model_validator(mode="after")
     def _rising(self) -> PruneSpec:
+        if self.sparsity is None:  # a threshold: the schedule gives only the steps
+            return self
         start = getattr(self.schedule, "initial_sparsity", 0.0)
         if start > self.sparsity:
             raise ValueError(
@@ -203,8 +232,14 @@ class PruneSpec(_Strict):
             )
         return self
 
+    def event_steps(self) -> list[int]:
+        """The steps at which this job prunes (with a threshold, the schedule gives only these)."""
+        return self.schedule.event_steps()
+
     def schedule_config(self) -> dict[str, Any]:
-        """The `slimray.pruning.schedules` serialized form of this schedule."""
+        """The `slimray.pruning.schedules` serialized form of this (sparsity) schedule."""
+        if self.sparsity is None:
+            raise ValueError("a threshold's schedule has steps, not sparsities: use event_steps()")
         s = self.schedule
         if isinstance(s, OneShotSpec):
             config = {"step": s.step, "sparsity": self.sparsity}

@@ -15,7 +15,7 @@ from slimray.pruning.importance import (
     score_groups,
 )
 from slimray.pruning.optimizer import carry_optimizer, register_optimizer_slots
-from slimray.pruning.planner import MaskPlanner, PrunePlan
+from slimray.pruning.planner import MaskPlanner, PrunePlan, Threshold
 from slimray.pruning.pruner import PruneDecision, Pruner, PruneResult
 from slimray.pruning.reducer import IdentityReducer, Reducer
 from slimray.pruning.schedules import PruningSchedule, get_schedule, schedules
@@ -40,6 +40,7 @@ __all__ = [
     "Reducer",
     "ScoringBatch",
     "ShrinkResult",
+    "Threshold",
     "UnsupportedLayerError",
     "build_graph",
     "carry_optimizer",

@@ -27,6 +27,23 @@ SCOPES = ("local", "global")
 
 
 @dataclass(frozen=True)
+class Threshold:
+    """The importance-threshold rule: a group keeps every channel whose normalized score (the
+    planner's `normalizer`) is at least `tau`; how much goes is an outcome, not a target."""
+
+    tau: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tau, bool) or not isinstance(self.tau, (int, float)) or not self.tau > 0:
+            raise ValueError(f"threshold must be a number > 0. Received: threshold={self.tau!r}")
+
+    def keep_counts(self, normalizer: str, scores: Sequence[np.ndarray]) -> list[int]:
+        """Per group, how many channels score at least `tau` once normalized within the group."""
+        norm = NORMALIZERS[normalizer]
+        return [int(np.sum(norm(np.asarray(s, dtype=np.float64)) >= self.tau)) for s in scores]
+
+
+@dataclass(frozen=True)
 class PrunePlan:
     """Kept channel indices per group id (sorted), plus each group's size when planned."""
 
@@ -133,24 +150,32 @@ class MaskPlanner(Configurable):
         self,
         graph: DependencyGraph,
         scores: Sequence[np.ndarray],
-        sparsity: float,
+        sparsity: float | Threshold,
         baseline_sizes: Mapping[str, int] | None = None,
     ) -> PrunePlan:
-        """Keep-sets for every group at `sparsity` (fraction of baseline channels removed)."""
-        if not isinstance(sparsity, (int, float)) or not 0.0 <= float(sparsity) < 1.0:
-            raise ValueError(f"sparsity must be in [0, 1). Received: sparsity={sparsity!r}")
+        """Keep-sets for every group: at `sparsity` (fraction of baseline channels removed), or by
+        a `Threshold` (the channels scoring below it go; `scope` makes no difference then)."""
         groups = graph.groups
         if len(scores) != len(groups):
             raise ValueError(f"Got scores for {len(scores)} groups; the graph has {len(groups)}")
-        base = {g.id: int((baseline_sizes or {}).get(g.id, g.size)) for g in groups}
-        if self.scope == "local":
-            counts = [self._local_keep(base[g.id], g.size, sparsity) for g in groups]
+        if isinstance(sparsity, Threshold):
+            counts = sparsity.keep_counts(self.normalizer, scores)
         else:
-            counts = self._global_keep(groups, scores, base, sparsity)
+            counts = self._sparsity_counts(groups, scores, sparsity, baseline_sizes)
         keep = {}
         for group, s, k in zip(groups, scores, counts, strict=True):
+            k = max(k, self._floor(group.size))
             keep[group.id] = _choose(group, np.asarray(s), self._rounded(k, group.size))
         return PrunePlan(keep=keep, sizes={g.id: g.size for g in groups})
+
+    def _sparsity_counts(self, groups, scores, sparsity, baseline_sizes) -> list[int]:
+        """How many channels each group keeps at `sparsity` of the baseline, by `scope`."""
+        if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 <= sparsity < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1). Received: sparsity={sparsity!r}")
+        base = {g.id: int((baseline_sizes or {}).get(g.id, g.size)) for g in groups}
+        if self.scope == "local":
+            return [self._local_keep(base[g.id], g.size, sparsity) for g in groups]
+        return self._global_keep(groups, scores, base, sparsity)
 
     def _floor(self, size: int) -> int:
         return min(self.min_channels, size)

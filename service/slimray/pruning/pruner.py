@@ -16,7 +16,7 @@ from slimray.pruning.counting import ModelCost, count_model
 from slimray.pruning.graph import DependencyGraph, KeptWhole, build_graph
 from slimray.pruning.importance import Importance, ScoringBatch, criteria, get_criterion, reduce_scores
 from slimray.pruning.optimizer import carry_optimizer
-from slimray.pruning.planner import MaskPlanner, PrunePlan
+from slimray.pruning.planner import MaskPlanner, PrunePlan, Threshold
 from slimray.pruning.reducer import IdentityReducer, Reducer
 from slimray.pruning.surgery import shrink
 
@@ -71,7 +71,8 @@ class PruneDecision:
 
 
 class Pruner:
-    """Criterion + planner + reducer; `prune(model, sparsity)` returns a new, smaller model."""
+    """Criterion + planner + reducer; `prune(model, sparsity)` returns a new, smaller model
+    (`prune(model, threshold=t)`: the channels whose normalized score is below t go)."""
 
     def __init__(
         self,
@@ -106,7 +107,7 @@ class Pruner:
     def decide(
         self,
         model: Any,
-        sparsity: float,
+        sparsity: float | Threshold,
         batch: ScoringBatch | None = None,
         baseline_sizes: Mapping[str, int] | None = None,
         graph: DependencyGraph | None = None,
@@ -149,11 +150,19 @@ class Pruner:
     def prune(
         self,
         model: Any,
-        sparsity: float,
+        sparsity: float | None = None,
         batch: ScoringBatch | None = None,
         optimizer: Any = None,
         baseline_sizes: Mapping[str, int] | None = None,
+        threshold: float | None = None,
     ) -> PruneResult:
+        """One event: to `sparsity` of the baseline, or every channel scoring below `threshold`."""
+        if (sparsity is None) == (threshold is None):
+            raise ValueError(
+                f"give exactly one of sparsity or threshold. Received: sparsity={sparsity!r}, "
+                f"threshold={threshold!r}"
+            )
+        amount = Threshold(threshold) if threshold is not None else sparsity
         graph = build_graph(model, self.strict)
-        decision = self.decide(model, sparsity, batch, baseline_sizes, graph)
+        decision = self.decide(model, amount, batch, baseline_sizes, graph)
         return self.apply(model, decision.plan, optimizer, graph, dict(decision.durations))

@@ -12,11 +12,13 @@ from ray.util.metrics import Counter, Gauge, Histogram
 
 from slimray.core.metric_families import (
     DRIVER_FAMILIES,
+    GROUP_SPARSITY,
     JOB,
     JOB_INFO,
     PHASES,
     PRUNE_EVENT_DURATION,
     PRUNE_EVENTS,
+    PRUNE_THRESHOLD,
     RESTARTS,
     SCORE_ALLREDUCE_BYTES,
     STARTUP,
@@ -65,6 +67,10 @@ class RayMetrics:
             seconds = getattr(event.durations, phase)
             if seconds is not None:
                 durations.observe(float(seconds), tags={**self.tags, "phase": phase})
+        for group, ratio in event.group_sparsity.items():
+            self.metrics[GROUP_SPARSITY.name].set(ratio, tags={**self.tags, "group": group})
+        if event.threshold is not None:
+            self.metrics[PRUNE_THRESHOLD.name].set(event.threshold, tags=self.tags)
 
     def on_restart(self, restart: Restart) -> None:
         """One more worker group (or a driver resume): the restart counter."""

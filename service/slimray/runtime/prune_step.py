@@ -5,9 +5,44 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from slimray.core.records import KeptWholeLayer, PruneDurations, PruneEvent
+from slimray.core.spec import PruneSpec
+from slimray.pruning import PruningSchedule, Threshold, get_schedule
+
+
+@dataclass(frozen=True)
+class SparsityEvents:
+    """Prune when the schedule asks for more sparsity than the model has (a resumed job does not
+    repeat the events its checkpoint already holds)."""
+
+    schedule: PruningSchedule
+
+    def amount_at(self, step: int, sparsity: float, events: list[PruneEvent]) -> float | None:
+        due, target = self.schedule(step)
+        return target if due and target > sparsity + 1e-9 else None
+
+
+@dataclass(frozen=True)
+class ThresholdEvents:
+    """The importance-threshold rule at each of the schedule's steps, once (an event its
+    checkpoint already holds is not repeated on resume)."""
+
+    threshold: Threshold
+    steps: frozenset[int]
+
+    def amount_at(self, step: int, sparsity: float, events: list[PruneEvent]) -> Threshold | None:
+        done = any(event.step == step for event in events)
+        return self.threshold if step in self.steps and not done else None
+
+
+def event_rule(prune: PruneSpec) -> SparsityEvents | ThresholdEvents:
+    """What a job's prune events remove, and when: a sparsity schedule or a threshold."""
+    if prune.threshold is not None:
+        return ThresholdEvents(Threshold(prune.threshold), frozenset(prune.event_steps()))
+    return SparsityEvents(get_schedule(prune.schedule_config()))
 
 
 def sparsity_after(groups: list[dict[str, Any]], baseline_sizes: Mapping[str, int]) -> float:
@@ -16,16 +51,25 @@ def sparsity_after(groups: list[dict[str, Any]], baseline_sizes: Mapping[str, in
     return 1.0 - kept / sum(baseline_sizes.values())
 
 
+def group_sparsity(groups: list[dict[str, Any]], baseline_sizes: Mapping[str, int]) -> dict[str, float]:
+    """Per group id, the fraction of its unpruned channels that are gone."""
+    return {g["id"]: round(1.0 - len(g["kept"]) / baseline_sizes.get(g["id"], g["size"]), 6) for g in groups}
+
+
 def prune_event_record(
-    step: int, target: float, sparsity: float, scored: Any, result: Any, world: int
-) -> PruneEvent:
-    """The event as this worker applied it (`scored`: a `PruneDecision`, `result`: a `PruneResult`);
-    its retrace is still None: the next step fills it (`with_retrace`)."""
+    step: int, amount: float | Threshold, sparsity: float, scored: Any, result: Any, world: int,
+    baseline_sizes: Mapping[str, int],
+) -> PruneEvent:  # fmt: skip
+    """The event as this worker applied it (`amount`: its target sparsity or threshold; `scored`: a
+    `PruneDecision`, `result`: a `PruneResult`); its retrace is None: the next step fills it."""
     summary = result.summary()
+    threshold = amount.tau if isinstance(amount, Threshold) else None
     return PruneEvent(
         step=step,
-        target_sparsity=target,
+        target_sparsity=None if threshold is not None else amount,
+        threshold=threshold,
         sparsity=sparsity,
+        group_sparsity=group_sparsity(summary["groups"], baseline_sizes),
         groups_pruned=sum(1 for g in summary["groups"] if len(g["kept"]) < g["size"]),
         **{k: summary[k] for k in ("channels_before", "channels_after", "params_before",
                                    "params_after", "flops_before", "flops_after", "digest")},

@@ -184,6 +184,7 @@ def build_report(timeline: Timeline, **fields: Any) -> RunReport:
         final_samples_per_second=final,
         throughput_gain=(final / dense) if dense and final else None,
         final_sparsity=last.sparsity if last else None,
+        final_group_sparsity=timeline.events[-1].group_sparsity if timeline.events else {},
         final_val_accuracy=last.val_accuracy if last else None,
         peak_memory_bytes_per_worker={str(k): v for k, v in sorted(timeline.peak_memory.items())},
         restarts_from_steps=[r.step for r in timeline.restarts if r.step is not None],

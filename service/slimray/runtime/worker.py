@@ -28,7 +28,7 @@ from slimray.core.records import PruneEvent, WindowReport
 from slimray.core.scaling import group_batch
 from slimray.core.spec import JobSpec
 from slimray.core.startup import WorkerMarks
-from slimray.pruning import Pruner, ScoringBatch, build_graph, count_model, get_schedule
+from slimray.pruning import Pruner, ScoringBatch, Threshold, build_graph, count_model
 from slimray.runtime.agreement import check_agreement
 from slimray.runtime.backends import WorkerBackend, get_backend
 from slimray.runtime.breakdown import PhaseClock
@@ -44,7 +44,7 @@ from slimray.runtime.failures import CollectiveTimeoutError
 from slimray.runtime.gpu import require_gpu
 from slimray.runtime.modeling import build_job_model, build_optimizer, evaluate, export_model, gradient_bytes
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, WorkerMessage
-from slimray.runtime.prune_step import prune_event_record, sparsity_after, with_retrace
+from slimray.runtime.prune_step import event_rule, prune_event_record, sparsity_after, with_retrace
 from slimray.runtime.shard_cache import ShardCache
 from slimray.runtime.window import Window, peak_memory_bytes, weights_digest
 from slimray.runtime.worker_config import WorkerConfig
@@ -86,7 +86,7 @@ class WorkerLoop:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         keras.utils.set_random_seed(self.spec.train.seed)
         prune = self.spec.prune
-        self.schedule = get_schedule(prune.schedule_config()) if prune else None
+        self.events = event_rule(prune) if prune else None
         self.pending_event: PruneEvent | None = None  # applied; recorded once its retrace is known
 
     # -------------------------------------------------------------- set-up with the other workers
@@ -191,16 +191,16 @@ class WorkerLoop:
 
     # -------------------------------------------------------------- pruning
     def maybe_prune(self, x: np.ndarray, y: np.ndarray) -> None:
-        """Apply a prune event when the schedule asks for more sparsity than the model has; the
+        """Apply a prune event when the job's rule calls for one at this step (`event_rule`); the
         batch about to be trained on scores the channels."""
-        if self.schedule is None:
+        if self.events is None:
             return
-        due, sparsity = self.schedule(self.state.step)
-        if due and sparsity > self.state.sparsity + 1e-9:
+        amount = self.events.amount_at(self.state.step, self.state.sparsity, self.state.events)
+        if amount is not None:
             with self.clock.phase("prune_events"):
-                self.pending_event = self.prune_event(sparsity, x, y)
+                self.pending_event = self.prune_event(amount, x, y)
 
-    def prune_event(self, sparsity: float, x: np.ndarray, y: np.ndarray) -> PruneEvent:
+    def prune_event(self, amount: float | Threshold, x: np.ndarray, y: np.ndarray) -> PruneEvent:
         """Choose a mask, prove every rank holds it, shrink model and optimizer; the event's
         record, whose retrace the next step fills in."""
         step = self.state.step
@@ -208,7 +208,7 @@ class WorkerLoop:
         if not self.state.baseline_sizes:
             self.state.baseline_sizes = {g.id: g.size for g in graph.groups}
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=self.spec.train.from_logits)
-        scored = self.choose_mask(sparsity, ScoringBatch(x, y, loss), graph)
+        scored = self.choose_mask(amount, ScoringBatch(x, y, loss), graph)
         durations = dict(scored.durations)
         start = time.perf_counter()
         check_agreement(scored.plan, self.reducer, step)
@@ -218,12 +218,13 @@ class WorkerLoop:
         self.model, self.optimizer = result.model, result.optimizer
         self._new_model_costs()
         self.state.sparsity = sparsity_after(result.groups, self.state.baseline_sizes)
-        return prune_event_record(step, sparsity, self.state.sparsity, scored, result, self.world)
+        return prune_event_record(step, amount, self.state.sparsity, scored, result, self.world,
+                                  self.state.baseline_sizes)  # fmt: skip
 
-    def choose_mask(self, sparsity: float, batch: Any, graph: Any) -> Any:
+    def choose_mask(self, amount: float | Threshold, batch: Any, graph: Any) -> Any:
         """This worker's mask (a `PruneDecision`): score locally, allreduce the scores, select the
         channels to keep; every rank must arrive at the same one (checked next)."""
-        return self.pruner.decide(self.model, sparsity, batch, self.state.baseline_sizes, graph)
+        return self.pruner.decide(self.model, amount, batch, self.state.baseline_sizes, graph)
 
     # -------------------------------------------------------------- one step
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:

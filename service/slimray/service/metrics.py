@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from slimray.core.jobstate import JobState
 from slimray.core.metric_families import (
+    GROUP_SPARSITY,
     HTTP_REQUEST_DURATION,
     JOB_FAILED,
     JOB_INFO,
@@ -22,6 +23,7 @@ from slimray.core.metric_families import (
     PHASES,
     PRUNE_EVENT_DURATION,
     PRUNE_EVENTS,
+    PRUNE_THRESHOLD,
     RAY_REACHABLE,
     RESTARTS,
     SCORE_ALLREDUCE_BYTES,
@@ -39,7 +41,8 @@ _KINDS = {Kind.GAUGE: GaugeMetricFamily, Kind.COUNTER: CounterMetricFamily,
           Kind.HISTOGRAM: HistogramMetricFamily}  # fmt: skip
 # the per-job families, in the order they are exposed
 JOB_FAMILIES = (*WINDOW_GAUGES, PRUNE_EVENTS, SCORE_ALLREDUCE_BYTES, PRUNE_EVENT_DURATION, JOB_STATE,
-                JOB_FAILED, LAST_PRUNE_EVENT, JOB_INFO, RESTARTS, STARTUP)  # fmt: skip
+                JOB_FAILED, LAST_PRUNE_EVENT, GROUP_SPARSITY, PRUNE_THRESHOLD, JOB_INFO, RESTARTS,
+                STARTUP)  # fmt: skip
 
 
 def exposed(family: Family, **value: float) -> Metric:
@@ -87,6 +90,7 @@ class _JobFamilies:
         series[SCORE_ALLREDUCE_BYTES.name].add_metric([job.id], float(allreduced))
         if events:
             series[LAST_PRUNE_EVENT.name].add_metric([job.id], float(sum(_seconds(events[-1]).values())))
+            self._add_last_rule(job.id, events[-1])
         measured = [_seconds(e) for e in events]
         for phase in PHASES:
             values = [m[phase] for m in measured if phase in m]
@@ -94,6 +98,15 @@ class _JobFamilies:
             buckets.append(("+Inf", float(len(values))))
             histogram = series[PRUNE_EVENT_DURATION.name]
             histogram.add_metric([job.id, phase], buckets, sum_value=float(sum(values)))
+
+    def _add_last_rule(self, job_id: str, event: PruneEventIn | None) -> None:
+        """What the job's last event left of each group, and the threshold it applied (if any)."""
+        if event is None:
+            return
+        for group, ratio in (event.group_sparsity or {}).items():
+            self.families[GROUP_SPARSITY.name].add_metric([job_id, group], float(ratio))
+        if event.threshold is not None:
+            self.families[PRUNE_THRESHOLD.name].add_metric([job_id], float(event.threshold))
 
     def __iter__(self) -> Iterator[Metric]:
         yield from self.families.values()
