@@ -99,6 +99,8 @@ def test_a_prune_event_line_renders_the_typed_event_with_unmeasured_phases():
     assert "prune @ step 7: channels 64 -> 32" in line
     assert "score 12 ms" in line and "allreduce 1.5 ms" in line
     assert "surgery 0 ms" in line and "retrace 0 ms" in line  # not measured yet: None
+    by_threshold = event.model_copy(update={"target_sparsity": None, "threshold": 0.6, "sparsity": 0.3125})
+    assert "prune @ step 7 (threshold 0.6: sparsity 31.2%): channels 64 -> 32" in event_line(by_threshold)
 
 
 def test_a_run_summary_shows_the_startup_by_part_and_the_live_line_names_each_part(capsys):

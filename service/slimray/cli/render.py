@@ -93,8 +93,9 @@ def _ms(seconds: float | None) -> float:
 def event_line(event: PruneEvent) -> str:
     """One prune event as it happens: channels and params before -> after, and its durations."""
     d = event.durations
+    rule = "" if event.threshold is None else f" (threshold {event.threshold}: sparsity {event.sparsity:.1%})"
     return (
-        f"prune @ step {event.step}: channels {event.channels_before} -> "
+        f"prune @ step {event.step}{rule}: channels {event.channels_before} -> "
         f"{event.channels_after}, params {human(event.params_before)} -> "
         f"{human(event.params_after)} (score {_ms(d.score):.0f} ms, "
         f"allreduce {_ms(d.allreduce):.1f} ms, surgery "
