@@ -86,7 +86,7 @@ class WorkerLoop:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         keras.utils.set_random_seed(self.spec.train.seed)
         prune = self.spec.prune
-        self.events = event_rule(prune) if prune else None
+        self.prune_rule = event_rule(prune) if prune else None  # when to prune, and how much
         self.pending_event: PruneEvent | None = None  # applied; recorded once its retrace is known
 
     # -------------------------------------------------------------- set-up with the other workers
@@ -193,9 +193,9 @@ class WorkerLoop:
     def maybe_prune(self, x: np.ndarray, y: np.ndarray) -> None:
         """Apply a prune event when the job's rule calls for one at this step (`event_rule`); the
         batch about to be trained on scores the channels."""
-        if self.events is None:
+        if self.prune_rule is None:
             return
-        amount = self.events.amount_at(self.state.step, self.state.sparsity, self.state.events)
+        amount = self.prune_rule.amount_at(self.state.step, self.state.sparsity, self.state.events)
         if amount is not None:
             with self.clock.phase("prune_events"):
                 self.pending_event = self.prune_event(amount, x, y)
