@@ -4,7 +4,8 @@ split, optimizer, epochs and global batch; dense, one process), and `slimray run
 dense and pruned, each a fresh process with a Ray of its own (cold), and again on a `slimray up`
 session whose worker processes are warm (each warm run after the session's keeper has settled,
 and the next variant only after its refill). Median of the repeats; variants alternate within a
-repeat. Writes results/startup.{json,md,png}.
+repeat (`--size tiny`, the suite's smoke run, skips the dense slimray runs). Writes
+results/startup.{json,md,png}.
 
     .venv/bin/python benchmarks/bench_startup.py [--size tiny|quick|full] [--repeats N]
 
@@ -30,6 +31,9 @@ import yaml
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mnist.yaml"
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("import", "cli_import", "plain", "slimray_dense", "slimray_pruned", "warm_dense", "warm_pruned")
+# `--size tiny` (the suite's smoke run) measures what the goals need: no dense slimray runs
+TINY_VARIANTS = ("import", "cli_import", "plain", "slimray_pruned", "warm_pruned")
+JOB_VARIANTS = ("slimray_dense", "slimray_pruned", "warm_dense", "warm_pruned")  # with a report
 COLD_STARTUP_GOAL = 1.5  # x the bare import
 WHOLE_JOB_GOAL = 0.8  # x plain fit
 WARM_GOAL_SECONDS = 3.0
@@ -98,8 +102,8 @@ def _import(module: str) -> dict[str, Any]:
     return {"wall": wall, "startup": wall}
 
 
-def one_repeat(index: int, epochs: int, tmp: Path) -> dict[str, Any]:
-    order = VARIANTS[index % len(VARIANTS) :] + VARIANTS[: index % len(VARIANTS)]
+def one_repeat(index: int, epochs: int, tmp: Path, variants: tuple[str, ...]) -> dict[str, Any]:
+    order = variants[index % len(variants) :] + variants[: index % len(variants)]
     run = {
         "import": lambda: _import("tensorflow, keras"),
         "cli_import": lambda: _import("slimray.cli.run"),
@@ -116,9 +120,9 @@ def _median(repeats: list[dict], variant: str, key: str) -> float | None:
     return benchlib.spread([r["runs"][variant].get(key) for r in repeats])["median"]
 
 
-def summarize(repeats: list[dict]) -> dict[str, Any]:
-    rows = {v: {k: _median(repeats, v, k) for k in ("wall", "startup", "accuracy")} for v in VARIANTS}
-    for variant in ("slimray_dense", "slimray_pruned", "warm_dense", "warm_pruned"):
+def summarize(repeats: list[dict], variants: tuple[str, ...] = VARIANTS) -> dict[str, Any]:
+    rows = {v: {k: _median(repeats, v, k) for k in ("wall", "startup", "accuracy")} for v in variants}
+    for variant in (v for v in JOB_VARIANTS if v in variants):
         parts = [r["runs"][variant]["startup_parts"] for r in repeats]
         rows[variant]["parts"] = {k: benchlib.spread([p[k] for p in parts])["median"] for k in parts[0]
                                   if k != "total"}  # fmt: skip
@@ -136,7 +140,8 @@ def summarize(repeats: list[dict]) -> dict[str, Any]:
         "warm_startup_seconds": {"value": warm, "goal": WARM_GOAL_SECONDS, "met": warm <= WARM_GOAL_SECONDS,
                                  "with_command_import": cli + warm,
                                  "every_warm_run_warm": all(r["runs"][v]["warm"] for r in repeats
-                                                            for v in ("warm_dense", "warm_pruned"))},
+                                                            for v in ("warm_dense", "warm_pruned")
+                                                            if v in variants)},
     }  # fmt: skip
     return {"variants": rows, "cold_startup_seconds": cold, "goals": goals}
 
@@ -175,7 +180,7 @@ def table(summary: dict[str, Any], settings: dict[str, Any]) -> str:
 def plot(fig: Any, summary: dict[str, Any]) -> None:
     """Each variant's whole wall: its start-up, then the rest."""
     rows = summary["variants"]
-    names = [n for n in VARIANTS if rows[n]["wall"] is not None]
+    names = [n for n in rows if rows[n]["wall"] is not None]
     ax = fig.add_subplot(1, 1, 1)
     startup = [rows[n]["startup"] for n in names]
     rest = [rows[n]["wall"] - rows[n]["startup"] for n in names]
@@ -190,17 +195,18 @@ def main() -> None:
     spec = yaml.safe_load(EXAMPLE.read_text())
     epochs = benchlib.pick(args.size, 1, spec["train"]["epochs"], spec["train"]["epochs"])
     repeats = args.repeats or benchlib.pick(args.size, 1, 1, 3)
-    settings = {"size": args.size, "epochs": epochs, "repeats": repeats, "variants": list(VARIANTS)}
+    variants = TINY_VARIANTS if args.size == "tiny" else VARIANTS
+    settings = {"size": args.size, "epochs": epochs, "repeats": repeats, "variants": list(variants)}
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         example = _spec_file(Path(tmp), "like", epochs, pruned=True)
         _timed(
             [sys.executable, "-m", "slimray.cli", "up", "--like", str(example)], env=_session_env(Path(tmp))
         )
         try:
-            measured = [one_repeat(i, epochs, Path(tmp)) for i in range(repeats)]
+            measured = [one_repeat(i, epochs, Path(tmp), variants) for i in range(repeats)]
         finally:
             _timed([sys.executable, "-m", "slimray.cli", "down"], env=_session_env(Path(tmp)))
-    summary = summarize(measured)
+    summary = summarize(measured, variants)
     benchlib.write("startup", args.out, settings, measured, summary, table(summary, settings),
                    plot=lambda fig: plot(fig, summary))  # fmt: skip
 

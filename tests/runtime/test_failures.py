@@ -12,7 +12,7 @@ from ray.train.v2._internal.exceptions import (
 from ray.train.v2._internal.execution.failure_handling import FailureDecision
 from ray.train.v2.api.exceptions import ControllerError, WorkerGroupError
 
-from slimray.runtime.failures import CollectiveTimeoutError, RestartPolicy, describe
+from slimray.runtime.failures import CollectiveTimeoutError, PeerUnreachableError, RestartPolicy, describe
 
 
 class _Sender:
@@ -51,6 +51,13 @@ def test_the_cause_names_a_frozen_rank_and_the_ranks_a_collective_waited_for():
                                          2: CollectiveTimeoutError("rank 2: no answer")})  # fmt: skip
     reason, cause = describe(waited, 3)
     assert reason == "worker_hung" and cause.startswith("rank 1 did not answer (hung); rank 0: Collective")
+    # regression: under load the gRPC transport gave up on a SIGSTOPped rank 1 before Ray's health
+    # check named it, and rank 0's UnavailableError read as a plain failure (worker_failed)
+    unreachable = WorkerGroupError("failed", {0: PeerUnreachableError("rank 0: lost its peers")})
+    reason, cause = describe(unreachable, 2)
+    assert reason == "worker_hung" and cause.startswith(
+        "rank 1 did not answer (hung); rank 0: PeerUnreachable"
+    )
     crashed = WorkerGroupError("failed", {1: RuntimeError("boom")})
     assert describe(crashed, 3) == ("worker_failed", "rank 1: RuntimeError: boom")
 

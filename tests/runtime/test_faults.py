@@ -39,7 +39,7 @@ def test_a_worker_lost_at_startup_and_a_frozen_one_are_retried_named_and_recorde
     lost, frozen = result.report["restarts"]
     assert lost["reason"] == "startup_failed" and "while the group started" in lost["cause"]
     assert lost["step"] == 0 and lost["from_checkpoint"] is False  # from scratch, still recorded
-    assert frozen["reason"] == "worker_hung" and "rank 1 did not answer" in frozen["cause"]
+    assert frozen["reason"] == "worker_hung" and "rank 1 did not answer" in frozen["cause"], frozen
     assert frozen["step"] == 10 and frozen["from_checkpoint"] is True
     assert result.report["restarts_from_steps"] == [0, 10]
     assert result.report["timeline"][-1]["restarts"] == 2

@@ -23,16 +23,22 @@ from ray.train.v2.api.exceptions import ControllerError, WorkerGroupError
 from slimray.core.records import RestartReason
 from slimray.runtime.progress import RESTART, ProgressSender, WorkerMessage
 
-# what a worker raises when a collective got no answer (`worker.WorkerLoop`): its peers are hung
-COLLECTIVE_TIMEOUT = "CollectiveTimeoutError"
-
 
 class CollectiveTimeoutError(TimeoutError):
     """A collective (gradient allreduce, score or digest reduce) waited past its timeout: a peer
     never joined it. The ranks that did not raise this are the ones that did not answer."""
 
 
-def _first_line(error: BaseException) -> str:
+class PeerUnreachableError(CollectiveTimeoutError):
+    """A collective's transport gave up on a peer (gRPC UNAVAILABLE: a frozen or vanished process
+    stops answering its keepalives), often before the health check names it: the same reading."""
+
+
+# what a worker raises when a collective got no answer (`worker.WorkerLoop`): its peers are hung
+WAITING_ERRORS = (CollectiveTimeoutError.__name__, PeerUnreachableError.__name__)
+
+
+def first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"
 
@@ -56,29 +62,29 @@ def _worker_causes(error: WorkerGroupError, world: int) -> tuple[RestartReason, 
     timed out in a collective, the ranks that never joined it."""
     failures = error.worker_failures
     frozen = sorted(r for r, e in failures.items() if isinstance(e, WorkerHealthCheckTimeoutError))
-    waiting = sorted(r for r, e in failures.items() if COLLECTIVE_TIMEOUT in repr(e))
+    waiting = sorted(r for r, e in failures.items() if any(name in repr(e) for name in WAITING_ERRORS))
     silent = sorted(set(range(world)) - set(failures)) if waiting else []
     hung = frozen + silent
     parts = [f"rank {r} did not answer (hung)" for r in hung]
-    parts += [f"rank {r}: {_first_line(e)}" for r, e in sorted(failures.items()) if r not in frozen]
+    parts += [f"rank {r}: {first_line(e)}" for r, e in sorted(failures.items()) if r not in frozen]
     reason = RestartReason.WORKER_HUNG if hung else RestartReason.WORKER_FAILED
-    return reason, "; ".join(parts) or _first_line(error)
+    return reason, "; ".join(parts) or first_line(error)
 
 
 def describe(error: Exception, world: int) -> tuple[RestartReason, str]:
     """Why the group failed, as a restart's reason and a sentence naming the ranks."""
     if _lost_at_startup(error):
         cause = error.controller_failure.__cause__ or error.controller_failure
-        lost = f"a worker was lost while the group started ({_first_line(cause)})"
+        lost = f"a worker was lost while the group started ({first_line(cause)})"
         return RestartReason.STARTUP_FAILED, lost
     if _unplaced(error):
-        timeout = _first_line(error.controller_failure)
+        timeout = first_line(error.controller_failure)
         return RestartReason.STARTUP_FAILED, f"the group could not be placed in time, sized again ({timeout})"
     if _is_preemption_failure(error):
-        return RestartReason.PREEMPTED, _first_line(error)
+        return RestartReason.PREEMPTED, first_line(error)
     if isinstance(error, WorkerGroupError):
         return _worker_causes(error, world)
-    return RestartReason.WORKER_FAILED, _first_line(error)
+    return RestartReason.WORKER_FAILED, first_line(error)
 
 
 class RestartPolicy(DefaultFailurePolicy):

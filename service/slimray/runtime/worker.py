@@ -40,7 +40,7 @@ from slimray.runtime.checkpoints import (
     write_checkpoint,
 )
 from slimray.runtime.data import worker_shard
-from slimray.runtime.failures import CollectiveTimeoutError
+from slimray.runtime.failures import CollectiveTimeoutError, PeerUnreachableError, first_line
 from slimray.runtime.gpu import require_gpu
 from slimray.runtime.modeling import build_job_model, build_optimizer, evaluate, export_model, gradient_bytes
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, WorkerMessage
@@ -383,8 +383,9 @@ class WorkerLoop:
 
     @contextlib.contextmanager
     def collective_deadline(self) -> Iterator[None]:
-        """A collective that timed out (a peer never joined) fails this worker, and so the group,
-        with an error saying so: the ranks that do not raise it are the hung ones."""
+        """A collective that timed out (a peer never joined) or whose transport gave up on a peer
+        fails this worker, and so the group, with an error saying so: the ranks that do not raise
+        it are the hung ones."""
         try:
             yield
         except tf.errors.DeadlineExceededError as err:
@@ -392,4 +393,8 @@ class WorkerLoop:
                 f"rank {self.rank}: a collective at step {self.state.step} got no answer from its peers "
                 f"within {self.spec.failure.collective_deadline_seconds:g} s "
                 "(twice failure.collective_timeout_seconds)"
+            ) from err
+        except tf.errors.UnavailableError as err:  # measured: a SIGSTOPped peer, under load
+            raise PeerUnreachableError(
+                f"rank {self.rank}: a collective at step {self.state.step} lost its peers ({first_line(err)})"
             ) from err
