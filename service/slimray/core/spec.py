@@ -186,7 +186,7 @@ class PruneSpec(_Strict):
         0.5, ge=0, lt=1, description="Fraction of channels removed at the end (null with a threshold)."
     )
     threshold: float | None = Field(
-        None, gt=0,
+        None, gt=0, allow_inf_nan=False,
         description="The importance-threshold rule instead of a sparsity: at each of the schedule's "
         "events, every channel whose score, normalized within its group (`normalizer`), is below "
         "this goes. The sparsity reached is an outcome (in the report and metrics).",
@@ -217,6 +217,11 @@ class PruneSpec(_Strict):
                 f"give exactly one of sparsity or threshold. Received: sparsity={self.sparsity}, "
                 f"threshold={self.threshold} (a threshold removes what scores below it, whatever "
                 "sparsity that reaches)"
+            )
+        if self.threshold is not None and self.normalizer in ("max", "sum") and self.threshold >= 1:
+            raise ValueError(
+                f"threshold {self.threshold} with normalizer {self.normalizer!r} removes every channel "
+                f"(normalized by {self.normalizer}, no score exceeds 1): choose a threshold below 1"
             )
         return self
 

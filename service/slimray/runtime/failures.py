@@ -30,12 +30,19 @@ class CollectiveTimeoutError(TimeoutError):
 
 
 class PeerUnreachableError(CollectiveTimeoutError):
-    """A collective's transport gave up on a peer (gRPC UNAVAILABLE: a frozen or vanished process
-    stops answering its keepalives), often before the health check names it: the same reading."""
+    """A collective's transport gave up on a peer (gRPC UNAVAILABLE), often before the health
+    check names it: the peer froze, or its process or node is gone (the two read the same)."""
 
 
-# what a worker raises when a collective got no answer (`worker.WorkerLoop`): its peers are hung
-WAITING_ERRORS = (CollectiveTimeoutError.__name__, PeerUnreachableError.__name__)
+# what a worker raises when a collective got no answer (`worker.WorkerLoop`), and how the ranks
+# that raised nothing read then: a timeout means they hung; an unreachable peer, hung or lost
+WAITING_ERRORS = {PeerUnreachableError.__name__: "hung or lost", CollectiveTimeoutError.__name__: "hung"}
+
+
+def _waiting(error: BaseException) -> str | None:
+    """How the silent ranks read if `error` is a collective that got no answer, else None."""
+    text = repr(error)
+    return next((how for name, how in WAITING_ERRORS.items() if name in text), None)
 
 
 def first_line(error: BaseException) -> str:
@@ -58,14 +65,17 @@ def _unplaced(error: Exception) -> bool:
 
 
 def _worker_causes(error: WorkerGroupError, world: int) -> tuple[RestartReason, str]:
-    """The ranks that failed and how: frozen ones (Ray's health check) and, when the others all
-    timed out in a collective, the ranks that never joined it."""
+    """The ranks that failed and how: frozen ones (Ray's health check) and, when every other rank
+    that failed waited in a collective, the ranks that never joined it."""
     failures = error.worker_failures
     frozen = sorted(r for r, e in failures.items() if isinstance(e, WorkerHealthCheckTimeoutError))
-    waiting = sorted(r for r, e in failures.items() if any(name in repr(e) for name in WAITING_ERRORS))
-    silent = sorted(set(range(world)) - set(failures)) if waiting else []
+    waiting = {r: how for r, e in failures.items() if (how := _waiting(e)) is not None}
+    others = set(failures) - set(frozen) - set(waiting)  # a crash: nobody is known to be silent
+    silent = sorted(set(range(world)) - set(failures)) if waiting and not others else []
+    how = "hung or lost" if "hung or lost" in waiting.values() else "hung"
     hung = frozen + silent
-    parts = [f"rank {r} did not answer (hung)" for r in hung]
+    parts = [f"rank {r} did not answer (hung)" for r in frozen]
+    parts += [f"rank {r} did not answer ({how})" for r in silent]
     parts += [f"rank {r}: {first_line(e)}" for r, e in sorted(failures.items()) if r not in frozen]
     reason = RestartReason.WORKER_HUNG if hung else RestartReason.WORKER_FAILED
     return reason, "; ".join(parts) or first_line(error)

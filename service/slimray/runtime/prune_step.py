@@ -27,8 +27,8 @@ class SparsityEvents:
 
 @dataclass(frozen=True)
 class ThresholdEvents:
-    """The importance-threshold rule at each of the schedule's steps, once (an event its
-    checkpoint already holds is not repeated on resume)."""
+    """The importance-threshold rule at each of the schedule's steps, once: a step the state's
+    events already hold is skipped (as the sparsity rule skips a sparsity the model has)."""
 
     threshold: Threshold
     steps: frozenset[int]
