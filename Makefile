@@ -52,11 +52,11 @@ run: $(STAMP)
 # the image the container tests run (`make image`: ~2 min the first time, cached after)
 test: $(STAMP) tools horovod image
 	$(VENV)/bin/ruff check service tests benchmarks examples
-	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=40
+	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=40
 
 # for one's own iterations: the suite without tests marked slow (the largest keras.applications)
 test-fast: $(STAMP) tools horovod
-	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow"
+	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # ---- the image (Dockerfile), built with BuildKit on host networking, no image registry needed
 # IMAGE_BASE: the base image; empty = python:3.11.11-slim-bookworm when present or pullable within

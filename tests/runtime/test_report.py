@@ -106,7 +106,8 @@ def test_a_dense_phase_of_one_window_still_gives_a_gain():
 REPORT_KEYS = ["job", "state", "error", "started_at", "total_steps", "workers", "backend", "spec",
                "exported_accuracy", "exported_params", "dense_samples_per_second",
                "final_samples_per_second", "throughput_gain", "params", "gradient_allreduce_bytes_per_step",
-               "flops_per_sample", "final_sparsity", "final_val_accuracy", "peak_memory_bytes_per_worker",
+               "flops_per_sample", "final_sparsity", "final_group_sparsity", "final_val_accuracy",
+               "peak_memory_bytes_per_worker",
                "restarts_from_steps", "restarts", "worker_groups", "warnings", "weights_sha_by_rank",
                "replicas_identical",
                "prune_events", "timeline", "finished_at", "wall_seconds", "wall_time"]  # fmt: skip

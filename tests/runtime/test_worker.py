@@ -220,7 +220,7 @@ def test_a_prune_event_names_the_layers_its_surgery_left_approximate():
     pruner = Pruner("l1")
     scored = pruner.decide(model, 0.5, graph=graph)
     result = pruner.apply(model, scored.plan, graph=graph, durations=dict(scored.durations))
-    event = prune_event_record(1, 0.5, 0.5, scored, result, world=1)
+    event = prune_event_record(1, 0.5, 0.5, scored, result, world=1, baseline_sizes={"fc": 8})
     assert event.approximate == ["ln"] and event.channels_after < event.channels_before
     assert PruneEvent.model_validate(event.model_dump()).approximate == ["ln"]  # on the wire too
 
