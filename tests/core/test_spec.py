@@ -103,9 +103,9 @@ def test_a_threshold_job_has_no_sparsity_its_schedule_gives_steps_and_it_round_t
     prune = {**GOOD["prune"], "threshold": 0.4}
     spec = parse_spec({**GOOD, "prune": prune})
     assert (spec.prune.sparsity, spec.prune.threshold) == (None, 0.4)
-    assert spec.prune.event_steps() == [10, 20, 30]
+    assert spec.prune.schedule.event_steps() == [10, 20, 30]
     assert parse_spec(json.loads(json.dumps(spec.model_dump(mode="json")))) == spec
-    with pytest.raises(ValueError, match="event_steps"):
+    with pytest.raises(ValueError, match="schedule.event_steps"):
         spec.prune.schedule_config()
     with pytest.raises(SpecError, match=r"sparsity=0.5, threshold=0.4"):
         parse_spec({**GOOD, "prune": {**prune, "sparsity": 0.5}})

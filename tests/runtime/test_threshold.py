@@ -7,24 +7,18 @@ from __future__ import annotations
 import pytest
 
 from slimray.core.spec import parse_spec
+from tests.runtime.test_distributed import _spec as distributed_spec
 
 pytestmark = pytest.mark.timeout(900)
 TAU = 0.6
 
 
 def _spec(out):
-    return parse_spec({
-        "name": "threshold",
-        "model": {"source": "seed_cnn", "kwargs": {"conv1": 16, "conv2": 32, "fc": 64}},
-        "data": {"source": "mnist"},
-        "train": {"steps": 90, "batch_size": 32, "learning_rate": 0.002, "seed": 7,
-                  "report_every": 10, "checkpoint_every": 50},
-        "prune": {"criterion": "taylor", "threshold": TAU,
-                  "schedule": {"kind": "iterative", "start": 30, "end": 60, "every": 30}},
-        "scaling": {"num_workers": 2},
-        "failure": {"max_failures": 2},
-        "output": {"dir": str(out)},
-    })  # fmt: skip
+    """test_distributed's job (its model, data, schedule and failures) with the threshold rule."""
+    data = distributed_spec(out).model_dump(mode="json")
+    schedule = data["prune"]["schedule"]
+    return parse_spec({**data, "name": "threshold",
+                       "prune": {"criterion": "taylor", "threshold": TAU, "schedule": schedule}})  # fmt: skip
 
 
 def test_a_threshold_job_agrees_on_every_event_through_a_worker_kill(ray_local, tmp_path):

@@ -237,14 +237,10 @@ class PruneSpec(_Strict):
             )
         return self
 
-    def event_steps(self) -> list[int]:
-        """The steps at which this job prunes (with a threshold, the schedule gives only these)."""
-        return self.schedule.event_steps()
-
     def schedule_config(self) -> dict[str, Any]:
         """The `slimray.pruning.schedules` serialized form of this (sparsity) schedule."""
         if self.sparsity is None:
-            raise ValueError("a threshold's schedule has steps, not sparsities: use event_steps()")
+            raise ValueError("a threshold's schedule has steps, not sparsities: use schedule.event_steps()")
         s = self.schedule
         if isinstance(s, OneShotSpec):
             config = {"step": s.step, "sparsity": self.sparsity}

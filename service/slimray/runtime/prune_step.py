@@ -20,28 +20,27 @@ class SparsityEvents:
 
     schedule: PruningSchedule
 
-    def amount_at(self, step: int, sparsity: float, events: list[PruneEvent]) -> float | None:
+    def amount_at(self, step: int, sparsity: float) -> float | None:
         due, target = self.schedule(step)
         return target if due and target > sparsity + 1e-9 else None
 
 
 @dataclass(frozen=True)
 class ThresholdEvents:
-    """The importance-threshold rule at each of the schedule's steps, once: a step the state's
-    events already hold is skipped (as the sparsity rule skips a sparsity the model has)."""
+    """The importance-threshold rule at each of the schedule's steps (a resumed job starts after
+    its last event: the checkpoint of the step after an event is forced)."""
 
     threshold: Threshold
     steps: frozenset[int]
 
-    def amount_at(self, step: int, sparsity: float, events: list[PruneEvent]) -> Threshold | None:
-        done = any(event.step == step for event in events)
-        return self.threshold if step in self.steps and not done else None
+    def amount_at(self, step: int, sparsity: float) -> Threshold | None:
+        return self.threshold if step in self.steps else None
 
 
 def event_rule(prune: PruneSpec) -> SparsityEvents | ThresholdEvents:
     """What a job's prune events remove, and when: a sparsity schedule or a threshold."""
     if prune.threshold is not None:
-        return ThresholdEvents(Threshold(prune.threshold), frozenset(prune.event_steps()))
+        return ThresholdEvents(Threshold(prune.threshold), frozenset(prune.schedule.event_steps()))
     return SparsityEvents(get_schedule(prune.schedule_config()))
 
 

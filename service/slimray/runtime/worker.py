@@ -195,7 +195,7 @@ class WorkerLoop:
         batch about to be trained on scores the channels."""
         if self.prune_rule is None:
             return
-        amount = self.prune_rule.amount_at(self.state.step, self.state.sparsity, self.state.events)
+        amount = self.prune_rule.amount_at(self.state.step, self.state.sparsity)
         if amount is not None:
             with self.clock.phase("prune_events"):
                 self.pending_event = self.prune_event(amount, x, y)
