@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from slimray.core.records import WindowReport
-from slimray.runtime.progress import WINDOW, ProgressChannel, StepMerger, WorkerMessage
+from slimray.runtime.progress import WINDOW, ProgressChannel, StepMerger, WorkerMessage, _Channel
 
 
 def _window(rank, step, attempt=1):
@@ -88,6 +90,43 @@ def test_messages_sent_from_a_remote_worker_arrive_in_order(ray_local):
             break
     assert [m.step for m in received] == list(range(200))
     assert channel.drain() == []  # drained means gone
+    channel.close()
+
+
+class _SlowInbox(_Channel):
+    """Fault injection: the actor answers its first drain only after the driver stopped waiting
+    (as a starved process does on a loaded machine)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._slow = True
+
+    def drain(self) -> list[WorkerMessage]:
+        if self._slow:
+            self._slow = False
+            time.sleep(3)
+        return super().drain()
+
+
+class _SlowChannel(ProgressChannel):
+    inbox = _SlowInbox
+
+
+def test_a_drain_the_actor_answers_late_is_read_later_and_loses_nothing(ray_local):
+    channel = _SlowChannel()
+    sender = channel.sender()
+    for step in range(5):
+        sender.send(_window(0, step))
+    assert channel.poll(0.2) == []  # not answered in time: the job goes on (it used to fail here)
+    for step in range(5, 10):
+        sender.send(_window(0, step))  # queued behind the slow drain
+    received: list[WorkerMessage] = []
+    for _ in range(100):
+        received += channel.poll(0.2)
+        if len(received) == 10:
+            break
+    assert [m.step for m in received] == list(range(10))  # in order, none lost
+    assert channel.drain() == []
     channel.close()
 
 

@@ -50,30 +50,56 @@ class _Channel:
 
 
 CHANNEL_START_TIMEOUT_S = 600.0  # as long as Ray Train gives a worker group to start (its default)
+LAST_DRAIN_TIMEOUT_S = 600.0  # after the trainer ended: how long the actor may take to hand over the rest
 
 
 class ProgressChannel:
     """Driver-side owner of the channel actor; `sender()` is what workers get in their config.
     The actor lives on the driver's node: losing a worker node must not lose the progress."""
 
+    inbox: type = _Channel  # the actor's class (a test's slow inbox injects delay)
+
     def __init__(self) -> None:
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        self._actor = (
-            ray.remote(num_cpus=0, max_concurrency=1)(_Channel).options(scheduling_strategy=here).remote()
-        )
+        actor = ray.remote(num_cpus=0, max_concurrency=1)(self.inbox)
+        self._actor = actor.options(scheduling_strategy=here).remote()
         self._started = False
+        self._pending: ray.ObjectRef | None = None  # a drain asked for and not yet answered
 
     def sender(self) -> ProgressSender:
         return ProgressSender(self._actor)
 
-    def drain(self, timeout: float = 30.0) -> list[WorkerMessage]:
-        """What the workers sent since the last drain. The first waits for the actor's process
-        as long as a worker group may take to start: on a warm cluster whose idle processes are
-        all taken, a new one imports TensorFlow first (30 s and more on a busy machine)."""
+    def poll(self, wait: float) -> list[WorkerMessage]:
+        """What the workers sent since the last answered drain, or nothing if the actor has not
+        answered within `wait`: the drain asked for stays pending and is read by a later call, so
+        an actor slowed down (a loaded machine) delays the progress, never loses or fails it."""
+        self._await_start()
+        if self._pending is None:
+            self._pending = self._actor.drain.remote()
+        ready, _ = ray.wait([self._pending], timeout=wait)
+        if not ready:
+            return []
+        answered, self._pending = self._pending, None
+        return ray.get(answered)
+
+    def drain(self, timeout: float = LAST_DRAIN_TIMEOUT_S) -> list[WorkerMessage]:
+        """Everything sent so far: a pending drain's answer and then a fresh one (the last call,
+        once the workers are gone); an actor silent for `timeout` is an error that says so."""
+        out: list[WorkerMessage] = []
+        for _ in range(2 if self._pending is not None else 1):
+            messages = self.poll(timeout)
+            if self._pending is not None:
+                raise TimeoutError(f"the progress channel did not answer a drain in {timeout:g} s")
+            out += messages
+        return out
+
+    def _await_start(self) -> None:
+        """The first call waits for the actor's process as long as a worker group may take to
+        start: on a warm cluster whose idle processes are all taken, a new one imports TensorFlow
+        first (30 s and more on a busy machine)."""
         if not self._started:
             ray.get(self._actor.__ray_ready__.remote(), timeout=CHANNEL_START_TIMEOUT_S)
             self._started = True
-        return ray.get(self._actor.drain.remote(), timeout=timeout)
 
     def close(self) -> None:
         ray.kill(self._actor)

@@ -105,7 +105,7 @@ class ProgressPump:
     def pump(self, channel: ProgressChannel, running: threading.Thread) -> None:
         while running.is_alive():
             running.join(POLL_SECONDS)
-            for message in channel.drain():
+            for message in channel.poll(POLL_SECONDS):
                 self.handle(message)
         for message in channel.drain():  # what arrived after the last poll
             self.handle(message)
