@@ -7,6 +7,8 @@ every 2 s (~1.9 s a call here), so it is kept for checkpoints only.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +17,8 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from slimray.core.records import WindowReport
+
+logger = logging.getLogger(__name__)
 
 WINDOW = "window"  # one rank's metrics for the steps since its last window (payload: a WindowReport)
 STARTED = "started"  # a rank entered its loop (payload: a dict of its set-up phases)
@@ -51,6 +55,7 @@ class _Channel:
 
 CHANNEL_START_TIMEOUT_S = 600.0  # as long as Ray Train gives a worker group to start (its default)
 LAST_DRAIN_TIMEOUT_S = 600.0  # after the trainer ended: how long the actor may take to hand over the rest
+SLOW_DRAIN_S = 30.0  # a drain unanswered this long is logged (once): the live progress lags
 
 
 class ProgressChannel:
@@ -65,6 +70,8 @@ class ProgressChannel:
         self._actor = actor.options(scheduling_strategy=here).remote()
         self._started = False
         self._pending: ray.ObjectRef | None = None  # a drain asked for and not yet answered
+        self._asked_at = 0.0  # when (monotonic) the pending drain was asked for
+        self._warned = False
 
     def sender(self) -> ProgressSender:
         return ProgressSender(self._actor)
@@ -75,9 +82,10 @@ class ProgressChannel:
         an actor slowed down (a loaded machine) delays the progress, never loses or fails it."""
         self._await_start()
         if self._pending is None:
-            self._pending = self._actor.drain.remote()
+            self._pending, self._asked_at = self._actor.drain.remote(), time.monotonic()
         ready, _ = ray.wait([self._pending], timeout=wait)
         if not ready:
+            self._warn_if_slow()
             return []
         answered, self._pending = self._pending, None
         return ray.get(answered)
@@ -92,6 +100,13 @@ class ProgressChannel:
                 raise TimeoutError(f"the progress channel did not answer a drain in {timeout:g} s")
             out += messages
         return out
+
+    def _warn_if_slow(self) -> None:
+        waited = time.monotonic() - self._asked_at
+        if waited > SLOW_DRAIN_S and not self._warned:
+            self._warned = True
+            logger.warning("the progress channel has not answered a drain for %.0f s: the live "
+                           "progress lags (a loaded machine?); nothing sent is lost", waited)  # fmt: skip
 
     def _await_start(self) -> None:
         """The first call waits for the actor's process as long as a worker group may take to
