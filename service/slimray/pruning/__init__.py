@@ -3,6 +3,7 @@
 Pure Keras + numpy; the cross-worker allreduce arrives as a `Reducer`.
 """
 
+from slimray.pruning.costs import CostModel, CostTarget
 from slimray.pruning.counting import LayerCost, ModelCost, count_model
 from slimray.pruning.errors import BlockedModelError, UnsupportedLayerError
 from slimray.pruning.graph import DependencyGraph, Group, KeptWhole, build_graph
@@ -23,6 +24,8 @@ from slimray.pruning.surgery import ShrinkResult, shrink, zero_pruned_channels
 
 __all__ = [
     "BlockedModelError",
+    "CostModel",
+    "CostTarget",
     "DependencyGraph",
     "Group",
     "IdentityReducer",

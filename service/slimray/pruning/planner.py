@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from slimray.core.registry import Configurable
+from slimray.pruning.costs import CostModel, CostTarget
 from slimray.pruning.graph import DependencyGraph
 
 NORMALIZERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -150,23 +151,82 @@ class MaskPlanner(Configurable):
         self,
         graph: DependencyGraph,
         scores: Sequence[np.ndarray],
-        sparsity: float | Threshold,
+        sparsity: float | Threshold | CostTarget,
         baseline_sizes: Mapping[str, int] | None = None,
     ) -> PrunePlan:
-        """Keep-sets for every group: at `sparsity` (fraction of baseline channels removed), or by
-        a `Threshold` (the channels scoring below it go; `scope` makes no difference then)."""
+        """Keep-sets for every group: at `sparsity` (fraction of baseline channels removed), by a
+        `Threshold` (the channels scoring below it go; `scope` makes no difference then), or within
+        a `CostTarget` (the least channels removed, in `scope`'s order, that fit its budget)."""
         groups = graph.groups
         if len(scores) != len(groups):
             raise ValueError(f"Got scores for {len(scores)} groups; the graph has {len(groups)}")
         if isinstance(sparsity, Threshold):
-            counts = sparsity.keep_counts(self.normalizer, scores)
-        else:
-            counts = self._sparsity_counts(groups, scores, sparsity, baseline_sizes)
+            return self._plan(groups, scores, sparsity.keep_counts(self.normalizer, scores))
+        if isinstance(sparsity, CostTarget):
+            return self._within_budget(graph, scores, sparsity, baseline_sizes)
+        return self._plan(groups, scores, self._sparsity_counts(groups, scores, sparsity, baseline_sizes))
+
+    def _plan(self, groups, scores, counts) -> PrunePlan:
+        """The plan keeping `counts` channels per group (floored and rounded), the best-scored."""
         keep = {}
         for group, s, k in zip(groups, scores, counts, strict=True):
             k = max(k, self._floor(group.size))
             keep[group.id] = _choose(group, np.asarray(s), self._rounded(k, group.size))
         return PrunePlan(keep=keep, sizes={g.id: g.size for g in groups})
+
+    def _within_budget(self, graph, scores, target: CostTarget, baseline_sizes) -> PrunePlan:
+        """Bisect the removal order (global: channels least important first; local: one sparsity
+        for every group) for the shortest prefix whose plan the cost model puts within budget; a
+        budget out of reach gets the whole order (every group at its floor)."""
+        groups, costs = graph.groups, CostModel(graph)
+        budget = target.budget(costs.current[target.metric])
+        counts_at, n = self._removal_order(groups, scores, baseline_sizes)
+
+        def fits(i: int) -> bool:
+            plan = self._plan(groups, scores, counts_at(i))
+            return costs.count(plan.masks(graph))[target.metric] <= budget
+
+        lo, hi = 0, n
+        if fits(0):
+            hi = 0
+        while lo + 1 < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+        return self._plan(groups, scores, counts_at(hi))
+
+    def _removal_order(self, groups, scores, baseline_sizes) -> tuple[Callable[[int], list[int]], int]:
+        """`counts_at(i)`, the keep counts after the first `i` removals of `scope`'s order (cost
+        falls as `i` grows), and the order's length."""
+        if self.scope == "local":
+            base = {g.id: int((baseline_sizes or {}).get(g.id, g.size)) for g in groups}
+            grid = max(base.values(), default=1)  # one sparsity step per channel of the widest group
+
+            def local_counts(i: int) -> list[int]:
+                sparsity = min(i / grid, 1 - 1e-9)
+                return [self._local_keep(base[g.id], g.size, sparsity) for g in groups]
+
+            return local_counts, grid
+        removals = self._global_removals(groups, scores)
+        sizes = np.asarray([g.size for g in groups], dtype=np.int64)
+        order = np.asarray(removals, dtype=np.int64)
+        return lambda i: (sizes - np.bincount(order[:i], minlength=len(groups))).tolist(), len(removals)
+
+    def _global_removals(self, groups, scores) -> list[int]:
+        """The group of each channel removal in global order: the least important channel first
+        (scores normalized within their group), skipping a group once it is at its floor."""
+        norm = NORMALIZERS[self.normalizer]
+        candidates = []
+        for g, s in zip(groups, scores, strict=True):
+            s = norm(np.asarray(s, dtype=np.float64))
+            for rank, c in enumerate(_order(s)[::-1]):  # least important first
+                candidates.append((float(s[c]), g.index, rank))
+        candidates.sort()
+        counts, removals = [g.size for g in groups], []
+        for _, gi, _ in candidates:
+            if counts[gi] > self._floor(groups[gi].size):
+                counts[gi] -= 1
+                removals.append(gi)
+        return removals
 
     def _sparsity_counts(self, groups, scores, sparsity, baseline_sizes) -> list[int]:
         """How many channels each group keeps at `sparsity` of the baseline, by `scope`."""
@@ -191,20 +251,7 @@ class MaskPlanner(Configurable):
         total_base = sum(base.values())
         target_keep = total_base - math.floor(sparsity * total_base)
         to_remove = sum(g.size for g in groups) - target_keep
-        counts = [g.size for g in groups]
         if to_remove <= 0:
-            return counts
-        norm = NORMALIZERS[self.normalizer]
-        candidates = []
-        for g, s in zip(groups, scores, strict=True):
-            s = norm(np.asarray(s, dtype=np.float64))
-            for rank, c in enumerate(_order(s)[::-1]):  # least important first
-                candidates.append((float(s[c]), g.index, rank))
-        candidates.sort()
-        for _, gi, _ in candidates:
-            if to_remove == 0:
-                break
-            if counts[gi] > self._floor(groups[gi].size):
-                counts[gi] -= 1
-                to_remove -= 1
-        return counts
+            return [g.size for g in groups]
+        counts_at, n = self._removal_order(groups, scores, None)
+        return counts_at(min(to_remove, n))
