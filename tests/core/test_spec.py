@@ -58,6 +58,21 @@ def test_json_and_yaml_files_load(tmp_path):
          "prune.threshold"),
         ({"prune": {"threshold": 1.0, "normalizer": "max", "schedule": {"kind": "one_shot", "step": 1}}},
          "prune"),
+        ({"prune": {"target": {"flops": 0.5}, "sparsity": 0.5, "schedule": {"kind": "one_shot", "step": 1}}},
+         "prune"),
+        ({"prune": {"target": {"flops": 1.0}, "schedule": {"kind": "one_shot", "step": 1}}},
+         "prune.target.flops"),
+        ({"prune": {"target": {"params": 0}, "schedule": {"kind": "one_shot", "step": 1}}},
+         "prune.target.params"),
+        ({"prune": {"target": {}, "schedule": {"kind": "one_shot", "step": 1}}}, "prune.target"),
+        ({"prune": {"target": {"flops": 0.5, "params": 0.5}, "schedule": {"kind": "one_shot", "step": 1}}},
+         "prune.target"),
+        ({"prune": {"target": {"throughput_gain": 2.0}, "schedule": {"kind": "one_shot", "step": 1}}},
+         "prune.target"),
+        ({"prune": {"target": {"latency": 0.5}, "schedule": {"kind": "one_shot", "step": 1}}},
+         "prune.target.latency"),
+        ({"prune": {"target": {"params": 0.5}, "schedule": {"kind": "polynomial", "initial_sparsity": 0.6,
+                                                            "begin_step": 1, "end_step": 9}}}, "prune"),
         ({"scaling": {"num_workers": 0}}, "scaling.num_workers"),
         ({"scaling": {"gpus_per_worker": 1}}, "scaling"),
         ({"failure": {"max_failures": -2}}, "failure.max_failures"),
@@ -109,6 +124,21 @@ def test_a_threshold_job_has_no_sparsity_its_schedule_gives_steps_and_it_round_t
         spec.prune.schedule_config()
     with pytest.raises(SpecError, match=r"sparsity=0.5, threshold=0.4"):
         parse_spec({**GOOD, "prune": {**prune, "sparsity": 0.5}})
+
+
+def test_a_target_job_has_no_sparsity_its_schedule_rises_to_the_share_removed_and_it_round_trips():
+    from slimray.pruning import get_schedule
+
+    prune = {**GOOD["prune"], "target": {"flops": 0.4}}
+    spec = parse_spec({**GOOD, "prune": prune})
+    assert (spec.prune.sparsity, spec.prune.target.metric, spec.prune.target.keep) == (None, "flops", 0.4)
+    events = get_schedule(spec.prune.schedule_config()).events()
+    assert [(s, round(r, 6)) for s, r in events] == [(10, 0.2), (20, 0.4), (30, 0.6)]  # of the dense FLOPs
+    assert parse_spec(json.loads(json.dumps(spec.model_dump(mode="json")))) == spec
+    with pytest.raises(SpecError, match=r"sparsity=0.5, threshold=None, target=\{'flops': 0.4\}"):
+        parse_spec({**GOOD, "prune": {**prune, "sparsity": 0.5}})
+    with pytest.raises(SpecError, match="throughput_gain=2.0 is not supported yet"):
+        parse_spec({**GOOD, "prune": {**GOOD["prune"], "target": {"throughput_gain": 2}}})
 
 
 def test_json_schema_is_exported_and_lists_the_sections():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from slimray.core.records import PruneEvent, RestartReason, WindowReport
-from slimray.runtime.report import Timeline, build_report, plot_report, write_report
+from slimray.core.records import CostGoal, PruneEvent, RestartReason, WindowReport
+from slimray.core.spec import parse_spec
+from slimray.runtime.report import Timeline, build_report, plot_report, target_outcome, write_report
 
 
 def _report(step, sps, rank=0, event=None, resumed=None, params=100, pid=1, **fields):
@@ -133,3 +134,41 @@ def test_report_json_keeps_its_keys_and_the_events_wire_names(tmp_path):
     assert data["timeline"][1]["elapsed_seconds"] == 11.0 and data["replicas_identical"] is True
     failed = build_report(Timeline(), job="j", state="failed", error="E: x").wire()
     assert "exported_accuracy" not in failed and "finished_at" not in failed  # unset: left out, as before
+
+
+def _target_job(keep=0.5, **prune):
+    schedule = {"kind": "iterative", "start": 10, "end": 20, "every": 10}
+    job = {"model": {"source": "seed_cnn"}, "data": {"source": "mnist"}, "train": {"steps": 40}}
+    return parse_spec({**job, "prune": {"target": {"flops": keep}, "schedule": schedule, **prune}}).prune
+
+
+def _goal_event(step, keep, kept):
+    goal = CostGoal(metric="flops", keep=keep, kept=kept)
+    return _event(step).model_copy(update={"target_sparsity": None, "cost_target": goal})
+
+
+def test_a_target_within_five_percent_is_reached():
+    outcome = target_outcome(_target_job(), [_goal_event(10, 0.75, 0.76), _goal_event(20, 0.5, 0.51)])
+    assert (outcome.metric, outcome.target, outcome.kept, outcome.reached, outcome.limited_by) == (
+        "flops", 0.5, 0.51, True, None)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("events", "limit"),
+    [([(10, 0.75, 0.76)], "the job ran 1 of its 2 prune events"),
+     ([(10, 0.75, 0.8), (20, 0.5, 0.7)], "every prunable group is at its floor (min_channels=4, round_to=1)"),
+     ([(10, 0.75, 0.7), (20, 0.5, 0.4)], "the smallest removal that fit the budget went 5% past it")],
+)  # fmt: skip
+def test_a_missed_target_says_what_limited_it(events, limit):
+    outcome = target_outcome(_target_job(min_channels=4), [_goal_event(*e) for e in events])
+    assert outcome.reached is False and outcome.limited_by.startswith(limit), outcome.limited_by
+
+
+def test_only_a_target_job_has_a_target_in_its_report():
+    timeline = Timeline()
+    job = {"model": {"source": "seed_cnn"}, "data": {"source": "mnist"}, "train": {"steps": 9}}
+    sparsity = parse_spec({**job, "prune": {"schedule": {"kind": "one_shot", "step": 3}}}).prune
+    assert "target" not in build_report(timeline, prune=sparsity).wire()
+    wire = build_report(timeline, prune=_target_job()).wire()
+    assert wire["target"] == {"metric": "flops", "target": 0.5, "kept": None, "reached": False,
+                              "limited_by": "the job ran 0 of its 2 prune events"}  # fmt: skip

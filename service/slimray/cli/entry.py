@@ -38,6 +38,12 @@ def _add_prune(sub: Any) -> None:
     amount.add_argument("--threshold", type=float,
                         help="remove every channel whose normalized score (--normalizer) is below this; "
                              "the sparsity is an outcome")  # fmt: skip
+    amount.add_argument("--flops", type=float,
+                        help="keep at most this fraction of the model's FLOPs, pruning as little as that "
+                             "takes (--scope's order)")  # fmt: skip
+    amount.add_argument(
+        "--params", type=float, help="keep at most this fraction of the model's parameters (as --flops)"
+    )
     prune.add_argument("--output", required=True, help="output .keras file")
     prune.add_argument("--criterion", default="l1",
                        help="a weight criterion registered in slimray.pruning.criteria "

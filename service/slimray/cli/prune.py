@@ -12,18 +12,19 @@ import keras
 
 from slimray.cli.entry import CliError
 from slimray.cli.render import print_prune_report
+from slimray.core.spec import COST_METRICS
 from slimray.pruning import Importance, MaskPlanner, Pruner, PruneResult, criteria, get_criterion
 
 
 def prune(args: argparse.Namespace) -> int:
-    """Prune the model at `args.model` to `args.sparsity` (or by `args.threshold`), save it, print
-    (and maybe write) the report."""
+    """Prune the model at `args.model` to `args.sparsity` (by `args.threshold`, or within a FLOPs or
+    parameter budget), save it, print (and maybe write) the report."""
     source = check_paths(args)
     criterion, planner = criterion_and_planner(args)
     model = keras.models.load_model(source, compile=False)
     try:
         pruner = Pruner(criterion, planner, strict=args.strict)
-        result = pruner.prune(model, args.sparsity, threshold=args.threshold)
+        result = pruner.prune(model, args.sparsity, threshold=args.threshold, target=cost_target(args))
     except ValueError as err:
         raise CliError(str(err)) from err
     result.model.save(args.output)
@@ -32,6 +33,12 @@ def prune(args: argparse.Namespace) -> int:
         Path(args.report).write_text(json.dumps(report, indent=2))
     print_prune_report(report)
     return 0
+
+
+def cost_target(args: argparse.Namespace) -> dict[str, float] | None:
+    """`--flops f` or `--params f` as the engine's target (None for the other rules)."""
+    given = {m: getattr(args, m) for m in COST_METRICS if getattr(args, m) is not None}
+    return given or None
 
 
 def check_paths(args: argparse.Namespace) -> Path:
@@ -79,6 +86,10 @@ def build_report(args: argparse.Namespace, source: Path, planner: MaskPlanner,
         "criterion": args.criterion,
         "sparsity": args.sparsity,
         "threshold": args.threshold,
+        "target": cost_target(args),
+        "kept": {
+            m: round(getattr(result.after, m) / max(getattr(result.before, m), 1), 6) for m in COST_METRICS
+        },
         "sparsity_reached": round(1 - channels_after / max(channels_before, 1), 6),
         "planner": planner.get_config(),
         **summary,

@@ -94,6 +94,9 @@ def event_line(event: PruneEvent) -> str:
     """One prune event as it happens: channels and params before -> after, and its durations."""
     d = event.durations
     rule = "" if event.threshold is None else f" (threshold {event.threshold}: sparsity {event.sparsity:.1%})"
+    if goal := event.cost_target:
+        rule = (f" ({goal.metric} target {goal.keep:.1%} of dense: kept {goal.kept:.1%}, "
+                f"sparsity {event.sparsity:.1%})")  # fmt: skip
     return (
         f"prune @ step {event.step}{rule}: channels {event.channels_before} -> "
         f"{event.channels_after}, params {human(event.params_before)} -> "

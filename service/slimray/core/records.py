@@ -109,13 +109,23 @@ class KeptWholeLayer(Record):
     flops_share: float = 0.0  # share of the model's FLOPs only kept-whole layers hold, this one's
 
 
+class CostGoal(Record):
+    """A cost target's event: the share of the dense model's `metric` it aimed to keep (`keep`,
+    the schedule's step toward the target) and the share the shrunk model kept (`kept`, exact)."""
+
+    metric: str
+    keep: float
+    kept: float
+
+
 class PruneEvent(Record):
     """One prune event as every worker applied it; the driver adds each rank's digests, which
     must all be equal (the same mask everywhere)."""
 
     step: int = Field(ge=0)
-    target_sparsity: float | None  # None: the event applied a threshold
+    target_sparsity: float | None  # None: the event applied a threshold or a cost target
     threshold: float | None = None  # the importance-threshold rule's tau, if that was the rule
+    cost_target: CostGoal | None = None  # the cost target's step, if that was the rule
     sparsity: float
     group_sparsity: dict[str, float] = Field(default_factory=dict)  # by group id, of its baseline
     groups_pruned: int
@@ -255,6 +265,17 @@ class BeforeAfter(Record):
     after: int | None = None
 
 
+class TargetOutcome(Record):
+    """A job's cost target against what it kept at the end (fractions of the dense model's
+    count); `reached`: within 5% of it; `limited_by`: why not, when not."""
+
+    metric: str
+    target: float
+    kept: float | None  # None: no event ran
+    reached: bool
+    limited_by: str | None = None
+
+
 class RunReport(Record):
     """report.json: the job's fields, the run's measures, its prune events and timeline, its wall
     time. `wire()` keeps today's keys: a field the driver never set (the export of a failed run,
@@ -278,6 +299,7 @@ class RunReport(Record):
     flops_per_sample: BeforeAfter = Field(default_factory=BeforeAfter)
     final_sparsity: float | None = None
     final_group_sparsity: dict[str, float] = Field(default_factory=dict)  # the last event's, by group id
+    target: TargetOutcome | None = None  # a job with prune.target: what it kept of the dense model
     final_val_accuracy: float | None = None
     peak_memory_bytes_per_worker: dict[str, int] = Field(default_factory=dict)
     restarts_from_steps: list[int] = Field(default_factory=list)  # `restarts`' steps (0: from scratch)

@@ -34,6 +34,7 @@ PLANNER_FIELDS = ("scope", "min_channels", "round_to", "normalizer")  # the plan
 BUILTIN_DATA = ("mnist", "digits", "synthetic")
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "apoz", "random")
 NORMALIZERS = ("mean", "max", "sum", "none")  # slimray.pruning.planner.NORMALIZERS' names
+COST_METRICS = ("flops", "params")  # slimray.pruning.costs.METRICS: what a cost target counts
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 # what allreduces gradients, scores and mask digests (slimray.runtime.backends registers each)
 DEFAULT_BACKEND = "tf-collective"
@@ -179,6 +180,44 @@ class TrainSpec(_Strict):
         return self
 
 
+class TargetSpec(_Strict):
+    """What the user wants kept instead of a sparsity: exactly one fraction of the dense model's
+    count; the planner finds the least pruning that fits it, event by event."""
+
+    flops: float | None = Field(
+        None, gt=0, lt=1, allow_inf_nan=False, description="Fraction of the dense model's FLOPs/sample kept."
+    )
+    params: float | None = Field(
+        None, gt=0, lt=1, allow_inf_nan=False, description="Fraction of the dense model's parameters kept."
+    )
+    throughput_gain: float | None = Field(
+        None, gt=1, allow_inf_nan=False,
+        description="Samples/s relative to the dense model: needs a cost model measured on the job's "
+        "workers, not built yet (refused).",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _one_goal(self) -> TargetSpec:
+        given = {k: v for k, v in self.model_dump().items() if v is not None}
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of flops, params or throughput_gain. Received: {given}")
+        if self.throughput_gain is not None:
+            raise ValueError(
+                f"throughput_gain={self.throughput_gain} is not supported yet (it needs a step-time "
+                "model measured on the job's workers): give flops or params, the fraction of the "
+                "dense model's count to keep"
+            )
+        return self
+
+    @property
+    def metric(self) -> str:
+        return "flops" if self.flops is not None else "params"
+
+    @property
+    def keep(self) -> float:
+        return self.flops if self.flops is not None else self.params  # type: ignore[return-value]
+
+
 class PruneSpec(_Strict):
     criterion: Literal[CRITERIA] = "l1"  # type: ignore[valid-type]
     criterion_config: Options = Field(default_factory=dict)
@@ -191,6 +230,12 @@ class PruneSpec(_Strict):
         "events, every channel whose score, normalized within its group (`normalizer`), is below "
         "this goes. The sparsity reached is an outcome (in the report and metrics).",
     )  # fmt: skip
+    target: TargetSpec | None = Field(
+        None,
+        description="A cost budget instead of a sparsity: at each event the least pruning (in "
+        "`scope`'s order) that keeps the schedule's share of the way to this fraction of the dense "
+        "model's FLOPs or parameters. The sparsity reached is an outcome.",
+    )
     schedule: ScheduleSpec
     scope: Literal["local", "global"] = "local"
     round_to: int = Field(1, ge=1)
@@ -204,19 +249,26 @@ class PruneSpec(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _threshold_replaces_sparsity(cls, data: Any) -> Any:
-        """A threshold given without a sparsity: the sparsity is an outcome, not the default 0.5."""
-        if isinstance(data, dict) and data.get("threshold") is not None and "sparsity" not in data:
+    def _rule_replaces_sparsity(cls, data: Any) -> Any:
+        """A threshold or a target given without a sparsity: the sparsity is an outcome, not the
+        default 0.5."""
+        if not isinstance(data, dict) or "sparsity" in data:
+            return data
+        if data.get("threshold") is not None or data.get("target") is not None:
             return {**data, "sparsity": None}
         return data
 
     @model_validator(mode="after")
     def _one_rule(self) -> PruneSpec:
-        if (self.sparsity is None) == (self.threshold is None):
+        rules = {"sparsity": self.sparsity, "threshold": self.threshold, "target": self.target}
+        if sum(v is not None for v in rules.values()) != 1:
+            given = {k: v.model_dump(exclude_none=True) if isinstance(v, TargetSpec) else v
+                     for k, v in rules.items()}  # fmt: skip
             raise ValueError(
-                f"give exactly one of sparsity or threshold. Received: sparsity={self.sparsity}, "
-                f"threshold={self.threshold} (a threshold removes what scores below it, whatever "
-                "sparsity that reaches)"
+                "give exactly one of sparsity, threshold or target. Received: "
+                + ", ".join(f"{k}={v}" for k, v in given.items())
+                + " (a threshold removes what scores below it, a target what fits a FLOPs or "
+                "parameter budget, whatever sparsity either reaches)"
             )
         if self.threshold is not None and self.normalizer in ("max", "sum") and self.threshold >= 1:
             raise ValueError(
@@ -227,29 +279,41 @@ class PruneSpec(_Strict):
 
     @model_validator(mode="after")
     def _rising(self) -> PruneSpec:
-        if self.sparsity is None:  # a threshold: the schedule gives only the steps
+        final = self.final_amount
+        if final is None:  # a threshold: the schedule gives only the steps
             return self
         start = getattr(self.schedule, "initial_sparsity", 0.0)
-        if start > self.sparsity:
+        if start > final:
+            what = "sparsity" if self.target is None else f"the share of {self.target.metric} removed"
             raise ValueError(
-                f"schedule.initial_sparsity ({start}) exceeds sparsity ({self.sparsity}): "
-                "a schedule only removes channels, so it must rise to its final sparsity"
+                f"schedule.initial_sparsity ({start}) exceeds {what} ({final:g}): "
+                "a schedule only removes channels, so it must rise to its final amount"
             )
         return self
 
+    @property
+    def final_amount(self) -> float | None:
+        """What the schedule rises to: the sparsity, or a target's share of the dense count
+        removed (1 - the fraction kept); None under a threshold (steps only)."""
+        if self.target is not None:
+            return 1.0 - self.target.keep
+        return self.sparsity
+
     def schedule_config(self) -> dict[str, Any]:
-        """The `slimray.pruning.schedules` serialized form of this (sparsity) schedule."""
-        if self.sparsity is None:
+        """The `slimray.pruning.schedules` serialized form of this schedule, rising to
+        `final_amount` (a target's events read it as the share of the dense count removed)."""
+        final = self.final_amount
+        if final is None:
             raise ValueError("a threshold's schedule has steps, not sparsities: use schedule.event_steps()")
         s = self.schedule
         if isinstance(s, OneShotSpec):
-            config = {"step": s.step, "sparsity": self.sparsity}
+            config = {"step": s.step, "sparsity": final}
         elif isinstance(s, IterativeSpec):
-            config = {"start": s.start, "end": s.end, "every": s.every, "sparsity": self.sparsity}
+            config = {"start": s.start, "end": s.end, "every": s.every, "sparsity": final}
         else:
             config = {
                 "initial_sparsity": s.initial_sparsity,
-                "final_sparsity": self.sparsity,
+                "final_sparsity": final,
                 "begin_step": s.begin_step,
                 "end_step": s.end_step,
                 "power": s.power,

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from slimray.pruning.costs import CostTarget
 from slimray.pruning.counting import ModelCost, count_model
 from slimray.pruning.graph import DependencyGraph, KeptWhole, build_graph
 from slimray.pruning.importance import Importance, ScoringBatch, criteria, get_criterion, reduce_scores
@@ -70,9 +71,28 @@ class PruneDecision:
         return int(self.local_scores.nbytes)
 
 
+def _amount(sparsity: float | None, threshold: float | None, target: Mapping[str, float] | None):
+    """The one rule `Pruner.prune` was given, as the planner takes it."""
+    given = {"sparsity": sparsity, "threshold": threshold, "target": target}
+    if sum(v is not None for v in given.values()) != 1:
+        raise ValueError(
+            "give exactly one of sparsity, threshold or target. Received: "
+            + ", ".join(f"{k}={v!r}" for k, v in given.items())
+        )
+    if threshold is not None:
+        return Threshold(threshold)
+    if target is not None:
+        if len(target) != 1:
+            raise ValueError(f"a target names one metric, flops or params. Received: target={dict(target)!r}")
+        ((metric, keep),) = target.items()
+        return CostTarget(metric, keep)
+    return sparsity
+
+
 class Pruner:
     """Criterion + planner + reducer; `prune(model, sparsity)` returns a new, smaller model
-    (`prune(model, threshold=t)`: the channels whose normalized score is below t go)."""
+    (`threshold=t`: the channels whose normalized score is below t go; `target={"flops": f}`: the
+    least pruning that keeps at most f of the model's FLOPs)."""
 
     def __init__(
         self,
@@ -107,7 +127,7 @@ class Pruner:
     def decide(
         self,
         model: Any,
-        sparsity: float | Threshold,
+        sparsity: float | Threshold | CostTarget,
         batch: ScoringBatch | None = None,
         baseline_sizes: Mapping[str, int] | None = None,
         graph: DependencyGraph | None = None,
@@ -155,14 +175,11 @@ class Pruner:
         optimizer: Any = None,
         baseline_sizes: Mapping[str, int] | None = None,
         threshold: float | None = None,
+        target: Mapping[str, float] | None = None,
     ) -> PruneResult:
-        """One event: to `sparsity` of the baseline, or every channel scoring below `threshold`."""
-        if (sparsity is None) == (threshold is None):
-            raise ValueError(
-                f"give exactly one of sparsity or threshold. Received: sparsity={sparsity!r}, "
-                f"threshold={threshold!r}"
-            )
-        amount = Threshold(threshold) if threshold is not None else sparsity
+        """One event: to `sparsity` of the baseline, every channel scoring below `threshold`, or
+        the least pruning within `target` (`{"flops": f}` or `{"params": f}`: the fraction kept)."""
+        amount = _amount(sparsity, threshold, target)
         graph = build_graph(model, self.strict)
         decision = self.decide(model, amount, batch, baseline_sizes, graph)
         return self.apply(model, decision.plan, optimizer, graph, dict(decision.durations))

@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from slimray.core.records import KeptWholeLayer, PruneDurations, PruneEvent
+from slimray.core.records import CostGoal, KeptWholeLayer, PruneDurations, PruneEvent
 from slimray.core.spec import PruneSpec
-from slimray.pruning import PruningSchedule, Threshold, get_schedule
+from slimray.pruning import CostTarget, PruningSchedule, Threshold, get_schedule
+
+Amount = float | Threshold | CostTarget  # what one event removes: a sparsity, a threshold, a budget
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,33 @@ class ThresholdEvents:
         return self.threshold if step in self.steps else None
 
 
-def event_rule(prune: PruneSpec) -> SparsityEvents | ThresholdEvents:
-    """What a job's prune events remove, and when: a sparsity schedule or a threshold."""
+@dataclass(frozen=True)
+class TargetEvents:
+    """A cost target approached along the schedule: each event keeps 1 - (the schedule's amount)
+    of the dense model's count (a resumed job starts after its last event, as with a threshold)."""
+
+    metric: str
+    schedule: PruningSchedule
+
+    def amount_at(self, step: int, sparsity: float) -> CostTarget | None:
+        due, removed = self.schedule(step)
+        return CostTarget(self.metric, 1.0 - removed) if due else None
+
+
+def event_rule(prune: PruneSpec) -> SparsityEvents | ThresholdEvents | TargetEvents:
+    """What a job's prune events remove, and when: a sparsity schedule, a threshold or a target."""
     if prune.threshold is not None:
         return ThresholdEvents(Threshold(prune.threshold), frozenset(prune.schedule.event_steps()))
+    if prune.target is not None:
+        return TargetEvents(prune.target.metric, get_schedule(prune.schedule_config()))
     return SparsityEvents(get_schedule(prune.schedule_config()))
+
+
+def _cost_goal(amount: CostTarget, summary: Mapping[str, Any]) -> CostGoal:
+    """The target's step and what the shrunk model kept of the dense count (exact)."""
+    dense = amount.dense if amount.dense is not None else summary[f"{amount.metric}_before"]
+    kept = summary[f"{amount.metric}_after"] / dense if dense else 1.0
+    return CostGoal(metric=amount.metric, keep=round(amount.keep, 6), kept=round(kept, 6))
 
 
 def sparsity_after(groups: list[dict[str, Any]], baseline_sizes: Mapping[str, int]) -> float:
@@ -56,17 +80,17 @@ def group_sparsity(groups: list[dict[str, Any]], baseline_sizes: Mapping[str, in
 
 
 def prune_event_record(
-    step: int, amount: float | Threshold, sparsity: float, scored: Any, result: Any, world: int,
+    step: int, amount: Amount, sparsity: float, scored: Any, result: Any, world: int,
     baseline_sizes: Mapping[str, int],
 ) -> PruneEvent:  # fmt: skip
-    """The event as this worker applied it (`amount`: its target sparsity or threshold; `scored`: a
-    `PruneDecision`, `result`: a `PruneResult`); its retrace is None: the next step fills it."""
+    """The event as this worker applied it (`amount`: its target sparsity, threshold or cost target;
+    `scored`: a `PruneDecision`, `result`: a `PruneResult`); its retrace is None: the next step fills it."""
     summary = result.summary()
-    threshold = amount.tau if isinstance(amount, Threshold) else None
     return PruneEvent(
         step=step,
-        target_sparsity=None if threshold is not None else amount,
-        threshold=threshold,
+        target_sparsity=amount if isinstance(amount, float | int) else None,
+        threshold=amount.tau if isinstance(amount, Threshold) else None,
+        cost_target=_cost_goal(amount, summary) if isinstance(amount, CostTarget) else None,
         sparsity=sparsity,
         group_sparsity=group_sparsity(summary["groups"], baseline_sizes),
         groups_pruned=sum(1 for g in summary["groups"] if len(g["kept"]) < g["size"]),

@@ -16,12 +16,15 @@ from slimray.core.records import (
     Restart,
     RestartReason,
     RunReport,
+    TargetOutcome,
     TimelineEntry,
     WindowReport,
     WorkerGroup,
 )
+from slimray.core.spec import PruneSpec
 
 UNREPORTED = "a new worker group started; its cause was not reported"
+TARGET_TOLERANCE = 0.05  # a cost target is reached when the fraction kept is within 5% of it
 
 
 def _median(values: list[float]) -> float | None:
@@ -173,11 +176,45 @@ def _sizes(timeline: Timeline) -> dict[str, BeforeAfter]:
             "flops_per_sample": pair("flops", event.flops_before if event else None)}  # fmt: skip
 
 
-def build_report(timeline: Timeline, **fields: Any) -> RunReport:
-    """The run's report from its timeline; `fields` are the job's (`RunReport`'s first fields)."""
+def target_outcome(prune: PruneSpec, events: list[PruneEvent]) -> TargetOutcome | None:
+    """A cost target against the fraction its last event kept, and what stopped it short."""
+    if prune.target is None:
+        return None
+    metric, goal = prune.target.metric, prune.target.keep
+    done = [e for e in events if e.cost_target is not None]
+    kept = done[-1].cost_target.kept if done else None  # type: ignore[union-attr]
+    reached = kept is not None and abs(kept - goal) <= TARGET_TOLERANCE * goal
+    limit = None if reached else _target_limit(prune, done, kept)
+    return TargetOutcome(metric=metric, target=goal, kept=kept, reached=reached, limited_by=limit)
+
+
+def _target_limit(prune: PruneSpec, done: list[PruneEvent], kept: float | None) -> str:
+    """Why a cost target was missed: events that never ran, the floor, or too coarse a step."""
+    metric, scheduled = prune.target.metric, len(prune.schedule.event_steps())  # type: ignore[union-attr]
+    if kept is None or len(done) < scheduled:
+        return f"the job ran {len(done)} of its {scheduled} prune events"
+    if kept > prune.target.keep:  # type: ignore[union-attr]
+        whole = [k.path for k in done[-1].kept_whole]
+        return (
+            f"every prunable group is at its floor (min_channels={prune.min_channels}, round_to="
+            f"{prune.round_to}): the rest of the {metric} is in what is never pruned (the model's "
+            f"inputs and outputs" + (f", layers kept whole: {', '.join(whole)})" if whole else ")")
+        )
+    return (
+        f"the smallest removal that fit the budget went {TARGET_TOLERANCE:.0%} past it: channels go "
+        f"{prune.round_to} at a time and one of them weighs that much of the {metric}"
+    )
+
+
+def build_report(timeline: Timeline, prune: PruneSpec | None = None, **fields: Any) -> RunReport:
+    """The run's report from its timeline; `fields` are the job's (`RunReport`'s first fields) and
+    `prune` its pruning (a cost target is measured against what the run kept)."""
     dense, final = timeline.dense_throughput, timeline.final_throughput
     last = timeline.entries[-1] if timeline.entries else None
     weights = timeline.weights_sha
+    target = target_outcome(prune, timeline.events) if prune is not None else None
+    if target is not None:  # only a job with a target has the key
+        fields = {**fields, "target": target}
     return RunReport(
         **fields, **_sizes(timeline),
         dense_samples_per_second=dense,

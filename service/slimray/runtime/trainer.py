@@ -276,7 +276,7 @@ def _run(spec: JobSpec, store: RunStore, job_clock: JobClock, emit: EventSink, f
     pump, outcome = _train(spec, store, run, emit, job_clock, faults, embedded)
     with clock.phase("export"):
         fields = job_fields(spec, run.steps.total_steps, run.run_dir, outcome, job_clock.began_at)
-        report = build_report(pump.timeline, **fields)
+        report = build_report(pump.timeline, prune=spec.prune, **fields)
         plot_report(run.run_dir, report)
     total = time.perf_counter() - job_clock.began
     phases = driver_phases(clock, pump.loop_started_at, pump.loop_finished_at, outcome)

@@ -8,6 +8,7 @@ Ray load at its top.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import tempfile
@@ -28,7 +29,7 @@ from slimray.core.records import PruneEvent, WindowReport
 from slimray.core.scaling import group_batch
 from slimray.core.spec import JobSpec
 from slimray.core.startup import WorkerMarks
-from slimray.pruning import Pruner, ScoringBatch, Threshold, build_graph, count_model
+from slimray.pruning import CostTarget, Pruner, ScoringBatch, build_graph, count_model
 from slimray.runtime.agreement import check_agreement
 from slimray.runtime.backends import WorkerBackend, get_backend
 from slimray.runtime.breakdown import PhaseClock
@@ -44,7 +45,7 @@ from slimray.runtime.failures import CollectiveTimeoutError, PeerUnreachableErro
 from slimray.runtime.gpu import require_gpu
 from slimray.runtime.modeling import build_job_model, build_optimizer, evaluate, export_model, gradient_bytes
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, WorkerMessage
-from slimray.runtime.prune_step import event_rule, prune_event_record, sparsity_after, with_retrace
+from slimray.runtime.prune_step import Amount, event_rule, prune_event_record, sparsity_after, with_retrace
 from slimray.runtime.shard_cache import ShardCache
 from slimray.runtime.window import Window, peak_memory_bytes, weights_digest
 from slimray.runtime.worker_config import WorkerConfig
@@ -200,10 +201,10 @@ class WorkerLoop:
             with self.clock.phase("prune_events"):
                 self.pending_event = self.prune_event(amount, x, y)
 
-    def prune_event(self, amount: float | Threshold, x: np.ndarray, y: np.ndarray) -> PruneEvent:
+    def prune_event(self, amount: Amount, x: np.ndarray, y: np.ndarray) -> PruneEvent:
         """Choose a mask, prove every rank holds it, shrink model and optimizer; the event's
         record, whose retrace the next step fills in."""
-        step = self.state.step
+        step, amount = self.state.step, self._against_dense(amount)
         graph = build_graph(self.model, strict=self.pruner.strict)
         if not self.state.baseline_sizes:
             self.state.baseline_sizes = {g.id: g.size for g in graph.groups}
@@ -221,7 +222,13 @@ class WorkerLoop:
         return prune_event_record(step, amount, self.state.sparsity, scored, result, self.world,
                                   self.state.baseline_sizes)  # fmt: skip
 
-    def choose_mask(self, amount: float | Threshold, batch: Any, graph: Any) -> Any:
+    def _against_dense(self, amount: Amount) -> Amount:
+        """A cost target counts against the dense model: the first event's count before it."""
+        if not isinstance(amount, CostTarget) or not self.state.events:
+            return amount
+        return dataclasses.replace(amount, dense=getattr(self.state.events[0], f"{amount.metric}_before"))
+
+    def choose_mask(self, amount: Amount, batch: Any, graph: Any) -> Any:
         """This worker's mask (a `PruneDecision`): score locally, allreduce the scores, select the
         channels to keep; every rank must arrive at the same one (checked next)."""
         return self.pruner.decide(self.model, amount, batch, self.state.baseline_sizes, graph)
