@@ -56,12 +56,14 @@ def test_prune_writes_a_plain_keras_model_and_a_report(saved_model, tmp_path):
     [(["--sparsity", "1.5"], "sparsity=1.5"), (["--criterion", "l7"], "l7"),
      (["--criterion", "taylor"], "needs data"), (["--round-to", "0"], "round_to=0"),
      (["--min-channels", "-3"], "min_channels=-3"), (["--threshold", "-1"], "threshold=-1.0"),
-     (["--threshold", "0.5", "--sparsity", "0.5"], "not allowed with argument")],
+     (["--threshold", "0.5", "--sparsity", "0.5"], "not allowed with argument"),
+     (["--flops", "0.5", "--params", "0.5"], "not allowed with argument"),
+     (["--flops", "1.5"], "flops (the fraction kept) must be in (0, 1]. Received: 1.5")],
 )  # fmt: skip
 def test_bad_arguments_exit_2_naming_them(saved_model, tmp_path, args, message):
     out = tmp_path / "x.keras"
     base = ["prune", str(saved_model), "--output", str(out)]
-    if "--sparsity" not in args and "--threshold" not in args:
+    if not {"--sparsity", "--threshold", "--flops", "--params"} & set(args):
         base += ["--sparsity", "0.5"]
     proc = slimray(*base, *args)
     assert proc.returncode == 2
@@ -94,6 +96,24 @@ def test_prune_by_threshold_removes_what_the_engine_removes_and_reports_the_spar
     expected = Pruner("l1", MaskPlanner(normalizer="max")).prune(keras.models.load_model(saved_model),
                                                                   threshold=0.9)  # fmt: skip
     assert data["digest"] == expected.plan.digest
+
+
+@pytest.mark.parametrize(("flag", "keep"), [("--flops", 0.5), ("--params", 0.3)])
+def test_prune_to_a_cost_target_keeps_at_most_that_share_and_reports_what_it_kept(
+    saved_model, tmp_path, flag, keep
+):
+    """`--flops`/`--params`: the least pruning within the budget (the engine's `target=`), the
+    share kept and the sparsity it took in the report."""
+    out, report = tmp_path / "small.keras", tmp_path / "report.json"
+    proc = slimray("prune", str(saved_model), flag, str(keep), "--scope", "global", "--output", str(out),
+                   "--report", str(report))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(report.read_text())
+    metric = flag.removeprefix("--")
+    assert (data["sparsity"], data["target"]) == (None, {metric: keep})
+    assert keep - 0.05 <= data["kept"][metric] <= keep  # within the budget, and not far below it
+    assert data["kept"][metric] == pytest.approx(data[f"{metric}_after"] / data[f"{metric}_before"], abs=1e-6)
+    assert f"{metric} target {keep} (kept {data['kept'][metric]:.3f}" in proc.stdout.replace("\n", "")
 
 
 def _flags(**overrides) -> argparse.Namespace:

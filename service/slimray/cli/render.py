@@ -38,12 +38,19 @@ def approximate_line(paths: list[str]) -> str | None:
     return f"Approximate (statistics change): {', '.join(paths)}" if paths else None
 
 
+def _prune_rule(report: dict[str, Any]) -> str:
+    """`slimray prune`'s rule as the user gave it, with what it reached when that was an outcome."""
+    reached = f"sparsity reached {report.get('sparsity_reached', 0.0):.3f}"
+    if report.get("threshold") is not None:
+        return f"threshold {report['threshold']} ({reached})"
+    if target := report.get("target"):
+        ((metric, keep),) = target.items()
+        return f"{metric} target {keep} (kept {report['kept'][metric]:.3f}, {reached})"
+    return f"sparsity {report['sparsity']}"
+
+
 def _groups_table(report: dict[str, Any]) -> Table:
-    rule = (
-        f"sparsity {report['sparsity']}"
-        if report.get("threshold") is None
-        else f"threshold {report['threshold']} (sparsity reached {report['sparsity_reached']:.3f})"
-    )
+    rule = _prune_rule(report)
     table = Table(title=f"Channel groups pruned at {rule}")
     for col in ("group", "layers", "size", "kept", "removed"):
         table.add_column(col, justify="right" if col in ("size", "kept", "removed") else "left")
