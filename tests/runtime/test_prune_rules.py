@@ -1,0 +1,73 @@
+"""The rules beside a sparsity, in real 2-worker jobs. The importance threshold: every rank applies
+the same mask at each of the schedule's steps, a worker killed after the first event is replaced
+and the group goes on agreeing, and the sparsity reached (an outcome) is in the report, per group
+and in total. A FLOPs target: each event keeps its step of the way to the target's share of the
+dense model's FLOPs, on every rank alike, and the report says it was reached."""
+
+from __future__ import annotations
+
+import pytest
+
+from slimray.core.spec import parse_spec
+from tests.runtime.test_distributed import _spec as distributed_spec
+
+pytestmark = pytest.mark.timeout(900)
+TAU = 0.6
+
+
+def _spec(out, **rule):
+    """test_distributed's job (its model, data, schedule and failures) with another rule (by
+    default the threshold)."""
+    data = distributed_spec(out).model_dump(mode="json")
+    prune = {"criterion": "taylor", "schedule": data["prune"]["schedule"], **(rule or {"threshold": TAU})}
+    return parse_spec({**data, "name": "rules", "prune": prune})
+
+
+def test_a_threshold_job_agrees_on_every_event_through_a_worker_kill(ray_local, tmp_path):
+    import keras
+
+    from slimray.runtime.trainer import run_job
+    from tests.runtime.faulty_loops import KilledWorkerLoop
+
+    result = run_job(_spec(tmp_path / "run"), loop=KilledWorkerLoop)
+    assert ray_local.is_file(), "the fault was not injected"
+    assert result.state == "succeeded", result.error
+    report = result.report
+    assert report["restarts_from_steps"] == [31]  # the checkpoint after the first event
+    events = report["prune_events"]
+    assert [e["step"] for e in events] == [30, 60]  # the first restored, not repeated
+    for event in events:
+        assert (event["threshold"], event["target_sparsity"]) == (TAU, None)
+        digests = event["digest_by_rank"]
+        assert set(digests) == {"0", "1"} and digests["0"] == digests["1"] == event["digest"]
+        assert event["channels_after"] < event["channels_before"]  # each event removed some
+        assert set(event["group_sparsity"]) == {"conv1", "conv2", "fc"}
+    assert 0 < report["final_sparsity"] < 1
+    assert report["final_group_sparsity"] == events[-1]["group_sparsity"]
+    model = keras.models.load_model(result.run_dir / "model.keras", compile=False)
+    assert model.get_layer("conv2").filters == round(32 * (1 - events[-1]["group_sparsity"]["conv2"]))
+
+
+def test_a_flops_target_is_approached_event_by_event_and_reached_on_every_rank(ray_local, tmp_path):
+    import keras
+
+    from slimray.pruning import build_graph, count_model
+    from slimray.runtime.trainer import run_job
+
+    result = run_job(_spec(tmp_path / "run", target={"flops": 0.5}, scope="global"))
+    assert result.state == "succeeded", result.error
+    report = result.report
+    events = report["prune_events"]
+    assert [(e["step"], e["cost_target"]["keep"]) for e in events] == [(30, 0.75), (60, 0.5)]
+    dense = events[0]["flops_before"]
+    for event in events:
+        goal = event["cost_target"]
+        assert goal["metric"] == "flops" and event["target_sparsity"] is None
+        assert goal["keep"] - 0.05 <= goal["kept"] <= goal["keep"], goal  # within budget, close to it
+        assert goal["kept"] == round(event["flops_after"] / dense, 6)
+        digests = event["digest_by_rank"]
+        assert set(digests) == {"0", "1"} and digests["0"] == digests["1"] == event["digest"]
+    assert report["target"] == {"metric": "flops", "target": 0.5, "kept": events[-1]["cost_target"]["kept"],
+                                "reached": True, "limited_by": None}  # fmt: skip
+    model = keras.models.load_model(result.run_dir / "model.keras", compile=False)
+    assert count_model(model, build_graph(model)).flops == events[-1]["flops_after"]
