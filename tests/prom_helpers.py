@@ -19,10 +19,16 @@ from tests.service_helpers import free_port
 DASHBOARD = Path(__file__).resolve().parents[1] / "charts" / "slimray" / "files" / "dashboard.json"
 SERVICE_ONLY = ("slimray_jobs", "slimray_http_request_duration_seconds")  # not from a driver
 THRESHOLD_ONLY = ("slimray_prune_threshold",)  # only a job with prune.threshold has it
+TARGET_ONLY = ("slimray_prune_target_ratio", "slimray_prune_kept_ratio")  # only one with prune.target
 
 
 def sparsity_job_exprs(job: str) -> list[str]:
-    """The dashboard's queries a job pruned to a sparsity answers (all but the threshold's)."""
+    """The dashboard's queries a job pruned to a sparsity answers (all but the other rules')."""
+    return [e for e in dashboard_exprs(job) if not any(m in e for m in THRESHOLD_ONLY + TARGET_ONLY)]
+
+
+def target_job_exprs(job: str) -> list[str]:
+    """The dashboard's queries a job pruned to a cost target answers (all but the threshold's)."""
     return [e for e in dashboard_exprs(job) if not any(m in e for m in THRESHOLD_ONLY)]
 
 

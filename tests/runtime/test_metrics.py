@@ -1,6 +1,7 @@
 """A job with no service in the loop still reaches Prometheus: the driver's `ray.util.metrics`,
 scraped from Ray's metrics port by a real Prometheus with the PodMonitor's relabelling, answer
-every per-job query of the dashboard under the service's names."""
+every per-job query of the dashboard under the service's names (the job prunes to a FLOPs target,
+so the target's panel is answered too)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from tests.prom_helpers import (
     SERVICE_ONLY,
     podmonitor_relabel_configs,
     prometheus,
-    sparsity_job_exprs,
+    target_job_exprs,
     wait_for_data,
 )
 from tests.service_helpers import free_port
@@ -26,7 +27,7 @@ def _spec(out):
         "model": {"source": "seed_cnn", "kwargs": {"conv1": 8, "conv2": 16, "fc": 32}},
         "data": {"source": "mnist"},
         "train": {"steps": 40, "batch_size": 32, "report_every": 5, "checkpoint_every": 40},
-        "prune": {"criterion": "l1", "sparsity": 0.5, "schedule": {"kind": "one_shot", "step": 15}},
+        "prune": {"criterion": "l1", "target": {"flops": 0.5}, "schedule": {"kind": "one_shot", "step": 15}},
         "scaling": {"num_workers": 2},
         "output": {"dir": str(out)},
     })  # fmt: skip
@@ -47,7 +48,7 @@ def test_a_slimray_run_exports_the_dashboards_metrics_through_ray(tmp_path):
         scrape = {"job_name": "ray-pods", "honor_labels": False, "metric_relabel_configs": relabel,
                   "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}  # fmt: skip
         with prometheus(tmp_path, [scrape]) as url:
-            exprs = [e for e in sparsity_job_exprs("raymetrics") if not any(m in e for m in SERVICE_ONLY)]
+            exprs = [e for e in target_job_exprs("raymetrics") if not any(m in e for m in SERVICE_ONLY)]
             counts = wait_for_data(url, exprs, timeout=60)
             assert all(counts.values()), counts
     finally:

@@ -92,6 +92,22 @@ def test_a_threshold_jobs_rule_and_the_sparsity_it_reached_by_group_are_exposed(
     assert f'slimray_prune_threshold{{job="{plain.id}"}}' not in text
 
 
+def test_a_target_jobs_step_and_what_it_kept_are_exposed_by_metric(tmp_path):
+    """A cost target (issue 24): the last event's share of the dense count aimed at and kept; a
+    sparsity job has neither series."""
+    store = Store(tmp_path / "j.db")
+    job, plain = store.create("t", {}), store.create("p", {})
+    for n, (step, keep, kept) in enumerate([(30, 0.75, 0.74), (60, 0.5, 0.49)], start=1):
+        event = {"step": step, "target_sparsity": None,
+                 "cost_target": {"metric": "flops", "keep": keep, "kept": kept}}  # fmt: skip
+        store.add_prune_event(job.id, step, event, n)
+    store.add_prune_event(plain.id, 30, {"step": 30, "target_sparsity": 0.5}, 1)
+    text = generate_latest(build_registries(store, 10, lambda: None).full).decode()
+    assert f'slimray_prune_target_ratio{{job="{job.id}",metric="flops"}} 0.5' in text  # the last event's
+    assert f'slimray_prune_kept_ratio{{job="{job.id}",metric="flops"}} 0.49' in text
+    assert f'job="{plain.id}",metric=' not in text
+
+
 EXPOSED_HELP = {
     "slimray_train_samples_per_second": "Training samples per second, all workers.",
     "slimray_throughput_gain_ratio": "Samples/s relative to the unpruned phase.",
@@ -110,6 +126,10 @@ EXPOSED_HELP = {
         "Fraction of each channel group's unpruned channels removed, as of the job's last prune event.",
     "slimray_prune_threshold":
         "The importance threshold the job's last prune event applied (jobs with prune.threshold).",
+    "slimray_prune_target_ratio": "The share of the dense model's FLOPs or parameters (`metric`) the job's "
+        "last prune event aimed to keep: its step toward prune.target (the target itself at the last event).",
+    "slimray_prune_kept_ratio": "The share of the dense model's FLOPs or parameters (`metric`) the job's "
+        "last prune event kept (jobs with prune.target; counted on the shrunk model).",
     "slimray_job_info": "1 per job, labelled with the backend that allreduces its gradients and scores.",
     "slimray_workers": "Training workers in the job's current worker group (elastic jobs resize it).",
     "slimray_restarts_total":

@@ -58,6 +58,18 @@ PRUNE_THRESHOLD = Family(
     "slimray_prune_threshold", Kind.GAUGE,
     "The importance threshold the job's last prune event applied (jobs with prune.threshold).",
 )  # fmt: skip
+PRUNE_TARGET = Family(
+    "slimray_prune_target_ratio", Kind.GAUGE,
+    "The share of the dense model's FLOPs or parameters (`metric`) the job's last prune event aimed "
+    "to keep: its step toward prune.target (the target itself at the last event).",
+    (JOB, "metric"),
+)  # fmt: skip
+PRUNE_KEPT = Family(
+    "slimray_prune_kept_ratio", Kind.GAUGE,
+    "The share of the dense model's FLOPs or parameters (`metric`) the job's last prune event kept "
+    "(jobs with prune.target; counted on the shrunk model).",
+    (JOB, "metric"),
+)  # fmt: skip
 RESTARTS = Family("slimray_restarts", Kind.COUNTER,
                   "Worker groups replaced (from a checkpoint or from step 0), driver resumes included.",
                   field="restarts")  # fmt: skip
@@ -83,4 +95,4 @@ HTTP_REQUEST_DURATION = Family(
 
 # what a job's driver exports through Ray when no service is in the loop (same names)
 DRIVER_FAMILIES = (*WINDOW_GAUGES, JOB_INFO, PRUNE_EVENTS, SCORE_ALLREDUCE_BYTES, PRUNE_EVENT_DURATION,
-                   GROUP_SPARSITY, PRUNE_THRESHOLD, RESTARTS, STARTUP)  # fmt: skip
+                   GROUP_SPARSITY, PRUNE_THRESHOLD, PRUNE_TARGET, PRUNE_KEPT, RESTARTS, STARTUP)  # fmt: skip

@@ -18,6 +18,8 @@ from slimray.core.metric_families import (
     PHASES,
     PRUNE_EVENT_DURATION,
     PRUNE_EVENTS,
+    PRUNE_KEPT,
+    PRUNE_TARGET,
     PRUNE_THRESHOLD,
     RESTARTS,
     SCORE_ALLREDUCE_BYTES,
@@ -71,6 +73,9 @@ class RayMetrics:
             self.metrics[GROUP_SPARSITY.name].set(ratio, tags={**self.tags, "group": group})
         if event.threshold is not None:
             self.metrics[PRUNE_THRESHOLD.name].set(event.threshold, tags=self.tags)
+        if (goal := event.cost_target) is not None:
+            self.metrics[PRUNE_TARGET.name].set(goal.keep, tags={**self.tags, "metric": goal.metric})
+            self.metrics[PRUNE_KEPT.name].set(goal.kept, tags={**self.tags, "metric": goal.metric})
 
     def on_restart(self, restart: Restart) -> None:
         """One more worker group (or a driver resume): the restart counter."""

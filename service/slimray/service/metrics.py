@@ -23,6 +23,8 @@ from slimray.core.metric_families import (
     PHASES,
     PRUNE_EVENT_DURATION,
     PRUNE_EVENTS,
+    PRUNE_KEPT,
+    PRUNE_TARGET,
     PRUNE_THRESHOLD,
     RAY_REACHABLE,
     RESTARTS,
@@ -41,8 +43,8 @@ _KINDS = {Kind.GAUGE: GaugeMetricFamily, Kind.COUNTER: CounterMetricFamily,
           Kind.HISTOGRAM: HistogramMetricFamily}  # fmt: skip
 # the per-job families, in the order they are exposed
 JOB_FAMILIES = (*WINDOW_GAUGES, PRUNE_EVENTS, SCORE_ALLREDUCE_BYTES, PRUNE_EVENT_DURATION, JOB_STATE,
-                JOB_FAILED, LAST_PRUNE_EVENT, GROUP_SPARSITY, PRUNE_THRESHOLD, JOB_INFO, RESTARTS,
-                STARTUP)  # fmt: skip
+                JOB_FAILED, LAST_PRUNE_EVENT, GROUP_SPARSITY, PRUNE_THRESHOLD, PRUNE_TARGET, PRUNE_KEPT,
+                JOB_INFO, RESTARTS, STARTUP)  # fmt: skip
 
 
 def exposed(family: Family, **value: float) -> Metric:
@@ -100,13 +102,17 @@ class _JobFamilies:
             histogram.add_metric([job.id, phase], buckets, sum_value=float(sum(values)))
 
     def _add_last_rule(self, job_id: str, event: PruneEventIn | None) -> None:
-        """What the job's last event left of each group, and the threshold it applied (if any)."""
+        """What the job's last event left of each group, and the threshold or the cost target it
+        applied (if any), with what that kept."""
         if event is None:
             return
         for group, ratio in (event.group_sparsity or {}).items():
             self.families[GROUP_SPARSITY.name].add_metric([job_id, group], float(ratio))
         if event.threshold is not None:
             self.families[PRUNE_THRESHOLD.name].add_metric([job_id], float(event.threshold))
+        if (goal := event.cost_target) is not None:
+            self.families[PRUNE_TARGET.name].add_metric([job_id, goal.metric], float(goal.keep))
+            self.families[PRUNE_KEPT.name].add_metric([job_id, goal.metric], float(goal.kept))
 
     def __iter__(self) -> Iterator[Metric]:
         yield from self.families.values()
