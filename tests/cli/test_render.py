@@ -12,7 +12,7 @@ from slimray.cli.render import (
     print_prune_report,
     print_run_summary,
 )
-from slimray.core.records import KeptWholeLayer, PruneDurations, PruneEvent
+from slimray.core.records import CostGoal, KeptWholeLayer, PruneDurations, PruneEvent
 
 LN = ["block1/ln", "block2/ln"]
 
@@ -90,6 +90,20 @@ def test_a_job_line_and_human_counts():
     assert human(999) == "999" and human(2_000_000_000) == "2G"
 
 
+def test_a_target_jobs_line_shows_its_goal_against_what_it_kept():
+    base = {"id": "abc", "name": "j", "state": "running", "progress": {}, "metrics": {}}
+    running = {**base, "prune_events": [{"cost_target": {"metric": "flops", "keep": 0.75, "kept": 0.74}}]}
+    assert job_line(running).endswith("prune events 1  flops 74.0% of dense (this step's target 75.0%)")
+    outcome = {"metric": "params", "target": 0.2, "kept": 0.31, "reached": False,
+               "limited_by": "every prunable group is at its floor"}  # fmt: skip
+    ended = {**base, "state": "succeeded", "prune_events": [{}], "report": {"target": outcome}}
+    assert job_line(ended).endswith(
+        "params target 20.0%: kept 31.0% (missed: every prunable group is at its floor)"
+    )
+    thresholded = {**base, "prune_events": [{"threshold": 0.6}]}
+    assert job_line(thresholded).endswith("prune events 1  threshold 0.6")
+
+
 def test_a_prune_event_line_renders_the_typed_event_with_unmeasured_phases():
     event = PruneEvent(step=7, target_sparsity=0.5, sparsity=0.5, groups_pruned=2, channels_before=64,
                        channels_after=32, params_before=421_600, params_after=105_900, flops_before=2,
@@ -97,6 +111,9 @@ def test_a_prune_event_line_renders_the_typed_event_with_unmeasured_phases():
                        durations=PruneDurations(score=0.012, allreduce=0.0015))  # fmt: skip
     line = event_line(event)
     assert "prune @ step 7: channels 64 -> 32" in line
+    goal = CostGoal(metric="flops", keep=0.5, kept=0.49)
+    goal = event.model_copy(update={"target_sparsity": None, "cost_target": goal})
+    assert "prune @ step 7 (flops target 50.0% of dense: kept 49.0%, sparsity 50.0%)" in event_line(goal)
     assert "score 12 ms" in line and "allreduce 1.5 ms" in line
     assert "surgery 0 ms" in line and "retrace 0 ms" in line  # not measured yet: None
     by_threshold = event.model_copy(update={"target_sparsity": None, "threshold": 0.6, "sparsity": 0.3125})

@@ -249,9 +249,27 @@ def job_line(job: dict[str, Any]) -> str:
     if m.get("val_accuracy") is not None:
         parts.append(f"val acc {m['val_accuracy']:.3f}")
     parts.append(f"prune events {len(job.get('prune_events') or [])}")
+    if rule := _rule_part(job):
+        parts.append(rule)
     if job.get("error"):
         parts.append(f"error: {job['error'][:300]}")
     return "  ".join(parts)
+
+
+def _rule_part(job: dict[str, Any]) -> str | None:
+    """A target job's goal against what it kept (the report's verdict once it ended), or the
+    threshold the last event applied; None for a sparsity job."""
+    outcome = (job.get("report") or {}).get("target")
+    if outcome:
+        kept = "nothing yet" if outcome["kept"] is None else f"kept {outcome['kept']:.1%}"
+        verdict = "reached" if outcome["reached"] else f"missed: {outcome['limited_by']}"
+        return f"{outcome['metric']} target {outcome['target']:.1%}: {kept} ({verdict})"
+    last = (job.get("prune_events") or [{}])[-1]
+    if goal := last.get("cost_target"):
+        return f"{goal['metric']} {goal['kept']:.1%} of dense (this step's target {goal['keep']:.1%})"
+    if last.get("threshold") is not None:
+        return f"threshold {last['threshold']}"
+    return None
 
 
 def jobs_table(listing: dict[str, Any]) -> Table:
