@@ -16,7 +16,7 @@ TOOLS_BIN      := .tools/bin
 TEST_WORKERS   ?= 2
 
 # Benchmarks (benchmarks/README.md): each writes benchmarks/results/<name>.{json,md,png}.
-BENCHES := reporting time_to_accuracy width prune_overhead communication tfmot service_load backends startup
+BENCHES := reporting time_to_accuracy width prune_overhead communication tfmot service_load backends startup targets
 
 # the venv installs exactly what service/requirements-dev.lock pins (with hashes), the versions the
 # image's lock is resolved within (`make lock`), then slimray itself, editable

@@ -12,7 +12,7 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SCRIPTS = ("reporting", "time_to_accuracy", "width", "prune_overhead", "communication", "tfmot",
-           "service_load", "backends", "startup")  # fmt: skip
+           "service_load", "backends", "startup", "targets")  # fmt: skip
 
 pytestmark = pytest.mark.timeout(1200)
 

@@ -1,5 +1,6 @@
-"""The warm path as a user takes it: `slimray up`, two different jobs back to back on its warm
-worker processes, each bit for bit the same job run cold (`--embedded`), then `slimray down`."""
+"""The warm path as a user takes it: `slimray up`, different jobs back to back on its warm worker
+processes (one of them losing a worker mid-run), each bit for bit the same job run cold, then
+`slimray down`. One session for all: starting one is most of this module's time."""
 
 from __future__ import annotations
 
@@ -57,38 +58,6 @@ def _same_bits(a: Path, b: Path) -> bool:
                for x, y in zip(wa, wb, strict=True))  # fmt: skip
 
 
-@pytest.mark.timeout(1200)
-def test_two_jobs_on_warm_workers_match_the_same_jobs_run_cold_bit_for_bit(tmp_path):
-    env = {**ENV, "SLIMRAY_SESSION_DIR": str(tmp_path / "session")}
-    a_warm, b_warm = _spec(tmp_path, JOB_A, "a_warm"), _spec(tmp_path, JOB_B, "b_warm")
-    a_cold, b_cold = _spec(tmp_path, JOB_A, "a_cold"), _spec(tmp_path, JOB_B, "b_cold")
-    up = slimray("up", "--like", str(a_warm), "--num-cpus", "4", env=env, timeout=600)
-    assert up.returncode == 0 and "session up" in up.stdout, up.stdout[-2000:] + up.stderr[-3000:]
-    record = json.loads((tmp_path / "session" / "session.json").read_text())
-    try:
-        first = _run(env, a_warm)
-        settled = slimray("up", env=env, timeout=600)  # already up: waits for the keeper's refill
-        assert "already up" in settled.stdout, settled.stdout + settled.stderr[-2000:]
-        second = _run(env, b_warm)
-        # each job's rank 0 was a process started before the job, TensorFlow already imported
-        for report in (first, second):
-            assert report["state"] == "succeeded"
-            assert report["startup"]["warm"] is True, report["startup"]
-            assert report["startup"]["worker_processes"] == 0.0
-            assert report["startup"]["framework_import"] < 1.5, report["startup"]
-    finally:
-        down = slimray("down", env=env, timeout=120)
-    assert down.returncode == 0 and "session down" in down.stdout
-    assert not (tmp_path / "session" / "session.json").exists()
-    with pytest.raises(ProcessLookupError):
-        os.killpg(record["pgid"], 0)
-    cold = [_run(env, a_cold), _run(env, b_cold)]  # no session: each starts a Ray of its own
-    assert [r["startup"]["warm"] for r in cold] == [False, False]
-    assert _same_bits(tmp_path / "a_warm", tmp_path / "a_cold")
-    assert _same_bits(tmp_path / "b_warm", tmp_path / "b_cold")
-    assert first["params"] == cold[0]["params"] and second["params"] == cold[1]["params"]
-
-
 # on the session at argv[1]: four refills of two processes for an env no job asks for
 REFILL_FOUR_TIMES = """
 import json, sys, ray
@@ -114,43 +83,79 @@ def _train_workers_of(temp_dir: str) -> list:
     return found
 
 
-@pytest.mark.timeout(900)
-def test_a_worker_killed_on_a_warm_session_is_replaced_and_the_job_resumes(tmp_path):
+def _kill_a_worker_mid_run(env: dict[str, str], spec: Path, temp_dir: str) -> dict:
+    """Run `spec` on the session, SIGKILL one of its two Train workers once it trains; the report."""
     import subprocess
     import sys
     import time
 
-    env = {**ENV, "SLIMRAY_SESSION_DIR": str(tmp_path / "session")}
-    job = {**JOB_A, "name": "warm-kill", "train": {**JOB_A["train"], "steps": 400, "checkpoint_every": 40}}
-    spec = _spec(tmp_path, job, "kill")
-    up = slimray("up", "--like", str(spec), "--num-cpus", "4", env=env, timeout=600)
-    assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
-    temp_dir = str(Path(json.loads((tmp_path / "session" / "session.json").read_text())["log"]).parent)
+    run = subprocess.Popen([sys.executable, "-m", "slimray.cli", "run", str(spec), "--quiet"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline, victim = time.time() + 300, None
+    while victim is None and time.time() < deadline and run.poll() is None:
+        workers = _train_workers_of(temp_dir)
+        if len(workers) == 2:
+            victim = workers[1]
+        time.sleep(0.5)
+    assert victim is not None, "no training worker of this session was found"
+    time.sleep(8)  # into training (400 steps take longer than this)
+    victim.kill()
+    out, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, out[-4000:]
+    return json.loads((spec.parent / spec.stem / "report.json").read_text())
+
+
+def _refills_stop_at_two_idle_sets(env: dict[str, str], session: Path) -> None:
+    """Refills no job takes stop at two sets idle: processes do not pile up."""
+    import subprocess
+    import sys
+
+    gcs = json.loads((session / "session.json").read_text())["gcs"]
+    auth = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": (session / "ray_token").read_text().strip()}
+    capped = subprocess.run([sys.executable, "-c", REFILL_FOUR_TIMES, gcs], capture_output=True,
+                            text=True, timeout=600, env=auth)  # fmt: skip
+    assert capped.returncode == 0, capped.stderr[-3000:]
+    assert json.loads(capped.stdout.strip().splitlines()[-1])[-1] == 0, capped.stdout
+
+
+@pytest.mark.timeout(1800)
+def test_jobs_on_one_warm_session_start_warm_survive_a_kill_and_match_the_same_jobs_run_cold(tmp_path):
+    """One session for three jobs: A, a longer A whose worker is SIGKILLed mid-run (replaced, the
+    job resumes), then B; A and B are bit for bit the same jobs run cold once `down` ended it."""
+    session = tmp_path / "session"
+    env = {**ENV, "SLIMRAY_SESSION_DIR": str(session)}
+    a_warm, b_warm = _spec(tmp_path, JOB_A, "a_warm"), _spec(tmp_path, JOB_B, "b_warm")
+    a_cold, b_cold = _spec(tmp_path, JOB_A, "a_cold"), _spec(tmp_path, JOB_B, "b_cold")
+    long_a = {**JOB_A, "name": "warm-kill", "train": {**JOB_A["train"], "steps": 400, "checkpoint_every": 40}}
+    killed = _spec(tmp_path, long_a, "kill")
+    up = slimray("up", "--like", str(a_warm), "--num-cpus", "4", env=env, timeout=600)
+    assert up.returncode == 0 and "session up" in up.stdout, up.stdout[-2000:] + up.stderr[-3000:]
+    record = json.loads((session / "session.json").read_text())
     try:
-        run = subprocess.Popen([sys.executable, "-m", "slimray.cli", "run", str(spec), "--quiet"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        deadline, victim = time.time() + 300, None
-        while victim is None and time.time() < deadline and run.poll() is None:
-            workers = _train_workers_of(temp_dir)
-            if len(workers) == 2:
-                victim = workers[1]
-            time.sleep(0.5)
-        assert victim is not None, "no training worker of this session was found"
-        time.sleep(8)  # into training (400 steps take longer than this)
-        victim.kill()
-        out, _ = run.communicate(timeout=600)
-        assert run.returncode == 0, out[-4000:]
-        # refills no job takes stop at two sets idle: processes do not pile up
-        gcs = json.loads((tmp_path / "session" / "session.json").read_text())["gcs"]
-        token = (tmp_path / "session" / "ray_token").read_text().strip()
-        auth = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
-        capped = subprocess.run([sys.executable, "-c", REFILL_FOUR_TIMES, gcs], capture_output=True,
-                                text=True, timeout=600, env=auth)  # fmt: skip
-        assert capped.returncode == 0, capped.stderr[-3000:]
-        assert json.loads(capped.stdout.strip().splitlines()[-1])[-1] == 0, capped.stdout
+        first = _run(env, a_warm)
+        settled = slimray("up", env=env, timeout=600)  # already up: waits for the keeper's refill
+        assert "already up" in settled.stdout, settled.stdout + settled.stderr[-2000:]
+        kill_report = _kill_a_worker_mid_run(env, killed, str(Path(record["log"]).parent))
+        slimray("up", env=env, timeout=600)
+        second = _run(env, b_warm)
+        # each job's rank 0 was a process started before the job, TensorFlow already imported
+        for report in (first, second):
+            assert report["state"] == "succeeded"
+            assert report["startup"]["warm"] is True, report["startup"]
+            assert report["startup"]["worker_processes"] == 0.0
+            assert report["startup"]["framework_import"] < 1.5, report["startup"]
+        _refills_stop_at_two_idle_sets(env, session)
     finally:
-        slimray("down", env=env, timeout=120)
-    report = json.loads((tmp_path / "kill" / "report.json").read_text())
-    assert report["state"] == "succeeded" and report["restarts"], report.get("restarts")
-    assert report["params"]["after"] < report["params"]["before"]
-    assert report["startup"]["warm"] is True
+        down = slimray("down", env=env, timeout=120)
+    assert down.returncode == 0 and "session down" in down.stdout
+    assert not (session / "session.json").exists()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(record["pgid"], 0)
+    assert kill_report["state"] == "succeeded" and kill_report["restarts"], kill_report.get("restarts")
+    assert kill_report["params"]["after"] < kill_report["params"]["before"]
+    assert kill_report["startup"]["warm"] is True
+    cold = [_run(env, a_cold), _run(env, b_cold)]  # no session: each starts a Ray of its own
+    assert [r["startup"]["warm"] for r in cold] == [False, False]
+    assert _same_bits(tmp_path / "a_warm", tmp_path / "a_cold")
+    assert _same_bits(tmp_path / "b_warm", tmp_path / "b_cold")
+    assert first["params"] == cold[0]["params"] and second["params"] == cold[1]["params"]
