@@ -75,7 +75,7 @@ def main() -> None:
         every_values, repeats = tuple(measured["settings"]["report_every"]), measured["repeats"]
     else:
         steps = benchlib.pick(args.size, 20, 30, 240)
-        every_values = benchlib.pick(args.size, EVERY, (5, 1000), EVERY)
+        every_values = benchlib.pick(args.size, (5, 1000), (5, 1000), EVERY)
         repeats_n = args.repeats or benchlib.pick(args.size, 1, 1, 3)
         benchlib.start_ray()
         with tempfile.TemporaryDirectory() as tmp:

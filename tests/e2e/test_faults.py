@@ -5,6 +5,7 @@ PID, the newest checkpoint truncated, a node removed for good, the driver killed
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 from dataclasses import dataclass
@@ -79,6 +80,11 @@ def _resumed_as_if_never_interrupted(out: Outcome) -> None:
     assert out.report.accuracy is not None and out.report.accuracy > 0.3
 
 
+def _restarts(out: Outcome) -> list[dict]:
+    """The report's restart records (reason, cause, step, from_checkpoint)."""
+    return json.loads((out.job.run_dir / "report.json").read_text())["restarts"]
+
+
 def test_a_worker_sigkilled_after_a_checkpoint_resumes_from_it(cluster, tmp_path):
     out = inject(cluster, tiny_spec(tmp_path / "run"), tmp_path, "a")
     _resumed_as_if_never_interrupted(out)
@@ -91,7 +97,9 @@ def test_b_a_worker_stopped_past_the_collective_timeout_is_detected_and_the_grou
     assert out.injection.injected, (out.injection.detail, out.end.detail)
     assert out.injection.detail["ended_by_system"], "the stopped worker was never ended: the hang went unseen"
     _resumed_as_if_never_interrupted(out)
-    assert any("rank" in cause for cause in out.report.restart_causes), out.report.restart_causes
+    hung = [r for r in _restarts(out) if r["reason"] == "worker_hung"]  # named, from its checkpoint
+    assert hung and "did not answer" in hung[0]["cause"] and "rank" in hung[0]["cause"], _restarts(out)
+    assert hung[0]["from_checkpoint"] is True and hung[0]["step"] >= out.injection.after_step
 
 
 def test_c_a_truncated_newest_checkpoint_falls_back_to_the_one_before(cluster, tmp_path):
@@ -121,4 +129,6 @@ def test_f_a_worker_killed_while_the_group_starts_is_retried(cluster, tmp_path):
     out = inject(cluster, tiny_spec(tmp_path / "run"), tmp_path, "f")
     assert out.injection.injected and out.injection.after_step is None, out.injection.detail
     assert out.end.state == "succeeded", out.end.detail
-    assert out.report.restart_causes, "the restart at start-up is not in the report with its cause"
+    lost = [r for r in _restarts(out) if r["reason"] == "startup_failed"]  # from scratch, recorded
+    assert lost and "while the group started" in lost[0]["cause"], _restarts(out)
+    assert lost[0]["step"] == 0 and lost[0]["from_checkpoint"] is False

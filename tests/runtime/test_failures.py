@@ -38,6 +38,19 @@ def test_a_worker_lost_at_startup_is_retried_within_max_failures():
     assert [m.payload["reason"] for m in sender.sent] == ["startup_failed"] * 2
 
 
+def test_a_model_strict_pruning_refuses_fails_at_once_and_a_mixed_failure_is_retried():
+    """A refusal every try repeats (BlockedModelError, an UnsupportedLayerError) is not retried:
+    a strict job failed only after 3 start-ups; a crash beside it still is."""
+    from slimray.pruning.errors import BlockedModelError
+
+    policy, sender = _policy(max_failures=2)
+    refused = {0: BlockedModelError([]), 1: BlockedModelError([])}
+    assert policy.make_decision(WorkerGroupError("refused", refused)) is FailureDecision.RAISE
+    assert sender.sent == []
+    mixed = {0: BlockedModelError([]), 1: RuntimeError("lost")}
+    assert policy.make_decision(WorkerGroupError("mixed", mixed)) is FailureDecision.RETRY
+
+
 def test_an_unplaceable_group_still_fails_at_once():
     policy, sender = _policy()
     assert policy.make_decision(ControllerError(WorkerGroupStartupTimeoutError(2))) is FailureDecision.RAISE

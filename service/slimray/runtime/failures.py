@@ -64,6 +64,22 @@ def _unplaced(error: Exception) -> bool:
     )
 
 
+# what a group raises alike on every try: the job's own model refused (`prune.strict`); retrying
+# would only repeat the start-up, so the job fails at once with it. Named, not imported: the
+# controller does not load the pruning engine (and Keras) for a check.
+PERMANENT_ERRORS = frozenset({"slimray.pruning.errors.UnsupportedLayerError"})
+
+
+def _is_permanent(error: Exception) -> bool:
+    return any(f"{c.__module__}.{c.__qualname__}" in PERMANENT_ERRORS for c in type(error).__mro__)
+
+
+def permanent(error: Exception) -> bool:
+    """Every rank that failed raised an error no retry can change."""
+    failures = error.worker_failures if isinstance(error, WorkerGroupError) else None
+    return bool(failures) and all(_is_permanent(e) for e in failures.values())
+
+
 def _worker_causes(error: WorkerGroupError, world: int) -> tuple[RestartReason, str]:
     """The ranks that failed and how: frozen ones (Ray's health check) and, when every other rank
     that failed waited in a collective, the ranks that never joined it."""
@@ -103,7 +119,8 @@ class RestartPolicy(DefaultFailurePolicy):
     it to `max_failures` like any worker failure, and reports every retry to the driver. An
     elastic job's group that could not be placed is charged there too: Ray's elastic policy sized
     it on nodes that had just gone (a node lost is seen dead seconds after its workers), and the
-    next try sizes it again; an elastic job that never fits `min` fails on its own deadline."""
+    next try sizes it again; an elastic job that never fits `min` fails on its own deadline. An
+    error every retry would repeat (`PERMANENT_ERRORS`) fails the job at once."""
 
     def __init__(self, failure_config: Any, sender: ProgressSender | None, world: int, elastic: bool = False):
         super().__init__(failure_config)
@@ -111,6 +128,8 @@ class RestartPolicy(DefaultFailurePolicy):
 
     def make_decision(self, training_failed_error: Any) -> FailureDecision:
         error = training_failed_error
+        if permanent(error):
+            return FailureDecision.RAISE
         if _lost_at_startup(error) or (self.elastic and _unplaced(error)):
             decision = self._worker_failure()
         else:
