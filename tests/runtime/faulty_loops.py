@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import tensorflow as tf
-from ray.train.v2._internal.execution.callback import WorkerGroupCallback
 
 from slimray.pruning import PrunePlan
 from slimray.runtime.worker import WorkerLoop
@@ -106,29 +105,6 @@ class DriftingScoresLoop(WorkerLoop):
         return _DriftingReducer(reducer) if self.rank == 1 else reducer
 
 
-def _once(name: str) -> bool:
-    """True the first time a fault named `name` is asked for in this test module's Ray (a marker
-    file beside the kill marker makes it happen only once)."""
-    marker = Path(os.environ[KILL_MARKER_ENV]).with_name(name)
-    if marker.exists():
-        return False
-    marker.write_text(str(os.getpid()))
-    return True
-
-
-class FrozenWorkerLoop(WorkerLoop):
-    """Rank 1 freezes (SIGSTOP, as a stuck NIC or a debugger would) once at STEP, DELAY s after
-    the previous checkpoint could register: its peers wait in the step's allreduce."""
-
-    STEP, DELAY = 10, 2.0
-
-    def train_step(self, x, y):
-        if self.rank == 1 and self.state.step == self.STEP and _once("frozen"):
-            time.sleep(self.DELAY)
-            os.kill(os.getpid(), signal.SIGSTOP)
-        super().train_step(x, y)
-
-
 class CrashingLoop(WorkerLoop):
     """Every rank raises at STEP, DELAY s after the previous checkpoint could register: with
     `max_failures: 0` the job fails there, leaving its checkpoints (a driver lost mid-run)."""
@@ -140,17 +116,3 @@ class CrashingLoop(WorkerLoop):
             time.sleep(self.DELAY)
             raise RuntimeError(f"injected crash at step {self.STEP}")
         super().train_step(x, y)
-
-
-class LoseWorkerAtStartup(WorkerGroupCallback):
-    """Runs in the Train controller: once, rank 1's process exits while the worker group starts
-    (after its backend set-up, before the training function runs), as a preempted node would."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def after_worker_group_start(self, worker_group):
-        marker = Path(self.marker)
-        if not marker.exists():
-            marker.write_text("lost")
-            worker_group.execute_single(1, os._exit, 1)

@@ -1,5 +1,6 @@
-"""Faults a shared cluster brings, one fast case each on a tiny 2-worker job: a frozen worker, a
-worker lost while the group starts, a driver lost mid-run (resumed), a corrupt newest checkpoint."""
+"""Faults a shared cluster brings, one fast case each on a tiny job: a driver lost mid-run
+(resumed), a corrupt newest checkpoint. A frozen worker and one lost while the group starts are
+injected from outside in tests/e2e/test_faults.py (b and f), which check their restart records."""
 
 from __future__ import annotations
 
@@ -22,27 +23,6 @@ def _spec(out, workers=2, **failure):
         "failure": {"max_failures": 2, **failure},
         "output": {"dir": str(out)},
     })  # fmt: skip
-
-
-def test_a_worker_lost_at_startup_and_a_frozen_one_are_retried_named_and_recorded(ray_local, tmp_path):
-    """Regressions: a worker lost while the group started failed the job, a restart from step 0
-    was recorded nowhere, and a frozen worker held the job for ever (no collective timed out)."""
-    from slimray.runtime.trainer import run_job
-    from tests.runtime.faulty_loops import FrozenWorkerLoop, LoseWorkerAtStartup
-
-    marker = ray_local.with_name("lost_at_startup")
-    # 10 s: on a loaded CI, 3 s timed out a live worker too (its health check answered late)
-    spec = _spec(tmp_path / "faults", collective_timeout_seconds=10)
-    result = run_job(spec, loop=FrozenWorkerLoop, callbacks=(LoseWorkerAtStartup(str(marker)),))
-    assert marker.is_file() and ray_local.with_name("frozen").is_file(), "a fault was not injected"
-    assert result.state == "succeeded", result.error
-    lost, frozen = result.report["restarts"]
-    assert lost["reason"] == "startup_failed" and "while the group started" in lost["cause"]
-    assert lost["step"] == 0 and lost["from_checkpoint"] is False  # from scratch, still recorded
-    assert frozen["reason"] == "worker_hung" and "rank 1 did not answer" in frozen["cause"], frozen
-    assert frozen["step"] == 10 and frozen["from_checkpoint"] is True
-    assert result.report["restarts_from_steps"] == [0, 10]
-    assert result.report["timeline"][-1]["restarts"] == 2
 
 
 @pytest.fixture(scope="module")
