@@ -15,7 +15,7 @@ job's workers), `max_accuracy_drop` with rollback, `schedule: {kind: auto}`.
 from __future__ import annotations
 
 import benchlib
-from bench_width import make_step, samples_per_second
+from bench_width import gain_axes, make_step, samples_per_second
 
 MODELS = {"seed_cnn": {}, "resnet": {"input_shape": (28, 28, 1)}}
 TARGET_GAINS = (1.5, 2.0, 3.0)  # FLOPs kept: 1 / gain
@@ -143,12 +143,8 @@ def main() -> None:
         for name in models:
             group = [r for r in rows if r["model"] == name and r.get("target")]
             ax.plot([r["predicted_gain"] for r in group], [r["gain"] for r in group], marker="o", label=name)
-        top = max(r["predicted_gain"] for r in rows)
-        ax.plot([1, top], [1, top], color="grey", linestyle="--", label="FLOPs-ideal")
-        ax.set_xlabel("gain the FLOPs target predicts (dense / kept)")
-        ax.set_ylabel("measured samples/s gain")
-        ax.legend()
-        ax.set_title("FLOPs targets: predicted vs measured gain")
+        gain_axes(ax, max(r["predicted_gain"] for r in rows), "gain the FLOPs target predicts (dense / kept)",
+                  "FLOPs targets: predicted vs measured gain")  # fmt: skip
 
     settings = {"size": args.size, "models": models, "target_gains": gains, "taus": taus, "steps": steps,
                 "train_steps": train_steps, "tune_steps": tune_steps, "repeats": repeats}  # fmt: skip

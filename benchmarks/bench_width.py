@@ -142,12 +142,8 @@ def main() -> None:
                 marker="o",
                 label=f"{model}{' (jit)' if jit else ''}",
             )
-        top = max(r["flops_gain"] for r in rows)
-        ax.plot([1, top], [1, top], color="grey", linestyle="--", label="FLOPs-ideal")
-        ax.set_xlabel("FLOPs gain (dense / pruned)")
-        ax.set_ylabel("measured samples/s gain")
-        ax.legend()
-        ax.set_title("Width scaling: measured gain vs FLOPs gain")
+        gain_axes(ax, max(r["flops_gain"] for r in rows), "FLOPs gain (dense / pruned)",
+                  "Width scaling: measured gain vs FLOPs gain")  # fmt: skip
 
     benchlib.write(
         "width",
@@ -165,6 +161,15 @@ def main() -> None:
         table,
         plot,
     )
+
+
+def gain_axes(ax, top: float, xlabel: str, title: str) -> None:
+    """A measured-gain plot's frame: the FLOPs-ideal diagonal up to `top`, labels and legend."""
+    ax.plot([1, top], [1, top], color="grey", linestyle="--", label="FLOPs-ideal")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("measured samples/s gain")
+    ax.legend()
+    ax.set_title(title)
 
 
 def _groups(rows):
