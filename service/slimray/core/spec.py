@@ -7,23 +7,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from slimray.core.jsonsafe import deeper_than
 from slimray.core.scaling import ScalingSpec, group_batch
 from slimray.core.schedule_spec import IterativeSpec, OneShotSpec, ScheduleSpec
-from slimray.core.uris import plain_uri
+from slimray.core.spec_fields import Dim, Location, Options, Text, _Strict
+from slimray.core.target_spec import TargetSpec
 
 BUILTIN_MODELS = (
     "seed_cnn", "mlp", "vgg", "resnet", "mobilenet", "inception", "text_cnn", "conv3d",
@@ -34,7 +31,6 @@ PLANNER_FIELDS = ("scope", "min_channels", "round_to", "normalizer")  # the plan
 BUILTIN_DATA = ("mnist", "digits", "synthetic")
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "apoz", "random")
 NORMALIZERS = ("mean", "max", "sum", "none")  # slimray.pruning.planner.NORMALIZERS' names
-COST_METRICS = ("flops", "params")  # slimray.pruning.costs.METRICS: what a cost target counts
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 # what allreduces gradients, scores and mask digests (slimray.runtime.backends registers each)
 DEFAULT_BACKEND = "tf-collective"
@@ -42,36 +38,6 @@ HOROVOD_BACKEND = "horovod"  # optional: the image has it only when built with H
 BACKENDS = (DEFAULT_BACKEND, HOROVOD_BACKEND)
 # backends every slimray install can run (TensorFlow itself): nothing to ask a cluster about
 BUILT_IN_BACKENDS = frozenset({DEFAULT_BACKEND})
-
-
-MAX_NESTING = 8  # of builder kwargs and criterion configs: plain settings, not data
-MAX_OPTIONS_BYTES = 16384  # the spec travels in an environment variable (128 KB at most)
-
-
-def _no_nul(text: str) -> str:
-    if "\x00" in text:
-        raise ValueError(f"NUL characters are not allowed (got {text!r})")
-    return text
-
-
-def _plain_options(value: dict[str, Any]) -> dict[str, Any]:
-    """Keyword options nested at most MAX_NESTING deep and at most MAX_OPTIONS_BYTES as JSON."""
-    if deeper_than(value, MAX_NESTING):
-        raise ValueError(f"nested more than {MAX_NESTING} levels deep")
-    size = len(json.dumps(value, default=str))
-    if size > MAX_OPTIONS_BYTES:
-        raise ValueError(f"{size} bytes as JSON; at most {MAX_OPTIONS_BYTES}")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
-Location = Annotated[str, AfterValidator(_no_nul), AfterValidator(plain_uri)]  # a path or a plain URI
-Options = Annotated[dict[str, Any], AfterValidator(_plain_options)]
-Dim = Annotated[int, Field(ge=1, le=2**20)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ModelSpec(_Strict):
@@ -178,44 +144,6 @@ class TrainSpec(_Strict):
         if (self.steps is None) == (self.epochs is None):
             raise ValueError("give exactly one of steps or epochs")
         return self
-
-
-class TargetSpec(_Strict):
-    """What the user wants kept instead of a sparsity: exactly one fraction of the dense model's
-    count; the planner finds the least pruning that fits it, event by event."""
-
-    flops: float | None = Field(
-        None, gt=0, lt=1, allow_inf_nan=False, description="Fraction of the dense model's FLOPs/sample kept."
-    )
-    params: float | None = Field(
-        None, gt=0, lt=1, allow_inf_nan=False, description="Fraction of the dense model's parameters kept."
-    )
-    throughput_gain: float | None = Field(
-        None, gt=1, allow_inf_nan=False,
-        description="Samples/s relative to the dense model: needs a cost model measured on the job's "
-        "workers, not built yet (refused).",
-    )  # fmt: skip
-
-    @model_validator(mode="after")
-    def _one_goal(self) -> TargetSpec:
-        given = {k: v for k, v in self.model_dump().items() if v is not None}
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of flops, params or throughput_gain. Received: {given}")
-        if self.throughput_gain is not None:
-            raise ValueError(
-                f"throughput_gain={self.throughput_gain} is not supported yet (it needs a step-time "
-                "model measured on the job's workers): give flops or params, the fraction of the "
-                "dense model's count to keep"
-            )
-        return self
-
-    @property
-    def metric(self) -> str:
-        return "flops" if self.flops is not None else "params"
-
-    @property
-    def keep(self) -> float:
-        return self.flops if self.flops is not None else self.params  # type: ignore[return-value]
 
 
 class PruneSpec(_Strict):

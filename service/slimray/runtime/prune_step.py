@@ -3,6 +3,7 @@ the retrace time once the smaller model's first step has run (only then is it re
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,6 +60,13 @@ def event_rule(prune: PruneSpec) -> SparsityEvents | ThresholdEvents | TargetEve
     if prune.target is not None:
         return TargetEvents(prune.target.metric, get_schedule(prune.schedule_config()))
     return SparsityEvents(get_schedule(prune.schedule_config()))
+
+
+def against_dense(amount: Amount, events: list[PruneEvent]) -> Amount:
+    """A cost target counts against the dense model: the first event's count before it."""
+    if not isinstance(amount, CostTarget) or not events:
+        return amount
+    return dataclasses.replace(amount, dense=getattr(events[0], f"{amount.metric}_before"))
 
 
 def _cost_goal(amount: CostTarget, summary: Mapping[str, Any]) -> CostGoal:

@@ -8,7 +8,6 @@ Ray load at its top.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import random
 import tempfile
@@ -29,7 +28,8 @@ from slimray.core.records import PruneEvent, WindowReport
 from slimray.core.scaling import group_batch
 from slimray.core.spec import JobSpec
 from slimray.core.startup import WorkerMarks
-from slimray.pruning import CostTarget, Pruner, ScoringBatch, build_graph, count_model
+from slimray.pruning import Pruner, ScoringBatch, build_graph, count_model
+from slimray.runtime import prune_step
 from slimray.runtime.agreement import check_agreement
 from slimray.runtime.backends import WorkerBackend, get_backend
 from slimray.runtime.breakdown import PhaseClock
@@ -202,9 +202,8 @@ class WorkerLoop:
                 self.pending_event = self.prune_event(amount, x, y)
 
     def prune_event(self, amount: Amount, x: np.ndarray, y: np.ndarray) -> PruneEvent:
-        """Choose a mask, prove every rank holds it, shrink model and optimizer; the event's
-        record, whose retrace the next step fills in."""
-        step, amount = self.state.step, self._against_dense(amount)
+        """Choose a mask, prove every rank holds it, shrink model and optimizer; the event's record."""
+        step, amount = self.state.step, prune_step.against_dense(amount, self.state.events)
         graph = build_graph(self.model, strict=self.pruner.strict)
         if not self.state.baseline_sizes:
             self.state.baseline_sizes = {g.id: g.size for g in graph.groups}
@@ -221,12 +220,6 @@ class WorkerLoop:
         self.state.sparsity = sparsity_after(result.groups, self.state.baseline_sizes)
         return prune_event_record(step, amount, self.state.sparsity, scored, result, self.world,
                                   self.state.baseline_sizes)  # fmt: skip
-
-    def _against_dense(self, amount: Amount) -> Amount:
-        """A cost target counts against the dense model: the first event's count before it."""
-        if not isinstance(amount, CostTarget) or not self.state.events:
-            return amount
-        return dataclasses.replace(amount, dense=getattr(self.state.events[0], f"{amount.metric}_before"))
 
     def choose_mask(self, amount: Amount, batch: Any, graph: Any) -> Any:
         """This worker's mask (a `PruneDecision`): score locally, allreduce the scores, select the
