@@ -12,7 +12,7 @@ import keras
 
 from slimray.cli.entry import CliError
 from slimray.cli.render import print_prune_report
-from slimray.core.spec import COST_METRICS
+from slimray.core.target_spec import COST_METRICS
 from slimray.pruning import Importance, MaskPlanner, Pruner, PruneResult, criteria, get_criterion
 
 
