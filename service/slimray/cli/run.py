@@ -18,12 +18,13 @@ def run(args: argparse.Namespace) -> int:
     spec = read_spec(args.spec)
     address = args.address or session_address(args.embedded)  # before Ray loads: it sets Ray's token
     from slimray.core.storage import StorageError  # lazy: loads Ray (pyarrow), which reads its token once
+    from slimray.runtime.embedded_ray import RayStartError  # lazy: the same
     from slimray.runtime.trainer import RunDirectoryExists, run_job  # lazy: the same
 
     try:
         result = run_job(spec, address=address, overwrite=args.overwrite,
                          on_event=RunProgress(args.quiet))  # fmt: skip
-    except (RunDirectoryExists, StorageError, ValueError) as err:
+    except (RunDirectoryExists, RayStartError, StorageError, ValueError) as err:
         raise CliError(str(err)) from err
     result.report["run_dir"] = str(result.run_dir)
     print_run_summary(result.report)

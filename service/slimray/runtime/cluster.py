@@ -23,6 +23,7 @@ from slimray.core.spec import BUILT_IN_BACKENDS, JobSpec
 from slimray.core.storage import RunStore
 from slimray.runtime.backends import backend_missing, get_backend
 from slimray.runtime.elastic import ray_scaling, scaling_policy
+from slimray.runtime.embedded_ray import start_embedded_ray
 from slimray.runtime.failures import RestartPolicy, SlimrayTrainer
 from slimray.runtime.progress import ERROR, ProgressSender, WorkerMessage
 from slimray.runtime.worker_config import WorkerConfig, train_loop_per_worker
@@ -52,8 +53,7 @@ def init_ray(address: str | None, spec: JobSpec) -> bool:
         needed = spec.scaling.max_workers * spec.scaling.cpus_per_worker
         # Ray Data and the Train controller need a little CPU beside the training workers
         cpus = max(os.cpu_count() or 1, int(needed) + 2)
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False, runtime_env=env,
-                 log_to_driver=False)  # fmt: skip
+        start_embedded_ray(num_cpus=cpus, include_dashboard=False, runtime_env=env, log_to_driver=False)
     return True
 
 
