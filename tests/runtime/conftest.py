@@ -14,7 +14,9 @@ def ray_local(tmp_path_factory):
 
     marker = tmp_path_factory.mktemp("kill") / "killed"
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", KILL_MARKER_ENV: str(marker)}
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": env})  # fmt: skip
+    from slimray.runtime.embedded_ray import start_embedded_ray
+
+    start_embedded_ray(num_cpus=4, include_dashboard=False, log_to_driver=False,
+                       runtime_env={"env_vars": env})  # fmt: skip
     yield marker
     ray.shutdown()

@@ -17,7 +17,9 @@ TRAIN = TrainSpec(steps=1, validation_split=0.25, seed=3)
 def ray_local():
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from slimray.runtime.embedded_ray import start_embedded_ray
+
+    start_embedded_ray(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -24,8 +24,10 @@ def s3(tmp_path_factory):
 
     with moto_server(tmp_path_factory.mktemp("moto")) as s3:
         s3.client().create_bucket(Bucket="data")
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": s3.env})  # fmt: skip
+        from slimray.runtime.embedded_ray import start_embedded_ray
+
+        start_embedded_ray(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                           runtime_env={"env_vars": s3.env})  # fmt: skip
         try:
             yield s3
         finally:

@@ -43,7 +43,9 @@ def ray_with_a_gpu():
     """Ray advertising one GPU, as KubeRay's --num-gpus does on a GPU pod, on a CPU-only build."""
     import ray
 
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    from slimray.runtime.embedded_ray import start_embedded_ray
+
+    start_embedded_ray(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -39,8 +39,11 @@ def test_a_slimray_run_exports_the_dashboards_metrics_through_ray(tmp_path):
     from slimray.runtime.trainer import run_job
 
     port = free_port()
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
-             _metrics_export_port=port, runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})  # fmt: skip
+    from slimray.runtime.embedded_ray import start_embedded_ray
+
+    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
+    start_embedded_ray(num_cpus=4, include_dashboard=False, log_to_driver=False,
+                       _metrics_export_port=port, runtime_env=env)  # fmt: skip
     try:
         result = run_job(_spec(tmp_path / "run"))
         assert result.state == "succeeded", result.error

@@ -66,7 +66,9 @@ def test_the_pump_turns_a_merged_step_into_a_report_event():
 def ray_local():
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from slimray.runtime.embedded_ray import start_embedded_ray
+
+    start_embedded_ray(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -71,3 +71,28 @@ def test_a_flops_target_is_approached_event_by_event_and_reached_on_every_rank(r
                                 "reached": True, "limited_by": None}  # fmt: skip
     model = keras.models.load_model(result.run_dir / "model.keras", compile=False)
     assert count_model(model, build_graph(model)).flops == events[-1]["flops_after"]
+
+
+def test_an_event_over_the_accuracy_budget_is_rolled_back_on_every_rank(ray_local, tmp_path):
+    """Issue 24: a one-shot 95% prune loses far more than one point; `recovery_steps` later every
+    rank restores the model from before it, retries at half, and the job ends inside the budget."""
+    from slimray.runtime.trainer import run_job
+
+    budget = {"sparsity": 0.95, "max_accuracy_drop": 0.01, "recovery_steps": 15, "max_retries": 1,
+              "schedule": {"kind": "one_shot", "step": 30}}  # fmt: skip
+    result = run_job(_spec(tmp_path / "run", **budget))
+    assert result.state == "succeeded", result.error
+    report = result.report
+    first = report["rollbacks"][0]
+    assert (first["event_step"], first["step"], first["level"], first["retry_level"]) == (30, 45, 0.95, 0.475)
+    assert first["accuracy"] < first["reference"] - 0.01
+    events = report["prune_events"]
+    assert [(e["step"], e["target_sparsity"]) for e in events] == [(30, 0.95), (46, 0.475)]
+    for event in events:
+        assert event["digest_by_rank"]["0"] == event["digest_by_rank"]["1"]
+    assert report["replicas_identical"] is True  # every rank rolled back the same way
+    assert report["final_val_accuracy"] >= first["reference"] - 0.01  # the final model is inside it
+    kept_retry = len(report["rollbacks"]) == 1
+    assert report["final_sparsity"] == (pytest.approx(0.475, abs=0.05) if kept_retry else 0.0)
+    assert report["timeline"][-1]["rollbacks"] == len(report["rollbacks"])
+    assert (result.run_dir / "report.png").is_file()

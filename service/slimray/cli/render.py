@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from slimray.core.records import ProgressReport, PruneEvent
+from slimray.core.records import ProgressReport, PruneEvent, Rollback
 from slimray.core.startup import STARTUP_PARTS, StartupBreakdown
 from slimray.runtime.breakdown import PHASES
 
@@ -113,6 +113,17 @@ def event_line(event: PruneEvent) -> str:
     )
 
 
+def rollback_line(rollback: Rollback) -> str:
+    """An event the accuracy budget undid, as it happens: why, and what comes next."""
+    then = (f"retrying at {rollback.retry_level:.3g}" if rollback.retry_level is not None
+            else "pruning stops")  # fmt: skip
+    return (
+        f"rollback @ step {rollback.step}: the event of step {rollback.event_step} (to {rollback.level:.3g}) "
+        f"left val accuracy {rollback.accuracy:.4f}, more than {rollback.budget:g} below "
+        f"{rollback.reference:.4f}; its model restored, {then}"
+    )
+
+
 class RunProgress:
     """Live terminal view of a run (`run_job`'s on_event): step bar, throughput, gain, params,
     accuracy, and a line per prune event; `quiet` shows nothing."""
@@ -150,6 +161,8 @@ class RunProgress:
         self.bar.update(self.task, completed=report.step, info=info)
         if report.event is not None:
             self._say(event_line(report.event))
+        if report.rollback is not None:
+            self._say(f"[yellow]{rollback_line(report.rollback)}[/]")
 
     def _say(self, text: str) -> None:
         if not self.quiet:
@@ -177,6 +190,8 @@ def print_run_summary(report: dict[str, Any]) -> None:
     events = report.get("prune_events") or []
     if events:
         _print_last_event(PruneEvent.model_validate(events[-1]))
+    for rollback in report.get("rollbacks") or []:
+        say(rollback_line(Rollback.model_validate(rollback)))
     gain = report.get("throughput_gain")
     if gain:
         console.print(f"throughput gain {gain:.2f}x over the unpruned phase; "
@@ -249,6 +264,8 @@ def job_line(job: dict[str, Any]) -> str:
     if m.get("val_accuracy") is not None:
         parts.append(f"val acc {m['val_accuracy']:.3f}")
     parts.append(f"prune events {len(job.get('prune_events') or [])}")
+    if m.get("rollbacks"):
+        parts.append(f"rolled back {m['rollbacks']} (accuracy budget)")
     if rule := _rule_part(job):
         parts.append(rule)
     if job.get("error"):

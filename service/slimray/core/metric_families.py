@@ -73,6 +73,9 @@ PRUNE_KEPT = Family(
 RESTARTS = Family("slimray_restarts", Kind.COUNTER,
                   "Worker groups replaced (from a checkpoint or from step 0), driver resumes included.",
                   field="restarts")  # fmt: skip
+ROLLBACKS = Family("slimray_prune_rollbacks", Kind.COUNTER,
+                   "Prune events the accuracy budget undid (prune.max_accuracy_drop): the model went back "
+                   "to the one before the event.", field="rollbacks")  # fmt: skip
 PHASES = PRUNE_PHASES  # the values of PRUNE_EVENT_DURATION's `phase` label
 STARTUP = Family("slimray_startup_seconds", Kind.GAUGE,
                  f"Seconds of the job's start-up, by part: {', '.join(STARTUP_PARTS)}.",
@@ -95,4 +98,5 @@ HTTP_REQUEST_DURATION = Family(
 
 # what a job's driver exports through Ray when no service is in the loop (same names)
 DRIVER_FAMILIES = (*WINDOW_GAUGES, JOB_INFO, PRUNE_EVENTS, SCORE_ALLREDUCE_BYTES, PRUNE_EVENT_DURATION,
-                   GROUP_SPARSITY, PRUNE_THRESHOLD, PRUNE_TARGET, PRUNE_KEPT, RESTARTS, STARTUP)  # fmt: skip
+                   GROUP_SPARSITY, PRUNE_THRESHOLD, PRUNE_TARGET, PRUNE_KEPT, RESTARTS, ROLLBACKS,
+                   STARTUP)  # fmt: skip

@@ -118,6 +118,34 @@ class CostGoal(Record):
     kept: float
 
 
+class Rollback(Record):
+    """A prune event undone by the accuracy budget: `recovery` steps after it, its agreed
+    validation accuracy had dropped more than the budget below the reference."""
+
+    event_step: int  # the event undone (the model went back to the one before it)
+    step: int  # the check that undid it
+    accuracy: float
+    reference: float
+    budget: float
+    level: float  # what the event removed: its sparsity, threshold or share of the dense count
+    retry_level: float | None = None  # the smaller retry applied at `step` (None: pruning stopped)
+
+
+class BudgetState(Record):
+    """What the budget knows, checkpointed with the train state (a resumed group judges the same)."""
+
+    reference: float | None = None  # the accuracy the drop counts from
+    check_at: int | None = None  # the pending check's step (None: nothing to judge)
+    event_step: int | None = None  # the event being judged
+    level: float = 0.0  # its level
+    level_before: float = 0.0  # the model's level before it (a threshold's is 0)
+    limit: float | None = None  # no event prunes past this level once one was undone
+    retries: int = 0  # smaller retries since the last passed check
+    retry: float | None = None  # a retry's level, due at the next step
+    stopped: bool = False  # pruning ended by the budget
+    rollbacks: list[Rollback] = Field(default_factory=list)
+
+
 class PruneEvent(Record):
     """One prune event as every worker applied it; the driver adds each rank's digests, which
     must all be equal (the same mask everywhere)."""
@@ -158,6 +186,7 @@ class WindowReport(WindowMetrics):
     window_steps: int = 0
     peak_memory_bytes: int = 0
     event: PruneEvent | None = None
+    rollback: Rollback | None = None  # the accuracy budget undid an event in this window
     final: bool = False
     resumed_from: int | None = None  # the checkpoint step a restarted group resumed from
     world: int | None = None  # the size of this rank's worker group (elastic jobs resize it)
@@ -204,6 +233,7 @@ class TimelineEntry(WindowMetrics):
     phase: int  # prune events applied when this window's steps ran
     elapsed_seconds: float | None = None
     restarts: Annotated[int, Retain.LATEST] = 0  # worker groups replaced so far (a counter)
+    rollbacks: Annotated[int, Retain.LATEST] = 0  # prune events the accuracy budget undid so far
     workers: Annotated[
         int | None, Retain.LATEST,
         Gauge("workers", "Training workers in the job's current worker group (elastic jobs resize it)."),
@@ -251,11 +281,13 @@ class ProgressReport(TimelineEntry):
 
     total_steps: int = Field(ge=0)
     event: PruneEvent | None = None
+    rollback: Rollback | None = None  # the accuracy budget undid an event at this step
 
     @classmethod
-    def of(cls, entry: TimelineEntry, total_steps: int, event: PruneEvent | None) -> ProgressReport:
+    def of(cls, entry: TimelineEntry, total_steps: int, event: PruneEvent | None,
+           rollback: Rollback | None = None) -> ProgressReport:  # fmt: skip
         """The report of a step's timeline entry (its JSON form: `model_dump()`, wire names)."""
-        return cls(**dict(entry), total_steps=total_steps, event=event)
+        return cls(**dict(entry), total_steps=total_steps, event=event, rollback=rollback)
 
 
 class BeforeAfter(Record):
@@ -310,6 +342,7 @@ class RunReport(Record):
     weights_sha_by_rank: dict[str, str] = Field(default_factory=dict)
     replicas_identical: bool | None = None
     prune_events: list[PruneEvent] = Field(default_factory=list)
+    rollbacks: list[Rollback] = Field(default_factory=list)  # events the accuracy budget undid
     timeline: list[TimelineEntry] = Field(default_factory=list)
     finished_at: str | None = None
     wall_seconds: float | None = None

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from slimray.core.budget_spec import AccuracyBudgetFields
 from slimray.core.scaling import ScalingSpec, group_batch
 from slimray.core.schedule_spec import IterativeSpec, OneShotSpec, ScheduleSpec
 from slimray.core.spec_fields import Dim, Location, Options, Text, _Strict
@@ -146,7 +147,7 @@ class TrainSpec(_Strict):
         return self
 
 
-class PruneSpec(_Strict):
+class PruneSpec(AccuracyBudgetFields, _Strict):
     criterion: Literal[CRITERIA] = "l1"  # type: ignore[valid-type]
     criterion_config: Options = Field(default_factory=dict)
     sparsity: float | None = Field(
@@ -325,6 +326,15 @@ class JobSpec(_Strict):
                 f"{self.scaling.min_workers} = a global batch of {largest.target}, fewer samples than "
                 f"scaling.num_workers max ({self.scaling.max_workers}) workers"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _last_check_in_training(self) -> JobSpec:
+        """An accuracy budget checks its last event before training ends."""
+        if self.prune is not None:
+            problem = self.prune.check_after_training(self.prune.schedule.event_steps(), self.train.steps)
+            if problem:
+                raise ValueError(problem)
         return self
 
 

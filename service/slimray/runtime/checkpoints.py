@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from slimray.core.records import PruneEvent
+from slimray.core.records import BudgetState, PruneEvent
 
 MODEL_FILE = "model.keras"
 OPTIMIZER_FILE = "optimizer.npz"
@@ -34,16 +34,19 @@ class TrainState:
     baseline_sizes: dict[str, int] = field(default_factory=dict)
     events: list[PruneEvent] = field(default_factory=list)  # complete: retrace included
     optimizer: dict[str, Any] = field(default_factory=dict)  # {"class_name", "config"}
+    budget: BudgetState = field(default_factory=BudgetState)  # the accuracy budget's, if any
 
     def to_json(self) -> str:
-        fields = {**asdict(self), "events": [e.model_dump(mode="json") for e in self.events]}
+        fields = {**asdict(self), "events": [e.model_dump(mode="json") for e in self.events],
+                  "budget": self.budget.model_dump(mode="json")}  # fmt: skip
         return json.dumps(fields)
 
     @classmethod
     def from_json(cls, text: str) -> TrainState:
         fields = json.loads(text)
         events = [PruneEvent.model_validate(e) for e in fields.pop("events", [])]
-        return cls(**fields, events=events)
+        budget = BudgetState.model_validate(fields.pop("budget", {}))
+        return cls(**fields, events=events, budget=budget)
 
 
 def _previous(directory: Path) -> Path:
@@ -81,7 +84,7 @@ def _digest(path: Path) -> str:
 
 def write_manifest(directory: Path) -> None:
     """Every file's size and digest, written last (atomically): the checkpoint is complete."""
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p != directory / MANIFEST_FILE)
     manifest = {p.relative_to(directory).as_posix(): [p.stat().st_size, _digest(p)] for p in files}
     tmp = directory / f".{MANIFEST_FILE}.tmp"
     tmp.write_text(json.dumps(manifest))
@@ -112,9 +115,11 @@ def complete_checkpoint(directory: Path) -> Path:
     raise FileNotFoundError(f"incomplete checkpoint (no {MANIFEST_FILE}): {directory}")
 
 
-def write_checkpoint(directory: Path, model: Any, optimizer: Any, state: TrainState) -> Path:
+def write_checkpoint(directory: Path, model: Any, optimizer: Any, state: TrainState,
+                     attach: dict[str, Path] | None = None) -> Path:  # fmt: skip
     """Write into a sibling temp dir, then swap it in: readers never see partial files, and a
-    kill at any point leaves the old or the new checkpoint (`complete_checkpoint`)."""
+    kill at any point leaves the old or the new checkpoint (`complete_checkpoint`). `attach`:
+    directories copied in under their names, covered by the manifest."""
     # lazy: the driver imports this module for its file names and must not load TensorFlow
     import keras
 
@@ -127,6 +132,8 @@ def write_checkpoint(directory: Path, model: Any, optimizer: Any, state: TrainSt
         np.savez(tmp / OPTIMIZER_FILE, **values)
         state.optimizer = keras.optimizers.serialize(optimizer)
         (tmp / STATE_FILE).write_text(state.to_json())
+        for name, source in (attach or {}).items():
+            shutil.copytree(source, tmp / name)
         write_manifest(tmp)
         _swap_in(tmp, directory)
     finally:

@@ -22,6 +22,7 @@ from slimray.core.metric_families import (
     PRUNE_TARGET,
     PRUNE_THRESHOLD,
     RESTARTS,
+    ROLLBACKS,
     SCORE_ALLREDUCE_BYTES,
     STARTUP,
     WINDOW_GAUGES,
@@ -58,6 +59,8 @@ class RayMetrics:
             value = getattr(report, family.field)
             if value is not None:
                 self.metrics[family.name].set(float(value), tags=self.tags)
+        if report.rollback is not None:
+            self.metrics[ROLLBACKS.name].inc(1.0, tags=self.tags)
         event = report.event
         if event is None:
             return

@@ -97,7 +97,8 @@ class ProgressPump:
     def report(self, windows: list[WindowReport]) -> ProgressReport:
         """One merged step: into the timeline, then out as a "report" event."""
         entry, event = self.timeline.add(windows)
-        report = ProgressReport.of(entry, total_steps=self.total_steps, event=event)
+        rollback = windows[0].rollback
+        report = ProgressReport.of(entry, total_steps=self.total_steps, event=event, rollback=rollback)
         self.on_report(report)
         self.emit("report", report.model_dump())
         return report

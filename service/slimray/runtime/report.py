@@ -15,6 +15,7 @@ from slimray.core.records import (
     PruneEvent,
     Restart,
     RestartReason,
+    Rollback,
     RunReport,
     TargetOutcome,
     TimelineEntry,
@@ -43,6 +44,7 @@ class Timeline:
     start_time: float | None = None  # the job's start (wall clock): entries get elapsed seconds
     entries: list[TimelineEntry] = field(default_factory=list)
     events: list[PruneEvent] = field(default_factory=list)
+    rollbacks: list[Rollback] = field(default_factory=list)  # events the accuracy budget undid
     peak_memory: dict[int, int] = field(default_factory=dict)
     restarts: list[Restart] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -57,8 +59,11 @@ class Timeline:
         prune event applied before the step's windows, if any, as the timeline keeps it."""
         first = windows[0]
         self._note_ranks(windows)
+        if first.rollback is not None:
+            self.rollbacks.append(first.rollback)
         entry = TimelineEntry.merge(windows, phase=self._phase, elapsed_seconds=self.elapsed(first.time),
-                                    restarts=len(self.restarts), workers=len(windows))  # fmt: skip
+                                    restarts=len(self.restarts), rollbacks=len(self.rollbacks),
+                                    workers=len(windows))  # fmt: skip
         self.entries.append(entry)
         event = self._note_event(windows)
         entry.throughput_gain = self.gain(entry)
@@ -89,6 +94,7 @@ class Timeline:
         if self._pending:
             self.entries = [e for e in self.entries if e.step <= step]
             self.events = [e for e in self.events if e.step < step]
+            self.rollbacks = [r for r in self.rollbacks if r.step < step]
             self._phase = len(self.events)
         self._pending = []
         return unreported
@@ -131,6 +137,11 @@ class Timeline:
         self.events.append(event)
         self._phase += 1
         return event
+
+    def kept_events(self) -> list[PruneEvent]:
+        """The prune events the final model holds: those the accuracy budget did not undo."""
+        undone = {r.event_step for r in self.rollbacks}
+        return [e for e in self.events if e.step not in undone]
 
     def elapsed(self, when: float | None) -> float | None:
         if when is None or self.start_time is None:
@@ -211,8 +222,8 @@ def build_report(timeline: Timeline, prune: PruneSpec | None = None, **fields: A
     `prune` its pruning (a cost target is measured against what the run kept)."""
     dense, final = timeline.dense_throughput, timeline.final_throughput
     last = timeline.entries[-1] if timeline.entries else None
-    weights = timeline.weights_sha
-    target = target_outcome(prune, timeline.events) if prune is not None else None
+    weights, kept = timeline.weights_sha, timeline.kept_events()
+    target = target_outcome(prune, kept) if prune is not None else None
     if target is not None:  # only a job with a target has the key
         fields = {**fields, "target": target}
     return RunReport(
@@ -221,7 +232,7 @@ def build_report(timeline: Timeline, prune: PruneSpec | None = None, **fields: A
         final_samples_per_second=final,
         throughput_gain=(final / dense) if dense and final else None,
         final_sparsity=last.sparsity if last else None,
-        final_group_sparsity=timeline.events[-1].group_sparsity if timeline.events else {},
+        final_group_sparsity=kept[-1].group_sparsity if kept else {},
         final_val_accuracy=last.val_accuracy if last else None,
         peak_memory_bytes_per_worker={str(k): v for k, v in sorted(timeline.peak_memory.items())},
         restarts_from_steps=[r.step for r in timeline.restarts if r.step is not None],
@@ -231,6 +242,7 @@ def build_report(timeline: Timeline, prune: PruneSpec | None = None, **fields: A
         weights_sha_by_rank={str(k): v for k, v in sorted(weights.items())},
         replicas_identical=len(set(weights.values())) == 1 if weights else None,
         prune_events=timeline.events,
+        rollbacks=timeline.rollbacks,
         timeline=timeline.entries,
     )  # fmt: skip
 
@@ -244,7 +256,8 @@ def write_report(run_dir: Path, report: RunReport) -> Path:
 
 
 def plot_report(run_dir: Path, report: RunReport) -> Path | None:
-    """Throughput, parameters and accuracy against step, prune events marked."""
+    """Throughput, parameters and accuracy against step; prune events (grey) and rollbacks (red)
+    marked."""
     entries = report.timeline
     if not entries:
         return None
@@ -270,6 +283,9 @@ def plot_report(run_dir: Path, report: RunReport) -> Path | None:
     for event in report.prune_events:
         for ax in axes:
             ax.axvline(event.step, color="grey", linestyle="--", linewidth=0.8)
+    for rollback in report.rollbacks:  # where the accuracy budget undid an event
+        for ax in axes:
+            ax.axvline(rollback.step, color="tab:red", linestyle=":", linewidth=1.2)
     gain, title = report.throughput_gain, report.job or "slimray run"
     fig.suptitle(f"{title}: throughput gain {gain:.2f}x" if gain else title)
     fig.tight_layout()

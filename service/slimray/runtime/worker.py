@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,34 +19,34 @@ from typing import Any
 
 import keras
 import numpy as np
-import pyarrow.fs as pafs
 import ray
 import ray.train
 import tensorflow as tf
 from ray.train import Checkpoint, CheckpointUploadMode
 
-from slimray.core.records import PruneEvent, WindowReport
+from slimray.core.records import PruneEvent, Rollback, WindowReport
 from slimray.core.scaling import group_batch
 from slimray.core.spec import JobSpec
 from slimray.core.startup import WorkerMarks
 from slimray.pruning import Pruner, ScoringBatch, build_graph, count_model
 from slimray.runtime import prune_step
+from slimray.runtime.accuracy_guard import AccuracyGuard, level_now
 from slimray.runtime.agreement import check_agreement
 from slimray.runtime.backends import WorkerBackend, get_backend
 from slimray.runtime.breakdown import PhaseClock
 from slimray.runtime.checkpoints import (
     CheckpointDisagreementError,
-    CorruptCheckpointError,
     TrainState,
     read_checkpoint,
     write_checkpoint,
 )
+from slimray.runtime.collective_errors import collective_errors
 from slimray.runtime.data import worker_shard
-from slimray.runtime.failures import CollectiveTimeoutError, PeerUnreachableError, first_line
 from slimray.runtime.gpu import require_gpu
 from slimray.runtime.modeling import build_job_model, build_optimizer, evaluate, export_model, gradient_bytes
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, WorkerMessage
 from slimray.runtime.prune_step import Amount, event_rule, prune_event_record, sparsity_after, with_retrace
+from slimray.runtime.restore import PRE_EVENT_DIR, read_newest_readable
 from slimray.runtime.shard_cache import ShardCache
 from slimray.runtime.window import Window, peak_memory_bytes, weights_digest
 from slimray.runtime.worker_config import WorkerConfig
@@ -54,15 +55,6 @@ from slimray.runtime.worker_config import WorkerConfig
 def _local(value: Any) -> Any:
     """`value` itself, or what it refers to when the driver passed it through the object store."""
     return ray.get(value) if isinstance(value, ray.ObjectRef) else value
-
-
-def older_checkpoints(checkpoint: Checkpoint) -> list[Checkpoint]:
-    """The run's checkpoints older than `checkpoint`, newest first (Ray Train names them by time)."""
-    parent, name = checkpoint.path.rstrip("/").rsplit("/", 1)
-    infos = checkpoint.filesystem.get_file_info(pafs.FileSelector(parent))
-    dirs = [i.base_name for i in infos if i.type == pafs.FileType.Directory]
-    names = sorted((n for n in dirs if n.startswith("checkpoint_") and n < name), reverse=True)
-    return [Checkpoint(f"{parent}/{n}", filesystem=checkpoint.filesystem) for n in names]
 
 
 class WorkerLoop:
@@ -89,6 +81,9 @@ class WorkerLoop:
         prune = self.spec.prune
         self.prune_rule = event_rule(prune) if prune else None  # when to prune, and how much
         self.pending_event: PruneEvent | None = None  # applied; recorded once its retrace is known
+        self.rollback: Rollback | None = None  # undone by the accuracy budget at this step
+        budgeted = prune is not None and prune.max_accuracy_drop is not None  # the model before an event:
+        self.pre_event = Path(tempfile.mkdtemp(prefix="slimray-pre-event-")) if budgeted else None
 
     # -------------------------------------------------------------- set-up with the other workers
     def start(self) -> WorkerLoop:
@@ -112,6 +107,7 @@ class WorkerLoop:
         self.x_val, self.y_val = _local(self.config.validation)
         self._restore_or_build()
         self._agree_on_restored_step()
+        self.guard = AccuracyGuard(prune, self.state.budget) if self.pre_event else None
         self.backend.broadcast_weights(self.model, self.optimizer)
         self._refuse_if_strict()
         self.attempt = self._agree_on_attempt()
@@ -138,28 +134,17 @@ class WorkerLoop:
         checkpoint = ray.train.get_checkpoint()
         self.warnings: list[str] = []  # checkpoints skipped as unreadable (the report shows them)
         with self.backend.building("restoring or building the model"):
-            restored = checkpoint is not None and self._read_newest_readable(checkpoint)
-            if not restored:
+            found = checkpoint and read_newest_readable(checkpoint, self.warnings, self.pre_event)
+            if found:
+                self.model, self.optimizer, self.state = found
+            else:
                 self.state = TrainState()
-                self.model = build_job_model(
-                    self.spec.model, tuple(self.config.input_shape), self.config.num_classes
-                )
+                shape = tuple(self.config.input_shape)
+                self.model = build_job_model(self.spec.model, shape, self.config.num_classes)
                 self.optimizer = build_optimizer(self.spec.train)
                 self.optimizer.build(self.model.trainable_variables)
-        self.resumed_from = self.state.step if restored else None
+        self.resumed_from = self.state.step if found else None
         self._new_model_costs()
-
-    def _read_newest_readable(self, checkpoint: Checkpoint) -> bool:
-        """Model, optimizer and state from `checkpoint`, or else from the newest older one that
-        reads whole (a truncated upload is skipped, with a warning); False if none does."""
-        for candidate in [checkpoint, *older_checkpoints(checkpoint)]:
-            try:
-                with candidate.as_directory() as directory:
-                    self.model, self.optimizer, self.state = read_checkpoint(Path(directory))
-                return True
-            except (CorruptCheckpointError, FileNotFoundError) as err:
-                self.warnings.append(f"checkpoint {candidate.path} skipped as unreadable: {err}")
-        return False
 
     def _agree_on_restored_step(self) -> None:
         """Every rank restored the same step: each reads the checkpoint itself and may skip one it
@@ -197,9 +182,32 @@ class WorkerLoop:
         if self.prune_rule is None:
             return
         amount = self.prune_rule.amount_at(self.state.step, self.state.sparsity)
+        if self.guard is not None:  # the budget caps, defers or retries events, and keeps the model
+            now = level_now(self.guard.template, self.state, self.cost)
+            amount = self.guard.admit(amount, now)
+            if amount is not None:
+                write_checkpoint(self.pre_event, self.model, self.optimizer, self.state)
+                self.guard.before_event(self.state.step, amount, now, self.agreed_accuracy())
         if amount is not None:
             with self.clock.phase("prune_events"):
                 self.pending_event = self.prune_event(amount, x, y)
+
+    def agreed_accuracy(self) -> float:
+        """Rank 0's validation accuracy, on every rank (the budget's decisions must agree)."""
+        mine = self.evaluate() if self.rank == 0 else -1.0
+        return float(self.reducer.allmax(np.asarray([mine]))[0])
+
+    def maybe_roll_back(self, final: bool) -> None:
+        """Judge an event whose check is due; undo one the budget cannot afford: the model,
+        optimizer and state from before it, on every rank alike (the step goes on)."""
+        if self.guard is None or not self.guard.is_due(self.state.step, final):
+            return
+        self.rollback = self.guard.judge(self.state.step, self.agreed_accuracy())
+        if self.rollback is not None:
+            with self.backend.building(f"rolling back the event of step {self.rollback.event_step}"):
+                self.model, self.optimizer, state = read_checkpoint(self.pre_event)
+            state.step, state.budget, self.state = self.state.step, self.guard.state, state
+            self._new_model_costs()
 
     def prune_event(self, amount: Amount, x: np.ndarray, y: np.ndarray) -> PruneEvent:
         """Choose a mask, prove every rank holds it, shrink model and optimizer; the event's record."""
@@ -296,13 +304,14 @@ class WorkerLoop:
         if self.pending_event is not None:  # complete: this step ran its retrace
             self.state.events.append(self.pending_event)
         final = step >= self.config.total_steps
-        forced = self.pending_event is not None or final
+        self.maybe_roll_back(final)
+        forced = self.pending_event is not None or self.rollback is not None or final
         eval_due = forced or bool(train.eval_every and step % train.eval_every == 0)
         if forced or eval_due or step % train.report_every == 0:
             self.send_window(final, self.evaluate() if eval_due and self.rank == 0 else None)
         if forced or step % train.checkpoint_every == 0:
             self.checkpoint(final)
-        self.pending_event = None
+        self.pending_event, self.rollback = None, None
 
     # -------------------------------------------------------------- reporting
     def send(self, kind: str, payload: Any, when: float | None = None) -> None:
@@ -333,8 +342,8 @@ class WorkerLoop:
             params=self.cost.params, flops=self.cost.flops,
             gradient_allreduce_bytes_per_step=self.grad_bytes, sparsity=self.state.sparsity,
             peak_memory_bytes=peak_memory_bytes(), allreduce_bytes_total=self.reducer.bytes_reduced,
-            event=self.pending_event, final=final, resumed_from=self.resumed_from, world=self.world,
-            val_accuracy=val_accuracy,
+            event=self.pending_event, rollback=self.rollback, final=final, resumed_from=self.resumed_from,
+            world=self.world, val_accuracy=val_accuracy,
             weights_sha=weights_digest(self.model) if final else None,  # replicas ended identical?
         )  # fmt: skip
 
@@ -353,7 +362,9 @@ class WorkerLoop:
         and the reloaded model's accuracy, so the driver only copies files (no TensorFlow)."""
         with self.clock.phase("checkpoints"):
             local = Path(tempfile.mkdtemp(prefix="slimray-ckpt-"))
-            write_checkpoint(local, self.model, self.optimizer, self.state)
+            pending = self.guard is not None and self.guard.pending  # a resumed group judges it too
+            write_checkpoint(local, self.model, self.optimizer, self.state,
+                             attach={PRE_EVENT_DIR: self.pre_event} if pending else None)  # fmt: skip
         if final:
             self.export(local)  # its own phase: never inside another (phases add up)
         return Checkpoint.from_directory(str(local))
@@ -380,21 +391,10 @@ class WorkerLoop:
                 self.after_step()
         self.send(FINISHED, {"phases": self.clock.snapshot(), "first_trace": self.first_trace,
                              "loop_seconds": time.perf_counter() - loop_start})  # fmt: skip
+        if self.pre_event is not None:  # a warm process outlives the job
+            shutil.rmtree(self.pre_event, ignore_errors=True)
 
-    @contextlib.contextmanager
-    def collective_deadline(self) -> Iterator[None]:
-        """A collective that timed out (a peer never joined) or whose transport gave up on a peer
-        fails this worker, and so the group, with an error saying so: the ranks that do not raise
-        it are the hung ones."""
-        try:
-            yield
-        except tf.errors.DeadlineExceededError as err:
-            raise CollectiveTimeoutError(
-                f"rank {self.rank}: a collective at step {self.state.step} got no answer from its peers "
-                f"within {self.spec.failure.collective_deadline_seconds:g} s "
-                "(twice failure.collective_timeout_seconds)"
-            ) from err
-        except tf.errors.UnavailableError as err:  # measured: a SIGSTOPped peer, under load
-            raise PeerUnreachableError(
-                f"rank {self.rank}: a collective at step {self.state.step} lost its peers ({first_line(err)})"
-            ) from err
+    def collective_deadline(self) -> contextlib.AbstractContextManager[None]:
+        """Collectives that time out or lose their peers fail this worker naming rank and step."""
+        deadline = self.spec.failure.collective_deadline_seconds
+        return collective_errors(self.rank, lambda: self.state.step, deadline)

@@ -28,6 +28,7 @@ from slimray.core.metric_families import (
     PRUNE_THRESHOLD,
     RAY_REACHABLE,
     RESTARTS,
+    ROLLBACKS,
     SCORE_ALLREDUCE_BYTES,
     STARTUP,
     WINDOW_GAUGES,
@@ -44,7 +45,7 @@ _KINDS = {Kind.GAUGE: GaugeMetricFamily, Kind.COUNTER: CounterMetricFamily,
 # the per-job families, in the order they are exposed
 JOB_FAMILIES = (*WINDOW_GAUGES, PRUNE_EVENTS, SCORE_ALLREDUCE_BYTES, PRUNE_EVENT_DURATION, JOB_STATE,
                 JOB_FAILED, LAST_PRUNE_EVENT, GROUP_SPARSITY, PRUNE_THRESHOLD, PRUNE_TARGET, PRUNE_KEPT,
-                JOB_INFO, RESTARTS, STARTUP)  # fmt: skip
+                JOB_INFO, RESTARTS, ROLLBACKS, STARTUP)  # fmt: skip
 
 
 def exposed(family: Family, **value: float) -> Metric:
@@ -68,7 +69,7 @@ class _JobFamilies:
         series[JOB_INFO.name].add_metric([job.id, str(job.spec.get("backend", DEFAULT_BACKEND))], 1.0)
         if job.state == JobState.FAILED:
             series[JOB_FAILED.name].add_metric([job.id, error_type(job.error)], 1.0)
-        for family in (*WINDOW_GAUGES, RESTARTS):
+        for family in (*WINDOW_GAUGES, RESTARTS, ROLLBACKS):
             value = job.metrics.get(family.field)
             if isinstance(value, (int, float)):
                 series[family.name].add_metric([job.id], float(value))

@@ -83,3 +83,13 @@ def test_metrics_are_built_off_the_event_loop(live):
     assert httpx.get(f"{live.url}/healthz", timeout=10).status_code == 200
     assert time.perf_counter() - start < 1.0
     scrape.join()
+
+
+def test_an_accuracy_budget_lets_each_scheduled_event_store_its_retries():
+    from slimray.service.api.events import event_limit
+
+    with open("examples/mnist.yaml") as f:
+        spec = yaml.safe_load(f)
+    assert event_limit(spec) == SCHEDULED + EVENT_SLACK
+    budget = {**spec["prune"], "max_accuracy_drop": 0.01, "recovery_steps": 20, "max_retries": 2}
+    assert event_limit({**spec, "prune": budget}) == SCHEDULED * 3 + EVENT_SLACK

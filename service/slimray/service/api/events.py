@@ -29,13 +29,15 @@ EVENT_SLACK = 8  # prune events a job may store beyond its schedule's (a driver 
 
 
 def event_limit(spec: dict[str, Any]) -> int:
-    """The prune events a job may store: its schedule's plus EVENT_SLACK (a spec no longer valid
-    under this version's rules: the slack only)."""
+    """The prune events a job may store: its schedule's (each with its accuracy budget's retries)
+    plus EVENT_SLACK (a spec no longer valid under this version's rules: the slack only)."""
     try:
         prune = JobSpec.model_validate(spec).prune
     except ValidationError:
         return EVENT_SLACK
     planned = 0 if prune is None else len(prune.schedule.event_steps())
+    if prune is not None and prune.max_accuracy_drop is not None:  # each may be undone and retried
+        planned *= 1 + prune.max_retries
     return planned + EVENT_SLACK
 
 

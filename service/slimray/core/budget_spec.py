@@ -1,0 +1,68 @@
+"""`prune.max_accuracy_drop`: an accuracy budget that undoes a prune event the model cannot afford
+(`slimray.runtime.accuracy_guard`), with the settings of its check: when, against what, and then what."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ON_VIOLATION = ("retry_smaller", "stop")
+REFERENCES = ("dense", "best")
+
+
+class AccuracyBudgetFields(BaseModel):
+    """The budget's fields of `PruneSpec` (mixed in there): all but `max_accuracy_drop` are
+    ignored without it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_accuracy_drop: float | None = Field(
+        None, gt=0, lt=1, allow_inf_nan=False,
+        description="Validation accuracy (a fraction: 0.01 is one point) the job may lose to pruning. "
+        "`recovery_steps` after each event rank 0 validates; an event that lost more is rolled back "
+        "on every worker (architecture, weights, optimizer state).",
+    )  # fmt: skip
+    recovery_steps: int = Field(
+        20, ge=1, description="Steps trained after an event before its accuracy is checked."
+    )
+    on_violation: Literal[ON_VIOLATION] = Field(  # type: ignore[valid-type]
+        "retry_smaller",
+        description="After a rollback: retry with half the event's increment (at most `max_retries` "
+        "times, then stop), or stop pruning.",
+    )
+    max_retries: int = Field(2, ge=0, le=10, description="Smaller retries after a rollback, then stop.")
+    reference: Literal[REFERENCES] = Field(  # type: ignore[valid-type]
+        "dense",
+        description="What the drop counts from: the dense model's accuracy at the first event, or the "
+        "best accuracy validated before an event or at a passed check.",
+    )
+
+    @model_validator(mode="after")
+    def _checks_fit_the_schedule(self) -> Any:
+        """Each event's check comes before the next event: a check after it would judge two."""
+        schedule = getattr(self, "schedule", None)
+        if self.max_accuracy_drop is None or schedule is None:
+            return self
+        steps = sorted(schedule.event_steps())
+        gaps = [(b - a, a, b) for a, b in itertools.pairwise(steps)]
+        if gaps and min(gaps)[0] <= self.recovery_steps:
+            gap, a, b = min(gaps)
+            raise ValueError(
+                f"recovery_steps {self.recovery_steps} is not shorter than the {gap} steps between the "
+                f"schedule's events at steps {a} and {b}: each event's accuracy check must come before "
+                "the next event (fewer recovery steps, or events further apart)"
+            )
+        return self
+
+    def check_after_training(self, steps: list[int], total_steps: int | None) -> str | None:
+        """Why the last event's check would come after training ends (None: it does not, or the
+        length is in epochs, known once the data is: the last step then checks a pending event)."""
+        if self.max_accuracy_drop is None or not steps or total_steps is None:
+            return None
+        if max(steps) + self.recovery_steps <= total_steps:
+            return None
+        last = max(steps)
+        return (f"prune.recovery_steps: the last event is at step {last}, so its accuracy check "
+                f"({self.recovery_steps} steps later) comes after train.steps {total_steps}")  # fmt: skip
