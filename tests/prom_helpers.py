@@ -20,6 +20,9 @@ DASHBOARD = Path(__file__).resolve().parents[1] / "charts" / "slimray" / "files"
 SERVICE_ONLY = ("slimray_jobs", "slimray_http_request_duration_seconds")  # not from a driver
 THRESHOLD_ONLY = ("slimray_prune_threshold",)  # only a job with prune.threshold has it
 TARGET_ONLY = ("slimray_prune_target_ratio", "slimray_prune_kept_ratio")  # only one with prune.target
+# a driver's Ray counter is exported once incremented: only a job whose budget undid an event has it
+# (the service exposes every job's count, 0 included)
+ROLLED_BACK_ONLY = ("slimray_prune_rollbacks",)
 
 
 def sparsity_job_exprs(job: str) -> list[str]:
@@ -28,8 +31,9 @@ def sparsity_job_exprs(job: str) -> list[str]:
 
 
 def target_job_exprs(job: str) -> list[str]:
-    """The dashboard's queries a job pruned to a cost target answers (all but the threshold's)."""
-    return [e for e in dashboard_exprs(job) if not any(m in e for m in THRESHOLD_ONLY)]
+    """The dashboard's queries a job pruned to a cost target answers through its driver's Ray
+    metrics (all but the threshold's and a rollback's)."""
+    return [e for e in dashboard_exprs(job) if not any(m in e for m in THRESHOLD_ONLY + ROLLED_BACK_ONLY)]
 
 
 def dashboard_exprs(job: str) -> list[str]:

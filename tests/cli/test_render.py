@@ -139,3 +139,28 @@ def test_a_run_summary_shows_the_startup_by_part_and_the_live_line_names_each_pa
 def test_a_report_without_a_startup_prints_no_startup_table(capsys):
     print_run_summary(_run_report([]))
     assert "by part" not in _printed(capsys)
+
+
+ROLLBACK = {"event_step": 30, "step": 45, "accuracy": 0.41, "reference": 0.9, "budget": 0.01, "level": 0.95,
+            "retry_level": 0.475}  # fmt: skip
+
+
+def test_a_rollback_is_said_live_in_the_summary_and_counted_in_the_job_line(capsys):
+    from slimray.cli.render import RunProgress, rollback_line
+    from slimray.core.records import Rollback
+
+    line = rollback_line(Rollback(**ROLLBACK))
+    assert line == ("rollback @ step 45: the event of step 30 (to 0.95) left val accuracy 0.4100, more than "
+                    "0.01 below 0.9000; its model restored, retrying at 0.475")  # fmt: skip
+    assert rollback_line(Rollback(**{**ROLLBACK, "retry_level": None})).endswith("pruning stops")
+    print_run_summary({**_run_report([_event()]), "rollbacks": [ROLLBACK]})
+    assert "rollback @ step 45: the event of step 30" in _printed(capsys)
+    progress = RunProgress(quiet=False)
+    progress("start", {"total_steps": 90, "world": 2, "n_train": 100, "run_dir": "r"})
+    progress("report", {"step": 45, "phase": 1, "total_steps": 90, "params": 10, "flops": 20, "rollbacks": 1,
+                        "rollback": ROLLBACK})  # fmt: skip
+    progress("end", {})
+    assert "rollback @ step 45" in _printed(capsys)
+    job = {"id": "a", "name": "j", "state": "running", "progress": {}, "metrics": {"rollbacks": 2},
+           "prune_events": [{}, {}]}  # fmt: skip
+    assert job_line(job).endswith("prune events 2  rolled back 2 (accuracy budget)")

@@ -108,6 +108,22 @@ def test_a_target_jobs_step_and_what_it_kept_are_exposed_by_metric(tmp_path):
     assert f'job="{plain.id}",metric=' not in text
 
 
+def test_a_jobs_rollbacks_are_counted_from_its_last_report(tmp_path):
+    """The accuracy budget (issue 24): the rollbacks a job's last report counted; 0 is exposed too."""
+    from slimray.service.api.events import kept_metrics
+    from slimray.service.api.schemas import ReportIn
+
+    store = Store(tmp_path / "j.db")
+    budget, plain = store.create("b", {}), store.create("p", {})
+    report = ReportIn.model_validate({"step": 45, "total_steps": 90, "rollbacks": 2})
+    store.update_progress(budget.id, {"step": 45}, kept_metrics({}, report))
+    zero = ReportIn.model_validate({"step": 45, "rollbacks": 0})  # a driver's report always counts them
+    store.update_progress(plain.id, {"step": 45}, kept_metrics({}, zero))
+    text = generate_latest(build_registries(store, 10, lambda: None).full).decode()
+    assert f'slimray_prune_rollbacks_total{{job="{budget.id}"}} 2.0' in text
+    assert f'slimray_prune_rollbacks_total{{job="{plain.id}"}} 0.0' in text
+
+
 EXPOSED_HELP = {
     "slimray_train_samples_per_second": "Training samples per second, all workers.",
     "slimray_throughput_gain_ratio": "Samples/s relative to the unpruned phase.",
@@ -134,6 +150,8 @@ EXPOSED_HELP = {
     "slimray_workers": "Training workers in the job's current worker group (elastic jobs resize it).",
     "slimray_restarts_total":
         "Worker groups replaced (from a checkpoint or from step 0), driver resumes included.",
+    "slimray_prune_rollbacks_total": "Prune events the accuracy budget undid (prune.max_accuracy_drop): "
+        "the model went back to the one before the event.",
     "slimray_startup_seconds": "Seconds of the job's start-up, by part: ray, driver, controller, "
         "worker_processes, framework_import, group_join, model_setup.",
     "slimray_jobs": "Jobs in the store, by state.",
