@@ -80,7 +80,7 @@ def test_the_service_keeps_these_metrics():
     assert kept.pop("val_accuracy") is Retain.LAST_KNOWN  # validation runs on some windows only
     assert set(kept) == {"samples_per_second", "throughput_gain", "params", "flops", "sparsity", "loss",
                          "accuracy", "step_time", "gradient_allreduce_bytes_per_step",
-                         "restarts", "workers"}  # fmt: skip
+                         "restarts", "rollbacks", "workers"}  # fmt: skip
     assert set(kept.values()) == {Retain.LATEST}
 
 

@@ -172,3 +172,25 @@ def test_only_a_target_job_has_a_target_in_its_report():
     wire = build_report(timeline, prune=_target_job()).wire()
     assert wire["target"] == {"metric": "flops", "target": 0.5, "kept": None, "reached": False,
                               "limited_by": "the job ran 0 of its 2 prune events"}  # fmt: skip
+
+
+def test_a_rollback_is_listed_counted_and_its_event_is_not_the_final_models(tmp_path):
+    """The accuracy budget: the event undone stays in `prune_events` (it ran), the report lists the
+    rollback, the timeline counts it, and what the final model holds comes from the events kept."""
+    from slimray.core.records import Rollback
+
+    undone = Rollback(event_step=20, step=30, accuracy=0.4, reference=0.9, budget=0.01, level=0.8,
+                      retry_level=0.4)  # fmt: skip
+    kept_event = _event(31).model_copy(update={"group_sparsity": {"conv1": 0.4}})
+    t = Timeline()
+    t.add([_report(10, 100.0)])
+    t.add([_report(21, 0.0, event=_event(20).model_copy(update={"group_sparsity": {"conv1": 0.8}}))])
+    entry, _ = t.add([_report(30, 100.0, rollback=undone)])
+    t.add([_report(32, 0.0, event=kept_event)])
+    assert entry.rollbacks == 1 and t.kept_events() == [t.events[1]]
+    budget = _target_job(max_accuracy_drop=0.01, recovery_steps=5)
+    wire = build_report(t, prune=budget).wire()
+    assert [r["step"] for r in wire["rollbacks"]] == [30] and len(wire["prune_events"]) == 2
+    assert wire["final_group_sparsity"] == {"conv1": 0.4}
+    assert "rollbacks" not in build_report(t, prune=_target_job()).wire()  # no budget, no key
+    assert plot_report(tmp_path, build_report(t, prune=budget)).read_bytes()[:4] == b"\x89PNG"

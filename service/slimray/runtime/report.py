@@ -226,6 +226,8 @@ def build_report(timeline: Timeline, prune: PruneSpec | None = None, **fields: A
     target = target_outcome(prune, kept) if prune is not None else None
     if target is not None:  # only a job with a target has the key
         fields = {**fields, "target": target}
+    if prune is not None and prune.max_accuracy_drop is not None:  # only a job with a budget has it
+        fields = {**fields, "rollbacks": timeline.rollbacks}
     return RunReport(
         **fields, **_sizes(timeline),
         dense_samples_per_second=dense,
@@ -242,7 +244,6 @@ def build_report(timeline: Timeline, prune: PruneSpec | None = None, **fields: A
         weights_sha_by_rank={str(k): v for k, v in sorted(weights.items())},
         replicas_identical=len(set(weights.values())) == 1 if weights else None,
         prune_events=timeline.events,
-        rollbacks=timeline.rollbacks,
         timeline=timeline.entries,
     )  # fmt: skip
 
