@@ -142,11 +142,10 @@ def write(
 def start_ray() -> None:
     """One embedded Ray for all of a script's jobs (run_job joins it): a new local cluster,
     never one that Ray's `ray_current_cluster` file names (another user's, or a dead one)."""
-    import ray
+    from slimray.runtime.embedded_ray import start_embedded_ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    ray.init(
-        address="local",
+    start_embedded_ray(
         num_cpus=max(4, os.cpu_count() or 1),
         include_dashboard=False,
         log_to_driver=False,
