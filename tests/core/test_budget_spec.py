@@ -52,6 +52,12 @@ def test_the_last_events_check_must_come_before_training_ends():
     parse_spec({**_job(recovery_steps=15), "train": {"epochs": 1}})  # steps known with the data
 
 
+def test_a_budget_without_validation_data_is_refused():
+    says = "prune.max_accuracy_drop needs validation data to check each event against, but train.validation"
+    with pytest.raises(SpecError, match=says):
+        parse_spec({**_job(recovery_steps=15), "train": {"steps": 100, "validation_split": 0}})
+
+
 def test_without_a_budget_its_settings_check_nothing():
     spec = parse_spec({**_job(max_accuracy_drop=None, recovery_steps=500), "train": {"steps": 70}})
     assert spec.prune.max_accuracy_drop is None

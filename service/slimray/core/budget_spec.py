@@ -56,10 +56,16 @@ class AccuracyBudgetFields(BaseModel):
             )
         return self
 
-    def check_after_training(self, steps: list[int], total_steps: int | None) -> str | None:
-        """Why the last event's check would come after training ends (None: it does not, or the
-        length is in epochs, known once the data is: the last step then checks a pending event)."""
-        if self.max_accuracy_drop is None or not steps or total_steps is None:
+    def budget_problem(self, steps: list[int], total_steps: int | None, split: float) -> str | None:
+        """Why the budget could not judge its events: no validation data, or the last event's check
+        after training ends (a length in epochs is known once the data is: then the last step
+        checks a pending event). None: it can."""
+        if self.max_accuracy_drop is None:
+            return None
+        if split <= 0:
+            return ("prune.max_accuracy_drop needs validation data to check each event against, but "
+                    "train.validation_split is 0")  # fmt: skip
+        if not steps or total_steps is None:
             return None
         if max(steps) + self.recovery_steps <= total_steps:
             return None

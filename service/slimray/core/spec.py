@@ -329,10 +329,11 @@ class JobSpec(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _last_check_in_training(self) -> JobSpec:
-        """An accuracy budget checks its last event before training ends."""
+    def _budget_can_check(self) -> JobSpec:
+        """An accuracy budget has validation data, and checks its last event before training ends."""
         if self.prune is not None:
-            problem = self.prune.check_after_training(self.prune.schedule.event_steps(), self.train.steps)
+            steps = self.prune.schedule.event_steps()
+            problem = self.prune.budget_problem(steps, self.train.steps, self.train.validation_split)
             if problem:
                 raise ValueError(problem)
         return self
