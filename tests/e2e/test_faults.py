@@ -1,7 +1,9 @@
-"""One fast case of each fault of the fault benchmark (`benchmarks/bench_faults.py`), injected
-from outside the job exactly as the benchmark does it: a tiny job run by the `slimray` CLI (or
-the service) on a two-worker-node Ray cluster on loopback, a worker SIGKILLed or SIGSTOPped by
-PID, the newest checkpoint truncated, a node removed for good, the driver killed."""
+"""One fast case of each fault of the fault benchmark (`benchmarks/bench_faults.py`) but (a),
+injected from outside the job exactly as the benchmark does it: a tiny job run by the `slimray`
+CLI (or the service) on a two-worker-node Ray cluster on loopback, a worker SIGSTOPped by PID,
+the newest checkpoint truncated (then a worker SIGKILLed), a node removed for good, the driver
+killed. (a), a worker SIGKILLed after a checkpoint, resumes from it: (c) kills the same way, and
+tests/runtime/test_prune_rules.py resumes a killed worker from the newest checkpoint."""
 
 from __future__ import annotations
 
@@ -83,12 +85,6 @@ def _resumed_as_if_never_interrupted(out: Outcome) -> None:
 def _restarts(out: Outcome) -> list[dict]:
     """The report's restart records (reason, cause, step, from_checkpoint)."""
     return json.loads((out.job.run_dir / "report.json").read_text())["restarts"]
-
-
-def test_a_worker_sigkilled_after_a_checkpoint_resumes_from_it(cluster, tmp_path):
-    out = inject(cluster, tiny_spec(tmp_path / "run"), tmp_path, "a")
-    _resumed_as_if_never_interrupted(out)
-    assert min(out.report.restarts_from_steps) >= out.injection.after_step  # its checkpoint or a later one
 
 
 def test_b_a_worker_stopped_past_the_collective_timeout_is_detected_and_the_group_restarts(cluster, tmp_path):

@@ -21,6 +21,14 @@ LARGE = (
 )  # fmt: skip
 
 
+# between a family's first and largest member (the same blocks, wider or deeper than both):
+# `make test-members` prunes them, `make test` does not (marked `members`: 140 s of its time)
+MIDDLE_MEMBERS = frozenset({
+    "ConvNeXtSmall", "ConvNeXtBase", "ConvNeXtLarge", "EfficientNetB5", "EfficientNetB6",
+    "EfficientNetV2M", "ResNet101", "ResNet101V2",
+})  # fmt: skip
+
+
 def every_application() -> list[str]:
     """Every model constructor `keras.applications` exports (ResNet50, MobileNetV3Small, ...)."""
     return sorted(

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pruning.applications import LARGE, LATER_MEMBERS, check_application, every_application, passes
+from tests.pruning.applications import (
+    LARGE,
+    LATER_MEMBERS,
+    MIDDLE_MEMBERS,
+    check_application,
+    every_application,
+    passes,
+)
 
 pytestmark = pytest.mark.timeout(900)
 
 
 def test_the_catalogue_is_every_application_keras_exports():
     assert set(LARGE) <= set(every_application()) and set(every_application()) > LATER_MEMBERS
+    assert set(LARGE) & LATER_MEMBERS > MIDDLE_MEMBERS  # each family keeps its first and largest
     assert len(every_application()) >= 40  # Keras 3.15: 40 models in 17 families
 
 
