@@ -214,34 +214,3 @@ def test_a_strict_job_fails_before_training_naming_every_blocker(ray_local, tmp_
         "BlockedModelError" in result.error and "'unit_norm' (keras.layers.UnitNormalization)" in result.error
     )
     assert json.loads((tmp_path / "strict" / "report.json").read_text())["prune_events"] == []
-
-
-_EMBEDDED = """
-import json, os, sys
-import ray
-from slimray.runtime.trainer import run_job
-from slimray.core.spec import parse_spec
-spec = parse_spec(json.loads(sys.argv[1]))
-result = run_job(spec)
-print(json.dumps({"state": result.state, "error": result.error, "ray_left_up": ray.is_initialized()}))
-"""
-
-
-def test_an_embedded_run_ignores_a_stale_cluster_file_and_shuts_its_ray_down(tmp_path):
-    """Regressions: `ray.init()` joined whatever `ray_current_cluster` named (here a dead
-    cluster: "num_cpus must not be provided"), and run_job left the Ray it started running."""
-    import tempfile
-
-    ray_tmp = tempfile.mkdtemp(prefix="srt", dir="/tmp")  # short: Ray's socket paths
-    (__import__("pathlib").Path(ray_tmp) / "ray").mkdir()
-    (__import__("pathlib").Path(ray_tmp) / "ray" / "ray_current_cluster").write_text("127.0.0.1:1")
-    data = _spec(tmp_path / "embedded").model_dump(mode="json")
-    data.update(prune=None, scaling={"num_workers": 1})
-    data["train"].update(steps=4, report_every=2, checkpoint_every=4)
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, "-c", _EMBEDDED, json.dumps(data)], env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert outcome == {"state": "succeeded", "error": None, "ray_left_up": False}

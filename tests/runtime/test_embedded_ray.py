@@ -76,3 +76,29 @@ def test_any_other_start_error_is_raised_at_once(slow_raylet):
     with pytest.raises(Exception, match="port 6379 is in use"):
         start_embedded_ray(num_cpus=1)
     assert fault.calls == 1 and psutil.pid_exists(fault.leftovers[0])  # nothing retried or stopped
+
+
+def test_an_embedded_run_ignores_a_stale_cluster_file_and_shuts_the_ray_it_started_down(
+    tmp_path, monkeypatch
+):
+    """Regressions: `ray.init()` joined whatever `ray_current_cluster` named (here a dead
+    cluster: "num_cpus must not be provided"), and run_job left the Ray it started running (here
+    a GPU job refused on this GPU-less machine, after Ray started)."""
+    import tempfile
+    from pathlib import Path
+
+    from slimray.runtime.gpu import GpuUnavailableError
+    from slimray.runtime.trainer import run_job
+
+    ray_tmp = Path(tempfile.mkdtemp(prefix="srt", dir="/tmp"))  # short: Ray's socket paths
+    (ray_tmp / "ray").mkdir()
+    (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:1")
+    monkeypatch.setenv("RAY_TMPDIR", str(ray_tmp))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert not ray.is_initialized()
+    gpu_job = SPEC.model_dump(mode="json")
+    gpu_job.update(output={"dir": str(tmp_path / "run")}, scaling={"num_workers": 1, "use_gpu": True})
+    with pytest.raises(GpuUnavailableError, match="scaling.use_gpu: true, but this Ray cluster has no GPU"):
+        run_job(parse_spec(gpu_job))
+    assert not ray.is_initialized()  # the Ray run_job started is down again
+    assert list(ray_tmp.glob("ray/session_*")), "the embedded Ray did not start under RAY_TMPDIR"

@@ -75,7 +75,7 @@ def test_a_flops_target_is_approached_event_by_event_and_reached_on_every_rank(r
 
 def test_an_event_over_the_accuracy_budget_is_rolled_back_on_every_rank(ray_local, tmp_path):
     """Issue 24: a one-shot 95% prune loses far more than one point; `recovery_steps` later every
-    rank restores the model from before it, retries at half, and the job ends inside the budget."""
+    rank restores the model from before it, retries at half at once, and the job ends inside the budget."""
     from slimray.runtime.trainer import run_job
 
     budget = {"sparsity": 0.95, "max_accuracy_drop": 0.01, "recovery_steps": 15, "max_retries": 1,
@@ -87,7 +87,7 @@ def test_an_event_over_the_accuracy_budget_is_rolled_back_on_every_rank(ray_loca
     assert (first["event_step"], first["step"], first["level"], first["retry_level"]) == (30, 45, 0.95, 0.475)
     assert first["accuracy"] < first["reference"] - 0.01
     events = report["prune_events"]
-    assert [(e["step"], e["target_sparsity"]) for e in events] == [(30, 0.95), (46, 0.475)]
+    assert [(e["step"], e["target_sparsity"]) for e in events] == [(30, 0.95), (45, 0.475)]  # retried at once
     for event in events:
         assert event["digest_by_rank"]["0"] == event["digest_by_rank"]["1"]
     assert report["replicas_identical"] is True  # every rank rolled back the same way
