@@ -23,6 +23,7 @@ def _job(**prune):
 
 
 def test_a_budget_round_trips_with_its_defaults():
+    assert parse_spec(_job(recovery_steps=20)).prune.recovery_steps == 20  # checked right before the next
     spec = parse_spec(_job(recovery_steps=15))
     prune = spec.prune
     assert (prune.max_accuracy_drop, prune.recovery_steps, prune.on_violation, prune.max_retries,
@@ -31,7 +32,7 @@ def test_a_budget_round_trips_with_its_defaults():
 
 
 @pytest.mark.parametrize(("patch", "says"), [
-    ({"recovery_steps": 20}, r"prune: .*recovery_steps 20 is not shorter than the 20 steps between the "
+    ({"recovery_steps": 21}, r"prune: .*recovery_steps 21 is longer than the 20 steps between the "
                              r"schedule's events at steps 20 and 40"),
     ({"max_accuracy_drop": 0}, r"prune.max_accuracy_drop: Input should be greater than 0 \(got 0\)"),
     ({"max_accuracy_drop": 1.0}, r"prune.max_accuracy_drop: Input should be less than 1"),

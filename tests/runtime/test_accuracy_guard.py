@@ -59,6 +59,32 @@ def test_after_a_passed_retry_later_events_are_capped_at_what_the_model_afforded
     assert guard.admit(0.6, level_now=0.1) == pytest.approx(0.2)
 
 
+def test_an_event_the_schedule_asks_for_during_a_retrys_check_waits_for_it():
+    guard = AccuracyGuard(_prune())
+    guard.before_event(step=20, amount=0.4, level_now=0.0, accuracy=0.90)
+    guard.judge(30, accuracy=0.80)  # retry at 0.2
+    guard.before_event(step=30, amount=guard.admit(None, 0.0), level_now=0.0, accuracy=0.9)
+    assert guard.admit(0.5, level_now=0.2) is None and guard.state.deferred == 0.5  # step 35: pending
+    assert guard.judge(40, accuracy=0.89) is None
+    assert guard.admit(None, level_now=0.2) is None  # deferred, then capped where the model is
+    assert guard.state.deferred is None
+
+
+def test_a_deferred_event_runs_the_step_after_its_check_passes():
+    guard = AccuracyGuard(_prune())
+    guard.before_event(step=20, amount=0.2, level_now=0.0, accuracy=0.90)
+    assert guard.admit(0.4, level_now=0.2) is None  # scheduled inside the check's window
+    assert guard.judge(30, accuracy=0.90) is None
+    assert guard.admit(None, level_now=0.2) == pytest.approx(0.4) and guard.state.deferred is None
+
+
+def test_a_violation_at_the_last_step_is_undone_without_a_retry():
+    guard = AccuracyGuard(_prune())
+    guard.before_event(step=195, amount=0.2, level_now=0.0, accuracy=0.9)
+    rollback = guard.judge(200, accuracy=0.5, final=True)
+    assert rollback.retry_level is None and guard.state.stopped
+
+
 def test_stop_ends_pruning_at_the_first_violation_and_the_last_step_forces_a_pending_check():
     guard = AccuracyGuard(_prune(on_violation="stop"))
     guard.before_event(step=195, amount=0.2, level_now=0.0, accuracy=0.9)

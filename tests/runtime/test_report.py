@@ -188,9 +188,28 @@ def test_a_rollback_is_listed_counted_and_its_event_is_not_the_final_models(tmp_
     entry, _ = t.add([_report(30, 100.0, rollback=undone)])
     t.add([_report(32, 0.0, event=kept_event)])
     assert entry.rollbacks == 1 and t.kept_events() == [t.events[1]]
+    assert [e.phase for e in t.entries] == [0, 0, 1, 2]  # the steps after the rollback: a new phase
     budget = _target_job(max_accuracy_drop=0.01, recovery_steps=5)
     wire = build_report(t, prune=budget).wire()
     assert [r["step"] for r in wire["rollbacks"]] == [30] and len(wire["prune_events"]) == 2
     assert wire["final_group_sparsity"] == {"conv1": 0.4}
     assert "rollbacks" not in build_report(t, prune=_target_job()).wire()  # no budget, no key
     assert plot_report(tmp_path, build_report(t, prune=budget)).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_group_resumed_from_the_rollbacks_checkpoint_keeps_the_rollback():
+    """The checkpoint at a rollback's step holds it: a group resumed from there must not count
+    the undone event again (nor lose the rollback, nor count down)."""
+    from slimray.core.records import Rollback
+
+    undone = Rollback(event_step=20, step=30, accuracy=0.4, reference=0.9, budget=0.01, level=0.8)
+    t = Timeline()
+    t.group_started(1, None, [])
+    t.add([_report(21, 0.0, event=_event(20))])
+    t.add([_report(30, 100.0, rollback=undone)])
+    t.add([_report(35, 100.0)])
+    t.restart(RestartReason.WORKER_FAILED, "rank 1: RayActorError", 140.0)
+    t.group_started(2, 30, [])  # resumed from the rollback step's checkpoint
+    entry, _ = t.add([_report(35, 100.0, resumed=30, pid=7)])
+    assert t.rollbacks == [undone] and entry.rollbacks == 1 and entry.phase == 2
+    assert t.kept_events() == []

@@ -47,12 +47,13 @@ class AccuracyBudgetFields(BaseModel):
             return self
         steps = sorted(schedule.event_steps())
         gaps = [(b - a, a, b) for a, b in itertools.pairwise(steps)]
-        if gaps and min(gaps)[0] <= self.recovery_steps:
+        if gaps and min(gaps)[0] < self.recovery_steps:
             gap, a, b = min(gaps)
             raise ValueError(
-                f"recovery_steps {self.recovery_steps} is not shorter than the {gap} steps between the "
+                f"recovery_steps {self.recovery_steps} is longer than the {gap} steps between the "
                 f"schedule's events at steps {a} and {b}: each event's accuracy check must come before "
-                "the next event (fewer recovery steps, or events further apart)"
+                "the next event (fewer recovery steps, or events further apart; a retry's check may "
+                "still span an event, which then waits for it)"
             )
         return self
 

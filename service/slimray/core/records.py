@@ -142,6 +142,7 @@ class BudgetState(Record):
     limit: float | None = None  # no event prunes past this level once one was undone
     retries: int = 0  # smaller retries since the last passed check
     retry: float | None = None  # a retry's level, due at the next step
+    deferred: float | None = None  # the level of an event the rule asked for while a check was pending
     stopped: bool = False  # pruning ended by the budget
     rollbacks: list[Rollback] = Field(default_factory=list)
 

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from slimray.core.records import BudgetState, Rollback
 from slimray.core.spec import PruneSpec
 from slimray.pruning import CostTarget, Threshold
@@ -55,6 +57,20 @@ def level_now(amount: Amount, state: Any, cost: Any) -> float:
     return kind_of(amount).now(amount, state, cost)
 
 
+EMPTY = -1.0  # what rank 0 reduces for an empty validation split (NaN would not reduce alike)
+
+
+def agreed_accuracy(rank: int, evaluate: Callable[[], float], reducer: Any) -> float:
+    """Rank 0's validation accuracy (`evaluate()`), the same on every rank through an allmax; an
+    empty validation split (NaN) fails every rank alike, saying so."""
+    mine = evaluate() if rank == 0 else EMPTY - 1.0
+    agreed = float(reducer.allmax(np.asarray([EMPTY if mine != mine else mine]))[0])
+    if agreed == EMPTY:
+        raise ValueError("prune.max_accuracy_drop: the validation split is empty, so no accuracy checks an "
+                         "event: raise train.validation_split")  # fmt: skip
+    return agreed
+
+
 def rule_amount(prune: PruneSpec) -> Amount:
     """The job's rule as one amount: its final sparsity, its threshold or its cost target."""
     if prune.threshold is not None:
@@ -77,13 +93,22 @@ class AccuracyGuard:
         return self.state.check_at is not None
 
     def admit(self, amount: Amount | None, level_now: float) -> Amount | None:
-        """The event to apply now: a due retry, else the rule's `amount` capped at the limit; none
-        while a check is pending (the event waits for the next one) or after the budget stopped."""
-        if self.state.stopped or self.pending:
+        """The event to apply now: a due retry, else the rule's `amount` (or one it asked for while
+        a check was pending, deferred to the step after the check) capped at the limit; none while
+        a check is pending or after the budget stopped."""
+        s = self.state
+        if s.stopped:
             return None
-        if self.state.retry is not None:
-            return kind_of(self.template).at(self.template, self.state.retry)
-        if amount is None or self.state.limit is None:
+        if self.pending:
+            if amount is not None:  # a retry's check may span a scheduled event: it waits
+                s.deferred = max(s.deferred or 0.0, kind_of(amount).level(amount))
+            return None
+        if s.retry is not None:
+            return kind_of(self.template).at(self.template, s.retry)
+        if amount is None and s.deferred is not None:
+            amount = kind_of(self.template).at(self.template, s.deferred)
+        s.deferred = None
+        if amount is None or s.limit is None:
             return amount
         level = min(kind_of(amount).level(amount), self.state.limit)
         return kind_of(amount).at(amount, level) if level > level_now + 1e-9 else None
@@ -100,8 +125,9 @@ class AccuracyGuard:
         """The pending check is due (the last step judges one whose window training cut short)."""
         return self.pending and (step >= self.state.check_at or final)  # type: ignore[operator]
 
-    def judge(self, step: int, accuracy: float) -> Rollback | None:
-        """Pass the pending event, or undo it: the rollback, with the retry's level or none."""
+    def judge(self, step: int, accuracy: float, final: bool = False) -> Rollback | None:
+        """Pass the pending event, or undo it: the rollback, with the retry's level or none (none
+        at the last step: no step is left to retry on)."""
         s, budget = self.state, self.prune.max_accuracy_drop
         s.check_at = None
         if s.reference is None or s.reference - accuracy <= budget + 1e-12:  # type: ignore[operator]
@@ -110,7 +136,7 @@ class AccuracyGuard:
                 s.reference = max(s.reference or accuracy, accuracy)
             return None
         retry = None
-        if self.prune.on_violation == "retry_smaller" and s.retries < self.prune.max_retries:
+        if self.prune.on_violation == "retry_smaller" and s.retries < self.prune.max_retries and not final:
             retry = s.level_before + (s.level - s.level_before) / 2
             s.retries += 1
         s.retry, s.limit, s.stopped = retry, retry if retry is not None else s.level_before, retry is None

@@ -33,7 +33,7 @@ def start_embedded_ray(**init_kwargs: Any) -> None:
     """`ray.init(address="local", **init_kwargs)`, tried once more if the raylet was slow to
     register. The failed start's processes are killed first: the retry must not compete with them."""
     for attempt in range(1, START_ATTEMPTS + 1):
-        before = _descendants()
+        before = _children()
         try:
             ray.init(address="local", **init_kwargs)
             return
@@ -48,15 +48,22 @@ def start_embedded_ray(**init_kwargs: Any) -> None:
                         "starting again", attempt, START_ATTEMPTS, exc, stopped)  # fmt: skip
 
 
-def _descendants() -> set[int]:
-    """The pids of this process's children, grandchildren and so on."""
-    return {child.pid for child in psutil.Process().children(recursive=True)}
+def _children() -> set[int]:
+    """The pids of this process's direct children."""
+    return {child.pid for child in psutil.Process().children()}
 
 
 def _kill_new_processes(before: set[int]) -> int:
-    """SIGKILL every descendant not in `before` (a failed start's GCS, raylet, agents, reaper) and
-    wait for them; how many there were."""
-    new = [child for child in psutil.Process().children(recursive=True) if child.pid not in before]
+    """SIGKILL every child not in `before` (a failed start's GCS, raylet, reaper) with its own
+    descendants (the raylet's agents and workers), and wait for them; how many there were. The
+    children this process had before the start, and theirs, are left alone."""
+    started = [child for child in psutil.Process().children() if child.pid not in before]
+    new = []
+    for child in started:
+        try:
+            new += [child, *child.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
     for child in new:
         try:
             child.kill()

@@ -51,6 +51,7 @@ class RayMetrics:
         self.tags = {TAG: job}
         self.info_tags = {**self.tags, "backend": backend}
         self.metrics = {family.name: ray_metric(family) for family in DRIVER_FAMILIES}
+        self.rollbacks = 0  # counted so far: a restarted group replays its steps, not its rollbacks
 
     def on_progress_report(self, report: ProgressReport) -> None:
         # the job's info with the other gauges: Ray exports what reports set
@@ -59,8 +60,9 @@ class RayMetrics:
             value = getattr(report, family.field)
             if value is not None:
                 self.metrics[family.name].set(float(value), tags=self.tags)
-        if report.rollback is not None:
-            self.metrics[ROLLBACKS.name].inc(1.0, tags=self.tags)
+        if report.rollbacks > self.rollbacks:
+            self.metrics[ROLLBACKS.name].inc(float(report.rollbacks - self.rollbacks), tags=self.tags)
+            self.rollbacks = report.rollbacks
         event = report.event
         if event is None:
             return

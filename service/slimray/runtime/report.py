@@ -67,6 +67,8 @@ class Timeline:
         self.entries.append(entry)
         event = self._note_event(windows)
         entry.throughput_gain = self.gain(entry)
+        if first.rollback is not None:  # the steps after it train the model restored: a new phase
+            self._phase += 1
         return entry, event
 
     def restart(self, reason: RestartReason, cause: str, when: float | None) -> Restart:
@@ -94,8 +96,8 @@ class Timeline:
         if self._pending:
             self.entries = [e for e in self.entries if e.step <= step]
             self.events = [e for e in self.events if e.step < step]
-            self.rollbacks = [r for r in self.rollbacks if r.step < step]
-            self._phase = len(self.events)
+            self.rollbacks = [r for r in self.rollbacks if r.step <= step]  # its checkpoint has it
+            self._phase = len(self.events) + len(self.rollbacks)
         self._pending = []
         return unreported
 

@@ -13,6 +13,7 @@ import random
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from slimray.core.spec import JobSpec
 from slimray.core.startup import WorkerMarks
 from slimray.pruning import Pruner, ScoringBatch, build_graph, count_model
 from slimray.runtime import prune_step
-from slimray.runtime.accuracy_guard import AccuracyGuard, level_now
+from slimray.runtime.accuracy_guard import AccuracyGuard, agreed_accuracy, level_now
 from slimray.runtime.agreement import check_agreement
 from slimray.runtime.backends import WorkerBackend, get_backend
 from slimray.runtime.breakdown import PhaseClock
@@ -84,6 +85,8 @@ class WorkerLoop:
         self.rollback: Rollback | None = None  # undone by the accuracy budget at this step
         budgeted = prune is not None and prune.max_accuracy_drop is not None  # the model before an event:
         self.pre_event = Path(tempfile.mkdtemp(prefix="slimray-pre-event-")) if budgeted else None
+        if self.pre_event is not None:  # gone with the loop, whatever ends it (a warm process stays)
+            weakref.finalize(self, shutil.rmtree, self.pre_event, True)
 
     # -------------------------------------------------------------- set-up with the other workers
     def start(self) -> WorkerLoop:
@@ -194,15 +197,14 @@ class WorkerLoop:
 
     def agreed_accuracy(self) -> float:
         """Rank 0's validation accuracy, on every rank (the budget's decisions must agree)."""
-        mine = self.evaluate() if self.rank == 0 else -1.0
-        return float(self.reducer.allmax(np.asarray([mine]))[0])
+        return agreed_accuracy(self.rank, self.evaluate, self.reducer)
 
     def maybe_roll_back(self, final: bool) -> None:
         """Judge an event whose check is due; undo one the budget cannot afford: the model,
         optimizer and state from before it, on every rank alike (the step goes on)."""
         if self.guard is None or not self.guard.is_due(self.state.step, final):
             return
-        self.rollback = self.guard.judge(self.state.step, self.agreed_accuracy())
+        self.rollback = self.guard.judge(self.state.step, self.agreed_accuracy(), final)
         if self.rollback is not None:
             with self.backend.building(f"rolling back the event of step {self.rollback.event_step}"):
                 self.model, self.optimizer, state = read_checkpoint(self.pre_event)
@@ -391,8 +393,6 @@ class WorkerLoop:
                 self.after_step()
         self.send(FINISHED, {"phases": self.clock.snapshot(), "first_trace": self.first_trace,
                              "loop_seconds": time.perf_counter() - loop_start})  # fmt: skip
-        if self.pre_event is not None:  # a warm process outlives the job
-            shutil.rmtree(self.pre_event, ignore_errors=True)
 
     def collective_deadline(self) -> contextlib.AbstractContextManager[None]:
         """Collectives that time out or lose their peers fail this worker naming rank and step."""
