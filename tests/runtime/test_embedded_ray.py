@@ -102,3 +102,22 @@ def test_an_embedded_run_ignores_a_stale_cluster_file_and_shuts_the_ray_it_start
         run_job(parse_spec(gpu_job))
     assert not ray.is_initialized()  # the Ray run_job started is down again
     assert list(ray_tmp.glob("ray/session_*")), "the embedded Ray did not start under RAY_TMPDIR"
+
+
+NO_PSUTIL_BEFORE_RAY = """
+import importlib.abc, sys
+class Image(importlib.abc.MetaPathFinder):  # the image's psutil is Ray's own, on its path once Ray loads
+    def find_spec(self, name, path, target=None):
+        if name == "psutil" and "ray" not in sys.modules:
+            raise ImportError("no psutil before Ray loads (the image)")
+sys.meta_path.insert(0, Image())
+import slimray.cli.run, slimray.runtime.embedded_ray, slimray.runtime.worker_config
+"""
+
+
+def test_the_cli_loads_where_psutil_comes_only_with_ray_as_in_the_image():
+    """Regression: the image has only Ray's own psutil (on `sys.path` once Ray loads); importing
+    psutil before Ray stopped every `slimray run` there."""
+    proc = subprocess.run([sys.executable, "-c", NO_PSUTIL_BEFORE_RAY], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]

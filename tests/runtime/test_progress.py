@@ -58,7 +58,7 @@ def test_the_pump_turns_a_merged_step_into_a_report_event():
     assert set(data) == {"step", "phase", "samples_per_second", "step_time", "loss", "accuracy", "params",
                          "flops", "gradient_allreduce_bytes_per_step", "sparsity", "val_accuracy",
                          "allreduce_bytes_total", "elapsed_seconds", "throughput_gain", "total_steps",
-                         "event", "restarts", "workers"}  # fmt: skip
+                         "event", "restarts", "rollbacks", "rollback", "workers"}  # fmt: skip
     assert data["samples_per_second"] == 2.0 and data["total_steps"] == 100 and "frozen" in data["event"]
 
 

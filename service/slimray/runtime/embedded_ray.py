@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import psutil
 import ray
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ def start_embedded_ray(**init_kwargs: Any) -> None:
         except Exception as exc:  # Ray raises a bare Exception for this; anything else propagates
             if RAYLET_TIMEOUT not in str(exc):
                 raise
-            stopped = _kill_new_processes(before)
+            stopped = _kill_new_processes(before) if before is not None else 0
             ray.shutdown()
             if attempt == START_ATTEMPTS:
                 raise RayStartError(attempts=attempt, cause=str(exc)) from exc
@@ -48,8 +47,13 @@ def start_embedded_ray(**init_kwargs: Any) -> None:
                         "starting again", attempt, START_ATTEMPTS, exc, stopped)  # fmt: skip
 
 
-def _children() -> set[int]:
-    """The pids of this process's direct children."""
+def _children() -> set[int] | None:
+    """The pids of this process's direct children; None without psutil (the image has none: the
+    failed start's processes are then left to Ray's reaper, which ends them with this process)."""
+    try:
+        import psutil  # lazy: only a failed start needs it
+    except ImportError:
+        return None
     return {child.pid for child in psutil.Process().children()}
 
 
@@ -57,6 +61,8 @@ def _kill_new_processes(before: set[int]) -> int:
     """SIGKILL every child not in `before` (a failed start's GCS, raylet, reaper) with its own
     descendants (the raylet's agents and workers), and wait for them; how many there were. The
     children this process had before the start, and theirs, are left alone."""
+    import psutil  # lazy: only a failed start needs it (`_children` found it)
+
     started = [child for child in psutil.Process().children() if child.pid not in before]
     new = []
     for child in started:
