@@ -99,7 +99,8 @@ def test_b_a_worker_stopped_past_the_collective_timeout_is_detected_and_the_grou
 
 
 def test_c_a_truncated_newest_checkpoint_falls_back_to_the_one_before(cluster, tmp_path):
-    out = inject(cluster, tiny_spec(tmp_path / "run"), tmp_path, "c")
+    # 80 steps: at 40 the job once ended (loaded CI) before the injector's moment came
+    out = inject(cluster, tiny_spec(tmp_path / "run", train={"steps": 80}), tmp_path, "c")
     _resumed_as_if_never_interrupted(out)
     assert min(out.report.restarts_from_steps) < out.injection.after_step  # not the truncated one
 

@@ -163,7 +163,7 @@ def test_mnist_job_through_the_service_with_prometheus_and_a_restart(stack):
     job_id = submit.stdout.split("submitted job ")[1].split()[0]
 
     running = _wait(lambda: (j := service.job(job_id)) and j["state"] == "running"
-                    and (j["progress"].get("step") or 0) > 0 and j, 300, "the job to run")  # fmt: skip
+                    and (j["progress"].get("step") or 0) > 0 and j, 600, "the job to run")  # fmt: skip
     assert running["metrics"]["samples_per_second"] > 0
 
     _wait(lambda: (j := service.job(job_id)) and j["prune_events"], 300, "the first prune event")
