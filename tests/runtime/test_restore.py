@@ -59,7 +59,7 @@ def test_a_damaged_pre_event_model_fails_the_checkpoint_and_the_one_before_is_re
     assert not (tmp_path / "mine").exists()  # the older checkpoint had no pending check
 
 
-def test_without_a_budget_nothing_is_copied(tmp_path):
+def test_a_checkpoint_carrying_a_pre_event_model_reads_in_a_job_without_a_budget(tmp_path):
     run = _run_with_pending_check(tmp_path)
     _, _, state = read_newest_readable(Checkpoint(str(run / "checkpoint_0002")), [], None)
     assert state.step == 25
