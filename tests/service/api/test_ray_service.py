@@ -52,7 +52,7 @@ def _wait(predicate, timeout, what):
 
 
 def _executor(head, token=RAY_TOKEN) -> RayJobExecutor:
-    return RayJobExecutor(head.address, sys.executable, "http://127.0.0.1:9", token, timeout=10)
+    return RayJobExecutor(head.address, sys.executable, "http://127.0.0.1:9", token, timeout=60)
 
 
 def test_ray_refuses_callers_without_its_token(head):
@@ -86,7 +86,7 @@ def test_no_service_secret_reaches_ray_or_its_drivers(head):
     headers = {"Authorization": f"Bearer {RAY_TOKEN}"}
     code = "import os; print('token=' + os.environ.get('SLIMRAY_API_TOKEN', 'absent'))"
     body = {"entrypoint": f'{sys.executable} -c "{code}"', "submission_id": "probe-env"}
-    assert httpx.post(f"{head.address}/api/jobs/", json=body, headers=headers, timeout=10).status_code == 200
+    assert httpx.post(f"{head.address}/api/jobs/", json=body, headers=headers, timeout=60).status_code == 200
     ex = _executor(head)
     _wait(lambda: ex.status("probe-env").state == JobState.SUCCEEDED, 120, "the probe job")
     assert "token=absent" in ex.logs("probe-env", 10_000).text
