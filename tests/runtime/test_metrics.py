@@ -56,3 +56,30 @@ def test_a_slimray_run_exports_the_dashboards_metrics_through_ray(tmp_path):
             assert all(counts.values()), counts
     finally:
         ray.shutdown()
+
+
+def _rule_event(step, groups, threshold=None, keep=None, kept=None):
+    from slimray.core.records import CostGoal, PruneEvent
+
+    goal = CostGoal(metric="flops", keep=keep, kept=kept) if keep is not None else None
+    return PruneEvent(step=step, digest="d", local_scores_sha="s", target_sparsity=None, sparsity=0.5,
+                      groups_pruned=1, channels_before=10, channels_after=5, params_before=100,
+                      params_after=50, flops_before=1000, flops_after=500, group_sparsity=groups,
+                      threshold=threshold, cost_target=goal)  # fmt: skip
+
+
+def test_a_rolled_back_event_puts_the_rule_gauges_back_to_the_event_before_it():
+    """Regression: after a rollback the gauges kept the undone event's sparsity and target."""
+    from slimray.runtime.metrics import restored
+
+    before = _rule_event(10, {"conv1": 0.25}, keep=0.75, kept=0.76)
+    undone = _rule_event(20, {"conv1": 0.9, "dense": 0.5}, keep=0.5, kept=0.4)
+    back = restored(undone, before)
+    assert back.group_sparsity == {"conv1": 0.25, "dense": 0.0}  # a group first cut by it: dense again
+    assert (back.cost_target.keep, back.cost_target.kept) == (0.75, 0.76)
+    first = restored(undone, None)  # the only event undone: the dense model's values
+    assert first.group_sparsity == {"conv1": 0.0, "dense": 0.0}
+    assert (first.cost_target.keep, first.cost_target.kept) == (1.0, 1.0)
+    threshold = restored(_rule_event(20, {"conv1": 0.6}, threshold=0.3), _rule_event(10, {"conv1": 0.2}, 0.1))
+    assert threshold.threshold == 0.1 and threshold.group_sparsity == {"conv1": 0.2}
+    assert restored(_rule_event(20, {"conv1": 0.6}, threshold=0.3), None).threshold == 0.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slimray.core.records import CostGoal, PruneEvent, RestartReason, WindowReport
+from slimray.core.records import CostGoal, PruneEvent, RestartReason, Rollback, WindowReport
 from slimray.core.spec import parse_spec
 from slimray.runtime.report import Timeline, build_report, plot_report, target_outcome, write_report
 
@@ -162,6 +162,22 @@ def test_a_target_within_five_percent_is_reached():
 def test_a_missed_target_says_what_limited_it(events, limit):
     outcome = target_outcome(_target_job(min_channels=4), [_goal_event(*e) for e in events])
     assert outcome.reached is False and outcome.limited_by.startswith(limit), outcome.limited_by
+
+
+def test_a_target_missed_because_the_budget_undid_an_event_names_the_budget():
+    """Regression: a rolled-back target job was said to be limited by its events or its floor."""
+    job = _target_job(max_accuracy_drop=0.01, recovery_steps=5)
+    undone = Rollback(event_step=20, step=25, accuracy=0.8, reference=0.9, budget=0.01, level=0.5)
+    outcome = target_outcome(job, [_goal_event(10, 0.75, 0.76)], [undone])
+    assert outcome.reached is False
+    assert outcome.limited_by == (
+        "the accuracy budget (prune.max_accuracy_drop=0.01) undid the event of step 20 (at 0.5): "
+        "accuracy fell more than the budget below 0.9000; pruning stopped")  # fmt: skip
+    retried = undone.model_copy(update={"retry_level": 0.625})
+    assert target_outcome(job, [_goal_event(10, 0.75, 0.76)], [retried]).limited_by.endswith(
+        "its last retry was at 0.625")  # fmt: skip
+    reached = target_outcome(job, [_goal_event(10, 0.75, 0.76), _goal_event(25, 0.5, 0.5)], [undone])
+    assert reached.reached is True and reached.limited_by is None
 
 
 def test_only_a_target_job_has_a_target_in_its_report():

@@ -124,6 +124,31 @@ def test_a_jobs_rollbacks_are_counted_from_its_last_report(tmp_path):
     assert f'slimray_prune_rollbacks_total{{job="{plain.id}"}} 0.0' in text
 
 
+def test_an_event_the_budget_undid_no_longer_sets_the_rule_gauges(tmp_path):
+    """Regression (issue 24): after a rollback the target gauges still showed the undone event's."""
+    from slimray.service.api.events import kept_metrics
+    from slimray.service.api.schemas import UNDONE_EVENTS, ReportIn
+
+    store = Store(tmp_path / "j.db")
+    job = store.create("t", {})
+    for n, (step, keep, kept) in enumerate([(30, 0.75, 0.74), (60, 0.5, 0.49)], start=1):
+        event = {"step": step, "target_sparsity": None, "group_sparsity": {"conv1": 1 - kept},
+                 "cost_target": {"metric": "flops", "keep": keep, "kept": kept}}  # fmt: skip
+        store.add_prune_event(job.id, step, event, n)
+    undone = {"event_step": 60, "step": 75, "accuracy": 0.5, "reference": 0.9, "budget": 0.01, "level": 0.5}
+    metrics = kept_metrics({}, ReportIn.model_validate({"step": 75, "rollbacks": 1, "rollback": undone}))
+    assert metrics[UNDONE_EVENTS] == [60]
+    store.update_progress(job.id, {"step": 75}, kept_metrics(metrics, ReportIn.model_validate({"step": 80})))
+    text = generate_latest(build_registries(store, 10, lambda: None).full).decode()
+    assert f'slimray_prune_target_ratio{{job="{job.id}",metric="flops"}} 0.75' in text  # event 30's
+    assert f'slimray_prune_kept_ratio{{job="{job.id}",metric="flops"}} 0.74' in text
+    assert f'slimray_group_sparsity_ratio{{group="conv1",job="{job.id}"}} 0.26' in text
+    assert f'slimray_prune_events_total{{job="{job.id}"}} 2.0' in text  # both were applied
+    many = {UNDONE_EVENTS: list(range(20))}  # bounded: the newest `most_undone`
+    again = kept_metrics(many, ReportIn.model_validate({"rollback": {**undone, "event_step": 99}}), 3)
+    assert again[UNDONE_EVENTS] == [18, 19, 99]
+
+
 EXPOSED_HELP = {
     "slimray_train_samples_per_second": "Training samples per second, all workers.",
     "slimray_throughput_gain_ratio": "Samples/s relative to the unpruned phase.",

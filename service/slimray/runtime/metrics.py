@@ -29,7 +29,7 @@ from slimray.core.metric_families import (
     Family,
     Kind,
 )
-from slimray.core.records import ProgressReport, Restart
+from slimray.core.records import ProgressReport, PruneEvent, Restart, Rollback
 from slimray.core.spec import DEFAULT_BACKEND
 from slimray.core.startup import StartupBreakdown
 
@@ -52,6 +52,7 @@ class RayMetrics:
         self.info_tags = {**self.tags, "backend": backend}
         self.metrics = {family.name: ray_metric(family) for family in DRIVER_FAMILIES}
         self.rollbacks = 0  # counted so far: a restarted group replays its steps, not its rollbacks
+        self.applied: dict[int, PruneEvent] = {}  # events in effect by step: the last sets the rule's gauges
 
     def on_progress_report(self, report: ProgressReport) -> None:
         # the job's info with the other gauges: Ray exports what reports set
@@ -63,9 +64,12 @@ class RayMetrics:
         if report.rollbacks > self.rollbacks:
             self.metrics[ROLLBACKS.name].inc(float(report.rollbacks - self.rollbacks), tags=self.tags)
             self.rollbacks = report.rollbacks
+        if report.rollback is not None:
+            self._undo(report.rollback)
         event = report.event
         if event is None:
             return
+        self.applied[event.step] = event
         self.metrics[PRUNE_EVENTS.name].inc(1.0, tags=self.tags)
         if event.allreduce_bytes:  # Ray's counters refuse an increment of 0 (one worker reduces nothing)
             self.metrics[SCORE_ALLREDUCE_BYTES.name].inc(float(event.allreduce_bytes), tags=self.tags)
@@ -74,6 +78,10 @@ class RayMetrics:
             seconds = getattr(event.durations, phase)
             if seconds is not None:
                 durations.observe(float(seconds), tags={**self.tags, "phase": phase})
+        self._set_rule(event)
+
+    def _set_rule(self, event: PruneEvent) -> None:
+        """The gauges of the event in effect: what it left of each group, its threshold or target."""
         for group, ratio in event.group_sparsity.items():
             self.metrics[GROUP_SPARSITY.name].set(ratio, tags={**self.tags, "group": group})
         if event.threshold is not None:
@@ -81,6 +89,13 @@ class RayMetrics:
         if (goal := event.cost_target) is not None:
             self.metrics[PRUNE_TARGET.name].set(goal.keep, tags={**self.tags, "metric": goal.metric})
             self.metrics[PRUNE_KEPT.name].set(goal.kept, tags={**self.tags, "metric": goal.metric})
+
+    def _undo(self, rollback: Rollback) -> None:
+        """An event the accuracy budget undid: the gauges go back to the event before it (a Ray
+        gauge cannot be removed: what no event before it pruned goes back to the dense values)."""
+        undone = self.applied.pop(rollback.event_step, None)
+        if undone is not None:
+            self._set_rule(restored(undone, self.applied[max(self.applied)] if self.applied else None))
 
     def on_restart(self, restart: Restart) -> None:
         """One more worker group (or a driver resume): the restart counter."""
@@ -90,3 +105,15 @@ class RayMetrics:
         """The job's start-up, by part (set once, when the first worker group's loop starts)."""
         for part, seconds in startup.parts().items():
             self.metrics[STARTUP.name].set(seconds, tags={**self.tags, "part": part})
+
+
+def restored(undone: PruneEvent, before: PruneEvent | None) -> PruneEvent:
+    """The rule's values once `undone` is rolled back: `before`'s, and the dense model's (nothing
+    removed, a threshold of 0, everything kept) where `before` has none."""
+    dense = {"threshold": 0.0 if undone.threshold is not None else None,
+             "cost_target": undone.cost_target.model_copy(update={"keep": 1.0, "kept": 1.0})
+             if undone.cost_target is not None else None}  # fmt: skip
+    kept = {"threshold": before.threshold, "cost_target": before.cost_target} if before else {}
+    groups = {**dict.fromkeys(undone.group_sparsity, 0.0), **(before.group_sparsity if before else {})}
+    return undone.model_copy(update={**dense, **{k: v for k, v in kept.items() if v is not None},
+                                     "group_sparsity": groups})  # fmt: skip

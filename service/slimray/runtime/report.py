@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,16 +190,32 @@ def _sizes(timeline: Timeline) -> dict[str, BeforeAfter]:
             "flops_per_sample": pair("flops", event.flops_before if event else None)}  # fmt: skip
 
 
-def target_outcome(prune: PruneSpec, events: list[PruneEvent]) -> TargetOutcome | None:
-    """A cost target against the fraction its last event kept, and what stopped it short."""
+def target_outcome(prune: PruneSpec, events: list[PruneEvent],
+                   rollbacks: Sequence[Rollback] = ()) -> TargetOutcome | None:  # fmt: skip
+    """A cost target against the fraction its kept events reached, and what stopped it short
+    (the accuracy budget first: an event it undid is why a target is missed, not the events)."""
     if prune.target is None:
         return None
     metric, goal = prune.target.metric, prune.target.keep
     done = [e for e in events if e.cost_target is not None]
     kept = done[-1].cost_target.kept if done else None  # type: ignore[union-attr]
     reached = kept is not None and abs(kept - goal) <= TARGET_TOLERANCE * goal
-    limit = None if reached else _target_limit(prune, done, kept)
+    limit = None
+    if not reached:
+        limit = _budget_limit(prune, rollbacks) if rollbacks else _target_limit(prune, done, kept)
     return TargetOutcome(metric=metric, target=goal, kept=kept, reached=reached, limited_by=limit)
+
+
+def _budget_limit(prune: PruneSpec, rollbacks: Sequence[Rollback]) -> str:
+    """A target missed because the accuracy budget undid events: which, and what followed."""
+    undone = ", ".join(f"step {r.event_step} (at {r.level:.3g})" for r in rollbacks)
+    last = rollbacks[-1]
+    then = (f"its last retry was at {last.retry_level:.3g}" if last.retry_level is not None
+            else "pruning stopped")  # fmt: skip
+    return (
+        f"the accuracy budget (prune.max_accuracy_drop={prune.max_accuracy_drop}) undid the event of "
+        f"{undone}: accuracy fell more than the budget below {last.reference:.4f}; {then}"
+    )
 
 
 def _target_limit(prune: PruneSpec, done: list[PruneEvent], kept: float | None) -> str:
@@ -225,7 +242,7 @@ def build_report(timeline: Timeline, prune: PruneSpec | None = None, **fields: A
     dense, final = timeline.dense_throughput, timeline.final_throughput
     last = timeline.entries[-1] if timeline.entries else None
     weights, kept = timeline.weights_sha, timeline.kept_events()
-    target = target_outcome(prune, kept) if prune is not None else None
+    target = target_outcome(prune, kept, timeline.rollbacks) if prune is not None else None
     if target is not None:  # only a job with a target has the key
         fields = {**fields, "target": target}
     if prune is not None and prune.max_accuracy_drop is not None:  # only a job with a budget has it

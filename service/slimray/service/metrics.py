@@ -37,7 +37,7 @@ from slimray.core.metric_families import (
 )
 from slimray.core.spec import DEFAULT_BACKEND
 from slimray.core.startup import STARTUP_PARTS
-from slimray.service.api.schemas import PruneEventIn
+from slimray.service.api.schemas import UNDONE_EVENTS, PruneEventIn
 from slimray.service.store import Job, Store
 
 _KINDS = {Kind.GAUGE: GaugeMetricFamily, Kind.COUNTER: CounterMetricFamily,
@@ -93,7 +93,11 @@ class _JobFamilies:
         series[SCORE_ALLREDUCE_BYTES.name].add_metric([job.id], float(allreduced))
         if events:
             series[LAST_PRUNE_EVENT.name].add_metric([job.id], float(sum(_seconds(events[-1]).values())))
-            self._add_last_rule(job.id, events[-1])
+        stored = job.metrics.get(UNDONE_EVENTS)
+        undone = {s for s in stored if isinstance(s, int)} if isinstance(stored, list) else set()
+        in_effect = [e for e in events if e is None or e.step not in undone]
+        if in_effect:  # the rule of the last event the accuracy budget did not undo
+            self._add_last_rule(job.id, in_effect[-1])
         measured = [_seconds(e) for e in events]
         for phase in PHASES:
             values = [m[phase] for m in measured if phase in m]

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from slimray.core.jobstate import JobState
 from slimray.core.records import Retain, retained
 from slimray.core.spec import JobSpec
-from slimray.service.api.schemas import EndIn, ReportIn, StartIn, StartupIn, WorkerErrorIn
+from slimray.service.api.schemas import UNDONE_EVENTS, EndIn, ReportIn, StartIn, StartupIn, WorkerErrorIn
 from slimray.service.store import Job, Store
 
 
@@ -67,24 +67,28 @@ def _startup(store: Store, job: Job, data: StartupIn) -> None:
     )
 
 
-def kept_metrics(metrics: dict[str, Any], report: ReportIn) -> dict[str, Any]:
-    """A job's metrics after a report: each window metric kept by its `records.Retain` rule."""
+def kept_metrics(metrics: dict[str, Any], report: ReportIn, most_undone: int = EVENT_SLACK) -> dict[str, Any]:
+    """A job's metrics after a report: each window metric kept by its `records.Retain` rule, and
+    the step of an event the accuracy budget undid (at most `most_undone`, the newest)."""
     kept = dict(metrics)
     for name, rule in retained().items():
         value = getattr(report, name)
         if rule is Retain.LATEST or value is not None:
             kept[name] = value
+    if report.rollback is not None:
+        known = [s for s in metrics.get(UNDONE_EVENTS, []) if isinstance(s, int)]
+        kept[UNDONE_EVENTS] = sorted({*known, report.rollback.event_step})[-most_undone:]
     return kept
 
 
 def _report(store: Store, job: Job, data: ReportIn) -> None:
     _running(store, job, "report")
     progress = {"step": data.step, "total_steps": data.total_steps}
-    store.update_progress(job.id, progress, kept_metrics(job.metrics, data))
+    limit = event_limit(job.spec)
+    store.update_progress(job.id, progress, kept_metrics(job.metrics, data, limit))
     event = data.stored_event()
     if event is None:
         return
-    limit = event_limit(job.spec)
     if not store.add_prune_event(job.id, data.event.step, event, limit):
         raise EventLimitReached(
             f"job {job.id} has its {limit} prune events (its schedule's plus {EVENT_SLACK}): "

@@ -127,6 +127,7 @@ class StartupIn(lenient(StartupBreakdown)):
     """The job's start-up by part (`startup.StartupBreakdown`), once its first worker group runs."""
 
 
+UNDONE_EVENTS = "undone_event_steps"  # a job's metrics: the steps of the events its accuracy budget undid
 MAX_EVENT_BYTES = 64 * 1024  # a real event is a few KB (its kept-whole layers, a digest a rank)
 
 
