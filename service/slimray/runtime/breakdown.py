@@ -19,7 +19,8 @@ PHASES = {
     "tracing": "tracing the step function of each model (the first, and after each prune event)",
     "training": "training steps",
     "prune_events": "scoring, allreduce, agreement and surgery",
-    "checkpoints": "writing checkpoints and handing them to Ray Train",
+    "checkpoints": "writing checkpoints and handing them to Ray Train; the accuracy budget's copy of the "
+    "model before an event, and its read when the event is undone",
     "evaluation": "validation passes on rank 0",
     "progress": "building and sending progress messages (they are not awaited)",
     "shutdown": "the last upload, the worker group's teardown",

@@ -102,11 +102,8 @@ class WorkerLoop:
         self.strategy = self.backend.strategy
         self.reducer = self.make_reducer()
         prune = self.spec.prune
-        self.pruner = (
-            Pruner(prune.criterion_identifier(), prune.planner_config(), self.reducer, strict=prune.strict)
-            if prune
-            else None
-        )
+        self.pruner = None if prune is None else Pruner(prune.criterion_identifier(), prune.planner_config(),
+                                                        self.reducer, strict=prune.strict)  # fmt: skip
         self.x_val, self.y_val = _local(self.config.validation)
         self._restore_or_build()
         self._agree_on_restored_step()
@@ -189,7 +186,8 @@ class WorkerLoop:
             now = level_now(self.guard.template, self.state, self.cost)
             amount = self.guard.admit(amount, now)
             if amount is not None:
-                write_checkpoint(self.pre_event, self.model, self.optimizer, self.state)
+                with self.clock.phase("checkpoints"):
+                    write_checkpoint(self.pre_event, self.model, self.optimizer, self.state)
                 self.guard.before_event(self.state.step, amount, now, self.agreed_accuracy())
         if amount is not None:
             with self.clock.phase("prune_events"):
@@ -206,7 +204,8 @@ class WorkerLoop:
             return
         self.rollback = self.guard.judge(self.state.step, self.agreed_accuracy(), final)
         if self.rollback is not None:
-            with self.backend.building(f"rolling back the event of step {self.rollback.event_step}"):
+            undoing = f"rolling back the event of step {self.rollback.event_step}"
+            with self.backend.building(undoing), self.clock.phase("checkpoints"):
                 self.model, self.optimizer, state = read_checkpoint(self.pre_event)
             state.step, state.budget, self.state = self.state.step, self.guard.state, state
             self._new_model_costs()
