@@ -164,3 +164,21 @@ def test_a_rollback_is_said_live_in_the_summary_and_counted_in_the_job_line(caps
     job = {"id": "a", "name": "j", "state": "running", "progress": {}, "metrics": {"rollbacks": 2},
            "prune_events": [{}, {}]}  # fmt: skip
     assert job_line(job).endswith("prune events 2  rolled back 2 (accuracy budget)")
+
+
+def test_a_run_summary_says_when_an_auto_schedule_started_and_why(capsys):
+    from slimray.cli.render import auto_start_line
+    from slimray.core.records import MaskCheck
+
+    settled = [MaskCheck(step=0), MaskCheck(step=10, distance=0.2), MaskCheck(step=20, distance=0.01),
+               MaskCheck(step=30, distance=0.004, start="settled")]  # fmt: skip
+    assert auto_start_line(settled) == (
+        "auto schedule: pruning started at step 30, the mask had settled (mask change by step: "
+        "10: 0.200, 20: 0.010, 30: 0.004)")  # fmt: skip
+    late = [MaskCheck(step=0), MaskCheck(step=10, distance=0.5), MaskCheck(step=45, start="latest")]
+    assert "started at step 45, its latest start came before the mask settled" in auto_start_line(late)
+    assert auto_start_line([MaskCheck(step=0)]).startswith("auto schedule: pruning never started")
+    print_run_summary({**_run_report([_event()]), "mask_checks": [c.model_dump() for c in settled]})
+    assert "auto schedule: pruning started at step 30" in _printed(capsys)
+    print_run_summary(_run_report([_event()]))
+    assert "auto schedule" not in _printed(capsys)

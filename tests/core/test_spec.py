@@ -73,6 +73,11 @@ def test_json_and_yaml_files_load(tmp_path):
          "prune.target.latency"),
         ({"prune": {"target": {"params": 0.5}, "schedule": {"kind": "polynomial", "initial_sparsity": 0.6,
                                                             "begin_step": 1, "end_step": 9}}}, "prune"),
+        ({"prune": {"schedule": {"kind": "auto", "epsilon": 1.0}}}, "prune.schedule.epsilon"),
+        ({"prune": {"schedule": {"kind": "auto", "every": 0}}}, "prune.schedule.every"),
+        ({"prune": {"schedule": {"kind": "auto", "sometimes": 1}}}, "prune.schedule.sometimes"),
+        ({"prune": {"max_accuracy_drop": 0.01, "recovery_steps": 30,
+                    "schedule": {"kind": "auto", "spacing": 10}}}, "prune"),
         ({"scaling": {"num_workers": 0}}, "scaling.num_workers"),
         ({"scaling": {"gpus_per_worker": 1}}, "scaling"),
         ({"failure": {"max_failures": -2}}, "failure.max_failures"),
@@ -245,3 +250,20 @@ def test_plain_uris_and_local_paths_with_any_character_are_accepted(location):
     field = ("model", "source") if location.endswith(":build") else ("data", "source")
     spec = parse_spec({**GOOD, field[0]: {field[1]: location}})
     assert getattr(getattr(spec, field[0]), field[1]) == location
+
+
+def test_an_auto_schedule_whose_events_do_not_fit_after_its_latest_start_is_refused():
+    """Its events (and a budget's last check) must fit between the latest start and the end."""
+    auto = {"kind": "auto", "events": 4, "spacing": 10, "latest": 60}
+    expected = (r"4 events 10 steps apart \(and the last one's retrace\) take 31 steps, which do not fit "
+                r"between the latest start \(step 60\) and train.steps 80")  # fmt: skip
+    with pytest.raises(SpecError, match=expected):
+        parse_spec({**GOOD, "train": {"steps": 80}, "prune": {**GOOD["prune"], "schedule": auto}})
+    fits = parse_spec({**GOOD, "train": {"steps": 91}, "prune": {**GOOD["prune"], "schedule": auto}})
+    assert fits.prune.schedule.event_count() == 4 and fits.prune.schedule.event_steps() == []
+    budget = {**GOOD["prune"], "max_accuracy_drop": 0.01, "recovery_steps": 15, "schedule": {"kind": "auto"}}
+    spec = parse_spec({**GOOD, "train": {"steps": 100}, "prune": budget})
+    assert spec.prune.schedule.gap(15) == 15 and spec.prune.schedule.latest_start(100, 15) == 50  # half
+    assert spec.prune.schedule.latest_start(60, 15) == 60 - 45  # earlier: 3 events and the last check fit
+    epochs = parse_spec({**GOOD, "train": {"epochs": 1}, "prune": {**GOOD["prune"], "schedule": auto}})
+    assert epochs.prune.schedule.latest == 60  # a length in epochs is not known before the data is

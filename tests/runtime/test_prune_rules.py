@@ -1,8 +1,9 @@
 """The rules beside a sparsity, in real 2-worker jobs. The importance threshold: every rank applies
 the same mask at each of the schedule's steps, a worker killed after the first event is replaced
 and the group goes on agreeing, and the sparsity reached (an outcome) is in the report, per group
-and in total. A FLOPs target: each event keeps its step of the way to the target's share of the
-dense model's FLOPs, on every rank alike, and the report says it was reached."""
+and in total. A FLOPs target on an auto schedule: pruning starts once the mask settles, each event
+keeps its step of the way to the target's share of the dense model's FLOPs, on every rank alike,
+and the report says when it started and that the target was reached."""
 
 from __future__ import annotations
 
@@ -48,17 +49,26 @@ def test_a_threshold_job_agrees_on_every_event_through_a_worker_kill(ray_local, 
     assert model.get_layer("conv2").filters == round(32 * (1 - events[-1]["group_sparsity"]["conv2"]))
 
 
-def test_a_flops_target_is_approached_event_by_event_and_reached_on_every_rank(ray_local, tmp_path):
+AUTO = {"kind": "auto", "every": 10, "epsilon": 0.6, "window": 2, "events": 2, "spacing": 30}
+
+
+def test_a_flops_target_on_an_auto_schedule_starts_when_the_mask_settles_and_is_reached(ray_local, tmp_path):
     import keras
 
     from slimray.pruning import build_graph, count_model
     from slimray.runtime.trainer import run_job
 
-    result = run_job(_spec(tmp_path / "run", target={"flops": 0.5}, scope="global"))
+    data = _spec(tmp_path / "run", target={"flops": 0.5}, scope="global").model_dump(mode="json")
+    result = run_job(parse_spec({**data, "prune": {**data["prune"], "schedule": AUTO}}))
     assert result.state == "succeeded", result.error
     report = result.report
+    # a first event of 25% changes at most half the channels' choice: under 0.6, so the mask
+    # settles at the second check after the first (steps 0, 10, 20), and pruning starts at 20
+    checks = report["mask_checks"]
+    assert [(c["step"], c["start"]) for c in checks] == [(0, None), (10, None), (20, "settled")]
+    assert checks[0]["distance"] is None and all(0 <= c["distance"] < 0.6 for c in checks[1:])
     events = report["prune_events"]
-    assert [(e["step"], e["cost_target"]["keep"]) for e in events] == [(30, 0.75), (60, 0.5)]
+    assert [(e["step"], e["cost_target"]["keep"]) for e in events] == [(20, 0.75), (50, 0.5)]
     dense = events[0]["flops_before"]
     for event in events:
         goal = event["cost_target"]

@@ -229,3 +229,26 @@ def test_a_group_resumed_from_the_rollbacks_checkpoint_keeps_the_rollback():
     entry, _ = t.add([_report(35, 100.0, resumed=30, pid=7)])
     assert t.rollbacks == [undone] and entry.rollbacks == 1 and entry.phase == 2
     assert t.kept_events() == []
+
+
+def test_an_auto_schedules_mask_checks_are_in_its_report_and_a_resumed_group_redoes_the_later_ones():
+    """Only an auto schedule's report has `mask_checks` (rank 0's); a group resumed from step 10
+    checks again from there, so the checks it will redo are dropped, not listed twice."""
+    from slimray.core.records import MaskCheck
+
+    t = Timeline()
+    t.group_started(1, None, [])
+    t.add([_report(5, 100.0, mask_checks=[MaskCheck(step=0), MaskCheck(step=5, distance=0.3)]),
+           _report(5, 100.0, rank=1, mask_checks=[MaskCheck(step=0)])])  # fmt: skip
+    t.add([_report(12, 100.0, mask_checks=[MaskCheck(step=10, distance=0.01)])])
+    t.restart(RestartReason.WORKER_FAILED, "rank 1: RayActorError", 140.0)
+    t.group_started(2, 10, [])
+    settled = MaskCheck(step=10, distance=0.02, start="settled")
+    t.add([_report(15, 100.0, resumed=10, pid=7, mask_checks=[settled])])
+    job = {"model": {"source": "seed_cnn"}, "data": {"source": "mnist"}, "train": {"steps": 90}}
+    auto = parse_spec({**job, "prune": {"schedule": {"kind": "auto", "every": 5}}}).prune
+    checks = build_report(t, prune=auto).wire()["mask_checks"]
+    assert [(c["step"], c["distance"], c["start"]) for c in checks] == [
+        (0, None, None), (5, 0.3, None), (10, 0.02, "settled")]  # fmt: skip
+    iterative = parse_spec({**job, "prune": {"schedule": {"kind": "one_shot", "step": 3}}}).prune
+    assert "mask_checks" not in build_report(t, prune=iterative).wire()

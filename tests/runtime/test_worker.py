@@ -133,12 +133,12 @@ class _LocalLoop(WorkerLoop):
         return super().make_reducer()
 
 
-def _config(sender, steps=6):
+def _config(sender, steps=6, schedule=None):
     spec = JobSpec.model_validate({
         "model": {"source": "seed_cnn", "kwargs": {"conv1": 4, "conv2": 8, "fc": 8}},
         "data": {"source": "synthetic"},
         "train": {"steps": steps, "batch_size": 8, "report_every": 2, "checkpoint_every": 100},
-        "prune": {"sparsity": 0.5, "schedule": {"kind": "one_shot", "step": 2}},
+        "prune": {"sparsity": 0.5, "schedule": schedule or {"kind": "one_shot", "step": 2}},
         "scaling": {"num_workers": 1},
     })  # fmt: skip
     x, y = synthetic(96, (8, 8, 1), 3, seed=0)
@@ -191,6 +191,22 @@ def test_windows_are_typed_reports_and_the_checkpointed_event_carries_its_retrac
         state = TrainState.from_json((directory / STATE_FILE).read_text())
         assert state.events == [event]  # recorded complete: its retrace included
     assert json.loads((final / EXPORT_FILE).read_text())["exported_params"] == windows[-1].payload.params
+
+
+def test_an_auto_schedule_that_never_settles_starts_at_its_latest_step_and_checkpoints_its_state(ray_train):
+    """Checks every 2 steps until the latest start (5; a window of 100 never settles), then two
+    events 3 steps apart, each half of the way; the checks reach the driver with the windows."""
+    sender = _Sender()
+    auto = {"kind": "auto", "every": 2, "window": 100, "events": 2, "spacing": 3, "latest": 5}
+    _LocalLoop(_config(sender, steps=12, schedule=auto)).start().run()
+    windows = [m.payload for m in sender.messages if m.kind == WINDOW]
+    checks = [c for w in windows for c in w.mask_checks]
+    assert [(c.step, c.start) for c in checks] == [(0, None), (2, None), (4, None), (5, "latest")]
+    assert checks[0].distance is None and all(0 <= c.distance <= 1 for c in checks[1:3])
+    events = [w.event for w in windows if w.event is not None]
+    assert [(e.step, e.target_sparsity) for e in events] == [(5, 0.25), (8, 0.5)]
+    state = TrainState.from_json((ray_train[-1] / STATE_FILE).read_text())
+    assert state.auto.started_at == 5 and state.auto.streak < 100 and state.auto.last_keep
 
 
 def test_a_prune_event_record_is_complete_only_with_its_retrace():

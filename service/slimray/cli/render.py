@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from slimray.core.records import ProgressReport, PruneEvent, Rollback
+from slimray.core.records import MaskCheck, ProgressReport, PruneEvent, Rollback
 from slimray.core.startup import STARTUP_PARTS, StartupBreakdown
 from slimray.runtime.breakdown import PHASES
 
@@ -124,6 +124,18 @@ def rollback_line(rollback: Rollback) -> str:
     )
 
 
+def auto_start_line(checks: list[MaskCheck], shown: int = 8) -> str:
+    """When an auto schedule started pruning and why, with the mask's last distances."""
+    start = next((c for c in checks if c.start), None)
+    measured = [c for c in checks if c.distance is not None][-shown:]
+    distances = ", ".join(f"{c.step}: {c.distance:.3f}" for c in measured) or "none measured"
+    if start is None:
+        return f"auto schedule: pruning never started (mask change by step: {distances})"
+    why = ("the mask had settled" if start.start == "settled"
+           else "its latest start came before the mask settled")  # fmt: skip
+    return f"auto schedule: pruning started at step {start.step}, {why} (mask change by step: {distances})"
+
+
 class RunProgress:
     """Live terminal view of a run (`run_job`'s on_event): step bar, throughput, gain, params,
     accuracy, and a line per prune event; `quiet` shows nothing."""
@@ -192,6 +204,8 @@ def print_run_summary(report: dict[str, Any]) -> None:
         _print_last_event(PruneEvent.model_validate(events[-1]))
     for rollback in report.get("rollbacks") or []:
         say(rollback_line(Rollback.model_validate(rollback)))
+    if "mask_checks" in report:
+        say(auto_start_line([MaskCheck.model_validate(c) for c in report["mask_checks"]]))
     gain = report.get("throughput_gain")
     if gain:
         console.print(f"throughput gain {gain:.2f}x over the unpruned phase; "

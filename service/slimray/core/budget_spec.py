@@ -45,6 +45,12 @@ class AccuracyBudgetFields(BaseModel):
         schedule = getattr(self, "schedule", None)
         if self.max_accuracy_drop is None or schedule is None:
             return self
+        if getattr(schedule, "spacing", None) is not None and schedule.spacing < self.recovery_steps:
+            raise ValueError(
+                f"recovery_steps {self.recovery_steps} is longer than schedule.spacing {schedule.spacing}: "
+                "each event's accuracy check must come before the next event (leave spacing out: an "
+                "auto schedule then spaces its events by recovery_steps)"
+            )
         steps = sorted(schedule.event_steps())
         gaps = [(b - a, a, b) for a, b in itertools.pairwise(steps)]
         if gaps and min(gaps)[0] < self.recovery_steps:

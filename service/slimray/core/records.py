@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -147,6 +147,24 @@ class BudgetState(Record):
     rollbacks: list[Rollback] = Field(default_factory=list)
 
 
+class MaskCheck(Record):
+    """One check of an auto schedule (`early_bird`): the share of channels whose keep-or-remove
+    choice changed since the previous check (None at the first), and whether pruning starts here
+    (`settled`: `window` checks in a row under epsilon; `latest`: the latest start came first)."""
+
+    step: int
+    distance: float | None = None
+    start: Literal["settled", "latest"] | None = None
+
+
+class AutoState(Record):
+    """What an auto schedule knows, checkpointed with the train state (a resumed group goes on)."""
+
+    streak: int = 0  # checks in a row under epsilon
+    last_keep: dict[str, list[int]] | None = None  # the previous check's mask: kept channels by group
+    started_at: int | None = None  # the first event's step, once decided
+
+
 class PruneEvent(Record):
     """One prune event as every worker applied it; the driver adds each rank's digests, which
     must all be equal (the same mask everywhere)."""
@@ -188,6 +206,7 @@ class WindowReport(WindowMetrics):
     peak_memory_bytes: int = 0
     event: PruneEvent | None = None
     rollback: Rollback | None = None  # the accuracy budget undid an event in this window
+    mask_checks: list[MaskCheck] = Field(default_factory=list)  # an auto schedule's, since the last window
     final: bool = False
     resumed_from: int | None = None  # the checkpoint step a restarted group resumed from
     world: int | None = None  # the size of this rank's worker group (elastic jobs resize it)
@@ -344,6 +363,7 @@ class RunReport(Record):
     replicas_identical: bool | None = None
     prune_events: list[PruneEvent] = Field(default_factory=list)
     rollbacks: list[Rollback] = Field(default_factory=list)  # events the accuracy budget undid
+    mask_checks: list[MaskCheck] = Field(default_factory=list)  # an auto schedule's: when it started
     timeline: list[TimelineEntry] = Field(default_factory=list)
     finished_at: str | None = None
     wall_seconds: float | None = None

@@ -1,5 +1,6 @@
-"""When a job prunes: the schedule kinds of a spec (one-shot, iterative, polynomial) and the steps
-each prunes at, one copy for the spec, the service's event cap and `slimray.pruning.schedules`."""
+"""When a job prunes: the schedule kinds of a spec (one-shot, iterative, polynomial, auto) and the
+steps each prunes at, one copy for the spec, the service's event cap and `slimray.pruning.schedules`
+(`auto` decides its steps while training: `slimray.runtime.early_bird`)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class OneShotSpec(_Strict):
     def event_steps(self) -> list[int]:
         return [self.step]
 
+    def event_count(self) -> int:
+        return 1
+
 
 class IterativeSpec(_Strict):
     kind: Literal["iterative"] = "iterative"
@@ -46,6 +50,9 @@ class IterativeSpec(_Strict):
 
     def event_steps(self) -> list[int]:
         return iterative_steps(self.start, self.end, self.every)
+
+    def event_count(self) -> int:
+        return len(self.event_steps())
 
 
 class PolynomialSpec(_Strict):
@@ -65,5 +72,68 @@ class PolynomialSpec(_Strict):
     def event_steps(self) -> list[int]:
         return polynomial_steps(self.begin_step, self.end_step, self.frequency)
 
+    def event_count(self) -> int:
+        return len(self.event_steps())
 
-ScheduleSpec = Annotated[OneShotSpec | IterativeSpec | PolynomialSpec, Field(discriminator="kind")]
+
+class AutoSpec(_Strict):
+    """No steps to tune (Early-Bird, You et al. 2020): every `every` steps the allreduced scores
+    choose the first event's mask; once it changes in less than `epsilon` of the channels for
+    `window` checks in a row (or at `latest`), `events` events `spacing` steps apart reach the amount."""
+
+    kind: Literal["auto"] = "auto"
+    every: int = Field(10, ge=1, description="Steps between two checks of the mask.")
+    epsilon: float = Field(
+        0.05, gt=0, lt=1, allow_inf_nan=False,
+        description="The share of channels whose keep-or-remove choice may change between two checks "
+        "for the mask to count as settled (the normalized Hamming distance).",
+    )  # fmt: skip
+    window: int = Field(3, ge=1, description="Settled checks in a row before pruning starts.")
+    events: int = Field(3, ge=1, le=100, description="Events that reach the amount, in equal steps.")
+    spacing: int | None = Field(
+        None, ge=1,
+        description="Steps between events; default: prune.recovery_steps with an accuracy budget (each "
+        "event is checked before the next), else `every`.",
+    )  # fmt: skip
+    latest: int | None = Field(
+        None, ge=0,
+        description="The step pruning starts at if the mask has not settled by then; default: half "
+        "of training, earlier if the events (and an accuracy budget's last check) would not fit after it.",
+    )  # fmt: skip
+
+    def event_steps(self) -> list[int]:
+        """None known before training: the job decides them (`early_bird`)."""
+        return []
+
+    def gap(self, recovery_steps: int | None) -> int:
+        """Steps between events: `spacing`, else a budget's recovery (None: no budget), else `every`."""
+        return self.spacing or recovery_steps or self.every
+
+    def span(self, recovery_steps: int | None) -> int:
+        """Steps from the first event to the end of the last one's check (1: the step after it)."""
+        return (self.events - 1) * self.gap(recovery_steps) + (recovery_steps or 1)
+
+    def latest_start(self, total_steps: int, recovery_steps: int | None) -> int:
+        """The step pruning starts at at the latest: `latest`, else half of training, earlier if
+        the events would not fit after it."""
+        if self.latest is not None:
+            return self.latest
+        return max(0, min(total_steps // 2, total_steps - self.span(recovery_steps)))
+
+    def event_count(self) -> int:
+        return self.events
+
+    def fit_problem(self, total_steps: int, recovery_steps: int | None) -> str | None:
+        """Why its events (and a budget's last check) cannot fit after its latest start; None: they fit."""
+        start, span = self.latest_start(total_steps, recovery_steps), self.span(recovery_steps)
+        if start + span <= total_steps:
+            return None
+        return (
+            f"prune.schedule: {self.events} events {self.gap(recovery_steps)} steps apart (and the last "
+            f"one's {'check' if recovery_steps else 'retrace'}) take {span} steps, which do not fit between "
+            f"the latest start (step {start}) and train.steps {total_steps}: fewer events, less spacing, an "
+            "earlier latest, or more steps"
+        )
+
+
+ScheduleSpec = Annotated[OneShotSpec | IterativeSpec | PolynomialSpec | AutoSpec, Field(discriminator="kind")]

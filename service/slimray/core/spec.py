@@ -19,7 +19,7 @@ from pydantic import (
 
 from slimray.core.budget_spec import AccuracyBudgetFields
 from slimray.core.scaling import ScalingSpec, group_batch
-from slimray.core.schedule_spec import IterativeSpec, OneShotSpec, ScheduleSpec
+from slimray.core.schedule_spec import AutoSpec, IterativeSpec, OneShotSpec, ScheduleSpec
 from slimray.core.spec_fields import Dim, Location, Options, Text, _Strict
 from slimray.core.target_spec import TargetSpec
 
@@ -235,6 +235,8 @@ class PruneSpec(AccuracyBudgetFields, _Strict):
         if final is None:
             raise ValueError("a threshold's schedule has steps, not sparsities: use schedule.event_steps()")
         s = self.schedule
+        if isinstance(s, AutoSpec):
+            raise ValueError("an auto schedule decides its steps while training (slimray.runtime.early_bird)")
         if isinstance(s, OneShotSpec):
             config = {"step": s.step, "sparsity": final}
         elif isinstance(s, IterativeSpec):
@@ -329,6 +331,16 @@ class JobSpec(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _auto_fits(self) -> JobSpec:
+        """An auto schedule's events (and a budget's last check) fit after its latest start."""
+        prune = self.prune
+        if prune is not None and isinstance(prune.schedule, AutoSpec) and self.train.steps is not None:
+            recovery = prune.recovery_steps if prune.max_accuracy_drop is not None else None
+            if problem := prune.schedule.fit_problem(self.train.steps, recovery):
+                raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
     def _budget_can_check(self) -> JobSpec:
         """An accuracy budget has validation data, and checks its last event before training ends."""
         if self.prune is not None:
@@ -347,7 +359,7 @@ class SpecError(ValueError):
         super().__init__(f"invalid job spec {source}:\n  " + "\n  ".join(problems))
 
 
-_TAGS = ("one_shot", "iterative", "polynomial")
+_TAGS = ("one_shot", "iterative", "polynomial", "auto")
 
 
 def _loc(loc: tuple) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from slimray.core.records import BudgetState, PruneEvent
+from slimray.core.records import AutoState, BudgetState, PruneEvent
 
 MODEL_FILE = "model.keras"
 OPTIMIZER_FILE = "optimizer.npz"
@@ -35,10 +35,12 @@ class TrainState:
     events: list[PruneEvent] = field(default_factory=list)  # complete: retrace included
     optimizer: dict[str, Any] = field(default_factory=dict)  # {"class_name", "config"}
     budget: BudgetState = field(default_factory=BudgetState)  # the accuracy budget's, if any
+    auto: AutoState = field(default_factory=AutoState)  # an auto schedule's, if any
 
     def to_json(self) -> str:
         fields = {**asdict(self), "events": [e.model_dump(mode="json") for e in self.events],
-                  "budget": self.budget.model_dump(mode="json")}  # fmt: skip
+                  "budget": self.budget.model_dump(mode="json"),
+                  "auto": self.auto.model_dump(mode="json")}  # fmt: skip
         return json.dumps(fields)
 
     @classmethod
@@ -46,7 +48,8 @@ class TrainState:
         fields = json.loads(text)
         events = [PruneEvent.model_validate(e) for e in fields.pop("events", [])]
         budget = BudgetState.model_validate(fields.pop("budget", {}))
-        return cls(**fields, events=events, budget=budget)
+        auto = AutoState.model_validate(fields.pop("auto", {}))
+        return cls(**fields, events=events, budget=budget, auto=auto)
 
 
 def _previous(directory: Path) -> Path:
@@ -72,6 +75,18 @@ class CorruptCheckpointError(ValueError):
 
 class CheckpointDisagreementError(RuntimeError):
     """The ranks of one worker group restored different checkpoints."""
+
+
+def agree_on_restored_step(rank: int, step: int, reducer: Any) -> None:
+    """Every rank restored the same step: each reads the checkpoint itself and may skip one it
+    cannot read, and a group split across checkpoints would train diverging models."""
+    value = np.asarray([float(step)])
+    low, high = int(reducer.allmin(value)[0]), int(reducer.allmax(value)[0])
+    if low != high:
+        raise CheckpointDisagreementError(
+            f"rank {rank} restored step {step}, but the ranks restored steps {low} to {high} (a "
+            "checkpoint one rank could not read: see the report's warnings)"
+        )
 
 
 def _digest(path: Path) -> str:

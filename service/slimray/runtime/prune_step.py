@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from slimray.core.records import CostGoal, KeptWholeLayer, PruneDurations, PruneEvent
+from slimray.core.schedule_spec import AutoSpec
 from slimray.core.spec import PruneSpec
 from slimray.pruning import CostTarget, PruningSchedule, Threshold, get_schedule
 
@@ -53,8 +54,47 @@ class TargetEvents:
         return CostTarget(self.metric, 1.0 - removed) if due else None
 
 
-def event_rule(prune: PruneSpec) -> SparsityEvents | ThresholdEvents | TargetEvents:
-    """What a job's prune events remove, and when: a sparsity schedule, a threshold or a target."""
+@dataclass(frozen=True)
+class AutoEvents:
+    """An auto schedule's events: none until `started_at()` names the first one's step, then
+    `events` of them `gap` steps apart (a resumed job does not repeat the ones it holds)."""
+
+    schedule: AutoSpec
+    gap: int
+    started_at: Callable[[], int | None]
+    final: float | None  # the share removed at the last event (None: a threshold)
+    threshold: float | None = None
+    metric: str | None = None  # a cost target's
+
+    def amount(self, k: int) -> Amount:
+        """What the k-th event (from 1) removes: the threshold, or k / events of the way."""
+        if self.threshold is not None:
+            return Threshold(self.threshold)
+        share = (self.final or 0.0) * k / self.schedule.events
+        return CostTarget(self.metric, 1.0 - share) if self.metric else share
+
+    def amount_at(self, step: int, sparsity: float) -> Amount | None:
+        start = self.started_at()
+        if start is None or step < start:
+            return None
+        k, off = divmod(step - start, self.gap)
+        if off or k >= self.schedule.events:
+            return None
+        amount = self.amount(k + 1)
+        return None if isinstance(amount, float) and amount <= sparsity + 1e-9 else amount
+
+
+EventRule = SparsityEvents | ThresholdEvents | TargetEvents | AutoEvents
+
+
+def event_rule(prune: PruneSpec, started_at: Callable[[], int | None] = lambda: None) -> EventRule:
+    """What a job's prune events remove, and when: a sparsity schedule, a threshold or a target;
+    under an auto schedule, from the step `started_at()` names (`early_bird` decides it)."""
+    if isinstance(prune.schedule, AutoSpec):
+        recovery = prune.recovery_steps if prune.max_accuracy_drop is not None else None
+        metric = prune.target.metric if prune.target is not None else None
+        return AutoEvents(prune.schedule, prune.schedule.gap(recovery), started_at, prune.final_amount,
+                          prune.threshold, metric)  # fmt: skip
     if prune.threshold is not None:
         return ThresholdEvents(Threshold(prune.threshold), frozenset(prune.schedule.event_steps()))
     if prune.target is not None:

@@ -13,6 +13,7 @@ from typing import Any
 from slimray.core.jsonsafe import finite
 from slimray.core.records import (
     BeforeAfter,
+    MaskCheck,
     PruneEvent,
     Restart,
     RestartReason,
@@ -23,6 +24,7 @@ from slimray.core.records import (
     WindowReport,
     WorkerGroup,
 )
+from slimray.core.schedule_spec import AutoSpec
 from slimray.core.spec import PruneSpec
 
 UNREPORTED = "a new worker group started; its cause was not reported"
@@ -46,6 +48,7 @@ class Timeline:
     entries: list[TimelineEntry] = field(default_factory=list)
     events: list[PruneEvent] = field(default_factory=list)
     rollbacks: list[Rollback] = field(default_factory=list)  # events the accuracy budget undid
+    mask_checks: list[MaskCheck] = field(default_factory=list)  # an auto schedule's, rank 0's
     peak_memory: dict[int, int] = field(default_factory=dict)
     restarts: list[Restart] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -62,6 +65,7 @@ class Timeline:
         self._note_ranks(windows)
         if first.rollback is not None:
             self.rollbacks.append(first.rollback)
+        self.mask_checks.extend(first.mask_checks)
         entry = TimelineEntry.merge(windows, phase=self._phase, elapsed_seconds=self.elapsed(first.time),
                                     restarts=len(self.restarts), rollbacks=len(self.rollbacks),
                                     workers=len(windows))  # fmt: skip
@@ -98,6 +102,7 @@ class Timeline:
             self.entries = [e for e in self.entries if e.step <= step]
             self.events = [e for e in self.events if e.step < step]
             self.rollbacks = [r for r in self.rollbacks if r.step <= step]  # its checkpoint has it
+            self.mask_checks = [c for c in self.mask_checks if c.step < step]  # the group redoes the rest
             self._phase = len(self.events) + len(self.rollbacks)
         self._pending = []
         return unreported
@@ -220,7 +225,7 @@ def _budget_limit(prune: PruneSpec, rollbacks: Sequence[Rollback]) -> str:
 
 def _target_limit(prune: PruneSpec, done: list[PruneEvent], kept: float | None) -> str:
     """Why a cost target was missed: events that never ran, the floor, or too coarse a step."""
-    metric, scheduled = prune.target.metric, len(prune.schedule.event_steps())  # type: ignore[union-attr]
+    metric, scheduled = prune.target.metric, prune.schedule.event_count()  # type: ignore[union-attr]
     if kept is None or len(done) < scheduled:
         return f"the job ran {len(done)} of its {scheduled} prune events"
     if kept > prune.target.keep:  # type: ignore[union-attr]
@@ -247,6 +252,8 @@ def build_report(timeline: Timeline, prune: PruneSpec | None = None, **fields: A
         fields = {**fields, "target": target}
     if prune is not None and prune.max_accuracy_drop is not None:  # only a job with a budget has it
         fields = {**fields, "rollbacks": timeline.rollbacks}
+    if prune is not None and isinstance(prune.schedule, AutoSpec):  # only an auto schedule checks masks
+        fields = {**fields, "mask_checks": timeline.mask_checks}
     return RunReport(
         **fields, **_sizes(timeline),
         dense_samples_per_second=dense,

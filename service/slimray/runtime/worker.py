@@ -35,14 +35,10 @@ from slimray.runtime.accuracy_guard import AccuracyGuard, agreed_accuracy, level
 from slimray.runtime.agreement import check_agreement
 from slimray.runtime.backends import WorkerBackend, get_backend
 from slimray.runtime.breakdown import PhaseClock
-from slimray.runtime.checkpoints import (
-    CheckpointDisagreementError,
-    TrainState,
-    read_checkpoint,
-    write_checkpoint,
-)
+from slimray.runtime.checkpoints import TrainState, agree_on_restored_step, read_checkpoint, write_checkpoint
 from slimray.runtime.collective_errors import collective_errors
 from slimray.runtime.data import worker_shard
+from slimray.runtime.early_bird import early_bird
 from slimray.runtime.gpu import require_gpu
 from slimray.runtime.modeling import build_job_model, build_optimizer, evaluate, export_model, gradient_bytes
 from slimray.runtime.progress import FINISHED, STARTED, WINDOW, WorkerMessage
@@ -80,7 +76,8 @@ class WorkerLoop:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         keras.utils.set_random_seed(self.spec.train.seed)
         prune = self.spec.prune
-        self.prune_rule = event_rule(prune) if prune else None  # when to prune, and how much
+        self.prune_rule = event_rule(prune, lambda: self.state.auto.started_at) if prune else None
+        self.early_bird = early_bird(prune, self.prune_rule, config.total_steps)  # an auto schedule's
         self.pending_event: PruneEvent | None = None  # applied; recorded once its retrace is known
         self.rollback: Rollback | None = None  # undone by the accuracy budget at this step
         budgeted = prune is not None and prune.max_accuracy_drop is not None  # the model before an event:
@@ -106,7 +103,7 @@ class WorkerLoop:
                                                         self.reducer, strict=prune.strict)  # fmt: skip
         self.x_val, self.y_val = _local(self.config.validation)
         self._restore_or_build()
-        self._agree_on_restored_step()
+        agree_on_restored_step(self.rank, self.state.step, self.reducer)
         self.guard = AccuracyGuard(prune, self.state.budget) if self.pre_event else None
         self.backend.broadcast_weights(self.model, self.optimizer)
         self._refuse_if_strict()
@@ -146,17 +143,6 @@ class WorkerLoop:
         self.resumed_from = self.state.step if found else None
         self._new_model_costs()
 
-    def _agree_on_restored_step(self) -> None:
-        """Every rank restored the same step: each reads the checkpoint itself and may skip one it
-        cannot read, and a group split across checkpoints would train diverging models."""
-        step = np.asarray([float(self.state.step)])
-        low, high = int(self.reducer.allmin(step)[0]), int(self.reducer.allmax(step)[0])
-        if low != high:
-            raise CheckpointDisagreementError(
-                f"rank {self.rank} restored step {self.state.step}, but the ranks restored steps {low} "
-                f"to {high} (a checkpoint one rank could not read: see the report's warnings)"
-            )
-
     def _refuse_if_strict(self) -> None:
         """With `prune.strict`, a model slimray cannot prune all through fails the job before
         training (BlockedModelError names every blocker), not at its first prune event."""
@@ -181,6 +167,8 @@ class WorkerLoop:
         batch about to be trained on scores the channels."""
         if self.prune_rule is None:
             return
+        if self.early_bird is not None:  # an auto schedule: has the mask stopped changing?
+            self.early_bird.watch(self.state.step, self.state.auto, lambda first: self.mask_now(first, x, y))
         amount = self.prune_rule.amount_at(self.state.step, self.state.sparsity)
         if self.guard is not None:  # the budget caps, defers or retries events, and keeps the model
             now = level_now(self.guard.template, self.state, self.cost)
@@ -192,6 +180,16 @@ class WorkerLoop:
         if amount is not None:
             with self.clock.phase("prune_events"):
                 self.pending_event = self.prune_event(amount, x, y)
+
+    def mask_now(self, amount: Amount, x: np.ndarray, y: np.ndarray) -> Any:
+        """The mask (`PrunePlan`) an event of `amount` would choose now, the same on every rank."""
+        plan = self.choose_mask(amount, self.scoring(x, y), build_graph(self.model, self.pruner.strict)).plan
+        check_agreement(plan, self.reducer, self.state.step)
+        return plan
+
+    def scoring(self, x: np.ndarray, y: np.ndarray) -> ScoringBatch:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=self.spec.train.from_logits)
+        return ScoringBatch(x, y, loss)
 
     def agreed_accuracy(self) -> float:
         """Rank 0's validation accuracy, on every rank (the budget's decisions must agree)."""
@@ -216,8 +214,7 @@ class WorkerLoop:
         graph = build_graph(self.model, strict=self.pruner.strict)
         if not self.state.baseline_sizes:
             self.state.baseline_sizes = {g.id: g.size for g in graph.groups}
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=self.spec.train.from_logits)
-        scored = self.choose_mask(amount, ScoringBatch(x, y, loss), graph)
+        scored = self.choose_mask(amount, self.scoring(x, y), graph)
         durations = dict(scored.durations)
         start = time.perf_counter()
         check_agreement(scored.plan, self.reducer, step)
@@ -344,6 +341,7 @@ class WorkerLoop:
             gradient_allreduce_bytes_per_step=self.grad_bytes, sparsity=self.state.sparsity,
             peak_memory_bytes=peak_memory_bytes(), allreduce_bytes_total=self.reducer.bytes_reduced,
             event=self.pending_event, rollback=self.rollback, final=final, resumed_from=self.resumed_from,
+            mask_checks=self.early_bird.drain() if self.early_bird else [],
             world=self.world, val_accuracy=val_accuracy,
             weights_sha=weights_digest(self.model) if final else None,  # replicas ended identical?
         )  # fmt: skip

@@ -93,3 +93,15 @@ def test_an_accuracy_budget_lets_each_scheduled_event_store_its_retries():
     assert event_limit(spec) == SCHEDULED + EVENT_SLACK
     budget = {**spec["prune"], "max_accuracy_drop": 0.01, "recovery_steps": 20, "max_retries": 2}
     assert event_limit({**spec, "prune": budget}) == SCHEDULED * 3 + EVENT_SLACK
+
+
+def test_an_auto_schedule_stores_as_many_events_as_it_names():
+    """Its steps are decided while training: its event count bounds what it may store."""
+    from slimray.service.api.events import event_limit
+
+    with open("examples/mnist.yaml") as f:
+        spec = yaml.safe_load(f)
+    auto = {**spec["prune"], "schedule": {"kind": "auto", "events": 4, "spacing": 10}}
+    assert event_limit({**spec, "prune": auto}) == 4 + EVENT_SLACK
+    budget = {**auto, "max_accuracy_drop": 0.01, "recovery_steps": 10, "max_retries": 1}
+    assert event_limit({**spec, "prune": budget}) == 4 * 2 + EVENT_SLACK

@@ -35,7 +35,7 @@ def event_limit(spec: dict[str, Any]) -> int:
         prune = JobSpec.model_validate(spec).prune
     except ValidationError:
         return EVENT_SLACK
-    planned = 0 if prune is None else len(prune.schedule.event_steps())
+    planned = 0 if prune is None else prune.schedule.event_count()
     if prune is not None and prune.max_accuracy_drop is not None:  # each may be undone and retried
         planned *= 1 + prune.max_retries
     return planned + EVENT_SLACK
