@@ -4,6 +4,7 @@ Ray gives a new raylet a fixed 30 s to register with its GCS, then fails the who
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import ray
@@ -12,8 +13,10 @@ log = logging.getLogger(__name__)
 
 # Ray 2.60 (`ray/_private/node.py`) waits a fixed 30 s, not configurable, for the new raylet to
 # register with the GCS. On a loaded machine that wait ran out though nothing was wrong (the
-# project's CI: 2 cores, two test processes, once in 40 min of tests). One more try doubles it.
-START_ATTEMPTS = 2
+# project's CI: 2 cores, two test processes, once in 40 min of tests; here once twice in a row,
+# the second start slower than the first). Three tries, each after a pause that lets the load ease.
+START_ATTEMPTS = 3
+PAUSE_SECONDS = 5.0  # before the second try; twice that before the third
 # what Ray's plain `Exception` says when that wait runs out (it has no type of its own)
 RAYLET_TIMEOUT = "timed out during startup"
 
@@ -29,8 +32,8 @@ class RayStartError(RuntimeError):
 
 
 def start_embedded_ray(**init_kwargs: Any) -> None:
-    """`ray.init(address="local", **init_kwargs)`, tried once more if the raylet was slow to
-    register. The failed start's processes are killed first: the retry must not compete with them."""
+    """`ray.init(address="local", **init_kwargs)`, tried again (up to START_ATTEMPTS) if the raylet
+    was slow to register. A failed start's processes are killed first: a retry must not compete with them."""
     for attempt in range(1, START_ATTEMPTS + 1):
         before = _children()
         try:
@@ -45,6 +48,7 @@ def start_embedded_ray(**init_kwargs: Any) -> None:
                 raise RayStartError(attempts=attempt, cause=str(exc)) from exc
             log.warning("embedded Ray start %d of %d timed out (%s); stopped its %d processes, "
                         "starting again", attempt, START_ATTEMPTS, exc, stopped)  # fmt: skip
+            time.sleep(PAUSE_SECONDS * attempt)
 
 
 def _children() -> set[int] | None:
