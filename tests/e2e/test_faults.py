@@ -99,8 +99,10 @@ def test_b_a_worker_stopped_past_the_collective_timeout_is_detected_and_the_grou
 
 
 def test_c_a_truncated_newest_checkpoint_falls_back_to_the_one_before(cluster, tmp_path):
-    # 80 steps: at 40 the job once ended (loaded CI) before the injector's moment came
-    out = inject(cluster, tiny_spec(tmp_path / "run", train={"steps": 80}), tmp_path, "c")
+    # the job once ended (loaded CI) before the injector's moment came: at 40 steps, and at 80 with a
+    # checkpoint every 5 (a freeze never met a moment with none in flight); 100, one every 10
+    train = {"steps": 100, "checkpoint_every": 10}
+    out = inject(cluster, tiny_spec(tmp_path / "run", train=train), tmp_path, "c")
     _resumed_as_if_never_interrupted(out)
     assert min(out.report.restarts_from_steps) < out.injection.after_step  # not the truncated one
 
