@@ -1,6 +1,6 @@
 """An embedded Ray whose raylet misses Ray's fixed 30 s registration wait (a loaded machine: it
-failed a cold `slimray run` in CI) is started once more, after the failed start's processes are
-stopped; a second miss is a RayStartError that says so, with nothing left running."""
+failed a cold `slimray run` in CI) is started again, up to three times, after the failed start's
+processes are stopped; a third miss is a RayStartError that says so, with nothing left running."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 import ray
 
 from slimray.core.spec import parse_spec
+from slimray.runtime import embedded_ray
 from slimray.runtime.cluster import init_ray
 from slimray.runtime.embedded_ray import RayStartError, start_embedded_ray
 
@@ -42,6 +43,7 @@ class _SlowRaylet:
 def slow_raylet(monkeypatch):
     """Install a `_SlowRaylet`; afterwards Ray is shut down and any stand-in still alive killed."""
     assert not ray.is_initialized()
+    monkeypatch.setattr(embedded_ray, "PAUSE_SECONDS", 0.1)  # the pauses are for a loaded machine
     faults = []
 
     def install(misses: int, error: str = RAY_SAYS) -> _SlowRaylet:
