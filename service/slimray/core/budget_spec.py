@@ -39,6 +39,12 @@ class AccuracyBudgetFields(BaseModel):
         "best accuracy validated before an event or at a passed check.",
     )
 
+    @property
+    def checked_recovery(self) -> int | None:
+        """`recovery_steps` when a budget checks each event (they then space an auto schedule's
+        events), else None."""
+        return self.recovery_steps if self.max_accuracy_drop is not None else None
+
     @model_validator(mode="after")
     def _checks_fit_the_schedule(self) -> Any:
         """Each event's check comes before the next event: a check after it would judge two."""

@@ -333,11 +333,11 @@ class JobSpec(_Strict):
     @model_validator(mode="after")
     def _auto_fits(self) -> JobSpec:
         """An auto schedule's events (and a budget's last check) fit after its latest start."""
-        prune = self.prune
-        if prune is not None and isinstance(prune.schedule, AutoSpec) and self.train.steps is not None:
-            recovery = prune.recovery_steps if prune.max_accuracy_drop is not None else None
-            if problem := prune.schedule.fit_problem(self.train.steps, recovery):
-                raise ValueError(problem)
+        prune, steps = self.prune, self.train.steps
+        if prune is None or not isinstance(prune.schedule, AutoSpec) or steps is None:
+            return self
+        if problem := prune.schedule.fit_problem(steps, prune.checked_recovery):
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")

@@ -63,5 +63,5 @@ def early_bird(prune: PruneSpec | None, rule: object, total_steps: int) -> Early
     """The job's mask watcher: only an auto schedule has one."""
     if prune is None or not isinstance(rule, AutoEvents):
         return None
-    recovery = prune.recovery_steps if prune.max_accuracy_drop is not None else None
-    return EarlyBird(rule.schedule, rule.schedule.latest_start(total_steps, recovery), rule.amount(1))
+    latest = rule.schedule.latest_start(total_steps, prune.checked_recovery)
+    return EarlyBird(rule.schedule, latest, rule.amount(1))

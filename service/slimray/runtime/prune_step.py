@@ -91,10 +91,9 @@ def event_rule(prune: PruneSpec, started_at: Callable[[], int | None] = lambda: 
     """What a job's prune events remove, and when: a sparsity schedule, a threshold or a target;
     under an auto schedule, from the step `started_at()` names (`early_bird` decides it)."""
     if isinstance(prune.schedule, AutoSpec):
-        recovery = prune.recovery_steps if prune.max_accuracy_drop is not None else None
         metric = prune.target.metric if prune.target is not None else None
-        return AutoEvents(prune.schedule, prune.schedule.gap(recovery), started_at, prune.final_amount,
-                          prune.threshold, metric)  # fmt: skip
+        gap = prune.schedule.gap(prune.checked_recovery)
+        return AutoEvents(prune.schedule, gap, started_at, prune.final_amount, prune.threshold, metric)
     if prune.threshold is not None:
         return ThresholdEvents(Threshold(prune.threshold), frozenset(prune.schedule.event_steps()))
     if prune.target is not None:

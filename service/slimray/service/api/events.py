@@ -84,9 +84,10 @@ def kept_metrics(metrics: dict[str, Any], report: ReportIn, most_undone: int = E
 def _report(store: Store, job: Job, data: ReportIn) -> None:
     _running(store, job, "report")
     progress = {"step": data.step, "total_steps": data.total_steps}
-    limit = event_limit(job.spec)
-    store.update_progress(job.id, progress, kept_metrics(job.metrics, data, limit))
     event = data.stored_event()
+    # the cap validates the job's spec: only for a report that stores an event or an undone step
+    limit = event_limit(job.spec) if event is not None or data.rollback is not None else EVENT_SLACK
+    store.update_progress(job.id, progress, kept_metrics(job.metrics, data, limit))
     if event is None:
         return
     if not store.add_prune_event(job.id, data.event.step, event, limit):
